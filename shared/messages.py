@@ -1,0 +1,230 @@
+"""Pydantic models of every message on the wire, as docs/protocol.md defines them.
+
+This module is the schema only: no encoding (see ``shared.codec``), no I/O.
+
+Conventions, repeated from docs/protocol.md:
+- a field ending in ``_at`` is a wall-clock instant, UNIX epoch seconds as float64;
+- a field ending in ``_s`` is a duration in seconds;
+- ``_bytes``, ``_bytes_per_s``, ``_percent`` (0-100) and ``_celsius`` say their unit;
+- an optional field that is absent (or nil) means "not measured", never zero.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PROTOCOL_VERSION = 1
+
+# Limits that keep one message from growing without bound; a third-party
+# agent that respects them is always accepted.
+MAX_CORES = 1024
+MAX_DISKS = 64
+MAX_INTERFACES = 64
+MAX_SENSORS = 64
+MAX_TOP_PROCESSES = 5
+MAX_HISTORY_POINTS = 100_000  # 24 h at 1 Hz plus headroom
+MAX_NODES_PER_MESSAGE = 200_000
+
+NodeId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
+ShortText = Annotated[str, Field(max_length=256)]
+Percent = Annotated[float, Field(ge=0.0, le=100.0)]
+NonNegFloat = Annotated[float, Field(ge=0.0)]
+NonNegInt = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Seq = Annotated[int, Field(ge=1, le=2**63 - 1)]
+# Epoch seconds; bounded so a garbage value cannot overflow a datetime.
+EpochSeconds = Annotated[float, Field(ge=0.0, le=32_503_680_000.0)]
+Celsius = Annotated[float, Field(ge=-273.15, le=1000.0)]
+DiskPair = Annotated[list[NonNegInt], Field(min_length=2, max_length=2)]
+RatePair = Annotated[list[NonNegFloat], Field(min_length=2, max_length=2)]
+NodeState: TypeAlias = Literal["online", "stale", "offline"]
+
+
+class WireModel(BaseModel):
+    """Base of every wire model: immutable, no unknown keys, no NaN or inf."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class NodeFacts(WireModel):
+    """What does not change while an agent runs; sent once, in the hello."""
+
+    hostname: ShortText
+    os: ShortText
+    os_release: ShortText
+    platform: ShortText
+    arch: ShortText
+    cpu_count_logical: Annotated[int, Field(ge=1, le=MAX_CORES)] | None = None
+    cpu_count_physical: Annotated[int, Field(ge=1, le=MAX_CORES)] | None = None
+    memory_total_bytes: NonNegInt
+    boot_time_at: EpochSeconds | None = None
+    agent_version: ShortText
+    python_version: ShortText
+    in_container: bool = False
+
+
+class ProcessUsage(WireModel):
+    """One of the top processes, by CPU or by memory."""
+
+    pid: NonNegInt
+    name: ShortText
+    cpu_percent: NonNegFloat
+    rss_bytes: NonNegInt
+
+
+class Hello(WireModel):
+    """First message on /api/v1/ingest: who the agent is and how often it speaks."""
+
+    type: Literal["hello"] = "hello"
+    protocol_version: Annotated[int, Field(ge=1, le=65535)] = PROTOCOL_VERSION
+    node_id: NodeId
+    agent_instance_id: Annotated[str, Field(min_length=1, max_length=64)]
+    interval_s: Annotated[float, Field(ge=0.05, le=3600.0)]
+    sent_at: EpochSeconds
+    dropped_samples: NonNegInt = 0
+    facts: NodeFacts
+
+
+class Heartbeat(WireModel):
+    """One sample of a node; ``seq`` counts up from 1 per agent instance."""
+
+    type: Literal["heartbeat"] = "heartbeat"
+    seq: Seq
+    sampled_at: EpochSeconds
+    cpu_percent: Percent | None = None
+    cpu_per_core_percent: Annotated[list[Percent], Field(max_length=MAX_CORES)] | None = None
+    load_avg: Annotated[list[NonNegFloat], Field(min_length=3, max_length=3)] | None = None
+    mem_used_bytes: NonNegInt | None = None
+    mem_available_bytes: NonNegInt | None = None
+    mem_percent: Percent | None = None
+    swap_total_bytes: NonNegInt | None = None
+    swap_used_bytes: NonNegInt | None = None
+    swap_percent: Percent | None = None
+    # mount point -> [total_bytes, used_bytes]; maps keep the heartbeat under 600 bytes
+    disks: Annotated[dict[ShortText, DiskPair], Field(max_length=MAX_DISKS)] | None = None
+    disk_read_bytes_per_s: NonNegFloat | None = None
+    disk_write_bytes_per_s: NonNegFloat | None = None
+    net_rx_bytes_per_s: NonNegFloat | None = None
+    net_tx_bytes_per_s: NonNegFloat | None = None
+    # interface name -> [rx_bytes_per_s, tx_bytes_per_s]
+    net_interfaces: Annotated[dict[ShortText, RatePair], Field(max_length=MAX_INTERFACES)] | None = None
+    process_count: NonNegInt | None = None
+    uptime_s: NonNegFloat | None = None
+    # sensor label -> degrees Celsius
+    temperatures: Annotated[dict[ShortText, Celsius], Field(max_length=MAX_SENSORS)] | None = None
+    cgroup_cpu_limit_cores: NonNegFloat | None = None
+    cgroup_memory_limit_bytes: NonNegInt | None = None
+    top_cpu: Annotated[list[ProcessUsage], Field(max_length=MAX_TOP_PROCESSES)] | None = None
+    top_memory: Annotated[list[ProcessUsage], Field(max_length=MAX_TOP_PROCESSES)] | None = None
+    # Both are cumulative since the agent started; absent means zero.
+    sample_errors: NonNegInt | None = None
+    late_ticks: NonNegInt | None = None
+
+
+class Ack(WireModel):
+    """Cumulative ack: the collector holds every sample up to and including ``seq``."""
+
+    type: Literal["ack"] = "ack"
+    seq: NonNegInt
+
+
+class Error(WireModel):
+    """Sent just before the collector closes a connection for a reason of the peer's."""
+
+    type: Literal["error"] = "error"
+    reason: Annotated[str, Field(max_length=64)]
+    detail: Annotated[str, Field(max_length=1024)]
+
+
+class NodeStatus(WireModel):
+    """The collector's judgement of one node, by the collector's own clock."""
+
+    node_id: NodeId
+    state: NodeState
+    state_since_at: EpochSeconds
+    reason: ShortText | None = None
+    last_seen_at: EpochSeconds | None = None
+    interval_s: Annotated[float, Field(ge=0.05, le=3600.0)]
+    agent_instance_id: Annotated[str, Field(min_length=1, max_length=64)]
+    connected: bool
+    last_seq: NonNegInt
+    clock_skew_s: float | None = None
+    dropped_samples: NonNegInt = 0
+    missing_samples: NonNegInt = 0
+
+
+Series = Annotated[list[float | None], Field(max_length=MAX_HISTORY_POINTS)]
+
+
+class History(WireModel):
+    """Recent samples of one node as parallel columns, oldest first; nil is a gap."""
+
+    seq: Annotated[list[Seq], Field(max_length=MAX_HISTORY_POINTS)]
+    sampled_at: Annotated[list[EpochSeconds], Field(max_length=MAX_HISTORY_POINTS)]
+    cpu_percent: Series
+    mem_percent: Series
+    load_1: Series
+    net_rx_bytes_per_s: Series
+    net_tx_bytes_per_s: Series
+    disk_read_bytes_per_s: Series
+    disk_write_bytes_per_s: Series
+
+
+class NodeEntry(WireModel):
+    """One node as a viewer sees it: status, and whatever else changed."""
+
+    status: NodeStatus
+    facts: NodeFacts | None = None
+    last_sample: Heartbeat | None = None
+    history: History | None = None
+
+
+class Snapshot(WireModel):
+    """First message on /api/v1/subscribe: every node, with recent history."""
+
+    type: Literal["snapshot"] = "snapshot"
+    server_time_at: EpochSeconds
+    nodes: Annotated[list[NodeEntry], Field(max_length=MAX_NODES_PER_MESSAGE)]
+
+
+class Update(WireModel):
+    """A batch of changes since the last snapshot or update, latest state per node."""
+
+    type: Literal["update"] = "update"
+    server_time_at: EpochSeconds
+    nodes: Annotated[list[NodeEntry], Field(max_length=MAX_NODES_PER_MESSAGE)] = []
+    removed: Annotated[list[NodeId], Field(max_length=MAX_NODES_PER_MESSAGE)] = []
+
+
+class HistoryRequest(WireModel):
+    """Viewer to collector: send me the full history of one node."""
+
+    type: Literal["history_request"] = "history_request"
+    node_id: NodeId
+
+
+class NodeHistory(WireModel):
+    """Collector to viewer: the answer to a ``history_request``."""
+
+    type: Literal["history"] = "history"
+    node_id: NodeId
+    history: History
+
+
+Message: TypeAlias = Annotated[
+    Hello | Heartbeat | Ack | Error | Snapshot | Update | HistoryRequest | NodeHistory,
+    Field(discriminator="type"),
+]
+
+# Every top-level message class, for docs/protocol.md's completeness test.
+MESSAGE_TYPES: tuple[type[WireModel], ...] = (
+    Hello,
+    Heartbeat,
+    Ack,
+    Error,
+    Snapshot,
+    Update,
+    HistoryRequest,
+    NodeHistory,
+)
