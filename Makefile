@@ -36,7 +36,7 @@ qt-deps:
 	fi
 
 run: venv qt-deps
-	$(BIN)/nodewatch up --simulate $(SIMULATE)
+	$(BIN)/nodewatch up$(if $(filter-out 0,$(SIMULATE)), --simulate $(SIMULATE))
 
 lint: venv
 	$(BIN)/ruff check .

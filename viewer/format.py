@@ -1,0 +1,111 @@
+"""Pure formatting of numbers for people: bytes, rates, durations, ages, percentages.
+
+Not here: colours, fonts or anything Qt; the model decides where each string goes.
+An absent value (``None``) means "not measured" and is shown as an empty cell, never 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+# IEC binary prefixes: memory and disk sizes are powers of two on every OS we sample.
+_BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+_KIB = 1024.0
+
+
+def format_bytes(value: float | None) -> str:
+    """Return ``value`` bytes as e.g. ``'1.5 GiB'``; three significant digits are enough at a glance."""
+    if value is None:
+        return ""
+    size = float(value)
+    for unit in _BYTE_UNITS[:-1]:
+        if abs(size) < _KIB:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.3g} {unit}"
+        size /= _KIB
+    return f"{size:.3g} {_BYTE_UNITS[-1]}"
+
+
+def format_rate(bytes_per_s: float | None) -> str:
+    """Return a byte rate as e.g. ``'12.3 KiB/s'``."""
+    if bytes_per_s is None:
+        return ""
+    return format_bytes(bytes_per_s) + "/s"
+
+
+def format_rx_tx(rx_bytes_per_s: float | None, tx_bytes_per_s: float | None) -> str:
+    """Return ``'rx ↓ / tx ↑'``; a side that was not measured shows as an en dash."""
+    if rx_bytes_per_s is None and tx_bytes_per_s is None:
+        return ""
+    rx = format_rate(rx_bytes_per_s) or "–"
+    tx = format_rate(tx_bytes_per_s) or "–"
+    return f"↓ {rx}  ↑ {tx}"
+
+
+def format_percent(value: float | None) -> str:
+    """Return a 0-100 value as ``'42.0 %'``."""
+    return "" if value is None else f"{value:.1f} %"
+
+
+def format_duration(seconds: float | None) -> str:
+    """Return an uptime as ``'3 d 4 h'``, ``'4 h 05 m'``, ``'5 m 07 s'`` or ``'7 s'``: two units at most."""
+    if seconds is None:
+        return ""
+    total = max(0, int(seconds))
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes:02d} m"
+    if minutes:
+        return f"{minutes} m {secs:02d} s"
+    return f"{secs} s"
+
+
+def format_age(age_s: float | None) -> str:
+    """Return how long ago something was seen: ``'3 s ago'``, ``'2 m ago'``; a future instant is 'just now'."""
+    if age_s is None:
+        return "never"
+    if age_s < 1.0:
+        return "just now"
+    if age_s < 60.0:
+        return f"{int(age_s)} s ago"
+    if age_s < 3_600.0:
+        return f"{int(age_s // 60)} m ago"
+    if age_s < 86_400.0:
+        return f"{int(age_s // 3_600)} h ago"
+    return f"{int(age_s // 86_400)} d ago"
+
+
+def format_load(load_avg: Sequence[float] | None) -> str:
+    """Return the 1/5/15-minute load averages as ``'0.52 0.40 0.31'``."""
+    if not load_avg:
+        return ""
+    return " ".join(f"{value:.2f}" for value in load_avg)
+
+
+def fullest_disk_percent(disks: Mapping[str, Sequence[int]] | None) -> float | None:
+    """Return the used percentage of the fullest disk, or None if no disk was measured (or all are empty)."""
+    if not disks:
+        return None
+    fullest: float | None = None
+    for total_bytes, used_bytes in (pair[:2] for pair in disks.values()):
+        if total_bytes <= 0:
+            continue
+        percent = min(100.0, 100.0 * used_bytes / total_bytes)
+        fullest = percent if fullest is None else max(fullest, percent)
+    return fullest
+
+
+def fullest_disk_name(disks: Mapping[str, Sequence[int]] | None) -> str | None:
+    """Return the mount point of the fullest disk, for a tooltip."""
+    if not disks:
+        return None
+    best: tuple[float, str] | None = None
+    for mount, pair in disks.items():
+        total_bytes, used_bytes = pair[0], pair[1]
+        if total_bytes > 0:
+            candidate = (used_bytes / total_bytes, mount)
+            best = candidate if best is None or candidate[0] > best[0] else best
+    return None if best is None else best[1]
