@@ -1,0 +1,274 @@
+"""A simulated fleet: N agents that speak the real protocol to a real collector, from a few processes.
+
+Each simulated agent has its own node id, sends a real hello and real
+heartbeats over its own websocket, and has its own interval phase. Samples
+are varied and plausible: most nodes idle along, a few run hot, a few die
+(some close cleanly, some just go silent). All traffic stays on loopback and
+every run is bounded in time (``--duration``, default one hour).
+
+This is a load generator for ``bench/`` and for ``nodewatch up --simulate N``;
+it is not the agent (see ``agent/``) and samples nothing real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import multiprocessing
+import random
+import resource
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in {None, ""}:  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiohttp
+
+from shared.codec import encode
+from shared.messages import Heartbeat, Hello, NodeFacts
+
+CONNECT_STAGGER_S = 0.002  # 500 connects/s per process keeps the collector's accept queue short
+MAX_ADDRESSES = 200  # 127.0.0.2 .. 127.0.0.201: ~28k ephemeral ports each, far beyond any run here
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """What one fleet run does."""
+
+    collector: str
+    nodes: int
+    interval_s: float
+    duration_s: float
+    processes: int
+    prefix: str
+    spread_addresses: bool
+    token: str | None
+
+
+@dataclass
+class NodeProfile:
+    """How one simulated node behaves: its load level and whether (and how) it dies."""
+
+    node_id: str
+    base_cpu_percent: float
+    mem_percent: float
+    dies_after_s: float | None
+    dies_cleanly: bool
+    phase_s: float
+
+
+def make_profiles(config: FleetConfig, rng: random.Random) -> list[NodeProfile]:
+    """Give every node a deterministic personality: 5 % hot, 2 % dying, the rest ordinary."""
+    profiles = []
+    for index in range(config.nodes):
+        roll = rng.random()
+        hot = roll < 0.05
+        dying = 0.05 <= roll < 0.07
+        profiles.append(
+            NodeProfile(
+                node_id=f"{config.prefix}-{index:05d}",
+                base_cpu_percent=rng.uniform(80, 97) if hot else rng.uniform(2, 40),
+                mem_percent=rng.uniform(20, 90),
+                dies_after_s=rng.uniform(20, 120) if dying else None,
+                dies_cleanly=rng.random() < 0.5,
+                phase_s=rng.uniform(0, config.interval_s),
+            )
+        )
+    return profiles
+
+
+def make_heartbeat(profile: NodeProfile, seq: int, rng: random.Random) -> Heartbeat:
+    """A plausible sample: CPU wanders around the node's base load, rates are bursty."""
+    cpu = min(100.0, max(0.0, profile.base_cpu_percent + rng.gauss(0, 5)))
+    mem = min(100.0, max(0.0, profile.mem_percent + rng.gauss(0, 0.5)))
+    total = 64 * 2**30
+    return Heartbeat(
+        seq=seq,
+        sampled_at=time.time(),
+        cpu_percent=round(cpu, 1),
+        cpu_per_core_percent=[round(min(100.0, max(0.0, cpu + rng.gauss(0, 8))), 1) for _ in range(2)],
+        load_avg=[round(cpu / 50, 2), round(cpu / 55, 2), round(cpu / 60, 2)],
+        mem_used_bytes=int(8 * 2**30 * mem / 100),
+        mem_available_bytes=int(8 * 2**30 * (100 - mem) / 100),
+        mem_percent=round(mem, 1),
+        disks={"/": [total, int(total * 0.4)], "/var": [total, int(total * (0.5 + 0.4 * math.sin(seq / 500)))]},
+        disk_read_bytes_per_s=float(int(rng.expovariate(1 / 50_000))),
+        disk_write_bytes_per_s=float(int(rng.expovariate(1 / 200_000))),
+        net_rx_bytes_per_s=float(int(rng.expovariate(1 / 100_000))),
+        net_tx_bytes_per_s=float(int(rng.expovariate(1 / 80_000))),
+        process_count=150 + seq % 7,
+        uptime_s=float(86_400 + seq),
+    )
+
+
+def _facts(profile: NodeProfile) -> NodeFacts:
+    return NodeFacts(
+        hostname=profile.node_id,
+        os="Linux",
+        os_release="6.1.0-sim",
+        platform="simulated",
+        arch="x86_64",
+        cpu_count_logical=2,
+        memory_total_bytes=8 * 2**30,
+        agent_version="fleet-sim",
+        python_version=sys.version.split()[0],
+    )
+
+
+async def run_node(
+    session: aiohttp.ClientSession,
+    config: FleetConfig,
+    profile: NodeProfile,
+    deadline: float,
+    counters: dict[str, int],
+) -> None:
+    """Connect, say hello, then send one heartbeat per interval at this node's phase until the deadline."""
+    rng = random.Random(profile.node_id)
+    url = config.collector.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/api/v1/ingest"
+    headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
+    started = time.monotonic()
+    instance_id = uuid.uuid4().hex[:16]  # one per simulated agent run, kept across reconnects
+    seq = 0
+    while time.monotonic() < deadline:
+        try:
+            async with session.ws_connect(url, headers=headers, heartbeat=30.0, autoping=True) as ws:
+                hello = Hello(
+                    node_id=profile.node_id,
+                    agent_instance_id=instance_id,
+                    interval_s=config.interval_s,
+                    sent_at=time.time(),
+                    facts=_facts(profile),
+                )
+                await ws.send_bytes(encode(hello))
+                counters["connected"] += 1
+                reader = asyncio.create_task(_drain(ws))
+                try:
+                    next_due = time.monotonic() + profile.phase_s
+                    while True:
+                        now = time.monotonic()
+                        if now >= deadline:
+                            await ws.close()
+                            return
+                        if profile.dies_after_s is not None and now - started > profile.dies_after_s:
+                            if profile.dies_cleanly:
+                                await ws.close()
+                            else:
+                                await asyncio.sleep(max(0.0, deadline - now))  # silent: never send again
+                            return
+                        await asyncio.sleep(max(0.0, next_due - now))
+                        next_due += config.interval_s
+                        seq += 1
+                        await ws.send_bytes(encode(make_heartbeat(profile, seq, rng)))
+                        counters["sent"] += 1
+                        if reader.done():
+                            break
+                finally:
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await reader
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            counters["connect_errors"] += 1
+        await asyncio.sleep(rng.uniform(0.5, 2.0))
+
+
+async def _drain(ws: aiohttp.ClientWebSocketResponse) -> None:
+    async for _msg in ws:
+        pass
+
+
+async def run_worker(config: FleetConfig, profiles: Sequence[NodeProfile], worker: int) -> dict[str, int]:
+    """Run a share of the fleet in this process; return its counters."""
+    counters = {"connected": 0, "sent": 0, "connect_errors": 0}
+    deadline = time.monotonic() + config.duration_s
+    local_host = f"127.0.0.{2 + worker % MAX_ADDRESSES}" if config.spread_addresses else None
+    connector = aiohttp.TCPConnector(limit=0, local_addr=(local_host, 0) if local_host else None)
+    async with aiohttp.ClientSession(connector=connector) as session, asyncio.TaskGroup() as group:
+        for profile in profiles:
+            group.create_task(run_node(session, config, profile, deadline, counters))
+            await asyncio.sleep(CONNECT_STAGGER_S)
+    return counters
+
+
+def _worker_main(config: FleetConfig, profiles: list[NodeProfile], worker: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the fleet stops
+    with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
+        counters = asyncio.run(run_worker(config, profiles, worker))
+        print(f"fleet worker {worker}: {counters}", flush=True)
+
+
+def raise_nofile_limit() -> int:
+    """Raise the open-files soft limit to the hard limit: every agent needs a socket."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def parse_args(argv: Sequence[str] | None) -> FleetConfig:
+    """Read the fleet's settings from the command line."""
+    parser = argparse.ArgumentParser(description="Simulate N nodewatch agents against a collector on loopback.")
+    parser.add_argument("--collector", default="http://127.0.0.1:8765", help="collector base URL (loopback only)")
+    parser.add_argument("--nodes", type=int, default=100, help="number of simulated agents (default 100)")
+    parser.add_argument("--interval", type=float, default=1.0, help="heartbeat interval in seconds (default 1)")
+    parser.add_argument("--duration", type=float, default=3600.0, help="stop after this many seconds (default 3600)")
+    parser.add_argument("--processes", type=int, default=0, help="worker processes (default: 1 per 2,500 nodes)")
+    parser.add_argument("--prefix", default="sim", help="node id prefix (default 'sim')")
+    parser.add_argument("--spread-addresses", action="store_true", help="use 127.0.0.x source addresses")
+    parser.add_argument("--token", default=None, help="agent token, if the collector wants one")
+    args = parser.parse_args(argv)
+    host = args.collector.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+    if not (host.startswith("127.") or host in {"localhost", "[::1]"}):
+        parser.error(f"--collector: expected a loopback address, got {host!r}")
+    if args.nodes < 1:
+        parser.error(f"--nodes: expected at least 1, got {args.nodes}")
+    if not 0.05 <= args.interval <= 3600:
+        parser.error(f"--interval: expected 0.05-3600 seconds, got {args.interval}")
+    if not 0 < args.duration <= 86_400:
+        parser.error(f"--duration: expected 0-86400 seconds, got {args.duration}")
+    processes = args.processes or max(1, min(8, math.ceil(args.nodes / 2500)))
+    return FleetConfig(
+        collector=args.collector,
+        nodes=args.nodes,
+        interval_s=args.interval,
+        duration_s=args.duration,
+        processes=processes,
+        prefix=args.prefix,
+        spread_addresses=args.spread_addresses,
+        token=args.token,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the worker processes and wait for them, or for Ctrl-C / SIGTERM."""
+    config = parse_args(argv)
+    raise_nofile_limit()
+    profiles = make_profiles(config, random.Random(42))
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker_main, args=(config, profiles[index :: config.processes], index), daemon=True)
+        for index in range(config.processes)
+    ]
+    for process in workers:
+        process.start()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        for process in workers:
+            process.join()
+    except KeyboardInterrupt:
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            process.join(timeout=3)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
