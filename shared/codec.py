@@ -76,9 +76,14 @@ def decode(data: bytes, limits: DecodeLimits = INGEST_LIMITS) -> Message:
             max_array_len=limits.max_container_len,
             max_map_len=limits.max_container_len,
             max_ext_len=0,
+            ext_hook=_reject_ext,
         )
     except msgpack.ExtraData as exc:
         raise ProtocolError(ErrorReason.TRAILING_BYTES, "expected one msgpack object, got trailing bytes") from exc
+    except msgpack.StackError as exc:  # msgpack's parser stack (1,024 levels) ran out before our own depth check
+        raise ProtocolError(
+            ErrorReason.NESTING_TOO_DEEP, f"expected nesting of at most {limits.max_depth}, got over 1024"
+        ) from exc
     except UnicodeDecodeError as exc:
         raise ProtocolError(ErrorReason.INVALID_UTF8, f"expected UTF-8 strings, got {exc.object[:32]!r}") from exc
     except ValueError as exc:
@@ -93,11 +98,19 @@ def decode_json(text: str | bytes, limits: DecodeLimits = SUBSCRIBE_REQUEST_LIMI
     size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
     if size > limits.max_frame_bytes:
         raise ProtocolError(ErrorReason.FRAME_TOO_LARGE, f"expected at most {limits.max_frame_bytes} bytes, got {size}")
+    if isinstance(text, bytes):
+        # Strictly: json.loads(bytes) would also take UTF-16/32 and UTF-8-encoded surrogates.
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(ErrorReason.INVALID_UTF8, f"expected UTF-8 text, got {exc.object[:32]!r}") from exc
     try:
         obj = json.loads(text, parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise ProtocolError(ErrorReason.INVALID_UTF8, "expected UTF-8 text") from exc
-    except (ValueError, RecursionError) as exc:
+    except RecursionError as exc:  # json's C scanner recurses per level, before _check_shape can count
+        raise ProtocolError(
+            ErrorReason.NESTING_TOO_DEEP, f"expected nesting of at most {limits.max_depth}, got more"
+        ) from exc
+    except ValueError as exc:
         raise ProtocolError(ErrorReason.MALFORMED_JSON, f"expected JSON, got {exc!s:.200}") from exc
     _check_shape(obj, limits)
     return _validate(obj, limits)
@@ -107,8 +120,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"expected a finite number, got {name}")
 
 
+def _reject_ext(code: int, data: bytes) -> Any:
+    """Refuse the empty ext types that ``max_ext_len=0`` lets through: the protocol uses none."""
+    raise ValueError(f"msgpack ext type {code}, which nodewatch does not use")
+
+
 def _classify_unpack_error(exc: ValueError) -> ProtocolError:
-    text = str(exc)
+    text = str(exc) or type(exc).__name__  # FormatError carries no message
+    if "max_ext_len" in text or "ext type" in text:
+        return ProtocolError(ErrorReason.MALFORMED_MSGPACK, f"expected no msgpack ext types, got {text:.200}")
     if "exceeds max_" in text:
         return ProtocolError(ErrorReason.CONTAINER_TOO_LARGE, f"expected a smaller container, got {text:.200}")
     if "map key" in text:
@@ -122,6 +142,8 @@ def _check_shape(obj: object, limits: DecodeLimits) -> None:
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):  # strict_map_key still admits bin keys
+                raise ProtocolError(ErrorReason.BAD_MAP_KEY, "expected string map keys, got bin")
             children: list[object] = list(item.values())
         elif isinstance(item, list):
             children = item

@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 PROTOCOL_VERSION = 1
 
-# Limits that keep one message from growing without bound; a third-party
-# agent that respects them is always accepted.
+# Limits that keep one message from growing without bound. The receiving
+# endpoint's frame-size limit (docs/protocol.md, section 2.2) applies on top:
+# a heartbeat at every limit at once would be over 64 KiB and is refused.
 MAX_CORES = 1024
 MAX_DISKS = 64
 MAX_INTERFACES = 64

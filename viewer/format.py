@@ -33,11 +33,11 @@ def format_rate(bytes_per_s: float | None) -> str:
 
 
 def format_rx_tx(rx_bytes_per_s: float | None, tx_bytes_per_s: float | None) -> str:
-    """Return ``'rx ↓ / tx ↑'``; a side that was not measured shows as an en dash."""
+    """Return ``'rx ↓ / tx ↑'``; a side that was not measured shows as "-"."""
     if rx_bytes_per_s is None and tx_bytes_per_s is None:
         return ""
-    rx = format_rate(rx_bytes_per_s) or "–"
-    tx = format_rate(tx_bytes_per_s) or "–"
+    rx = format_rate(rx_bytes_per_s) or "-"
+    tx = format_rate(tx_bytes_per_s) or "-"
     return f"↓ {rx}  ↑ {tx}"
 
 

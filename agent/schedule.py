@@ -1,0 +1,50 @@
+"""The agent's tick schedule: sample N is due at ``start + N * interval_s`` on the monotonic clock.
+
+Pure: the caller passes ``now``; nothing here sleeps. Not here: the sleeping
+loop (``agent.runner``).
+
+A tick found more than ``tolerance_s`` past its due time is late: it is
+counted and skipped, never bunched up with the next one, so the collector
+never sees a burst of samples taken milliseconds apart after a stall.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class TickSchedule:
+    """Decides, each time the loop wakes, whether to sample now and when to wake next."""
+
+    def __init__(self, start: float, interval_s: float, tolerance_s: float | None = None) -> None:
+        if interval_s <= 0:
+            raise RuntimeError(f"expected interval_s > 0, got {interval_s!r}")
+        self.start = start
+        self.interval_s = interval_s
+        # Half an interval: a sample taken later than that belongs to the next slot.
+        self.tolerance_s = interval_s / 2 if tolerance_s is None else tolerance_s
+        self.late_ticks = 0
+        self._next_tick = 1
+
+    def due_at(self, tick: int) -> float:
+        """Monotonic time at which tick ``tick`` is due."""
+        return self.start + tick * self.interval_s
+
+    @property
+    def next_due(self) -> float:
+        """Monotonic time at which the loop should wake next."""
+        return self.due_at(self._next_tick)
+
+    def poll(self, now: float) -> int | None:
+        """Return the tick to sample at ``now``, or None if none is due; late ticks are skipped."""
+        if now < self.next_due:
+            return None
+        latest = math.floor((now - self.start) / self.interval_s)
+        latest = max(latest, self._next_tick)  # float rounding at an exact boundary
+        skipped = latest - self._next_tick
+        self.late_ticks += skipped
+        self._next_tick = latest + 1
+        if now - self.due_at(latest) > self.tolerance_s:
+            self.late_ticks += 1
+            return None
+        return latest

@@ -1,0 +1,292 @@
+"""Does the viewer's UI thread stall under a big fleet? Measure it with the real parts.
+
+Starts a real collector (``python -m nodewatch collector`` on 127.0.0.1, port 0) and a
+simulated fleet (``bench/fleet.py``: N real websocket agents at 1 Hz, separate process),
+then runs the real ``MainWindow`` (offscreen unless a display is set) in this process,
+with one node selected so its charts extend live too. While it runs:
+
+- a 10 ms ``Qt.TimerType.PreciseTimer`` probe on the UI thread records how late each tick is
+  (lateness = gap between ticks minus 10 ms): p50 / p99 / max;
+- an event filter counts paint events of the table's viewport (repaints per second);
+- ``time.thread_time()`` on the UI thread gives its CPU share;
+- RSS is sampled every 5 s; the slope (MB/min) is a least-squares fit.
+
+Targets (issue #5): max stall < 50 ms, p99 < 16 ms, ~10 repaints/s max, RSS flat.
+Prints a markdown table. Example::
+
+    .venv/bin/python bench/viewer_stall.py --nodes 2000 --duration 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import selectors
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in {None, ""}:  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+REPO = Path(__file__).resolve().parent.parent
+PROBE_INTERVAL_MS = 10  # the issue's probe: a 10 ms PreciseTimer
+RSS_SAMPLE_S = 5.0
+_URL_RE = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
+_MIB = 1024.0 * 1024.0
+
+
+@dataclass
+class Measurements:
+    """What the probe, the paint counter and the samplers saw during the measured window."""
+
+    lateness_ms: list[float] = field(default_factory=list)
+    paints: int = 0
+    batches: int = 0
+    batch_nodes: int = 0
+    rss_samples: list[tuple[float, float]] = field(default_factory=list)  # (elapsed s, MiB)
+    ui_cpu_s: float = 0.0
+    process_cpu_s: float = 0.0
+    elapsed_s: float = 0.0
+    rows: int = 0
+    close_s: float = 0.0
+
+
+def start_collector() -> tuple[subprocess.Popen[str], str]:
+    """Run the collector CLI on a free loopback port; return the process and its URL."""
+    command = [sys.executable, "-m", "nodewatch", "collector", "--bind", "127.0.0.1:0", "--log-level", "WARNING"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    deadline = time.monotonic() + 30.0
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline and selector.select(timeout=deadline - time.monotonic()):
+            line = process.stdout.readline()
+            match = _URL_RE.search(line)
+            if match:
+                return process, match.group(1)
+            if not line:
+                break
+    process.kill()
+    raise SystemExit("viewer_stall: the collector did not print its URL within 30 s")
+
+
+def health(url: str) -> dict[str, object]:
+    """The collector's /api/v1/health body."""
+    with urllib.request.urlopen(url + "/api/v1/health", timeout=5) as response:
+        body: dict[str, object] = json.loads(response.read())
+        return body
+
+
+def wait_for_fleet(url: str, nodes: int, timeout_s: float) -> int:
+    """Wait until most simulated agents are connected; return how many are."""
+    deadline = time.monotonic() + timeout_s
+    connected = 0
+    while time.monotonic() < deadline:
+        connected = int(str(health(url).get("agents_connected", 0)))
+        if connected >= nodes * 0.95:
+            break
+        time.sleep(0.5)
+    return connected
+
+
+def rss_mib() -> float:
+    """This process's resident set size, from /proc (no psutil needed)."""
+    with Path("/proc/self/statm").open() as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / _MIB
+
+
+def slope_mib_per_min(samples: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of RSS over time, in MiB per minute."""
+    if len(samples) < 2:  # noqa: PLR2004 - a line needs two points
+        return 0.0
+    xs = [t for t, _ in samples]
+    ys = [m for _, m in samples]
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    denominator = sum((x - mean_x) ** 2 for x in xs)
+    if denominator == 0:
+        return 0.0
+    return 60.0 * sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / denominator
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+def run_viewer(url: str, nodes: int, duration_s: float, settle_s: float, *, profile: bool = False) -> Measurements:
+    """Run the real window against ``url``, measure for ``duration_s``, close it, return the numbers."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PyQt6.QtCore import QEvent, QObject, Qt, QTimer
+    from PyQt6.QtWidgets import QApplication
+
+    from viewer.batching import NodeBatch
+    from viewer.link import CollectorLink, LinkConfig
+    from viewer.window import MainWindow
+
+    app = QApplication.instance() or QApplication(["viewer_stall"])
+    link = CollectorLink(LinkConfig(collector_url=url))
+    window = MainWindow(link)
+    window.resize(1400, 900)
+    window.show()
+    link.start()
+    result = Measurements()
+    measuring = False
+
+    class PaintCounter(QObject):
+        def eventFilter(self, _watched: QObject | None, event: QEvent | None) -> bool:  # noqa: N802 - Qt's name
+            if measuring and event is not None and event.type() == QEvent.Type.Paint:
+                result.paints += 1
+            return False
+
+    def on_batch(batch: NodeBatch) -> None:
+        if measuring:
+            result.batches += 1
+            result.batch_nodes += len(batch.entries)
+
+    counter = PaintCounter()
+    viewport = window.table.viewport()
+    assert viewport is not None
+    viewport.installEventFilter(counter)
+    link.batch_ready.connect(on_batch)
+
+    # Phase 1: wait for the table to fill (bounded), then let it settle.
+    deadline = time.monotonic() + 60.0
+    while window.model.rowCount() < nodes * 0.95 and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
+    ids = sorted(window.model.node_ids())
+    if ids:
+        window.select_node(ids[0])
+    settle_deadline = time.monotonic() + settle_s
+    while time.monotonic() < settle_deadline:
+        app.processEvents()
+        time.sleep(0.01)
+
+    # Phase 2: measure inside app.exec(), as in real use.
+    last_tick = time.perf_counter()
+    started = last_tick
+    thread_cpu_start = time.thread_time()
+    process_cpu_start = time.process_time()
+
+    def on_probe() -> None:
+        nonlocal last_tick
+        now = time.perf_counter()
+        result.lateness_ms.append(max(0.0, (now - last_tick) * 1000.0 - PROBE_INTERVAL_MS))
+        last_tick = now
+
+    def on_rss() -> None:
+        result.rss_samples.append((time.perf_counter() - started, rss_mib()))
+
+    probe = QTimer()
+    probe.setTimerType(Qt.TimerType.PreciseTimer)
+    probe.setInterval(PROBE_INTERVAL_MS)
+    probe.timeout.connect(on_probe)
+    rss_timer = QTimer()
+    rss_timer.setInterval(int(RSS_SAMPLE_S * 1000))
+    rss_timer.timeout.connect(on_rss)
+    measuring = True
+    on_rss()
+    probe.start()
+    rss_timer.start()
+    QTimer.singleShot(int(duration_s * 1000), app.quit)
+    if profile:  # where the UI thread's time goes (cProfile sees only this thread)
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.runcall(app.exec)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+    else:
+        app.exec()
+    probe.stop()
+    rss_timer.stop()
+    measuring = False
+    on_rss()
+    result.elapsed_s = time.perf_counter() - started
+    result.ui_cpu_s = time.thread_time() - thread_cpu_start
+    result.process_cpu_s = time.process_time() - process_cpu_start
+    result.rows = window.model.rowCount()
+    close_started = time.perf_counter()
+    window.close()
+    result.close_s = time.perf_counter() - close_started
+    return result
+
+
+def report(result: Measurements, nodes: int, connected: int, duration_s: float) -> str:
+    """The markdown table."""
+    lateness = result.lateness_ms
+    elapsed = max(result.elapsed_s, 1e-9)
+    rss_start = result.rss_samples[0][1] if result.rss_samples else 0.0
+    rss_end = result.rss_samples[-1][1] if result.rss_samples else 0.0
+    rows = [
+        ("simulated agents (connected)", f"{nodes} ({connected})", ""),
+        ("rows in the table", f"{result.rows}", ""),
+        ("measured", f"{elapsed:.1f} s", f"{duration_s:g} s asked"),
+        ("probe ticks", f"{len(lateness)}", f"{elapsed * 1000 / PROBE_INTERVAL_MS:.0f} ideal"),
+        ("UI lateness p50", f"{percentile(lateness, 0.50):.2f} ms", ""),
+        ("UI lateness p99", f"{percentile(lateness, 0.99):.2f} ms", "< 16 ms"),
+        ("UI lateness max", f"{max(lateness, default=0.0):.2f} ms", "< 50 ms"),
+        ("table repaints", f"{result.paints / elapsed:.1f} /s", "~10 /s max"),
+        ("batches applied", f"{result.batches / elapsed:.1f} /s", "<= 10 /s"),
+        ("nodes per batch (mean)", f"{result.batch_nodes / max(result.batches, 1):.0f}", ""),
+        ("UI-thread CPU", f"{100 * result.ui_cpu_s / elapsed:.1f} %", "of one core"),
+        ("viewer process CPU (all threads)", f"{100 * result.process_cpu_s / elapsed:.1f} %", "of one core"),
+        ("RSS start -> end", f"{rss_start:.1f} -> {rss_end:.1f} MiB", ""),
+        ("RSS slope", f"{slope_mib_per_min(result.rss_samples):+.2f} MiB/min", "flat"),
+        ("window close (link stop)", f"{result.close_s * 1000:.0f} ms", "< 2000 ms"),
+    ]
+    lines = ["| metric | value | target |", "|---|---|---|"]
+    lines += [f"| {name} | {value} | {target} |" for name, value, target in rows]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print its table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--nodes", type=int, default=2000, help="simulated agents at 1 Hz (default 2000)")
+    parser.add_argument("--duration", type=float, default=60.0, help="measured seconds (default 60)")
+    parser.add_argument("--profile", action="store_true", help="print the UI thread's cProfile to stderr")
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds between the table filling and measuring")
+    args = parser.parse_args(argv)
+    if args.nodes < 1 or args.duration <= 0:
+        parser.error("--nodes: expected >= 1 and --duration: expected > 0")
+    collector, url = start_collector()
+    fleet_duration_s = args.duration + args.settle + 180.0
+    fleet = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "fleet.py"), "--collector", url, "--nodes", str(args.nodes)]
+        + ["--interval", "1", "--duration", str(fleet_duration_s)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        connected = wait_for_fleet(url, args.nodes, timeout_s=120.0)
+        result = run_viewer(url, args.nodes, args.duration, args.settle, profile=args.profile)
+    finally:
+        for process in (fleet, collector):
+            process.send_signal(signal.SIGTERM)
+        for process in (fleet, collector):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+    print(f"\n`bench/viewer_stall.py --nodes {args.nodes} --duration {args.duration:g}`\n")
+    print(report(result, args.nodes, connected, args.duration))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""The collector's authoritative node cache: a pure state machine over hellos, heartbeats and closes.
+
+``NodeCache`` decides liveness (online -> stale after 3 missed intervals ->
+offline after 10 -> forgotten after ``forget_after_s``) by a monotonic ``now``
+passed in by the caller, keeps each node's latest sample and history ring,
+and tells the caller what changed so it can fan the change out.
+
+Not here: sockets, tasks, sleeping or encoding. ``collector.app`` calls
+``expire(now)`` when ``next_due()`` says a transition is due.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from enum import IntFlag
+
+from collector.history import HistoryRing, point_values
+from shared.errors import ErrorReason, ProtocolError
+from shared.messages import Heartbeat, Hello, History, NodeEntry, NodeFacts, NodeState, NodeStatus, Snapshot
+
+# docs/protocol.md: stale after 3 missed intervals, offline after 10.
+STALE_AFTER_INTERVALS = 3
+OFFLINE_AFTER_INTERVALS = 10
+# Clock skew is the max of (agent time - collector time) over this many recent
+# readings: network delay and replayed samples only make a reading smaller,
+# so the max is the best estimate (the same idea as NTP's minimum-delay filter).
+SKEW_WINDOW = 8
+STATES: tuple[NodeState, ...] = ("online", "stale", "offline")
+
+# Reasons shown in NodeStatus.reason.
+REASON_HELLO = "hello"
+REASON_HEARTBEAT = "heartbeat_resumed"
+REASON_NO_HEARTBEAT = "no_heartbeat"
+REASON_AGENT_CLOSED = "agent_closed"
+
+
+class ChangeKind(IntFlag):
+    """What about a node changed, so a subscriber knows which NodeEntry fields to send."""
+
+    STATUS = 1
+    SAMPLE = 2
+    FACTS = 4
+    REMOVED = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One node changed in the ways ``kind`` says."""
+
+    node_id: str
+    kind: ChangeKind
+
+
+@dataclass(frozen=True, slots=True)
+class HelloResult:
+    """What the shell does after a hello: ack ``ack_seq``, close ``replaced_conn``, publish ``changes``."""
+
+    ack_seq: int
+    replaced_conn: int | None
+    changes: list[Change]
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatResult:
+    """What the shell does after a heartbeat; ``current`` is False for a connection that was replaced."""
+
+    ack_seq: int
+    duplicate: bool
+    current: bool
+    changes: list[Change]
+
+
+@dataclass(slots=True)
+class NodeRecord:
+    """Everything the collector knows about one node."""
+
+    node_id: str
+    facts: NodeFacts
+    instance_id: str
+    interval_s: float
+    history: HistoryRing
+    state: NodeState
+    state_since_at: float
+    reason: str | None
+    last_heard: float  # monotonic time of the last hello or heartbeat
+    last_seen_at: float | None = None
+    last_seq: int = 0
+    dropped_samples: int = 0
+    missing_samples: int = 0
+    duplicates: int = 0
+    last_sample: Heartbeat | None = None
+    conn: int | None = None  # the shell's id of the connection that holds this node
+    offline_since: float | None = None  # monotonic
+    heap_due: float | None = None  # the due time of this node's one live heap entry
+    skews_s: deque[float] = field(default_factory=lambda: deque(maxlen=SKEW_WINDOW))
+
+    def due(self, forget_after_s: float) -> float:
+        """The monotonic time of this node's next liveness transition."""
+        if self.state == "online":
+            return self.last_heard + STALE_AFTER_INTERVALS * self.interval_s
+        if self.state == "stale":
+            return self.last_heard + OFFLINE_AFTER_INTERVALS * self.interval_s
+        since = self.last_heard if self.offline_since is None else self.offline_since
+        return since + forget_after_s
+
+    def status(self) -> NodeStatus:
+        """The wire view of this node's liveness."""
+        return NodeStatus(
+            node_id=self.node_id,
+            state=self.state,
+            state_since_at=self.state_since_at,
+            reason=self.reason,
+            last_seen_at=self.last_seen_at,
+            interval_s=self.interval_s,
+            agent_instance_id=self.instance_id,
+            connected=self.conn is not None,
+            last_seq=self.last_seq,
+            clock_skew_s=max(self.skews_s) if self.skews_s else None,
+            dropped_samples=self.dropped_samples,
+            missing_samples=self.missing_samples,
+        )
+
+    def entry(self, kind: ChangeKind, history: History | None = None) -> NodeEntry:
+        """A NodeEntry with status, plus facts and last sample when ``kind`` asks for them."""
+        return NodeEntry(
+            status=self.status(),
+            facts=self.facts if kind & ChangeKind.FACTS else None,
+            last_sample=self.last_sample if kind & ChangeKind.SAMPLE else None,
+            history=history,
+        )
+
+
+class NodeCache:
+    """Node states keyed by node id; every method takes the monotonic ``now`` and wall ``wall``."""
+
+    def __init__(
+        self,
+        *,
+        forget_after_s: float = 24 * 3600.0,
+        max_nodes: int = 10_000,
+        history_window_s: float = 900.0,
+        history_max_points: int = 900,
+    ) -> None:
+        self.forget_after_s = forget_after_s
+        self.max_nodes = max_nodes
+        self.history_window_s = history_window_s
+        self.history_max_points = history_max_points
+        self._nodes: dict[str, NodeRecord] = {}
+        self._heap: list[tuple[float, str]] = []
+        self._counts: dict[NodeState, int] = dict.fromkeys(STATES, 0)
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._nodes
+
+    def get(self, node_id: str) -> NodeRecord | None:
+        """The node's record, or None if unknown (never seen, or forgotten)."""
+        return self._nodes.get(node_id)
+
+    def nodes(self, state: NodeState | None = None) -> list[NodeRecord]:
+        """Every node (in ``state`` if given), sorted by node id."""
+        return [n for _, n in sorted(self._nodes.items()) if state is None or n.state == state]
+
+    def counts(self) -> dict[str, int]:
+        """Node count per state; kept up to date on every transition, so this is O(1)."""
+        return {state: self._counts[state] for state in STATES}
+
+    def history_capacity(self, interval_s: float) -> int:
+        """Points in a node's ring: ``history_window_s`` at its rate, capped at ``history_max_points``."""
+        return max(1, min(self.history_max_points, math.ceil(self.history_window_s / interval_s)))
+
+    def hello(self, hello: Hello, conn: int, now: float, wall: float) -> HelloResult:
+        """Register a hello on connection ``conn``; raises ProtocolError for a duplicate node or a full cache."""
+        node = self._nodes.get(hello.node_id)
+        if node is None:
+            if len(self._nodes) >= self.max_nodes:
+                raise ProtocolError(
+                    ErrorReason.CAPACITY_REACHED,
+                    f"expected at most {self.max_nodes} nodes, this collector already holds {len(self._nodes)}",
+                )
+            node = NodeRecord(
+                node_id=hello.node_id,
+                facts=hello.facts,
+                instance_id=hello.agent_instance_id,
+                interval_s=hello.interval_s,
+                history=HistoryRing(self.history_capacity(hello.interval_s)),
+                state="online",
+                state_since_at=wall,
+                reason=REASON_HELLO,
+                last_heard=now,
+            )
+            self._nodes[hello.node_id] = node
+            self._counts["online"] += 1
+            kind = ChangeKind.STATUS | ChangeKind.FACTS
+            replaced = None
+        else:
+            same_instance = node.instance_id == hello.agent_instance_id
+            if not same_instance and (node.conn is not None or node.state == "online"):
+                raise ProtocolError(
+                    ErrorReason.DUPLICATE_NODE,
+                    f"expected node_id {hello.node_id!r} to be free, got it held by another agent instance",
+                )
+            replaced = node.conn if same_instance else None
+            kind = ChangeKind.STATUS
+            if not same_instance:
+                # A new instance counts seq from 1 again; its gaps are its own.
+                node.instance_id = hello.agent_instance_id
+                node.last_seq = 0
+                node.missing_samples = 0
+            if node.facts != hello.facts:
+                node.facts = hello.facts
+                kind |= ChangeKind.FACTS
+            if node.interval_s != hello.interval_s:
+                self._resize_history(node, hello.interval_s)
+            node.last_heard = now
+            if node.state != "online":
+                self._transition(node, "online", REASON_HELLO, wall, now)
+        node.conn = conn
+        node.dropped_samples = hello.dropped_samples
+        node.last_seen_at = wall
+        node.skews_s.clear()
+        node.skews_s.append(hello.sent_at - wall)
+        self._schedule(node)
+        return HelloResult(ack_seq=node.last_seq, replaced_conn=replaced, changes=[Change(node.node_id, kind)])
+
+    def heartbeat(self, node_id: str, conn: int, heartbeat: Heartbeat, now: float, wall: float) -> HeartbeatResult:
+        """Apply one heartbeat from connection ``conn``: dedup by seq, history in order, latest only if newer."""
+        node = self._nodes.get(node_id)
+        if node is None or node.conn != conn:
+            return HeartbeatResult(ack_seq=0, duplicate=False, current=False, changes=[])
+        node.last_heard = now
+        node.last_seen_at = wall
+        kind = ChangeKind.STATUS
+        if node.state != "online":
+            self._transition(node, "online", REASON_HEARTBEAT, wall, now)
+            self._schedule(node)
+        if heartbeat.seq <= node.last_seq:
+            node.duplicates += 1
+            return HeartbeatResult(ack_seq=node.last_seq, duplicate=True, current=True, changes=[Change(node_id, kind)])
+        if node.last_seq:
+            # The first seq after a fresh start is a baseline, not a gap: an
+            # agent may already have trimmed what an earlier collector acked.
+            node.missing_samples += heartbeat.seq - node.last_seq - 1
+        node.last_seq = heartbeat.seq
+        node.skews_s.append(heartbeat.sampled_at - wall)
+        node.history.add(heartbeat.seq, heartbeat.sampled_at, point_values(heartbeat))
+        latest = node.last_sample
+        if latest is None or heartbeat.sampled_at >= latest.sampled_at:
+            node.last_sample = heartbeat
+            kind |= ChangeKind.SAMPLE
+        return HeartbeatResult(ack_seq=node.last_seq, duplicate=False, current=True, changes=[Change(node_id, kind)])
+
+    def close(self, node_id: str, conn: int, *, clean: bool, now: float, wall: float) -> list[Change]:
+        """Connection ``conn`` ended; a clean close (1000) makes the node offline at once."""
+        node = self._nodes.get(node_id)
+        if node is None or node.conn != conn:
+            return []
+        node.conn = None
+        if clean and node.state != "offline":
+            self._transition(node, "offline", REASON_AGENT_CLOSED, wall, now)
+            self._schedule(node)
+        return [Change(node_id, ChangeKind.STATUS)]
+
+    def next_due(self) -> float | None:
+        """When to call ``expire`` next: never later than the earliest transition, sometimes earlier.
+
+        Heartbeats push a node's deadline later without touching the heap, so
+        an entry may be early; ``expire`` then re-arms it at the real time.
+        """
+        heap = self._heap
+        while heap:
+            due, node_id = heap[0]
+            node = self._nodes.get(node_id)
+            if node is not None and node.heap_due == due:
+                return due
+            heapq.heappop(heap)  # superseded entry
+        return None
+
+    def expire(self, now: float, wall: float) -> list[Change]:
+        """Apply every transition due by ``now``, timestamped when it was due, not when we noticed."""
+        changes: dict[str, ChangeKind] = {}
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            due, node_id = heapq.heappop(heap)
+            node = self._nodes.get(node_id)
+            if node is None or node.heap_due != due:
+                continue
+            node.heap_due = None
+            if self._advance(node, now, wall):
+                changes[node_id] = changes.get(node_id, ChangeKind(0)) | ChangeKind.STATUS
+            if node_id in self._nodes:
+                self._schedule(node)
+            else:
+                changes[node_id] = ChangeKind.REMOVED
+        return [Change(node_id, kind) for node_id, kind in changes.items()]
+
+    def snapshot(self, wall: float, history_points: int) -> Snapshot:
+        """Every node with status, facts, last sample and its newest ``history_points`` points."""
+        return Snapshot(
+            server_time_at=wall,
+            nodes=[
+                n.entry(ChangeKind.FACTS | ChangeKind.SAMPLE, n.history.to_history(history_points))
+                for n in self.nodes()
+            ],
+        )
+
+    def _advance(self, node: NodeRecord, now: float, wall: float) -> bool:
+        """Step ``node`` through every transition due by ``now``; True if its state changed."""
+        changed = False
+        while (due := node.due(self.forget_after_s)) <= now:
+            at_wall = wall - (now - due)
+            if node.state == "online":
+                self._transition(node, "stale", REASON_NO_HEARTBEAT, at_wall, due)
+            elif node.state == "stale":
+                self._transition(node, "offline", REASON_NO_HEARTBEAT, at_wall, due)
+            elif node.conn is None:
+                del self._nodes[node.node_id]
+                self._counts["offline"] -= 1
+                return True
+            else:
+                # Offline but still connected (a hung agent): keep it while the socket lives.
+                node.offline_since = now
+                return changed
+            changed = True
+        return changed
+
+    def _transition(self, node: NodeRecord, state: NodeState, reason: str, at_wall: float, at_mono: float) -> None:
+        self._counts[node.state] -= 1
+        self._counts[state] += 1
+        node.state = state
+        node.reason = reason
+        node.state_since_at = at_wall
+        node.offline_since = at_mono if state == "offline" else None
+
+    def _schedule(self, node: NodeRecord) -> None:
+        """Keep one heap entry per node at or before its real due time; later ones are re-pushed lazily."""
+        due = node.due(self.forget_after_s)
+        if node.heap_due is None or due < node.heap_due:
+            node.heap_due = due
+            heapq.heappush(self._heap, (due, node.node_id))
+
+    def _resize_history(self, node: NodeRecord, interval_s: float) -> None:
+        ring = HistoryRing(self.history_capacity(interval_s))
+        for seq, at, values in node.history.points():
+            ring.add(seq, at, values)
+        node.history = ring
+        node.interval_s = interval_s

@@ -1,0 +1,203 @@
+"""``nodewatch collector``: parse options, build a ``CollectorConfig``, serve until SIGINT/SIGTERM.
+
+This is the only collector module that reads the environment, files named on
+the command line, or installs signal handlers and logging. It holds no
+protocol logic (``collector.app``, ``collector.cache``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import ssl
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from collector.app import create_app
+from collector.config import DEFAULT_FORGET_AFTER_S, DEFAULT_HOST, DEFAULT_MAX_NODES, DEFAULT_PORT, CollectorConfig
+
+log = logging.getLogger("nodewatch.collector")
+
+ENV_AGENT_TOKENS = "NODEWATCH_AGENT_TOKENS"
+ENV_VIEWER_TOKENS = "NODEWATCH_VIEWER_TOKENS"
+# SIGTERM must end the process within 2 s; cleanup gets this long, then asyncio.run cancels what is left.
+CLEANUP_DEADLINE_S = 1.8
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``nodewatch collector`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="nodewatch collector",
+        description="Hold the fleet's state; serve agents, viewers, a JSON API and Prometheus /metrics.",
+        epilog=f"Tokens also come from ${ENV_AGENT_TOKENS} and ${ENV_VIEWER_TOKENS} (comma-separated).",
+    )
+    parser.add_argument(
+        "--bind",
+        default=f"{DEFAULT_HOST}:{DEFAULT_PORT}",
+        metavar="HOST:PORT",
+        help="address to listen on (%(default)s)",
+    )
+    parser.add_argument("--agent-token-file", type=Path, metavar="FILE", help="agent bearer tokens, one per line")
+    parser.add_argument("--viewer-token-file", type=Path, metavar="FILE", help="viewer bearer tokens, one per line")
+    parser.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback --bind without agent and viewer tokens"
+    )
+    parser.add_argument("--tls-cert", type=Path, metavar="FILE", help="PEM certificate: serve https and wss")
+    parser.add_argument("--tls-key", type=Path, metavar="FILE", help="PEM private key for --tls-cert")
+    parser.add_argument(
+        "--forget-after",
+        type=float,
+        default=DEFAULT_FORGET_AFTER_S,
+        metavar="SECONDS",
+        help="drop offline nodes after this long (%(default)g)",
+    )
+    parser.add_argument(
+        "--max-nodes",
+        type=int,
+        default=DEFAULT_MAX_NODES,
+        metavar="N",
+        help="refuse new node ids beyond N with close code 4503 (%(default)s)",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="(%(default)s)"
+    )
+    return parser
+
+
+def parse_bind(parser: argparse.ArgumentParser, bind: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6) or call parser.error naming --bind."""
+    host, sep, port_text = bind.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        parser.error(f"--bind: expected HOST:PORT with a port 0-65535, got {bind!r}")
+    return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback IP literals; any other name counts as reachable from the network."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_tokens(
+    parser: argparse.ArgumentParser, option: str, path: Path | None, env_value: str | None
+) -> frozenset[str]:
+    """Tokens from a file (one per line, # comments) and an env value (comma-separated)."""
+    tokens: set[str] = set()
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            parser.error(
+                f"{option}: expected a readable UTF-8 file of tokens, got {str(path)!r}: {exc.__class__.__name__}"
+            )
+        tokens.update(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+        if not tokens:
+            parser.error(f"{option}: expected at least one token in {str(path)!r}, got none")
+    if env_value:
+        tokens.update(t.strip() for t in env_value.split(",") if t.strip())
+    return frozenset(tokens)
+
+
+def config_from_args(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, environ: Mapping[str, str]
+) -> CollectorConfig:
+    """Turn parsed options and the environment into a config, or call parser.error naming the setting."""
+    host, port = parse_bind(parser, args.bind)
+    agent_tokens = read_tokens(parser, "--agent-token-file", args.agent_token_file, environ.get(ENV_AGENT_TOKENS))
+    viewer_tokens = read_tokens(parser, "--viewer-token-file", args.viewer_token_file, environ.get(ENV_VIEWER_TOKENS))
+    if not is_loopback(host) and not args.insecure and not (agent_tokens and viewer_tokens):
+        parser.error(
+            f"--bind {args.bind}: a non-loopback address needs agent tokens "
+            f"(--agent-token-file or ${ENV_AGENT_TOKENS}) and viewer tokens "
+            f"(--viewer-token-file or ${ENV_VIEWER_TOKENS}); pass --insecure to serve without them"
+        )
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key: expected both or neither, got one")
+    for option, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if path is not None and not path.is_file():
+            parser.error(f"{option}: expected a PEM file, got {str(path)!r} which does not exist")
+    if not args.forget_after > 0:
+        parser.error(f"--forget-after: expected seconds > 0, got {args.forget_after!r}")
+    if args.max_nodes < 1:
+        parser.error(f"--max-nodes: expected an integer >= 1, got {args.max_nodes!r}")
+    return CollectorConfig(
+        host=host,
+        port=port,
+        agent_tokens=agent_tokens,
+        viewer_tokens=viewer_tokens,
+        insecure=args.insecure,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        forget_after_s=args.forget_after,
+        max_nodes=args.max_nodes,
+    )
+
+
+def ssl_context(config: CollectorConfig) -> ssl.SSLContext | None:
+    """A server TLS context for --tls-cert/--tls-key, or None for plain http/ws."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
+
+
+async def serve(config: CollectorConfig, context: ssl.SSLContext | None) -> int:
+    """Serve until SIGINT or SIGTERM, then close every websocket with 1001 and return 0."""
+    app = create_app(config)
+    runner = web.AppRunner(app, shutdown_timeout=config.shutdown_timeout_s, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, ssl_context=context, backlog=config.backlog)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        print(f"nodewatch collector: error: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return 1
+    scheme = "https" if context is not None else "http"
+    port = runner.addresses[0][1] if runner.addresses else config.port
+    shown_host = "127.0.0.1" if config.host in {"0.0.0.0", "::", ""} else config.host  # noqa: S104 - comparing, not binding
+    if ":" in shown_host:
+        shown_host = f"[{shown_host}]"
+    url = f"{scheme}://{shown_host}:{port}"
+    print(f"nodewatch collector listening on {url} (health: {url}/api/v1/health)", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down: closing websockets with 1001")
+        try:
+            async with asyncio.timeout(CLEANUP_DEADLINE_S):
+                await runner.cleanup()
+        except TimeoutError:
+            log.warning("shutdown took over %g s; exiting anyway", CLEANUP_DEADLINE_S)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``nodewatch collector`` and return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config = config_from_args(parser, args, os.environ)
+    try:
+        context = ssl_context(config)
+    except (OSError, ssl.SSLError) as exc:
+        parser.error(f"--tls-cert/--tls-key: expected a matching PEM certificate and key, got {exc}")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.info("config: %r", config)  # tokens are repr=False
+    return asyncio.run(serve(config, context))

@@ -1,0 +1,68 @@
+"""The collector's settings, as one frozen dataclass built by ``collector.cli.main`` (or by tests).
+
+This module only holds values and their defaults; it reads no files and no
+environment (that is ``main``'s job) and validates nothing a peer sends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+DEFAULT_FORGET_AFTER_S = 24 * 3600.0
+DEFAULT_MAX_NODES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorConfig:
+    """Everything ``create_app`` and the CLI need; every field has a default usable in tests."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    # Bearer tokens; empty means "no auth on that side". repr=False so a logged
+    # config never shows them.
+    agent_tokens: frozenset[str] = field(default=frozenset(), repr=False)
+    viewer_tokens: frozenset[str] = field(default=frozenset(), repr=False)
+    insecure: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Offline nodes are kept this long, then removed from the cache and viewers.
+    forget_after_s: float = DEFAULT_FORGET_AFTER_S
+    # New node ids beyond this count are refused with close code 4503.
+    max_nodes: int = DEFAULT_MAX_NODES
+    # The protocol's hello timeout (docs/protocol.md: 10 s).
+    hello_timeout_s: float = 10.0
+    # History ring: 15 minutes at the agent's rate, but never more than
+    # history_max_points points (72 bytes each), so a node costs at most
+    # 900 * 72 = 64,800 bytes of samples whatever its rate (< 64 KiB).
+    history_window_s: float = 15 * 60.0
+    history_max_points: int = 900
+    # Points per node in a subscriber's first snapshot (the protocol says <= 60).
+    snapshot_history_points: int = 60
+    # A subscriber gets at most one update per this interval (protocol: 100 ms).
+    flush_interval_s: float = 0.1
+    # One send to a subscriber may take this long; after that it is "too slow" (4429).
+    send_timeout_s: float = 10.0
+    # Websocket ping interval; finds dead peers (aiohttp closes after no pong in half of it).
+    ws_heartbeat_s: float = 30.0
+    # aiohttp's own cap on an ingest frame. Frames between the protocol's
+    # 64 KiB (shared.codec.INGEST_LIMITS) and this cap get an Error frame and
+    # 1009 from us; aiohttp closes bigger ones itself with 1009 before we see them.
+    ingest_max_msg_bytes: int = 128 * 1024
+    subscribe_max_msg_bytes: int = 16 * 1024
+    # How long we wait for the peer's close frame after sending ours.
+    close_timeout_s: float = 1.0
+    # Event-loop lag probe; health reports "degraded" (503) above lag_unhealthy_s.
+    lag_probe_interval_s: float = 0.25
+    lag_unhealthy_s: float = 1.0
+    # Listen backlog: thousands of agents may reconnect at once after a restart.
+    backlog: int = 4096
+    # aiohttp's graceful-shutdown wait; websockets are closed first, so 1.5 s is plenty.
+    shutdown_timeout_s: float = 1.5
+
+    @property
+    def tls(self) -> bool:
+        """Whether the collector serves https/wss."""
+        return self.tls_cert is not None

@@ -1,0 +1,179 @@
+"""The agent against a real ingest endpoint on loopback: hello, heartbeats, restarts, stalls, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from agent.config import AgentConfig
+from agent.pusher import Outcome
+from agent.runner import Agent
+
+from .ingest_server import IngestServer, StallingProxy, wait_until
+
+
+def make_agent(url: str, **overrides: object) -> tuple[Agent, list[tuple[float, Outcome]]]:
+    """An agent with a 0.1 s interval and a fixed random source, recording every scheduled retry."""
+    retries: list[tuple[float, Outcome]] = []
+    settings: dict[str, object] = {"ingest_url": url + "/api/v1/ingest", "node_id": "test-node", "interval_s": 0.1}
+    random_value = overrides.pop("random_value", 0.2)
+    settings.update(overrides)
+    config = AgentConfig(**settings)  # type: ignore[arg-type]
+    agent = Agent(
+        config,
+        random_source=lambda: float(random_value),  # type: ignore[arg-type]
+        on_retry=lambda delay, outcome: retries.append((delay, outcome)),
+    )
+    return agent, retries
+
+
+@asynccontextmanager
+async def running(agent: Agent) -> AsyncIterator[asyncio.Event]:
+    """Run the agent in the background; on exit stop it and require it to finish within 2 s."""
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(agent.run(stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        async with asyncio.timeout(2.0):
+            await task
+
+
+def assert_complete(seqs: list[int]) -> None:
+    """Every seq from 1 to the highest arrived at least once."""
+    assert seqs
+    assert set(range(1, max(seqs) + 1)) <= set(seqs)
+
+
+class TestPushing:
+    async def test_hello_then_heartbeats_at_the_interval(self, ingest_server: IngestServer) -> None:
+        """The hello comes first with the facts, then heartbeats 1, 2, 3... sampled 0.1 s apart."""
+        agent, _ = make_agent(ingest_server.url)
+        async with running(agent):
+            await wait_until(lambda: len(ingest_server.log.seqs) >= 12)
+        hello = ingest_server.log.hellos[0]
+        assert hello.node_id == "test-node"
+        assert hello.interval_s == 0.1
+        assert hello.dropped_samples == 0
+        assert hello.facts.memory_total_bytes > 0
+        seqs = ingest_server.log.seqs
+        assert seqs == list(range(1, len(seqs) + 1))
+        gaps = [b - a for a, b in zip(ingest_server.log.sampled_at, ingest_server.log.sampled_at[1:], strict=False)]
+        assert 0.08 <= statistics.median(gaps) <= 0.15
+
+    async def test_clean_stop_closes_with_1000(self, ingest_server: IngestServer) -> None:
+        """Stopping the agent sends close code 1000, so the collector can mark it offline at once."""
+        agent, _ = make_agent(ingest_server.url)
+        async with running(agent):
+            await wait_until(lambda: len(ingest_server.log.seqs) >= 2)
+        await wait_until(lambda: bool(ingest_server.log.close_codes), timeout_s=2.0)
+        assert ingest_server.log.close_codes == [1000]
+        assert agent.pusher.last_outcome is not None
+        assert agent.pusher.last_outcome.close_code == 1000
+
+    async def test_collector_restart_loses_nothing(self, ingest_server: IngestServer) -> None:
+        """Samples taken while the collector is down are replayed in order after it restarts: no gap."""
+        agent, retries = make_agent(ingest_server.url)
+        log = ingest_server.log
+        async with running(agent):
+            await wait_until(lambda: len(log.seqs) >= 5)
+            port = ingest_server.port
+            await ingest_server.stop()
+            down_at_seq = agent.seq
+            await wait_until(lambda: agent.seq >= down_at_seq + 5)
+            arrived_before = len(log.seqs)
+            await ingest_server.start(port)
+            await wait_until(lambda: len(log.hellos) == 2 and log.held.get(agent.instance_id, 0) >= agent.seq > 15)
+        assert retries
+        assert retries[0][1].close_code == 1001
+        after_restart = log.seqs[arrived_before:]
+        assert after_restart == sorted(after_restart)
+        assert_complete(log.seqs)
+        assert log.hellos[1].agent_instance_id == log.hellos[0].agent_instance_id
+
+    async def test_overflow_is_counted_and_reported(self, ingest_server: IngestServer) -> None:
+        """With a 3-sample backlog, samples lost during an outage are counted in the next hello."""
+        agent, _ = make_agent(ingest_server.url, backlog_samples=3)
+        log = ingest_server.log
+        async with running(agent):
+            await wait_until(lambda: len(log.seqs) >= 3)
+            port = ingest_server.port
+            await ingest_server.stop()
+            mark = agent.seq
+            await wait_until(lambda: agent.seq >= mark + 8)
+            await ingest_server.start(port)
+            await wait_until(lambda: len(log.hellos) == 2)
+        assert log.hellos[1].dropped_samples >= 5
+        assert log.hellos[1].dropped_samples == agent.backlog.dropped
+
+    async def test_stalled_collector_is_detected_and_left(self, ingest_server: IngestServer) -> None:
+        """A collector that stops answering without closing is dropped after ~1.5 heartbeats, then re-dialled."""
+        proxy = StallingProxy(ingest_server.port)
+        await proxy.start()
+        agent, retries = make_agent(proxy.url, ws_heartbeat_s=0.3)
+        log = ingest_server.log
+        try:
+            async with running(agent):
+                await wait_until(lambda: len(log.seqs) >= 5)
+                proxy.stall()
+                await wait_until(lambda: bool(retries), timeout_s=5.0)
+                await wait_until(lambda: len(log.hellos) == 2 and log.held.get(agent.instance_id, 0) >= agent.seq > 12)
+        finally:
+            await proxy.close()
+        assert "PONG" in retries[0][1].reason or "Timeout" in retries[0][1].reason
+        assert not retries[0][1].refused
+        assert_complete(log.seqs)
+
+
+class TestRefusals:
+    async def test_401_backs_off_long(self) -> None:
+        """A wrong token gets HTTP 401 and the next attempt is scheduled in the 30 s - 5 min range."""
+        server = IngestServer(tokens=frozenset({"right"}))
+        await server.start()
+        try:
+            agent, retries = make_agent(server.url, token="wrong", random_value=0.5)
+            async with running(agent):
+                await wait_until(lambda: bool(retries))
+        finally:
+            await server.stop()
+        delay, outcome = retries[0]
+        assert "401" in outcome.reason
+        assert outcome.refused
+        assert delay == pytest.approx(165.0)
+        assert agent.pusher.backoff.last_was_long
+        assert server.log.hellos == []
+
+    async def test_right_token_is_accepted(self) -> None:
+        """The bearer token is sent on the upgrade request."""
+        server = IngestServer(tokens=frozenset({"right"}))
+        await server.start()
+        try:
+            agent, retries = make_agent(server.url, token="right")
+            async with running(agent):
+                await wait_until(lambda: len(server.log.seqs) >= 2)
+        finally:
+            await server.stop()
+        assert retries == []
+
+    async def test_1008_close_backs_off_long_and_logs_error(self, caplog: pytest.LogCaptureFixture) -> None:
+        """An Error frame is logged with its reason and a 1008 close leads to the long backoff."""
+        server = IngestServer(refuse_hello=True)
+        await server.start()
+        try:
+            agent, retries = make_agent(server.url, random_value=0.0)
+            with caplog.at_level(logging.WARNING, logger="agent.pusher"):
+                async with running(agent):
+                    await wait_until(lambda: bool(retries))
+        finally:
+            await server.stop()
+        delay, outcome = retries[0]
+        assert outcome.close_code == 1008
+        assert outcome.refused
+        assert delay == 30.0
+        assert "reported schema: 'refused by test'" in caplog.text

@@ -1,0 +1,159 @@
+"""The sampler: recorded psutil numbers in, exact heartbeat fields out; failures drop fields only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.sampler import HeartbeatBuilder, PsutilReader, SlowReading, partition_names
+from shared.codec import decode, encode, encode_json
+from shared.messages import Heartbeat
+
+from .fakes import CpuTimes, Disk, FakeClock, FakeProcess, FakePsutil, Mem, Nic
+
+
+def make_reader(
+    ps: FakePsutil, clock: FakeClock, tmp_path: Path, *, top: bool = False
+) -> tuple[PsutilReader, HeartbeatBuilder]:
+    reader = PsutilReader(
+        ps, clock=clock, wall_clock=lambda: 2_000.0 + clock.now, cgroup_root=tmp_path, top_processes=top
+    )
+    return reader, HeartbeatBuilder(boot_time_at=1_000.0)
+
+
+def advance_counters(ps: FakePsutil) -> None:
+    ps.total = CpuTimes(user=3, nice=0, system=1, idle=4, iowait=0, guest=0)
+    ps.cores = [CpuTimes(3, 0, 1, 0, 0, 0), CpuTimes(0, 0, 0, 4, 0, 0)]
+    ps.disks = {"sda": Disk(4096, 8192), "sda1": Disk(4096, 8192)}
+    ps.nics = {"lo": Nic(10**9, 10**9), "eth0": Nic(bytes_sent=200, bytes_recv=1000), "wlan0": Nic(0, 0)}
+
+
+class TestHeartbeatBuilder:
+    def test_first_heartbeat_has_no_rates(self, tmp_path: Path) -> None:
+        """Without a primed baseline the first heartbeat omits CPU and I/O rates instead of sending 0."""
+        ps, clock = FakePsutil(), FakeClock(10.0)
+        reader, builder = make_reader(ps, clock, tmp_path)
+        beat = builder.build(1, reader.read_fast(), reader.read_slow())
+        assert beat.cpu_percent is None
+        assert beat.cpu_per_core_percent is None
+        assert beat.net_rx_bytes_per_s is None
+        assert beat.disk_read_bytes_per_s is None
+        assert beat.mem_percent == 25.0
+
+    def test_exact_numbers_from_recorded_counters(self, tmp_path: Path) -> None:
+        """Two readings 2 s apart give exact rates; lo and partitions are left out of the sums."""
+        ps, clock = FakePsutil(), FakeClock(10.0)
+        reader, builder = make_reader(ps, clock, tmp_path)
+        builder.prime(reader.read_fast())
+        clock.advance(2.0)
+        advance_counters(ps)
+        beat = builder.build(1, reader.read_fast(), reader.read_slow())
+        assert beat.cpu_percent == 50.0
+        assert beat.cpu_per_core_percent == [100.0, 0.0]
+        assert beat.disk_read_bytes_per_s == 2048.0
+        assert beat.disk_write_bytes_per_s == 4096.0
+        assert beat.net_rx_bytes_per_s == 500.0
+        assert beat.net_tx_bytes_per_s == 100.0
+        assert beat.net_interfaces == {"eth0": [500.0, 100.0], "wlan0": [0.0, 0.0]}
+        assert beat.load_avg == [0.5, 0.25, 0.12]
+        assert beat.disks == {"/": [100, 40], "/data": [100, 40]}
+        assert beat.temperatures == {"coretemp/Core 0": 41.0, "coretemp/1": 42.0}
+        assert beat.process_count == 3
+        assert beat.uptime_s == 1012.0
+        assert beat.sampled_at == 2012.0
+        assert beat.swap_used_bytes == 100
+        assert beat.sample_errors is None
+        assert beat.late_ticks is None
+
+    def test_failing_call_drops_its_field_and_counts(self, tmp_path: Path) -> None:
+        """A raising psutil call removes only its field; sample_errors counts every failure so far."""
+        ps, clock = FakePsutil(fail={"virtual_memory", "sensors_temperatures"}), FakeClock()
+        reader, builder = make_reader(ps, clock, tmp_path)
+        first = builder.build(1, reader.read_fast(), reader.read_slow())
+        assert first.mem_percent is None
+        assert first.mem_used_bytes is None
+        assert first.temperatures is None
+        assert first.swap_percent == 10.0
+        assert first.sample_errors == 2
+        second = builder.build(2, reader.read_fast(), reader.read_slow())
+        assert second.sample_errors == 4
+
+    def test_slow_reading_missing_counts_one_error(self, tmp_path: Path) -> None:
+        """A slow reading that did not finish in time leaves disks and processes out and counts once."""
+        ps, clock = FakePsutil(), FakeClock()
+        reader, builder = make_reader(ps, clock, tmp_path)
+        beat = builder.build(1, reader.read_fast(), None, late_ticks=3)
+        assert beat.disks is None
+        assert beat.process_count is None
+        assert beat.sample_errors == 1
+        assert beat.late_ticks == 3
+
+    def test_disk_io_none_gives_no_disk_rates(self, tmp_path: Path) -> None:
+        """disk_io_counters() returning None (no disks) is not an error, just no disk rates."""
+        ps, clock = FakePsutil(disks=None), FakeClock()
+        reader, builder = make_reader(ps, clock, tmp_path)
+        builder.prime(reader.read_fast())
+        clock.advance(1.0)
+        beat = builder.build(1, reader.read_fast(), SlowReading())
+        assert beat.disk_read_bytes_per_s is None
+        assert beat.sample_errors is None
+
+    def test_cgroup_limits_from_root(self, tmp_path: Path) -> None:
+        """cgroup v2 limits under the injected root appear in the heartbeat."""
+        (tmp_path / "cgroup.controllers").write_text("cpu memory")
+        (tmp_path / "cpu.max").write_text("200000 100000")
+        (tmp_path / "memory.max").write_text("1048576")
+        ps, clock = FakePsutil(), FakeClock()
+        reader, builder = make_reader(ps, clock, tmp_path)
+        beat = builder.build(1, reader.read_fast(), reader.read_slow())
+        assert beat.cgroup_cpu_limit_cores == 2.0
+        assert beat.cgroup_memory_limit_bytes == 1048576
+
+    def test_top_processes_behind_flag(self, tmp_path: Path) -> None:
+        """With the flag the top 5 by CPU and by RSS are sent, sorted; without it nothing is."""
+        procs = [
+            FakeProcess(pid, {"name": f"p{pid}", "cpu_percent": float(pid), "memory_info": Mem(rss=1000 - pid)})
+            for pid in range(1, 8)
+        ]
+        ps, clock = FakePsutil(processes=procs), FakeClock()
+        reader, builder = make_reader(ps, clock, tmp_path, top=True)
+        beat = builder.build(1, reader.read_fast(), reader.read_slow())
+        assert beat.top_cpu is not None
+        assert beat.top_memory is not None
+        assert [p.pid for p in beat.top_cpu] == [7, 6, 5, 4, 3]
+        assert [p.pid for p in beat.top_memory] == [1, 2, 3, 4, 5]
+        plain_reader, plain_builder = make_reader(ps, clock, tmp_path)
+        assert plain_builder.build(1, plain_reader.read_fast(), plain_reader.read_slow()).top_cpu is None
+
+    def test_heartbeat_round_trips_and_stays_small(self, tmp_path: Path) -> None:
+        """A 2-core, 2-mount, 2-interface heartbeat decodes to itself and is at most 600 bytes of msgpack."""
+        ps, clock = FakePsutil(), FakeClock()
+        reader, builder = make_reader(ps, clock, tmp_path)
+        builder.prime(reader.read_fast())
+        clock.advance(1.0)
+        ps.total = CpuTimes(123456.78, 12.5, 23456.7, 987654.3, 1234.5, 0)
+        ps.cores = [CpuTimes(61728.39, 6.2, 11728.3, 493827.1, 617.2, 0)] * 2
+        ps.nics = {"eth0": Nic(123456789, 987654321), "wlan0": Nic(123456789, 987654321)}
+        beat = builder.build(123456, reader.read_fast(), reader.read_slow())
+        frame = encode(beat)
+        assert decode(frame) == beat
+        assert isinstance(beat, Heartbeat)
+        assert len(frame) <= 600
+        assert len(frame) < len(encode_json(beat))
+
+
+class TestPartitionNames:
+    @pytest.mark.parametrize(
+        ("names", "expected"),
+        [
+            (["sda", "sda1", "sda2"], {"sda1", "sda2"}),
+            (["nvme0n1", "nvme0n1p1"], {"nvme0n1p1"}),
+            (["mmcblk0", "mmcblk0p1"], {"mmcblk0p1"}),
+            (["loop0", "loop1", "dm-0", "sr0"], set()),
+            (["vda"], set()),
+        ],
+    )
+    def test_partitions_are_found(self, names: list[str], expected: set[str]) -> None:
+        """Partitions of a listed disk are recognised so their bytes are not counted twice."""
+        assert partition_names(names) == expected

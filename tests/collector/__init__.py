@@ -1,0 +1,1 @@
+"""Tests of the collector: pure core units and a real aiohttp server on loopback."""

@@ -1,0 +1,83 @@
+"""Tests that docs/protocol.md, the contract for third-party agents and viewers, matches shared/."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from shared.codec import COLLECTOR_LIMITS, decode_json, encode
+from shared.errors import CloseCode, ErrorReason
+from shared.messages import MESSAGE_TYPES, History, NodeEntry, NodeFacts, NodeStatus, ProcessUsage, WireModel
+
+PROTOCOL_MD = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+NESTED_MODELS: tuple[type[WireModel], ...] = (NodeFacts, NodeStatus, History, NodeEntry, ProcessUsage)
+# "### Hello (389 bytes msgpack)" followed by a ```json block
+EXAMPLE = re.compile(r"^### (\w+) \((\d[\d,]*) bytes msgpack\)\s*```json\n(.*?)\n```", re.MULTILINE | re.DOTALL)
+
+
+@cache
+def _protocol_md() -> str:
+    if not PROTOCOL_MD.is_file():
+        pytest.fail(f"expected the protocol contract at {PROTOCOL_MD}, found nothing")
+    return PROTOCOL_MD.read_text(encoding="utf-8")
+
+
+def _mentions(text: str, name: str) -> bool:
+    """True if ``name`` appears as code (`name`) or quoted ("name"), not merely as an English word."""
+    return re.search(rf"[`\"]{re.escape(name)}[`\"]", text) is not None
+
+
+class TestProtocolDoc:
+    """docs/protocol.md names everything a third party needs from shared/."""
+
+    @pytest.mark.parametrize("model", MESSAGE_TYPES, ids=lambda model: model.__name__)
+    def test_names_every_message_and_its_type_tag(self, model: type[WireModel]) -> None:
+        """Each top-level message appears by class name and by its ``type`` tag."""
+        text = _protocol_md()
+        tag = model.model_fields["type"].default
+        assert _mentions(text, model.__name__), f"docs/protocol.md does not name {model.__name__}"
+        assert _mentions(text, tag), f"docs/protocol.md does not name the type tag {tag!r}"
+
+    @pytest.mark.parametrize("model", NESTED_MODELS, ids=lambda model: model.__name__)
+    def test_names_every_nested_model(self, model: type[WireModel]) -> None:
+        """Each nested structure a message carries appears by name."""
+        assert _mentions(_protocol_md(), model.__name__), f"docs/protocol.md does not name {model.__name__}"
+
+    @pytest.mark.parametrize("model", [*MESSAGE_TYPES, *NESTED_MODELS], ids=lambda model: model.__name__)
+    def test_names_every_field(self, model: type[WireModel]) -> None:
+        """Every field of every model is documented, so a third-party agent can fill it in."""
+        text = _protocol_md()
+        missing = [name for name in model.model_fields if not _mentions(text, name)]
+        assert not missing, f"docs/protocol.md does not name {model.__name__} fields {missing}"
+
+    @pytest.mark.parametrize("code", list(CloseCode), ids=lambda code: code.name)
+    def test_names_every_close_code(self, code: CloseCode) -> None:
+        """Each close code the collector may send is listed with its number."""
+        assert re.search(rf"\b{code.value}\b", _protocol_md()), f"docs/protocol.md does not list close code {code}"
+
+    @pytest.mark.parametrize("reason", list(ErrorReason), ids=lambda reason: reason.value)
+    def test_names_every_error_reason(self, reason: ErrorReason) -> None:
+        """Each machine-readable reason appears, so a client can act on it."""
+        assert _mentions(_protocol_md(), reason.value), f"docs/protocol.md does not name reason {reason.value!r}"
+
+
+class TestProtocolExamples:
+    """The examples in docs/protocol.md are valid messages of the size they claim."""
+
+    def test_there_is_one_example_per_message(self) -> None:
+        """Section 10 shows one example of every top-level message."""
+        shown = {match.group(1) for match in EXAMPLE.finditer(_protocol_md())}
+        assert shown >= {model.__name__ for model in MESSAGE_TYPES}
+
+    def test_every_example_decodes_to_its_message_at_its_stated_size(self) -> None:
+        """Each JSON example validates as the message it is titled, and its msgpack size is as stated."""
+        examples = list(EXAMPLE.finditer(_protocol_md()))
+        assert examples, "no examples found"
+        for match in examples:
+            name, size, body = match.group(1), int(match.group(2).replace(",", "")), match.group(3)
+            message = decode_json(body, COLLECTOR_LIMITS)
+            assert type(message).__name__ == name
+            assert len(encode(message)) == size, f"{name}: {len(encode(message))} bytes, docs say {size}"

@@ -1,0 +1,95 @@
+"""Pure merging of the collector's stream into one batch per UI frame: latest state per node.
+
+The network thread feeds every decoded ``Snapshot``/``Update`` into ``PendingBatch`` and,
+about every 100 ms, ``take()``s one ``NodeBatch`` for the UI thread. Merging here keeps
+the UI thread's work proportional to the number of *nodes* that changed, not messages.
+Not here: Qt, asyncio, sockets or timers (the caller decides when to take).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shared.messages import NodeEntry, Snapshot, Update
+
+
+@dataclass(frozen=True, slots=True)
+class NodeBatch:
+    """Everything the UI applies in one go.
+
+    ``is_snapshot`` means ``entries`` is the whole fleet: rows not in it must go.
+    Otherwise ``entries`` holds the latest state of nodes that changed and ``removed``
+    the ids the collector forgot.
+    """
+
+    is_snapshot: bool
+    server_time_at: float
+    entries: Mapping[str, NodeEntry]
+    removed: frozenset[str]
+    messages: int  # how many collector messages were merged into this batch
+
+
+def merge_entry(old: NodeEntry, new: NodeEntry) -> NodeEntry:
+    """Return ``new`` completed with what ``old`` had and ``new`` omits (facts, sample, history)."""
+    if new.facts is not None and new.last_sample is not None and new.history is not None:
+        return new
+    # model_copy skips validation on purpose: both inputs were validated by the codec.
+    return new.model_copy(
+        update={
+            "facts": new.facts if new.facts is not None else old.facts,
+            "last_sample": new.last_sample if new.last_sample is not None else old.last_sample,
+            "history": new.history if new.history is not None else old.history,
+        }
+    )
+
+
+class PendingBatch:
+    """Collector messages received since the last ``take()``, merged latest-per-node."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._is_snapshot = False
+        self._server_time_at = 0.0
+        self._entries: dict[str, NodeEntry] = {}
+        self._removed: set[str] = set()
+        self._messages = 0
+
+    def __bool__(self) -> bool:
+        """True if there is anything to hand to the UI."""
+        return self._messages > 0
+
+    def add(self, message: Snapshot | Update) -> None:
+        """Merge one message; a snapshot supersedes everything merged before it."""
+        self._messages += 1
+        self._server_time_at = message.server_time_at
+        if isinstance(message, Snapshot):
+            self._is_snapshot = True
+            self._removed.clear()
+            self._entries = {entry.status.node_id: entry for entry in message.nodes}
+            return
+        for node_id in message.removed:
+            self._entries.pop(node_id, None)
+            if not self._is_snapshot:
+                self._removed.add(node_id)
+        for entry in message.nodes:
+            node_id = entry.status.node_id
+            self._removed.discard(node_id)
+            old = self._entries.get(node_id)
+            self._entries[node_id] = entry if old is None else merge_entry(old, entry)
+
+    def take(self) -> NodeBatch | None:
+        """Return the merged batch and start a new one, or None if nothing arrived."""
+        if not self:
+            return None
+        batch = NodeBatch(
+            is_snapshot=self._is_snapshot,
+            server_time_at=self._server_time_at,
+            entries=self._entries,
+            removed=frozenset(self._removed),
+            messages=self._messages,
+        )
+        self._reset()
+        return batch

@@ -1,0 +1,113 @@
+"""``nodewatch viewer``: parse the command line, check for a display, run the window.
+
+Environment (read here only): NODEWATCH_COLLECTOR and NODEWATCH_TOKEN are the
+defaults of --collector and --token. Not here: any widget or network code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+DEFAULT_COLLECTOR = "http://127.0.0.1:8765"
+# How often Python gets control back from Qt's C++ event loop, so Ctrl-C closes the window.
+_SIGNAL_POLL_MS = 200
+EXIT_NO_DISPLAY = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerConfig:
+    """Everything the viewer needs from the command line and environment."""
+
+    collector_url: str
+    token: str | None
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The viewer's argument parser; defaults come from ``env``."""
+    parser = argparse.ArgumentParser(
+        prog="nodewatch viewer",
+        description="A desktop window that follows a nodewatch collector live (it subscribes; it never polls).",
+    )
+    parser.add_argument(
+        "--collector",
+        default=env.get("NODEWATCH_COLLECTOR", DEFAULT_COLLECTOR),
+        metavar="URL",
+        help="collector base URL, http(s)://HOST:PORT (env NODEWATCH_COLLECTOR; default %(default)s)",
+    )
+    parser.add_argument(
+        "--token",
+        default=env.get("NODEWATCH_TOKEN") or None,
+        help="viewer bearer token, if the collector requires one (env NODEWATCH_TOKEN)",
+    )
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> tuple[ViewerConfig, str]:
+    """Parse ``argv`` into a config and a log level; exits via ``parser.error`` on bad input."""
+    from viewer.link import subscribe_url  # noqa: PLC0415 - keep `--help` free of Qt and aiohttp
+
+    parser = build_parser(env)
+    args = parser.parse_args(argv)
+    try:
+        subscribe_url(args.collector)
+    except ValueError as exc:
+        parser.error(f"--collector: {exc} (e.g. http://127.0.0.1:8765)")
+    token = args.token.strip() if args.token else None
+    if args.token is not None and not token:
+        parser.error("--token: expected a non-empty token, got only whitespace")
+    return ViewerConfig(collector_url=args.collector, token=token), str(args.log_level)
+
+
+def has_display(env: Mapping[str, str], platform: str = sys.platform) -> bool:
+    """True if Qt can open a window: macOS/Windows always, elsewhere X11, Wayland or an explicit QPA platform."""
+    if platform.startswith(("darwin", "win")):
+        return True
+    return any(env.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the viewer until its window is closed; return the exit status."""
+    env = dict(os.environ)
+    config, log_level = parse_config(sys.argv[1:] if argv is None else argv, env)
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not has_display(env):
+        print(
+            "nodewatch viewer: no display: neither DISPLAY nor WAYLAND_DISPLAY is set.\n"
+            "Run it in a desktop session (or over ssh -X), or set QT_QPA_PLATFORM=offscreen to run without a window.",
+            file=sys.stderr,
+        )
+        return EXIT_NO_DISPLAY
+    return _run(config)
+
+
+def _run(config: ViewerConfig) -> int:
+    from PyQt6.QtCore import QTimer  # noqa: PLC0415 - Qt only once we know there is a display
+    from PyQt6.QtWidgets import QApplication  # noqa: PLC0415
+
+    from viewer.link import CollectorLink, LinkConfig  # noqa: PLC0415
+    from viewer.window import MainWindow  # noqa: PLC0415
+
+    app = QApplication.instance() or QApplication(["nodewatch viewer"])
+    assert isinstance(app, QApplication)
+    link = CollectorLink(LinkConfig(collector_url=config.collector_url, token=config.token))
+    window = MainWindow(link)
+    window.setWindowTitle(f"nodewatch — {config.collector_url}")
+    # Ctrl-C: Python runs signal handlers only when it has control, hence the idle timer.
+    signal.signal(signal.SIGINT, lambda _signum, _frame: window.close())
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(_SIGNAL_POLL_MS)
+    window.show()
+    link.start()
+    status = app.exec()
+    wake.stop()
+    window.shutdown()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return status
