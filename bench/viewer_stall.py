@@ -258,11 +258,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--nodes", type=int, default=2000, help="simulated agents at 1 Hz (default 2000)")
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds (default 60)")
+    parser.add_argument("--switch-interval-ms", type=float, default=None, help="sys.setswitchinterval for the viewer")
     parser.add_argument("--profile", action="store_true", help="print the UI thread's cProfile to stderr")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds between the table filling and measuring")
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.duration <= 0:
         parser.error("--nodes: expected >= 1 and --duration: expected > 0")
+    if args.switch_interval_ms is not None:
+        sys.setswitchinterval(args.switch_interval_ms / 1000.0)
     collector, url = start_collector()
     fleet_duration_s = args.duration + args.settle + 180.0
     fleet = subprocess.Popen(

@@ -1,0 +1,288 @@
+"""Overhead of the nodewatch agent next to node_exporter and Glances, measured side by side in one run.
+
+Runs, for ``--duration`` seconds at a 1 s interval, all on loopback:
+- the agent (``python -m nodewatch agent``) pushing to a collector-like sink in this process;
+- ``prometheus-node-exporter`` (Debian package), scraped once a second, if installed;
+- Glances 4 (``glances -w --disable-webui``) with ``/api/4/all`` polled once a second, if found
+  (``--glances PATH``, default ``/tmp/glances-venv/bin/glances``: a separate venv, never .venv).
+
+Reports CPU as % of one core (utime+stime deltas from /proc/PID/stat over the
+steady-state part of the run, after the first sample arrived), RSS (median and
+max of VmRSS sampled every second) and bytes per sample: msgpack frame size for
+the agent with the JSON size of the same sample beside it, the response body
+for the others. It is a measurement script, not a test; it prints a markdown table.
+
+    .venv/bin/python bench/agent_overhead.py --duration 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in {None, ""}:  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiohttp
+from aiohttp import web
+
+from shared.codec import decode, encode, encode_json
+from shared.messages import Ack, Heartbeat, Hello
+
+REPO = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+TARGETS = {"cpu_percent": 0.3, "rss_mb": 45.0, "heartbeat_bytes": 600}
+
+
+@dataclass
+class Measured:
+    """What one measured process did during the run."""
+
+    name: str
+    pid: int | None = None
+    cpu_start: tuple[float, int] | None = None  # (monotonic s, clock ticks)
+    cpu_end: tuple[float, int] | None = None
+    rss_mb: list[float] = field(default_factory=list)
+    sample_bytes: list[int] = field(default_factory=list)
+    json_bytes: list[int] = field(default_factory=list)
+    note: str = ""
+
+    def cpu_percent(self) -> float | None:
+        if self.cpu_start is None or self.cpu_end is None or self.cpu_end[0] <= self.cpu_start[0]:
+            return None
+        ticks = self.cpu_end[1] - self.cpu_start[1]
+        return ticks / CLOCK_TICKS / (self.cpu_end[0] - self.cpu_start[0]) * 100.0
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process, all threads included, in clock ticks (proc(5))."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Sink:
+    """A collector-like ingest endpoint: acks the hello and every heartbeat, records frame sizes."""
+
+    def __init__(self, measured: Measured) -> None:
+        self.measured = measured
+        self.first_sample = asyncio.Event()
+        self.last_sample: Heartbeat | None = None
+        self.runner: web.AppRunner | None = None
+
+    async def start(self, port: int) -> None:
+        app = web.Application()
+        app.router.add_get("/api/v1/ingest", self.ingest)
+        self.runner = web.AppRunner(app, shutdown_timeout=1.0)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", port).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def ingest(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.BINARY:
+                continue
+            message = decode(msg.data)
+            if isinstance(message, Hello):
+                await ws.send_bytes(encode(Ack(seq=0)))
+            elif isinstance(message, Heartbeat):
+                if self.first_sample.is_set():
+                    self.measured.sample_bytes.append(len(msg.data))
+                    self.measured.json_bytes.append(len(encode_json(message).encode()))
+                self.first_sample.set()
+                self.last_sample = message
+                await ws.send_bytes(encode(Ack(seq=message.seq)))
+        return ws
+
+
+async def poll(session: aiohttp.ClientSession, url: str, measured: Measured, ready: asyncio.Event) -> None:
+    """Fetch ``url`` once a second, recording body sizes; set ``ready`` after the first answer."""
+    while True:
+        started = time.monotonic()
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with asyncio.timeout(5.0), session.get(url) as response:
+                body = await response.read()
+                if response.status == 200:
+                    if ready.is_set():
+                        measured.sample_bytes.append(len(body))
+                    ready.set()
+        await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+
+
+def reference_heartbeat_bytes(sample: Heartbeat) -> tuple[int, int]:
+    """Size of a real sample reshaped to the target: 2 cores, 2 mounts, 2 interfaces, no top processes."""
+    disks = dict(sample.disks or {"/": [250 * 10**9, 100 * 10**9]})
+    first = next(iter(disks.values()))
+    shaped = sample.model_copy(
+        update={
+            "cpu_per_core_percent": ([*(sample.cpu_per_core_percent or []), 12.3, 45.6])[:2],
+            "disks": {"/": first, "/home": [first[0] * 4, first[1] * 3]},
+            "net_interfaces": {"eth0": [123456.7, 23456.7], "wlan0": [3456.7, 456.7]},
+            "top_cpu": None,
+            "top_memory": None,
+        }
+    )
+    return len(encode(shaped)), len(encode_json(shaped).encode())
+
+
+async def measure(args: argparse.Namespace) -> tuple[list[Measured], tuple[int, int] | None]:
+    agent = Measured("nodewatch agent")
+    exporter = Measured("prometheus-node-exporter")
+    glances = Measured("Glances 4 (-w, /api/4/all)")
+    results = [agent, exporter, glances]
+    procs: list[tuple[Measured, subprocess.Popen[bytes], asyncio.Event]] = []
+    sink = Sink(agent)
+    sink_port = free_port()
+    await sink.start(sink_port)
+    session = aiohttp.ClientSession()
+    pollers: list[asyncio.Task[None]] = []
+    try:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        agent_cmd = [sys.executable, "-m", "nodewatch", "agent", "--collector", f"ws://127.0.0.1:{sink_port}"]
+        agent_cmd += ["--interval", str(args.interval), "--node-id", "bench", "--log-level", "WARNING"]
+        proc = subprocess.Popen(agent_cmd, cwd=REPO, env=env)
+        procs.append((agent, proc, sink.first_sample))
+
+        exporter_bin = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+        if exporter_bin and not args.agent_only:
+            port = free_port()
+            proc = subprocess.Popen(
+                [exporter_bin, f"--web.listen-address=127.0.0.1:{port}"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            ready = asyncio.Event()
+            procs.append((exporter, proc, ready))
+            pollers.append(asyncio.ensure_future(poll(session, f"http://127.0.0.1:{port}/metrics", exporter, ready)))
+        else:
+            exporter.note = "not run: prometheus-node-exporter not installed" if not exporter_bin else "skipped"
+
+        glances_bin = args.glances if Path(args.glances).exists() else shutil.which("glances")
+        if glances_bin and not args.agent_only:
+            port = free_port()
+            proc = subprocess.Popen(
+                [glances_bin, "-w", "--disable-webui", "-B", "127.0.0.1", "-p", str(port), "-t", "1"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd="/tmp",
+            )
+            ready = asyncio.Event()
+            procs.append((glances, proc, ready))
+            pollers.append(asyncio.ensure_future(poll(session, f"http://127.0.0.1:{port}/api/4/all", glances, ready)))
+        else:
+            glances.note = "not run: glances not found (pip install 'glances[web]' into a separate venv)"
+
+        for measured, proc, ready in procs:
+            measured.pid = proc.pid
+            try:
+                async with asyncio.timeout(60.0):
+                    await ready.wait()
+            except TimeoutError:
+                measured.note = "did not answer within 60 s"
+        await asyncio.sleep(args.interval)  # let start-up work settle, then measure steady state
+        for measured, _, _ in procs:
+            assert measured.pid is not None
+            measured.cpu_start = (time.monotonic(), cpu_ticks(measured.pid))
+            measured.sample_bytes.clear()
+            measured.json_bytes.clear()
+        deadline = time.monotonic() + args.duration
+        while time.monotonic() < deadline:
+            for measured, _, _ in procs:
+                assert measured.pid is not None
+                measured.rss_mb.append(rss_mb(measured.pid))
+            await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        for measured, _, _ in procs:
+            assert measured.pid is not None
+            measured.cpu_end = (time.monotonic(), cpu_ticks(measured.pid))
+    finally:
+        for task in pollers:
+            task.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
+        for _, proc, _ in procs:
+            proc.terminate()
+        for _, proc, _ in procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        await session.close()
+        await sink.stop()
+    reference = reference_heartbeat_bytes(sink.last_sample) if sink.last_sample is not None else None
+    return results, reference
+
+
+def format_table(results: Sequence[Measured], duration_s: float, reference: tuple[int, int] | None) -> str:
+    lines = [
+        f"Agent overhead, {duration_s:g} s at a 1 s interval, one run, side by side ({os.cpu_count()} cores).",
+        "",
+        "| process | CPU % of one core | RSS MB (median / max) | bytes per sample | JSON bytes (same sample) | note |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for m in results:
+        cpu = m.cpu_percent()
+        cpu_text = f"{cpu:.2f}" if cpu is not None else "-"
+        rss_text = f"{statistics.median(m.rss_mb):.1f} / {max(m.rss_mb):.1f}" if m.rss_mb else "-"
+        size = f"{statistics.median(m.sample_bytes):.0f}" if m.sample_bytes else "-"
+        json_size = f"{statistics.median(m.json_bytes):.0f}" if m.json_bytes else "-"
+        lines.append(f"| {m.name} | {cpu_text} | {rss_text} | {size} | {json_size} | {m.note} |")
+    if reference is not None:
+        lines.append(
+            f"| agent heartbeat reshaped to 2 cores, 2 mounts, 2 interfaces | | | {reference[0]} | {reference[1]} |"
+            " target shape |"
+        )
+    lines += [
+        "",
+        f"Targets for the agent: CPU <= {TARGETS['cpu_percent']} % of one core, RSS <= {TARGETS['rss_mb']:g} MB,"
+        f" heartbeat <= {TARGETS['heartbeat_bytes']} bytes. Bytes per sample are the msgpack frame for the agent,"
+        " the uncompressed response body for the others.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Measure the agent's overhead next to node_exporter and Glances.")
+    parser.add_argument("--duration", type=float, default=60.0, help="measured seconds (default 60)")
+    parser.add_argument("--interval", type=float, default=1.0, help="agent interval in seconds (default 1)")
+    parser.add_argument("--glances", default="/tmp/glances-venv/bin/glances", help="path to a Glances 4 binary")
+    parser.add_argument("--agent-only", action="store_true", help="skip the comparators")
+    args = parser.parse_args(argv)
+    if not 1.0 <= args.duration <= 3600.0:
+        parser.error(f"--duration: expected 1-3600 seconds, got {args.duration!r}")
+    results, reference = asyncio.run(measure(args))
+    print(format_table(results, args.duration, reference))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
