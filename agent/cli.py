@@ -1,8 +1,8 @@
 """``nodewatch agent``: parse settings, set up logging and signals, run the agent until told to stop.
 
 Keeps its imports lean: ``--help`` loads only the standard library and
-``agent.config``; aiohttp, psutil and pydantic come in once there is an
-agent to run. Not here: any sampling or network logic.
+``agent.config``; aiohttp and psutil come in once there is an agent to
+run (and pydantic never: see ``agent.wire``). Not here: any sampling or network logic.
 """
 
 from __future__ import annotations

@@ -147,9 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nodewatch agent",
         description="Sample this machine and push heartbeats to a nodewatch collector over one websocket.",
-        epilog="Each option can also come from NODEWATCH_<NAME> (e.g. NODEWATCH_COLLECTOR, NODEWATCH_TOKEN,"
-        " NODEWATCH_INTERVAL, NODEWATCH_NODE_ID) or a TOML file (--config, NODEWATCH_CONFIG) with the same"
-        " names in snake_case, optionally under [agent]. A flag beats the environment, which beats the file.",
+        epilog="Each option can also come from the environment ("
+        + ", ".join(env for _, env in SETTINGS.values())
+        + ") or a TOML file (--config or NODEWATCH_CONFIG) with the same names in snake_case, optionally"
+        " under [agent]. A flag beats the environment, which beats the file.",
     )
     add = parser.add_argument
     add("--collector", metavar="URL", help="collector address: ws://HOST:8765, http://HOST:8765 or HOST:PORT")
@@ -159,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--config", metavar="FILE.toml", help="TOML file with the same settings")
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
-        "--backlog-samples", metavar="N", help=f"samples kept while disconnected (default {BACKLOG_SECONDS} s worth)"
+        "--backlog-samples",
+        metavar="N",
+        help="unacked samples kept while disconnected (default: one hour's worth at the interval)",
     )
     group.add_argument("--backlog-bytes", metavar="N", help="bound the backlog by encoded bytes instead")
     add("--top-processes", action="store_const", const="true", help="also send the top 5 processes by CPU and RSS")

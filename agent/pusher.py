@@ -1,7 +1,7 @@
 """The pusher: one websocket to the collector, hello first, then the backlog, then live heartbeats.
 
 A thin aiohttp shell around pure parts: ``Backlog`` (what is unacked),
-``Backoff`` (when to retry). Not here: sampling or encoding heartbeats; the
+``Backoff`` (when to retry), ``agent.wire`` (frames). Not here: sampling or encoding heartbeats; the
 runner appends encoded frames to the backlog and calls ``notify()``.
 
 Per connection: send ``Hello``; the collector's first ``Ack(seq=N)`` says
@@ -26,13 +26,11 @@ import aiohttp
 
 from agent.backlog import Backlog
 from agent.backoff import Backoff
-from shared.codec import INGEST_LIMITS, decode, encode
+from agent.wire import MAX_INBOUND_BYTES, InboundAck, InboundError, decode_inbound
 from shared.errors import CloseCode, ProtocolError
-from shared.messages import Ack, Error, Hello
 
 log = logging.getLogger(__name__)
 
-MAX_INBOUND_BYTES = 64 * 1024  # the collector only sends acks and errors, each a few dozen bytes
 CLOSE_TIMEOUT_S = 1.0  # wait this long for the collector's close reply: shutdown must finish within 2 s
 # Closes that the collector will repeat if we retry soon: back off long (docs/protocol.md).
 REFUSING_CLOSE_CODES = frozenset({int(CloseCode.POLICY_VIOLATION)})
@@ -56,7 +54,7 @@ class Pusher:
         self,
         url: str,
         backlog: Backlog,
-        make_hello: Callable[[int], Hello],
+        make_hello: Callable[[int], bytes],
         *,
         token: str | None = None,
         ws_heartbeat_s: float = 10.0,
@@ -153,7 +151,7 @@ class Pusher:
 
     async def _converse(self, ws: aiohttp.ClientWebSocketResponse, stop: asyncio.Event) -> Outcome:
         held_seq: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        await ws.send_bytes(encode(self._make_hello(self.backlog.dropped)))
+        await ws.send_bytes(self._make_hello(self.backlog.dropped))
         reader = asyncio.ensure_future(self._read(ws, held_seq))
         writer = asyncio.ensure_future(self._write(ws, held_seq))
         stopper = asyncio.ensure_future(stop.wait())
@@ -215,11 +213,11 @@ class Pusher:
 
     def _handle_frame(self, data: bytes, held_seq: asyncio.Future[int]) -> ProtocolError | None:
         try:
-            message = decode(data, INGEST_LIMITS)
+            message = decode_inbound(data)
         except ProtocolError as exc:
             log.warning("collector %s sent a bad frame (%s): %r", self.url, exc.reason, data[:64])
             return exc
-        if isinstance(message, Ack):
+        if isinstance(message, InboundAck):
             self.backlog.ack(message.seq)
             if not held_seq.done():
                 held_seq.set_result(message.seq)
@@ -232,8 +230,6 @@ class Pusher:
                     message.seq,
                     len(self.backlog),
                 )
-        elif isinstance(message, Error):
+        elif isinstance(message, InboundError):
             log.warning("collector %s reported %s: %r", self.url, message.reason, message.detail[:200])
-        else:
-            log.warning("collector %s sent an unexpected %s message; ignored", self.url, message.type)
         return None

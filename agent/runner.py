@@ -24,15 +24,15 @@ from agent.backoff import Backoff
 from agent.cgroup import DEFAULT_ROOT
 from agent.config import AgentConfig
 from agent.pusher import Outcome, Pusher
-from agent.sampler import HeartbeatBuilder, PsutilReader, SlowReading
+from agent.sampler import HeartbeatBuilder, PsutilReader, SlowCache, SlowReading
 from agent.schedule import TickSchedule
-from shared.codec import encode
-from shared.messages import Hello, NodeFacts
+from agent.wire import PROTOCOL_VERSION, WireDict, pack
 
 log = logging.getLogger(__name__)
 
 SLOW_READ_SHARE = 0.8  # wait this share of an interval for disk usage, processes and sensors
 SLOW_READ_MAX_S = 5.0
+SLOW_REFRESH_S = 5.0  # disk usage, swap, processes, sensors: slow to read, slow to change
 
 
 class Agent:
@@ -60,16 +60,17 @@ class Agent:
         self.reader = PsutilReader(
             ps, clock=clock, wall_clock=wall_clock, cgroup_root=cgroup_root, top_processes=config.top_processes
         )
-        self.facts: NodeFacts = self.reader.read_facts()
-        self.builder = HeartbeatBuilder(boot_time_at=self.facts.boot_time_at)
+        self.facts = self.reader.read_facts()
+        self.builder = HeartbeatBuilder(boot_time_at=self.facts.get("boot_time_at"))
         self.backlog = Backlog(config.backlog_samples, config.backlog_bytes)
         self.pusher = Pusher(
             config.ingest_url,
             self.backlog,
-            self._hello,
+            self.hello_frame,
             token=config.token,
             ws_heartbeat_s=config.ws_heartbeat_s,
             connect_timeout_s=config.connect_timeout_s,
+            hello_ack_timeout_s=config.connect_timeout_s,
             backoff=Backoff(random=random_source),
             clock=clock,
             on_retry=on_retry,
@@ -77,15 +78,19 @@ class Agent:
         self.seq = 0
         self.schedule: TickSchedule | None = None
 
-    def _hello(self, dropped_samples: int) -> Hello:
-        return Hello(
-            node_id=self.config.node_id,
-            agent_instance_id=self.instance_id,
-            interval_s=self.config.interval_s,
-            sent_at=self._wall_clock(),
-            dropped_samples=dropped_samples,
-            facts=self.facts,
-        )
+    def hello_frame(self, dropped_samples: int) -> bytes:
+        """The hello frame: the map ``shared.codec.encode(Hello(...))`` packs, in field order."""
+        fields: WireDict = {
+            "type": "hello",
+            "protocol_version": PROTOCOL_VERSION,
+            "node_id": self.config.node_id,
+            "agent_instance_id": self.instance_id,
+            "interval_s": float(self.config.interval_s),
+            "sent_at": self._wall_clock(),
+            "dropped_samples": dropped_samples,
+            "facts": self.facts,
+        }
+        return pack(fields)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sample and push until ``stop`` is set."""
@@ -111,6 +116,8 @@ class Agent:
         self.builder.prime(self.reader.read_fast())
         schedule = self.schedule = TickSchedule(self._clock(), interval_s)
         pending: asyncio.Future[SlowReading] | None = None
+        refresh_s = max(interval_s, SLOW_REFRESH_S)
+        cache = SlowCache(refresh_s=refresh_s, max_age_s=3 * refresh_s)
         while not stop.is_set():
             wait_s = schedule.next_due - self._clock()
             if wait_s > 0:
@@ -121,23 +128,28 @@ class Agent:
             if schedule.poll(self._clock()) is None:
                 continue
             fast = self.reader.read_fast()
-            if pending is None:  # never queue a second slow read behind one that hangs
+            now = self._clock()
+            started_now = False
+            if pending is None and cache.due(now):  # never queue a second slow read behind one that hangs
                 pending = loop.run_in_executor(executor, self.reader.read_slow)
+                cache.started(now)
+                started_now = True
+            if pending is not None and started_now:
+                await asyncio.wait({pending}, timeout=slow_timeout_s)
             slow: SlowReading | None = None
-            try:
-                async with asyncio.timeout(slow_timeout_s):
-                    slow = await asyncio.shield(pending)
-            except TimeoutError:
-                log.debug("slow reading still running after %.2f s; sent without it", slow_timeout_s)
-            except Exception:  # a bug in one reading must cost one sample's fields, not the agent
-                log.exception("slow reading failed")
-            if pending.done():
+            if pending is not None and pending.done():
+                try:
+                    slow = cache.store(pending.result(), self._clock())
+                except Exception:  # a bug in one reading must cost one sample's fields, not the agent
+                    log.exception("slow reading failed")
                 pending = None
+            else:
+                slow = cache.reuse(now)
             try:
                 heartbeat = self.builder.build(self.seq + 1, fast, slow, schedule.late_ticks)
             except ValueError:
                 log.exception("could not build heartbeat %d; skipped", self.seq + 1)
                 continue
             self.seq += 1
-            self.backlog.append(self.seq, encode(heartbeat))
+            self.backlog.append(self.seq, pack(heartbeat))
             self.pusher.notify()

@@ -24,7 +24,6 @@ import os
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -155,91 +154,115 @@ def reference_heartbeat_bytes(sample: Heartbeat) -> tuple[int, int]:
     return len(encode(shaped)), len(encode_json(shaped).encode())
 
 
-async def measure(args: argparse.Namespace) -> tuple[list[Measured], tuple[int, int] | None]:
-    agent = Measured("nodewatch agent")
+@dataclass
+class Running:
+    """One measured process, with the event that says it has served its first sample."""
+
+    measured: Measured
+    proc: asyncio.subprocess.Process
+    ready: asyncio.Event
+
+
+async def spawn(
+    measured: Measured,
+    argv: list[str],
+    ready: asyncio.Event,
+    cwd: str | Path = "/tmp",
+    env: dict[str, str] | None = None,
+) -> Running:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=cwd, env=env
+    )
+    measured.pid = proc.pid
+    return Running(measured, proc, ready)
+
+
+async def start_comparators(
+    args: argparse.Namespace, session: aiohttp.ClientSession, pollers: list[asyncio.Task[None]]
+) -> tuple[list[Measured], list[Running]]:
+    """Start node_exporter and Glances where installed, each with a poller fetching it once a second."""
     exporter = Measured("prometheus-node-exporter")
     glances = Measured("Glances 4 (-w, /api/4/all)")
-    results = [agent, exporter, glances]
-    procs: list[tuple[Measured, subprocess.Popen[bytes], asyncio.Event]] = []
+    running: list[Running] = []
+    if args.agent_only:
+        exporter.note = glances.note = "skipped (--agent-only)"
+    elif args.exporter_bin is None:
+        exporter.note = "not run: prometheus-node-exporter not installed (apt-get install prometheus-node-exporter)"
+    else:
+        port = free_port()
+        ready = asyncio.Event()
+        running.append(await spawn(exporter, [args.exporter_bin, f"--web.listen-address=127.0.0.1:{port}"], ready))
+        pollers.append(asyncio.ensure_future(poll(session, f"http://127.0.0.1:{port}/metrics", exporter, ready)))
+    if args.agent_only:
+        pass
+    elif args.glances_bin is None:
+        glances.note = "not run: glances not found (pip install 'glances[web]' into a separate venv, not .venv)"
+    else:
+        port = free_port()
+        ready = asyncio.Event()
+        argv = [args.glances_bin, "-w", "--disable-webui", "-B", "127.0.0.1", "-p", str(port), "-t", "1"]
+        running.append(await spawn(glances, argv, ready))
+        pollers.append(asyncio.ensure_future(poll(session, f"http://127.0.0.1:{port}/api/4/all", glances, ready)))
+    return [exporter, glances], running
+
+
+async def observe(running: list[Running], duration_s: float, settle_s: float) -> None:
+    """Wait for every process's first sample, settle, then take CPU and RSS over ``duration_s``."""
+    for item in running:
+        try:
+            async with asyncio.timeout(60.0):
+                await item.ready.wait()
+        except TimeoutError:
+            item.measured.note = "did not answer within 60 s"
+    await asyncio.sleep(settle_s)  # start-up work is not steady-state overhead
+    pids = [(item.measured, item.proc.pid) for item in running]
+    for measured, pid in pids:
+        measured.cpu_start = (time.monotonic(), cpu_ticks(pid))
+        measured.sample_bytes.clear()
+        measured.json_bytes.clear()
+    deadline = time.monotonic() + duration_s
+    while time.monotonic() < deadline:
+        for measured, pid in pids:
+            measured.rss_mb.append(rss_mb(pid))
+        await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    for measured, pid in pids:
+        measured.cpu_end = (time.monotonic(), cpu_ticks(pid))
+
+
+async def measure(args: argparse.Namespace) -> tuple[list[Measured], tuple[int, int] | None]:
+    """Run everything side by side and return what each process cost."""
+    agent = Measured("nodewatch agent")
     sink = Sink(agent)
     sink_port = free_port()
     await sink.start(sink_port)
     session = aiohttp.ClientSession()
     pollers: list[asyncio.Task[None]] = []
+    running: list[Running] = []
     try:
+        argv = [sys.executable, "-m", "nodewatch", "agent", "--collector", f"ws://127.0.0.1:{sink_port}"]
+        argv += ["--interval", str(args.interval), "--node-id", "bench", "--log-level", "WARNING"]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        agent_cmd = [sys.executable, "-m", "nodewatch", "agent", "--collector", f"ws://127.0.0.1:{sink_port}"]
-        agent_cmd += ["--interval", str(args.interval), "--node-id", "bench", "--log-level", "WARNING"]
-        proc = subprocess.Popen(agent_cmd, cwd=REPO, env=env)
-        procs.append((agent, proc, sink.first_sample))
-
-        exporter_bin = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
-        if exporter_bin and not args.agent_only:
-            port = free_port()
-            proc = subprocess.Popen(
-                [exporter_bin, f"--web.listen-address=127.0.0.1:{port}"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            ready = asyncio.Event()
-            procs.append((exporter, proc, ready))
-            pollers.append(asyncio.ensure_future(poll(session, f"http://127.0.0.1:{port}/metrics", exporter, ready)))
-        else:
-            exporter.note = "not run: prometheus-node-exporter not installed" if not exporter_bin else "skipped"
-
-        glances_bin = args.glances if Path(args.glances).exists() else shutil.which("glances")
-        if glances_bin and not args.agent_only:
-            port = free_port()
-            proc = subprocess.Popen(
-                [glances_bin, "-w", "--disable-webui", "-B", "127.0.0.1", "-p", str(port), "-t", "1"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd="/tmp",
-            )
-            ready = asyncio.Event()
-            procs.append((glances, proc, ready))
-            pollers.append(asyncio.ensure_future(poll(session, f"http://127.0.0.1:{port}/api/4/all", glances, ready)))
-        else:
-            glances.note = "not run: glances not found (pip install 'glances[web]' into a separate venv)"
-
-        for measured, proc, ready in procs:
-            measured.pid = proc.pid
-            try:
-                async with asyncio.timeout(60.0):
-                    await ready.wait()
-            except TimeoutError:
-                measured.note = "did not answer within 60 s"
-        await asyncio.sleep(args.interval)  # let start-up work settle, then measure steady state
-        for measured, _, _ in procs:
-            assert measured.pid is not None
-            measured.cpu_start = (time.monotonic(), cpu_ticks(measured.pid))
-            measured.sample_bytes.clear()
-            measured.json_bytes.clear()
-        deadline = time.monotonic() + args.duration
-        while time.monotonic() < deadline:
-            for measured, _, _ in procs:
-                assert measured.pid is not None
-                measured.rss_mb.append(rss_mb(measured.pid))
-            await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-        for measured, _, _ in procs:
-            assert measured.pid is not None
-            measured.cpu_end = (time.monotonic(), cpu_ticks(measured.pid))
+        running.append(await spawn(agent, argv, sink.first_sample, cwd=REPO, env=env))
+        others, started = await start_comparators(args, session, pollers)
+        running += started
+        await observe(running, args.duration, args.interval)
     finally:
         for task in pollers:
             task.cancel()
         await asyncio.gather(*pollers, return_exceptions=True)
-        for _, proc, _ in procs:
-            proc.terminate()
-        for _, proc, _ in procs:
+        for item in running:
+            item.proc.terminate()
+        for item in running:
             try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                async with asyncio.timeout(5.0):
+                    await item.proc.wait()
+            except TimeoutError:
+                item.proc.kill()
+                await item.proc.wait()
         await session.close()
         await sink.stop()
     reference = reference_heartbeat_bytes(sink.last_sample) if sink.last_sample is not None else None
-    return results, reference
+    return [agent, *others], reference
 
 
 def format_table(results: Sequence[Measured], duration_s: float, reference: tuple[int, int] | None) -> str:
@@ -279,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1.0 <= args.duration <= 3600.0:
         parser.error(f"--duration: expected 1-3600 seconds, got {args.duration!r}")
+    args.exporter_bin = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+    args.glances_bin = args.glances if Path(args.glances).exists() else shutil.which("glances")
     results, reference = asyncio.run(measure(args))
     print(format_table(results, args.duration, reference))
     return 0

@@ -20,6 +20,7 @@ Prints a markdown table. Example::
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -58,6 +59,7 @@ class Measurements:
     elapsed_s: float = 0.0
     rows: int = 0
     close_s: float = 0.0
+    timeline: list[tuple[float, str]] = field(default_factory=list)  # (perf_counter, what) with --trace
 
 
 def start_collector() -> tuple[subprocess.Popen[str], str]:
@@ -107,7 +109,7 @@ def rss_mib() -> float:
 
 def slope_mib_per_min(samples: Sequence[tuple[float, float]]) -> float:
     """Least-squares slope of RSS over time, in MiB per minute."""
-    if len(samples) < 2:  # noqa: PLR2004 - a line needs two points
+    if len(samples) < 2:  # a line needs two points
         return 0.0
     xs = [t for t, _ in samples]
     ys = [m for _, m in samples]
@@ -126,7 +128,9 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
-def run_viewer(url: str, nodes: int, duration_s: float, settle_s: float, *, profile: bool = False) -> Measurements:
+def run_viewer(  # noqa: PLR0915 - one measured scenario, read top to bottom
+    url: str, nodes: int, duration_s: float, settle_s: float, *, profile: bool = False, trace: bool = False
+) -> Measurements:
     """Run the real window against ``url``, measure for ``duration_s``, close it, return the numbers."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PyQt6.QtCore import QEvent, QObject, Qt, QTimer
@@ -149,13 +153,30 @@ def run_viewer(url: str, nodes: int, duration_s: float, settle_s: float, *, prof
         def eventFilter(self, _watched: QObject | None, event: QEvent | None) -> bool:  # noqa: N802 - Qt's name
             if measuring and event is not None and event.type() == QEvent.Type.Paint:
                 result.paints += 1
+                if trace:
+                    result.timeline.append((time.perf_counter(), "table-paint"))
             return False
 
     def on_batch(batch: NodeBatch) -> None:
+        if trace and measuring:
+            result.timeline.append((time.perf_counter(), f"batch-applied({len(batch.entries)})"))
         if measuring:
             result.batches += 1
             result.batch_nodes += len(batch.entries)
 
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if not (trace and measuring):
+            return
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            took_ms = (time.perf_counter() - gc_started[0]) * 1000
+            if took_ms > 2.0:
+                result.timeline.append((time.perf_counter(), f"gc-gen{info['generation']}({took_ms:.0f}ms)"))
+
+    gc.callbacks.append(on_gc)
     counter = PaintCounter()
     viewport = window.table.viewport()
     assert viewport is not None
@@ -181,10 +202,19 @@ def run_viewer(url: str, nodes: int, duration_s: float, settle_s: float, *, prof
     thread_cpu_start = time.thread_time()
     process_cpu_start = time.process_time()
 
+    last_cpu = time.thread_time()
+
     def on_probe() -> None:
-        nonlocal last_tick
+        nonlocal last_tick, last_cpu
         now = time.perf_counter()
-        result.lateness_ms.append(max(0.0, (now - last_tick) * 1000.0 - PROBE_INTERVAL_MS))
+        late_ms = max(0.0, (now - last_tick) * 1000.0 - PROBE_INTERVAL_MS)
+        result.lateness_ms.append(late_ms)
+        if trace:
+            cpu = time.thread_time()
+            result.timeline.append(
+                (now, f"probe late {late_ms:.1f} ms (UI thread CPU in gap {1000 * (cpu - last_cpu):.1f} ms)")
+            )
+            last_cpu = cpu
         last_tick = now
 
     def on_rss() -> None:
@@ -225,7 +255,51 @@ def run_viewer(url: str, nodes: int, duration_s: float, settle_s: float, *, prof
     return result
 
 
-def report(result: Measurements, nodes: int, connected: int, duration_s: float) -> str:
+def print_trace(timeline: Sequence[tuple[float, str]], late_ms: float = 16.0) -> None:
+    """For each probe tick later than ``late_ms``, print the events since the previous tick."""
+    previous_tick = 0.0
+    pending: list[tuple[float, str]] = []
+    for at, what in timeline:
+        if what.startswith("probe late"):
+            if float(what.split()[2]) > late_ms:
+                events = ", ".join(f"{(t - previous_tick) * 1000:.1f}:{w}" for t, w in pending)
+                print(f"{what}: [{events}]", file=sys.stderr)
+            previous_tick, pending = at, []
+        else:
+            pending.append((at, what))
+
+
+def run_control(duration_s: float) -> list[float]:
+    """The same probe in an empty Qt app next to the same load: the machine's own lateness floor."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PyQt6.QtCore import Qt, QTimer
+    from PyQt6.QtWidgets import QApplication, QWidget
+
+    app = QApplication.instance() or QApplication(["viewer_stall"])
+    widget = QWidget()
+    widget.show()
+    lateness: list[float] = []
+    last_tick = time.perf_counter()
+
+    def on_probe() -> None:
+        nonlocal last_tick
+        now = time.perf_counter()
+        lateness.append(max(0.0, (now - last_tick) * 1000.0 - PROBE_INTERVAL_MS))
+        last_tick = now
+
+    probe = QTimer()
+    probe.setTimerType(Qt.TimerType.PreciseTimer)
+    probe.setInterval(PROBE_INTERVAL_MS)
+    probe.timeout.connect(on_probe)
+    probe.start()
+    QTimer.singleShot(int(duration_s * 1000), app.quit)
+    app.exec()
+    probe.stop()
+    widget.close()
+    return lateness
+
+
+def report(result: Measurements, nodes: int, connected: int, duration_s: float, control: list[float]) -> str:
     """The markdown table."""
     lateness = result.lateness_ms
     elapsed = max(result.elapsed_s, 1e-9)
@@ -239,6 +313,11 @@ def report(result: Measurements, nodes: int, connected: int, duration_s: float) 
         ("UI lateness p50", f"{percentile(lateness, 0.50):.2f} ms", ""),
         ("UI lateness p99", f"{percentile(lateness, 0.99):.2f} ms", "< 16 ms"),
         ("UI lateness max", f"{max(lateness, default=0.0):.2f} ms", "< 50 ms"),
+        (
+            "control: empty Qt app, same load, p50 / p99 / max",
+            f"{percentile(control, 0.5):.2f} / {percentile(control, 0.99):.2f} / {max(control, default=0.0):.2f} ms",
+            "the machine's floor",
+        ),
         ("table repaints", f"{result.paints / elapsed:.1f} /s", "~10 /s max"),
         ("batches applied", f"{result.batches / elapsed:.1f} /s", "<= 10 /s"),
         ("nodes per batch (mean)", f"{result.batch_nodes / max(result.batches, 1):.0f}", ""),
@@ -246,7 +325,7 @@ def report(result: Measurements, nodes: int, connected: int, duration_s: float) 
         ("viewer process CPU (all threads)", f"{100 * result.process_cpu_s / elapsed:.1f} %", "of one core"),
         ("RSS start -> end", f"{rss_start:.1f} -> {rss_end:.1f} MiB", ""),
         ("RSS slope", f"{slope_mib_per_min(result.rss_samples):+.2f} MiB/min", "flat"),
-        ("window close (link stop)", f"{result.close_s * 1000:.0f} ms", "< 2000 ms"),
+        ("window close (link stop)", f"{result.close_s * 1000:.1f} ms", "< 2000 ms"),
     ]
     lines = ["| metric | value | target |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {target} |" for name, value, target in rows]
@@ -259,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=2000, help="simulated agents at 1 Hz (default 2000)")
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds (default 60)")
     parser.add_argument("--switch-interval-ms", type=float, default=None, help="sys.setswitchinterval for the viewer")
+    parser.add_argument("--control-duration", type=float, default=20.0, help="seconds of the empty-app control")
+    parser.add_argument("--trace", action="store_true", help="print what happened before each late probe tick")
     parser.add_argument("--profile", action="store_true", help="print the UI thread's cProfile to stderr")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds between the table filling and measuring")
     args = parser.parse_args(argv)
@@ -268,15 +349,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.setswitchinterval(args.switch_interval_ms / 1000.0)
     collector, url = start_collector()
     fleet_duration_s = args.duration + args.settle + 180.0
+    fleet_command = [sys.executable, str(REPO / "bench" / "fleet.py"), "--collector", url]
+    fleet_command += ["--nodes", str(args.nodes), "--interval", "1", "--duration", str(fleet_duration_s)]
     fleet = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "fleet.py"), "--collector", url, "--nodes", str(args.nodes)]
-        + ["--interval", "1", "--duration", str(fleet_duration_s)],
+        fleet_command,
         cwd=REPO,
         stdout=subprocess.DEVNULL,
     )
     try:
         connected = wait_for_fleet(url, args.nodes, timeout_s=120.0)
-        result = run_viewer(url, args.nodes, args.duration, args.settle, profile=args.profile)
+        control = run_control(min(args.duration, args.control_duration))
+        result = run_viewer(url, args.nodes, args.duration, args.settle, profile=args.profile, trace=args.trace)
+        if args.trace:
+            print_trace(result.timeline)
     finally:
         for process in (fleet, collector):
             process.send_signal(signal.SIGTERM)
@@ -287,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 process.kill()
                 process.wait(timeout=5)
     print(f"\n`bench/viewer_stall.py --nodes {args.nodes} --duration {args.duration:g}`\n")
-    print(report(result, args.nodes, connected, args.duration))
+    print(report(result, args.nodes, connected, args.duration, control))
     return 0
 
 

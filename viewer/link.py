@@ -8,8 +8,9 @@ thread through a queued signal. At most one batch is in flight: while the UI thr
 is busy, updates keep merging in the network thread instead of piling up in Qt's
 event queue.
 
-Why this design, and not QtWebSockets on the UI thread: see bench/viewer_stall.py and
-the README (a prototype of both; the thread used half the UI-thread CPU).
+Why this design, and not QtWebSockets on the UI thread: issue #5's prototypes measured
+both; decoding here keeps that work (~5 ms per 225-node update) off the UI thread.
+bench/viewer_stall.py measures the result end to end.
 
 Not here: widgets or models (signals carry plain data; only the UI thread applies it).
 """
@@ -135,6 +136,7 @@ class _NetworkWorker:
         self._ui_ready = ui_ready
         self._clock = clock
         self._pending = PendingBatch()
+        self._last_flush_s = float("-inf")
         self._lock = threading.Lock()
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -254,6 +256,10 @@ class _NetworkWorker:
                 break
             if isinstance(message, Snapshot | Update):
                 self._pending.add(message)
+                if isinstance(message, Update) and self._clock() - self._last_flush_s >= self._config.flush_interval_s:
+                    # Right after a decode: the UI works while this thread idles until the next
+                    # message, instead of both wanting the GIL at once (bench/viewer_stall.py).
+                    self._flush()
                 if isinstance(message, Snapshot):
                     self._ever_connected = True
                     self._backoff.reset()
@@ -279,9 +285,11 @@ class _NetworkWorker:
         await ws.close(code=exc.close_code, message=exc.reason.value.encode())
 
     async def _flush_periodically(self) -> None:
+        """Fallback for when no message comes to trigger a flush (or the UI was still busy)."""
         while True:
-            await asyncio.sleep(self._config.flush_interval_s)
-            self._flush()
+            await asyncio.sleep(self._config.flush_interval_s / 2)
+            if self._clock() - self._last_flush_s >= self._config.flush_interval_s:
+                self._flush()
 
     async def _send_requests(self, ws: aiohttp.ClientWebSocketResponse, outbox: asyncio.Queue[str]) -> None:
         while True:
@@ -297,6 +305,7 @@ class _NetworkWorker:
         if not self._pending or not (force or self._ui_ready.is_set()):
             return
         batch = self._pending.take()
+        self._last_flush_s = self._clock()
         self._ui_ready.clear()
         self._emit(self._bridge.batch, batch)
 

@@ -33,7 +33,8 @@ from shared.messages import NodeHistory
 from viewer.batching import NodeBatch
 from viewer.detail import DetailPane
 from viewer.link import CollectorLink, LinkState, Phase
-from viewer.model import NODE_ID_ROLE, Column, NodeSortFilterProxy, NodeTableModel
+from viewer.model import NODE_ID_ROLE, Column, NodeTableModel
+from viewer.sorting import NodeSortFilterModel
 
 # "last seen" counts whole seconds, so a 1 s tick is as fine as the text gets.
 AGE_TICK_MS: Final = 1000
@@ -97,10 +98,7 @@ class MainWindow(QMainWindow):
 
         # No Qt parent: the window's Python attribute owns it, so a test holding the model outlives the window.
         self.model = NodeTableModel()
-        self.proxy = NodeSortFilterProxy(self.model, self)
-        self.proxy.setFilterKeyColumn(Column.NODE)
-        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        self.proxy.setDynamicSortFilter(True)
+        self.proxy = NodeSortFilterModel(self.model, self)
 
         self.filter_box, self.table, self.detail = self._build_central()
 
@@ -127,7 +125,7 @@ class MainWindow(QMainWindow):
         filter_box = QLineEdit()
         filter_box.setPlaceholderText("Filter nodes…")
         filter_box.setClearButtonEnabled(True)
-        filter_box.textChanged.connect(self.proxy.setFilterFixedString)
+        filter_box.textChanged.connect(self.proxy.set_filter)
 
         table = QTableView()
         table.setModel(self.proxy)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
+from agent.runner import Agent
 from shared.codec import decode, encode
 from shared.errors import CloseCode, ErrorReason
 from shared.messages import Ack, Error, Heartbeat, Hello
@@ -37,11 +39,17 @@ class IngestServer:
     """Runs the endpoint on 127.0.0.1; ``stop()`` and ``start(port)`` again simulate a collector restart."""
 
     def __init__(
-        self, log: IngestLog | None = None, *, tokens: frozenset[str] = frozenset(), refuse_hello: bool = False
+        self,
+        log: IngestLog | None = None,
+        *,
+        tokens: frozenset[str] = frozenset(),
+        refuse_hello: bool = False,
+        mute: bool = False,
     ) -> None:
         self.log = log if log is not None else IngestLog()
         self.tokens = tokens
         self.refuse_hello = refuse_hello
+        self.mute = mute  # read everything, never answer: a collector stuck before its first ack
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
@@ -101,6 +109,10 @@ class IngestServer:
             await ws.close(code=CloseCode.POLICY_VIOLATION, message=b"schema")
             return
         instance = hello.agent_instance_id
+        if self.mute:
+            async for _ in ws:
+                pass
+            return
         await ws.send_bytes(encode(Ack(seq=self.log.held.get(instance, 0))))
         async for msg in ws:
             if msg.type != WSMsgType.BINARY:
@@ -179,3 +191,16 @@ async def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> 
     async with asyncio.timeout(timeout_s):
         while not condition():  # noqa: ASYNC110 - conditions are plain attributes set by other tasks' I/O
             await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def running(agent: Agent) -> AsyncIterator[asyncio.Event]:
+    """Run the agent in the background; on exit stop it and require it to finish within 2 s."""
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(agent.run(stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        async with asyncio.timeout(2.0):
+            await task

@@ -131,3 +131,9 @@ class TestLeanImports:
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
         assert "--collector URL" in result.stdout
         assert "LOADED []" in result.stdout
+
+    def test_running_agent_loads_no_pydantic(self) -> None:
+        """The whole agent (runner, pusher, sampler) imports without pydantic: ~10 MB of RSS stay free."""
+        code = "import sys, agent.runner, agent.cli\nprint('PYDANTIC', 'pydantic' in sys.modules)\n"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+        assert "PYDANTIC False" in result.stdout

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import statistics
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 
@@ -14,7 +11,7 @@ from agent.config import AgentConfig
 from agent.pusher import Outcome
 from agent.runner import Agent
 
-from .ingest_server import IngestServer, StallingProxy, wait_until
+from .ingest_server import IngestServer, StallingProxy, running, wait_until
 
 
 def make_agent(url: str, **overrides: object) -> tuple[Agent, list[tuple[float, Outcome]]]:
@@ -30,19 +27,6 @@ def make_agent(url: str, **overrides: object) -> tuple[Agent, list[tuple[float, 
         on_retry=lambda delay, outcome: retries.append((delay, outcome)),
     )
     return agent, retries
-
-
-@asynccontextmanager
-async def running(agent: Agent) -> AsyncIterator[asyncio.Event]:
-    """Run the agent in the background; on exit stop it and require it to finish within 2 s."""
-    stop = asyncio.Event()
-    task = asyncio.ensure_future(agent.run(stop))
-    try:
-        yield stop
-    finally:
-        stop.set()
-        async with asyncio.timeout(2.0):
-            await task
 
 
 def assert_complete(seqs: list[int]) -> None:
@@ -129,6 +113,22 @@ class TestPushing:
         assert "PONG" in retries[0][1].reason or "Timeout" in retries[0][1].reason
         assert not retries[0][1].refused
         assert_complete(log.seqs)
+
+
+class TestSilence:
+    async def test_unacked_hello_times_out_and_retries(self) -> None:
+        """A collector that accepts the hello but never acks it is left after the timeout and dialled again."""
+        server = IngestServer(mute=True)
+        await server.start()
+        try:
+            agent, retries = make_agent(server.url, connect_timeout_s=0.3)
+            async with running(agent):
+                await wait_until(lambda: len(server.log.hellos) >= 2)
+        finally:
+            await server.stop()
+        assert retries[0][1].reason == "collector did not ack the hello in time"
+        assert not retries[0][1].refused
+        assert len(agent.backlog) == agent.seq  # nothing was acked, so nothing was forgotten
 
 
 class TestRefusals:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.sampler import HeartbeatBuilder, PsutilReader, SlowReading, partition_names
+from agent.sampler import FastReading, HeartbeatBuilder, PsutilReader, SlowCache, SlowReading, partition_names
+from agent.wire import pack
 from shared.codec import decode, encode, encode_json
 from shared.messages import Heartbeat
 
@@ -22,6 +23,17 @@ def make_reader(
     return reader, HeartbeatBuilder(boot_time_at=1_000.0)
 
 
+def build(
+    builder: HeartbeatBuilder, seq: int, fast: FastReading, slow: SlowReading | None, late_ticks: int = 0
+) -> Heartbeat:
+    """Build a heartbeat map and check it is exactly what shared.codec would send for the same model."""
+    frame = pack(builder.build(seq, fast, slow, late_ticks))
+    model = decode(frame)
+    assert isinstance(model, Heartbeat)
+    assert encode(model) == frame
+    return model
+
+
 def advance_counters(ps: FakePsutil) -> None:
     ps.total = CpuTimes(user=3, nice=0, system=1, idle=4, iowait=0, guest=0)
     ps.cores = [CpuTimes(3, 0, 1, 0, 0, 0), CpuTimes(0, 0, 0, 4, 0, 0)]
@@ -34,7 +46,7 @@ class TestHeartbeatBuilder:
         """Without a primed baseline the first heartbeat omits CPU and I/O rates instead of sending 0."""
         ps, clock = FakePsutil(), FakeClock(10.0)
         reader, builder = make_reader(ps, clock, tmp_path)
-        beat = builder.build(1, reader.read_fast(), reader.read_slow())
+        beat = build(builder, 1, reader.read_fast(), reader.read_slow())
         assert beat.cpu_percent is None
         assert beat.cpu_per_core_percent is None
         assert beat.net_rx_bytes_per_s is None
@@ -48,7 +60,7 @@ class TestHeartbeatBuilder:
         builder.prime(reader.read_fast())
         clock.advance(2.0)
         advance_counters(ps)
-        beat = builder.build(1, reader.read_fast(), reader.read_slow())
+        beat = build(builder, 1, reader.read_fast(), reader.read_slow())
         assert beat.cpu_percent == 50.0
         assert beat.cpu_per_core_percent == [100.0, 0.0]
         assert beat.disk_read_bytes_per_s == 2048.0
@@ -70,20 +82,20 @@ class TestHeartbeatBuilder:
         """A raising psutil call removes only its field; sample_errors counts every failure so far."""
         ps, clock = FakePsutil(fail={"virtual_memory", "sensors_temperatures"}), FakeClock()
         reader, builder = make_reader(ps, clock, tmp_path)
-        first = builder.build(1, reader.read_fast(), reader.read_slow())
+        first = build(builder, 1, reader.read_fast(), reader.read_slow())
         assert first.mem_percent is None
         assert first.mem_used_bytes is None
         assert first.temperatures is None
         assert first.swap_percent == 10.0
         assert first.sample_errors == 2
-        second = builder.build(2, reader.read_fast(), reader.read_slow())
+        second = build(builder, 2, reader.read_fast(), reader.read_slow())
         assert second.sample_errors == 4
 
     def test_slow_reading_missing_counts_one_error(self, tmp_path: Path) -> None:
         """A slow reading that did not finish in time leaves disks and processes out and counts once."""
         ps, clock = FakePsutil(), FakeClock()
         reader, builder = make_reader(ps, clock, tmp_path)
-        beat = builder.build(1, reader.read_fast(), None, late_ticks=3)
+        beat = build(builder, 1, reader.read_fast(), None, late_ticks=3)
         assert beat.disks is None
         assert beat.process_count is None
         assert beat.sample_errors == 1
@@ -95,7 +107,7 @@ class TestHeartbeatBuilder:
         reader, builder = make_reader(ps, clock, tmp_path)
         builder.prime(reader.read_fast())
         clock.advance(1.0)
-        beat = builder.build(1, reader.read_fast(), SlowReading())
+        beat = build(builder, 1, reader.read_fast(), SlowReading())
         assert beat.disk_read_bytes_per_s is None
         assert beat.sample_errors is None
 
@@ -106,7 +118,7 @@ class TestHeartbeatBuilder:
         (tmp_path / "memory.max").write_text("1048576")
         ps, clock = FakePsutil(), FakeClock()
         reader, builder = make_reader(ps, clock, tmp_path)
-        beat = builder.build(1, reader.read_fast(), reader.read_slow())
+        beat = build(builder, 1, reader.read_fast(), reader.read_slow())
         assert beat.cgroup_cpu_limit_cores == 2.0
         assert beat.cgroup_memory_limit_bytes == 1048576
 
@@ -118,13 +130,13 @@ class TestHeartbeatBuilder:
         ]
         ps, clock = FakePsutil(processes=procs), FakeClock()
         reader, builder = make_reader(ps, clock, tmp_path, top=True)
-        beat = builder.build(1, reader.read_fast(), reader.read_slow())
+        beat = build(builder, 1, reader.read_fast(), reader.read_slow())
         assert beat.top_cpu is not None
         assert beat.top_memory is not None
         assert [p.pid for p in beat.top_cpu] == [7, 6, 5, 4, 3]
         assert [p.pid for p in beat.top_memory] == [1, 2, 3, 4, 5]
         plain_reader, plain_builder = make_reader(ps, clock, tmp_path)
-        assert plain_builder.build(1, plain_reader.read_fast(), plain_reader.read_slow()).top_cpu is None
+        assert build(plain_builder, 1, plain_reader.read_fast(), plain_reader.read_slow()).top_cpu is None
 
     def test_heartbeat_round_trips_and_stays_small(self, tmp_path: Path) -> None:
         """A 2-core, 2-mount, 2-interface heartbeat decodes to itself and is at most 600 bytes of msgpack."""
@@ -135,10 +147,8 @@ class TestHeartbeatBuilder:
         ps.total = CpuTimes(123456.78, 12.5, 23456.7, 987654.3, 1234.5, 0)
         ps.cores = [CpuTimes(61728.39, 6.2, 11728.3, 493827.1, 617.2, 0)] * 2
         ps.nics = {"eth0": Nic(123456789, 987654321), "wlan0": Nic(123456789, 987654321)}
-        beat = builder.build(123456, reader.read_fast(), reader.read_slow())
+        beat = build(builder, 123456, reader.read_fast(), reader.read_slow())
         frame = encode(beat)
-        assert decode(frame) == beat
-        assert isinstance(beat, Heartbeat)
         assert len(frame) <= 600
         assert len(frame) < len(encode_json(beat))
 
@@ -157,3 +167,25 @@ class TestPartitionNames:
     def test_partitions_are_found(self, names: list[str], expected: set[str]) -> None:
         """Partitions of a listed disk are recognised so their bytes are not counted twice."""
         assert partition_names(names) == expected
+
+
+class TestSlowCache:
+    def test_refresh_schedule_and_reuse(self) -> None:
+        """A slow reading is due every refresh_s; in between the last one is reused with no errors recounted."""
+        cache = SlowCache(refresh_s=5.0, max_age_s=15.0)
+        assert cache.due(0.0)
+        assert cache.reuse(0.0) is None
+        cache.started(0.0)
+        fresh = cache.store(SlowReading(process_count=7, errors=2), 0.1)
+        assert fresh.errors == 2
+        assert not cache.due(4.9)
+        assert cache.reuse(4.9) == SlowReading(process_count=7, errors=0)
+        assert cache.due(5.0)
+
+    def test_too_old_reading_is_dropped(self) -> None:
+        """When refreshes stop finishing, the last reading is shown for max_age_s and then not at all."""
+        cache = SlowCache(refresh_s=5.0, max_age_s=15.0)
+        cache.started(0.0)
+        cache.store(SlowReading(process_count=7), 0.0)
+        assert cache.reuse(15.0) is not None
+        assert cache.reuse(15.1) is None

@@ -5,13 +5,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from PyQt6.QtCore import QAbstractItemModel
 
 from tests.viewer.factories import snapshot
 from tests.viewer.subscribe_server import SubscribeServer
 from viewer.backoff import Backoff
 from viewer.link import CollectorLink, LinkConfig
+
+if TYPE_CHECKING:  # importing it at conftest load time runs before pytest-qt picks its Qt binding
+    from pytestqt.modeltest import ModelTester
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # git-ignored: screenshots for people
 
@@ -33,6 +38,11 @@ def server() -> Iterator[SubscribeServer]:
 def make_link(url: str, token: str | None = None) -> CollectorLink:
     """A link to ``url`` with fast backoff (not started)."""
     return CollectorLink(LinkConfig(collector_url=url, token=token), backoff=fast_backoff())
+
+
+def check_model(tester: ModelTester, model: QAbstractItemModel) -> None:
+    """Run pytest-qt's model tester in pure Python mode (its signature is untyped)."""
+    tester.check(model, force_py=True)  # type: ignore[no-untyped-call]
 
 
 def link_threads() -> list[threading.Thread]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -73,9 +74,8 @@ class SubscribeServer:
         """Send raw bytes to every subscriber (to test bad frames)."""
         self._call(self._broadcast(data))
 
-    def _call(self, coroutine: object) -> None:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)  # type: ignore[arg-type]
-        future.result(_START_TIMEOUT_S)
+    def _call(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(_START_TIMEOUT_S)
 
     async def _start(self) -> None:
         app = web.Application()

@@ -9,6 +9,7 @@ from PyQt6.QtCore import QModelIndex, QSortFilterProxyModel, Qt
 from pytestqt.modeltest import ModelTester
 
 from shared.messages import Snapshot, Update
+from tests.viewer.conftest import check_model
 from tests.viewer.factories import BASE_AT, entry, snapshot, update
 from viewer.batching import NodeBatch, PendingBatch
 from viewer.model import NODE_ID_ROLE, SORT_ROLE, Column, NodeTableModel
@@ -42,7 +43,7 @@ class Signals:
 def model(qtmodeltester: ModelTester) -> NodeTableModel:
     """A model already checked by qtmodeltester while empty."""
     table = NodeTableModel()
-    qtmodeltester.check(table, force_py=True)
+    check_model(qtmodeltester, table)
     return table
 
 
@@ -56,14 +57,14 @@ class TestNodeTableModel:
     def test_qtmodeltester_through_batches(self, qtmodeltester: ModelTester) -> None:
         """The model obeys Qt's model contract while rows appear, change and vanish."""
         model = NodeTableModel()
-        qtmodeltester.check(model, force_py=True)
+        check_model(qtmodeltester, model)
         model.apply_batch(batch_of(snapshot("a", "b", "c")), BASE_AT)
         model.apply_batch(batch_of(update(entry("b", seq=2, full=False), entry("d"))), BASE_AT + 1)
         model.apply_batch(batch_of(update(removed=("a", "c"))), BASE_AT + 2)
         model.apply_batch(batch_of(snapshot("d", "e")), BASE_AT + 3)
         model.set_connected(False)
         model.refresh_ages(BASE_AT + 5)
-        qtmodeltester.check(model, force_py=True)
+        check_model(qtmodeltester, model)
         assert model.node_ids() == ["d", "e"]
 
     def test_snapshot_fills_the_table(self, model: NodeTableModel) -> None:

@@ -1,0 +1,113 @@
+"""Tests of viewer.sorting: display order and filter over the node model, without resets."""
+
+from __future__ import annotations
+
+import pytest
+from PyQt6.QtCore import QModelIndex, QPersistentModelIndex, Qt
+from pytestqt.modeltest import ModelTester
+
+from shared.messages import NodeEntry
+from tests.viewer.conftest import check_model
+from tests.viewer.factories import BASE_AT, entry, status, update
+from tests.viewer.test_model import Signals, batch_of
+from viewer.model import Column, NodeTableModel
+from viewer.sorting import NodeSortFilterModel
+
+
+@pytest.fixture
+def nodes() -> NodeTableModel:
+    """A node model with four nodes of distinct CPU, one unmeasured."""
+    model = NodeTableModel()
+    model.apply_batch(
+        batch_of(
+            update(
+                entry("d", cpu=40.0),
+                entry("a", cpu=9.0),
+                NodeEntry(status=status("c")),  # no sample yet: CPU not measured
+                entry("b", cpu=10.0),
+            )
+        ),
+        BASE_AT,
+    )
+    return model
+
+
+@pytest.fixture
+def view(nodes: NodeTableModel, qtmodeltester: ModelTester) -> NodeSortFilterModel:
+    """The sort/filter model over ``nodes``, checked by qtmodeltester from the start."""
+    ordered = NodeSortFilterModel(nodes)
+    check_model(qtmodeltester, ordered)
+    return ordered
+
+
+class TestNodeSortFilterModel:
+    def test_sorted_by_node_by_default(self, view: NodeSortFilterModel) -> None:
+        """Rows show in node-id order whatever order they arrived in."""
+        assert view.node_ids() == ["a", "b", "c", "d"]
+        assert view.index(0, Column.CPU).data() == "9.0 %"
+
+    def test_sorts_numerically_with_unmeasured_last(self, view: NodeSortFilterModel) -> None:
+        """CPU sorts 9 < 10 < 40 ascending and 40 > 10 > 9 descending; the unmeasured node is last both ways."""
+        view.sort(Column.CPU, Qt.SortOrder.AscendingOrder)
+        assert view.node_ids() == ["a", "b", "d", "c"]
+        view.sort(Column.CPU, Qt.SortOrder.DescendingOrder)
+        assert view.node_ids() == ["d", "b", "a", "c"]
+
+    def test_live_resort_keeps_the_selection_on_its_node(
+        self, nodes: NodeTableModel, view: NodeSortFilterModel
+    ) -> None:
+        """When a new sample moves a node in a CPU sort, a persistent index (the selection) follows it."""
+        view.sort(Column.CPU, Qt.SortOrder.AscendingOrder)
+        selected = QPersistentModelIndex(view.index(0, Column.NODE))
+        assert selected.data() == "a"
+        resets: list[bool] = []
+        view.modelReset.connect(lambda: resets.append(True))
+        nodes.apply_batch(batch_of(update(entry("a", seq=2, cpu=99.0, full=False))), BASE_AT)
+        assert view.node_ids() == ["b", "d", "a", "c"]
+        assert selected.data() == "a"
+        assert selected.row() == 2
+        assert resets == []
+
+    def test_one_change_is_one_row_signal(self, nodes: NodeTableModel, view: NodeSortFilterModel) -> None:
+        """A heartbeat of one node signals exactly that view row; two apart nodes signal two rows, not the span."""
+        changes: list[tuple[int, int]] = []
+        view.dataChanged.connect(lambda tl, br, _roles=(): changes.append((tl.row(), br.row())))
+        nodes.apply_batch(batch_of(update(entry("b", seq=2, cpu=11.0, full=False))), BASE_AT)
+        assert changes == [(1, 1)]
+        changes.clear()
+        nodes.apply_batch(batch_of(update(entry("a", seq=3, full=False), entry("d", seq=3, full=False))), BASE_AT)
+        assert sorted(changes) == [(0, 0), (3, 3)]
+
+    def test_filter_hides_and_shows_rows(self, nodes: NodeTableModel, view: NodeSortFilterModel) -> None:
+        """The filter keeps matching node ids (case-insensitive); new matching nodes appear in place."""
+        signals = Signals()
+        signals.attach(view)  # type: ignore[arg-type]
+        view.set_filter("B")
+        assert view.node_ids() == ["b"]
+        nodes.apply_batch(batch_of(update(entry("ab"), entry("zz"))), BASE_AT)
+        assert view.node_ids() == ["ab", "b"]
+        view.set_filter("")
+        assert view.node_ids() == ["a", "ab", "b", "c", "d", "zz"]
+        assert ("reset", -1, -1) not in signals.events
+
+    def test_source_removals_follow(self, nodes: NodeTableModel, view: NodeSortFilterModel) -> None:
+        """Nodes the collector forgets leave the view, and the remaining rows still map to the right nodes."""
+        nodes.apply_batch(batch_of(update(removed=("a", "c"))), BASE_AT)
+        assert view.node_ids() == ["b", "d"]
+        assert view.index(1, Column.CPU).data() == "40.0 %"
+        source = view.mapToSource(view.index(1, Column.NODE))
+        assert source.data() == "d"
+        assert view.mapFromSource(source).row() == 1
+
+    def test_qtmodeltester_through_changes(
+        self, nodes: NodeTableModel, view: NodeSortFilterModel, qtmodeltester: ModelTester
+    ) -> None:
+        """The model keeps Qt's contract through sorting, filtering, inserts, removals and updates."""
+        view.sort(Column.CPU, Qt.SortOrder.DescendingOrder)
+        view.set_filter("a")
+        nodes.apply_batch(batch_of(update(entry("aa", cpu=50.0), entry("a", seq=2, cpu=1.0, full=False))), BASE_AT)
+        view.set_filter("")
+        nodes.apply_batch(batch_of(update(removed=("b",))), BASE_AT)
+        check_model(qtmodeltester, view)
+        assert view.node_ids() == ["aa", "d", "a", "c"]
+        assert view.data(QModelIndex()) is None
