@@ -26,7 +26,8 @@ from agent.config import AgentConfig
 from agent.pusher import Outcome, Pusher
 from agent.sampler import HeartbeatBuilder, PsutilReader, SlowCache, SlowReading
 from agent.schedule import TickSchedule
-from agent.wire import PROTOCOL_VERSION, WireDict, pack
+from agent.wire import WireDict, pack
+from shared.limits import PROTOCOL_VERSION
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,9 @@ from typing import Any, TypeVar
 from agent.cgroup import DEFAULT_ROOT, CgroupLimits, detect_container, read_cgroup_limits
 from agent.mounts import Partition, select_mounts
 from agent.rates import CounterPair, CounterRateTracker, CpuRateTracker, CpuTimes
-from agent.wire import MAX_CORES, MAX_DISKS, MAX_INTERFACES, MAX_SENSORS, MAX_TEXT, WireDict
+from agent.wire import WireDict
 from shared import __version__
+from shared.limits import MAX_CORES, MAX_DISKS, MAX_INTERFACES, MAX_SENSORS, MAX_SHORT_TEXT
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ class PsutilReader:
         for mount in select_mounts(parts)[:MAX_DISKS]:
             value = self._slow.run(f"disk_usage({mount})", functools.partial(self._ps.disk_usage, mount))
             if value is not None:
-                usage[mount[:MAX_TEXT]] = (int(value.total), int(value.used))
+                usage[mount[:MAX_SHORT_TEXT]] = (int(value.total), int(value.used))
         return usage
 
     def _temperatures(self) -> dict[str, float] | None:
@@ -237,7 +238,7 @@ class PsutilReader:
                 current = float(entry.current)
                 if not _MIN_CELSIUS <= current <= _MAX_CELSIUS:
                     continue
-                label = f"{chip}/{entry.label or index}"[:MAX_TEXT]
+                label = f"{chip}/{entry.label or index}"[:MAX_SHORT_TEXT]
                 result.setdefault(label, round(current, 1))
         if not result:
             return None
@@ -252,7 +253,7 @@ class PsutilReader:
             rows.append(
                 ProcessRow(
                     pid=int(proc.pid),
-                    name=str(info.get("name") or "?")[:MAX_TEXT],
+                    name=str(info.get("name") or "?")[:MAX_SHORT_TEXT],
                     cpu_percent=max(0.0, float(info.get("cpu_percent") or 0.0)),
                     rss_bytes=int(memory.rss) if memory is not None else 0,
                 )
@@ -267,11 +268,11 @@ class PsutilReader:
         logical = self._fast.run("cpu_count", lambda: ps.cpu_count(logical=True))
         physical = self._fast.run("cpu_count_physical", lambda: ps.cpu_count(logical=False))
         facts: WireDict = {
-            "hostname": socket.gethostname()[:MAX_TEXT],
-            "os": platform.system()[:MAX_TEXT],
-            "os_release": platform.release()[:MAX_TEXT],
-            "platform": platform.platform()[:MAX_TEXT],
-            "arch": platform.machine()[:MAX_TEXT],
+            "hostname": socket.gethostname()[:MAX_SHORT_TEXT],
+            "os": platform.system()[:MAX_SHORT_TEXT],
+            "os_release": platform.release()[:MAX_SHORT_TEXT],
+            "platform": platform.platform()[:MAX_SHORT_TEXT],
+            "arch": platform.machine()[:MAX_SHORT_TEXT],
             "cpu_count_logical": logical if isinstance(logical, int) and 1 <= logical <= MAX_CORES else None,
             "cpu_count_physical": physical if isinstance(physical, int) and 1 <= physical <= MAX_CORES else None,
             "memory_total_bytes": int(mem.total) if mem is not None else 0,
@@ -382,7 +383,8 @@ class HeartbeatBuilder:
             "disk_write_bytes_per_s": round(disk.total[1], 1) if disk.total is not None else None,
             "net_rx_bytes_per_s": round(net.total[0], 1) if net.total is not None else None,
             "net_tx_bytes_per_s": round(net.total[1], 1) if net.total is not None else None,
-            "net_interfaces": {name[:MAX_TEXT]: _rounded_pair(rates) for name, rates in interfaces.items()} or None,
+            "net_interfaces": {name[:MAX_SHORT_TEXT]: _rounded_pair(rates) for name, rates in interfaces.items()}
+            or None,
             "process_count": slow.process_count,
             "uptime_s": uptime_s,
             "temperatures": slow.temperatures,

@@ -20,14 +20,6 @@ import msgpack
 
 from shared.errors import ErrorReason, ProtocolError
 
-# Mirrors of shared.messages constants (a test checks they match): importing
-# that module would load pydantic.
-PROTOCOL_VERSION = 1
-MAX_CORES = 1024
-MAX_DISKS = 64
-MAX_INTERFACES = 64
-MAX_SENSORS = 64
-MAX_TEXT = 256  # ShortText
 MAX_INBOUND_BYTES = 64 * 1024  # the collector only sends acks and errors, each a few dozen bytes
 _MAX_SEQ = 2**63 - 1
 

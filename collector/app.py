@@ -38,8 +38,8 @@ from collector.metrics import CollectorStats, NodewatchMetrics
 from shared import __version__
 from shared.codec import INGEST_LIMITS, SUBSCRIBE_REQUEST_LIMITS, decode, decode_json, encode, encode_json
 from shared.errors import CloseCode, ErrorReason, ProtocolError
+from shared.limits import PROTOCOL_VERSION
 from shared.messages import (
-    PROTOCOL_VERSION,
     Error,
     Heartbeat,
     Hello,

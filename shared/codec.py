@@ -18,7 +18,8 @@ import msgpack
 from pydantic import TypeAdapter, ValidationError
 
 from shared.errors import ErrorReason, ProtocolError
-from shared.messages import PROTOCOL_VERSION, Hello, Message
+from shared.limits import PROTOCOL_VERSION
+from shared.messages import Hello, Message
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,21 +15,20 @@ from typing import Annotated, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PROTOCOL_VERSION = 1
-
-# Limits that keep one message from growing without bound. The receiving
-# endpoint's frame-size limit (docs/protocol.md, section 2.2) applies on top:
-# a heartbeat at every limit at once would be over 64 KiB and is refused.
-MAX_CORES = 1024
-MAX_DISKS = 64
-MAX_INTERFACES = 64
-MAX_SENSORS = 64
-MAX_TOP_PROCESSES = 5
-MAX_HISTORY_POINTS = 100_000  # 24 h at 1 Hz plus headroom
-MAX_NODES_PER_MESSAGE = 200_000
+from shared.limits import (
+    MAX_CORES,
+    MAX_DISKS,
+    MAX_HISTORY_POINTS,
+    MAX_INTERFACES,
+    MAX_NODES_PER_MESSAGE,
+    MAX_SENSORS,
+    MAX_SHORT_TEXT,
+    MAX_TOP_PROCESSES,
+    PROTOCOL_VERSION,
+)
 
 NodeId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
-ShortText = Annotated[str, Field(max_length=256)]
+ShortText = Annotated[str, Field(max_length=MAX_SHORT_TEXT)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
 NonNegInt = Annotated[int, Field(ge=0, le=2**63 - 1)]

@@ -10,11 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent import wire
 from agent.config import AgentConfig
 from agent.runner import Agent
 from agent.wire import InboundAck, InboundError, decode_inbound
-from shared import messages
 from shared.codec import decode, encode
 from shared.errors import ErrorReason, ProtocolError
 from shared.messages import Ack, Error, Hello
@@ -23,11 +21,6 @@ from .fakes import FakePsutil
 
 
 class TestMirrors:
-    @pytest.mark.parametrize("name", ["PROTOCOL_VERSION", "MAX_CORES", "MAX_DISKS", "MAX_INTERFACES", "MAX_SENSORS"])
-    def test_constants_match_shared(self, name: str) -> None:
-        """The agent's copies of protocol constants equal shared.messages' values."""
-        assert getattr(wire, name) == getattr(messages, name)
-
     def test_hello_frame_is_what_shared_encodes(self, tmp_path: Path) -> None:
         """The hello the agent packs decodes as a Hello and re-encodes to the very same bytes."""
         config = AgentConfig(ingest_url="ws://127.0.0.1:1/api/v1/ingest", node_id="n1", interval_s=0.5)

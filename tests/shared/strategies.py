@@ -12,8 +12,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from shared.limits import MAX_CORES
 from shared.messages import (
-    MAX_CORES,
     Ack,
     Error,
     Heartbeat,

@@ -23,9 +23,9 @@ from shared.codec import (
     to_wire_dict,
 )
 from shared.errors import CLOSE_CODE_FOR_REASON, CloseCode, ErrorReason, ProtocolError
+from shared.limits import PROTOCOL_VERSION
 from shared.messages import (
     MESSAGE_TYPES,
-    PROTOCOL_VERSION,
     Ack,
     Error,
     Heartbeat,

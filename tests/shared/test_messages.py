@@ -9,12 +9,8 @@ from pydantic import ValidationError
 
 from shared.codec import INGEST_LIMITS, decode, encode, encode_json
 from shared.errors import ErrorReason, ProtocolError
+from shared.limits import MAX_CORES, MAX_DISKS, MAX_INTERFACES, MAX_SENSORS, MAX_TOP_PROCESSES
 from shared.messages import (
-    MAX_CORES,
-    MAX_DISKS,
-    MAX_INTERFACES,
-    MAX_SENSORS,
-    MAX_TOP_PROCESSES,
     MESSAGE_TYPES,
     Ack,
     Heartbeat,
