@@ -3,8 +3,19 @@
 Each simulated agent has its own node id, sends a real hello and real
 heartbeats over its own websocket, and has its own interval phase. Samples
 are varied and plausible: most nodes idle along, a few run hot, a few die
-(some close cleanly, some just go silent). All traffic stays on loopback and
-every run is bounded in time (``--duration``, default one hour).
+(some close cleanly, some just go silent; ``--no-dying`` turns that off).
+All traffic stays on loopback and every run is bounded in time
+(``--duration``, default one hour).
+
+Heartbeats are packed straight from a wire map (the same keys
+``shared.codec.encode`` would write) rather than built as pydantic models:
+the simulator shares 2 cores with the collector it measures, so every
+microsecond it spends is stolen from the thing under test. The collector
+still validates every frame with the real schema.
+
+``sampled_at`` is stamped with ``time.time()`` just before the frame is
+sent, so a subscriber on the same host can measure the end-to-end latency
+of each sample (``bench/e2e.py``).
 
 This is a load generator for ``bench/`` and for ``nodewatch up --simulate N``;
 it is not the agent (see ``agent/``) and samples nothing real.
@@ -15,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import multiprocessing
 import random
@@ -24,19 +36,24 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 if __package__ in {None, ""}:  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
+import msgpack
 
 from shared.codec import encode
-from shared.messages import Heartbeat, Hello, NodeFacts
+from shared.messages import Hello, NodeFacts
 
-CONNECT_STAGGER_S = 0.002  # 500 connects/s per process keeps the collector's accept queue short
+# 500 connects/s per process keeps the collector's accept queue (backlog 4096) short.
+DEFAULT_CONNECT_RATE_PER_S = 500.0
 MAX_ADDRESSES = 200  # 127.0.0.2 .. 127.0.0.201: ~28k ephemeral ports each, far beyond any run here
+NODES_PER_PROCESS = 2500  # one event loop comfortably drives this many 1 Hz agents
+SUMMARY_PREFIX = "fleet summary "
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,8 @@ class FleetConfig:
     prefix: str
     spread_addresses: bool
     token: str | None
+    dying: bool = True
+    connect_rate_per_s: float = DEFAULT_CONNECT_RATE_PER_S
 
 
 @dataclass
@@ -65,13 +84,30 @@ class NodeProfile:
     phase_s: float
 
 
+@dataclass
+class FleetCounters:
+    """What a fleet (or one worker of it) did; ``last_seq`` is the last seq each node sent."""
+
+    connected: int = 0
+    sent: int = 0
+    connect_errors: int = 0
+    last_seq: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: FleetCounters) -> None:
+        """Add another worker's counts to these."""
+        self.connected += other.connected
+        self.sent += other.sent
+        self.connect_errors += other.connect_errors
+        self.last_seq.update(other.last_seq)
+
+
 def make_profiles(config: FleetConfig, rng: random.Random) -> list[NodeProfile]:
-    """Give every node a deterministic personality: 5 % hot, 2 % dying, the rest ordinary."""
+    """Give every node a deterministic personality: 5 % hot, 2 % dying (if allowed), the rest ordinary."""
     profiles = []
     for index in range(config.nodes):
         roll = rng.random()
         hot = roll < 0.05
-        dying = 0.05 <= roll < 0.07
+        dying = config.dying and 0.05 <= roll < 0.07
         profiles.append(
             NodeProfile(
                 node_id=f"{config.prefix}-{index:05d}",
@@ -85,28 +121,35 @@ def make_profiles(config: FleetConfig, rng: random.Random) -> list[NodeProfile]:
     return profiles
 
 
-def make_heartbeat(profile: NodeProfile, seq: int, rng: random.Random) -> Heartbeat:
-    """A plausible sample: CPU wanders around the node's base load, rates are bursty."""
+def make_heartbeat(profile: NodeProfile, seq: int, rng: random.Random) -> dict[str, Any]:
+    """A plausible sample as a wire map: CPU wanders around the node's base load, rates are bursty."""
     cpu = min(100.0, max(0.0, profile.base_cpu_percent + rng.gauss(0, 5)))
     mem = min(100.0, max(0.0, profile.mem_percent + rng.gauss(0, 0.5)))
     total = 64 * 2**30
-    return Heartbeat(
-        seq=seq,
-        sampled_at=time.time(),
-        cpu_percent=round(cpu, 1),
-        cpu_per_core_percent=[round(min(100.0, max(0.0, cpu + rng.gauss(0, 8))), 1) for _ in range(2)],
-        load_avg=[round(cpu / 50, 2), round(cpu / 55, 2), round(cpu / 60, 2)],
-        mem_used_bytes=int(8 * 2**30 * mem / 100),
-        mem_available_bytes=int(8 * 2**30 * (100 - mem) / 100),
-        mem_percent=round(mem, 1),
-        disks={"/": [total, int(total * 0.4)], "/var": [total, int(total * (0.5 + 0.4 * math.sin(seq / 500)))]},
-        disk_read_bytes_per_s=float(int(rng.expovariate(1 / 50_000))),
-        disk_write_bytes_per_s=float(int(rng.expovariate(1 / 200_000))),
-        net_rx_bytes_per_s=float(int(rng.expovariate(1 / 100_000))),
-        net_tx_bytes_per_s=float(int(rng.expovariate(1 / 80_000))),
-        process_count=150 + seq % 7,
-        uptime_s=float(86_400 + seq),
-    )
+    return {
+        "type": "heartbeat",
+        "seq": seq,
+        "sampled_at": time.time(),
+        "cpu_percent": round(cpu, 1),
+        "cpu_per_core_percent": [round(min(100.0, max(0.0, cpu + rng.gauss(0, 8))), 1) for _ in range(2)],
+        "load_avg": [round(cpu / 50, 2), round(cpu / 55, 2), round(cpu / 60, 2)],
+        "mem_used_bytes": int(8 * 2**30 * mem / 100),
+        "mem_available_bytes": int(8 * 2**30 * (100 - mem) / 100),
+        "mem_percent": round(mem, 1),
+        "disks": {"/": [total, int(total * 0.4)], "/var": [total, int(total * (0.5 + 0.4 * math.sin(seq / 500)))]},
+        "disk_read_bytes_per_s": float(int(rng.expovariate(1 / 50_000))),
+        "disk_write_bytes_per_s": float(int(rng.expovariate(1 / 200_000))),
+        "net_rx_bytes_per_s": float(int(rng.expovariate(1 / 100_000))),
+        "net_tx_bytes_per_s": float(int(rng.expovariate(1 / 80_000))),
+        "process_count": 150 + seq % 7,
+        "uptime_s": float(86_400 + seq),
+    }
+
+
+def pack_heartbeat(heartbeat: dict[str, Any]) -> bytes:
+    """The binary frame for a heartbeat map, as ``shared.codec.encode`` would pack it."""
+    frame: bytes = msgpack.packb(heartbeat, use_bin_type=True)
+    return frame
 
 
 def _facts(profile: NodeProfile) -> NodeFacts:
@@ -123,23 +166,28 @@ def _facts(profile: NodeProfile) -> NodeFacts:
     )
 
 
+def ingest_url(collector: str) -> str:
+    """The ingest websocket URL of a collector base URL."""
+    return collector.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/api/v1/ingest"
+
+
 async def run_node(
     session: aiohttp.ClientSession,
     config: FleetConfig,
     profile: NodeProfile,
     deadline: float,
-    counters: dict[str, int],
+    counters: FleetCounters,
 ) -> None:
     """Connect, say hello, then send one heartbeat per interval at this node's phase until the deadline."""
     rng = random.Random(profile.node_id)
-    url = config.collector.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/api/v1/ingest"
+    url = ingest_url(config.collector)
     headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
     started = time.monotonic()
     instance_id = uuid.uuid4().hex[:16]  # one per simulated agent run, kept across reconnects
     seq = 0
     while time.monotonic() < deadline:
         try:
-            async with session.ws_connect(url, headers=headers, heartbeat=30.0, autoping=True) as ws:
+            async with session.ws_connect(url, headers=headers, heartbeat=30.0, autoping=True, compress=0) as ws:
                 hello = Hello(
                     node_id=profile.node_id,
                     agent_instance_id=instance_id,
@@ -148,7 +196,7 @@ async def run_node(
                     facts=_facts(profile),
                 )
                 await ws.send_bytes(encode(hello))
-                counters["connected"] += 1
+                counters.connected += 1
                 reader = asyncio.create_task(_drain(ws))
                 try:
                     next_due = time.monotonic() + profile.phase_s
@@ -165,17 +213,18 @@ async def run_node(
                             return
                         await asyncio.sleep(max(0.0, next_due - now))
                         next_due += config.interval_s
-                        seq += 1
-                        await ws.send_bytes(encode(make_heartbeat(profile, seq, rng)))
-                        counters["sent"] += 1
                         if reader.done():
                             break
+                        seq += 1
+                        await ws.send_bytes(pack_heartbeat(make_heartbeat(profile, seq, rng)))
+                        counters.sent += 1
+                        counters.last_seq[profile.node_id] = seq
                 finally:
                     reader.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await reader
         except (aiohttp.ClientError, OSError, TimeoutError):
-            counters["connect_errors"] += 1
+            counters.connect_errors += 1
         await asyncio.sleep(rng.uniform(0.5, 2.0))
 
 
@@ -184,24 +233,42 @@ async def _drain(ws: aiohttp.ClientWebSocketResponse) -> None:
         pass
 
 
-async def run_worker(config: FleetConfig, profiles: Sequence[NodeProfile], worker: int) -> dict[str, int]:
-    """Run a share of the fleet in this process; return its counters."""
-    counters = {"connected": 0, "sent": 0, "connect_errors": 0}
+async def run_worker(
+    config: FleetConfig, profiles: Sequence[NodeProfile], worker: int, counters: FleetCounters | None = None
+) -> FleetCounters:
+    """Run a share of the fleet in this process (connects staggered); return its counters.
+
+    Pass ``counters`` to keep what was counted even if the run is cancelled.
+    """
+    counters = FleetCounters() if counters is None else counters
     deadline = time.monotonic() + config.duration_s
     local_host = f"127.0.0.{2 + worker % MAX_ADDRESSES}" if config.spread_addresses else None
     connector = aiohttp.TCPConnector(limit=0, local_addr=(local_host, 0) if local_host else None)
+    stagger_s = 1.0 / config.connect_rate_per_s
     async with aiohttp.ClientSession(connector=connector) as session, asyncio.TaskGroup() as group:
         for profile in profiles:
             group.create_task(run_node(session, config, profile, deadline, counters))
-            await asyncio.sleep(CONNECT_STAGGER_S)
+            await asyncio.sleep(stagger_s)
     return counters
 
 
-def _worker_main(config: FleetConfig, profiles: list[NodeProfile], worker: int) -> None:
+def _worker_main(
+    config: FleetConfig, profiles: list[NodeProfile], worker: int, results: multiprocessing.SimpleQueue[str]
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the fleet stops
-    with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
-        counters = asyncio.run(run_worker(config, profiles, worker))
-        print(f"fleet worker {worker}: {counters}", flush=True)
+    counters = FleetCounters()
+    runner = asyncio.Runner()
+    with runner:
+        task = runner.get_loop().create_task(run_worker(config, profiles, worker, counters))
+        runner.get_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            runner.run(_wait(task))
+    # Counts only: a per-node map could overflow the pipe before the parent reads it.
+    results.put(json.dumps({"connected": counters.connected, "sent": counters.sent, "errors": counters.connect_errors}))
+
+
+async def _wait(task: asyncio.Task[FleetCounters]) -> None:
+    await task
 
 
 def raise_nofile_limit() -> int:
@@ -219,10 +286,19 @@ def parse_args(argv: Sequence[str] | None) -> FleetConfig:
     parser.add_argument("--nodes", type=int, default=100, help="number of simulated agents (default 100)")
     parser.add_argument("--interval", type=float, default=1.0, help="heartbeat interval in seconds (default 1)")
     parser.add_argument("--duration", type=float, default=3600.0, help="stop after this many seconds (default 3600)")
-    parser.add_argument("--processes", type=int, default=0, help="worker processes (default: 1 per 2,500 nodes)")
+    parser.add_argument(
+        "--processes", type=int, default=0, help=f"worker processes (default: 1 per {NODES_PER_PROCESS:,} nodes)"
+    )
     parser.add_argument("--prefix", default="sim", help="node id prefix (default 'sim')")
     parser.add_argument("--spread-addresses", action="store_true", help="use 127.0.0.x source addresses")
     parser.add_argument("--token", default=None, help="agent token, if the collector wants one")
+    parser.add_argument("--no-dying", action="store_true", help="no node dies (for loss measurements)")
+    parser.add_argument(
+        "--connect-rate",
+        type=float,
+        default=DEFAULT_CONNECT_RATE_PER_S,
+        help=f"new connections per second per process (default {DEFAULT_CONNECT_RATE_PER_S:g})",
+    )
     args = parser.parse_args(argv)
     host = args.collector.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
     if not (host.startswith("127.") or host in {"localhost", "[::1]"}):
@@ -233,7 +309,11 @@ def parse_args(argv: Sequence[str] | None) -> FleetConfig:
         parser.error(f"--interval: expected 0.05-3600 seconds, got {args.interval}")
     if not 0 < args.duration <= 86_400:
         parser.error(f"--duration: expected 0-86400 seconds, got {args.duration}")
-    processes = args.processes or max(1, min(8, math.ceil(args.nodes / 2500)))
+    if args.processes < 0:
+        parser.error(f"--processes: expected 0 (automatic) or more, got {args.processes}")
+    if not args.connect_rate > 0:
+        parser.error(f"--connect-rate: expected connections/s > 0, got {args.connect_rate}")
+    processes = args.processes or max(1, min(8, math.ceil(args.nodes / NODES_PER_PROCESS)))
     return FleetConfig(
         collector=args.collector,
         nodes=args.nodes,
@@ -243,17 +323,22 @@ def parse_args(argv: Sequence[str] | None) -> FleetConfig:
         prefix=args.prefix,
         spread_addresses=args.spread_addresses,
         token=args.token,
+        dying=not args.no_dying,
+        connect_rate_per_s=args.connect_rate,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Start the worker processes and wait for them, or for Ctrl-C / SIGTERM."""
+    """Start the worker processes, wait for them (or Ctrl-C / SIGTERM), then print one summary line."""
     config = parse_args(argv)
     raise_nofile_limit()
     profiles = make_profiles(config, random.Random(42))
     context = multiprocessing.get_context("spawn")
+    results: multiprocessing.SimpleQueue[str] = context.SimpleQueue()
     workers = [
-        context.Process(target=_worker_main, args=(config, profiles[index :: config.processes], index), daemon=True)
+        context.Process(
+            target=_worker_main, args=(config, profiles[index :: config.processes], index, results), daemon=True
+        )
         for index in range(config.processes)
     ]
     for process in workers:
@@ -264,9 +349,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             process.join()
     except KeyboardInterrupt:
         for process in workers:
-            process.terminate()
+            process.terminate()  # SIGTERM: each worker cancels its fleet and reports what it sent
         for process in workers:
-            process.join(timeout=3)
+            process.join(timeout=5)
+    total = FleetCounters()
+    while not results.empty():
+        counts = json.loads(results.get())
+        total.merge(FleetCounters(connected=counts["connected"], sent=counts["sent"], connect_errors=counts["errors"]))
+    summary = {"connected": total.connected, "sent": total.sent, "connect_errors": total.connect_errors}
+    print(SUMMARY_PREFIX + json.dumps(summary), flush=True)
     return 0
 
 

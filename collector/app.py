@@ -47,7 +47,6 @@ from shared.messages import (
     Message,
     NodeHistory,
     NodeState,
-    Snapshot,
 )
 
 log = logging.getLogger("nodewatch.collector")
@@ -64,6 +63,8 @@ ENDPOINTS = (
 )
 # A viewer asking for more histories than this before we sent the first ones is flooding; extra requests are dropped.
 MAX_PENDING_HISTORY_REQUESTS = 64
+# Below asyncio's default low-water mark (64 KiB / 4) a transport is never paused, so an ack cannot block.
+ACK_FAST_PATH_BYTES = 16 * 1024
 # Close-frame messages are capped at 123 bytes by RFC 6455 section 5.5; our reasons are short ASCII.
 SHUTDOWN_REASON = b"collector shutting down"
 
@@ -262,8 +263,8 @@ class CollectorRuntime:
                     result.ack_seq,
                 )
                 self.publish(result.changes)
-                await self._send_ack(ws, result.ack_seq)
-                clean = await self._heartbeat_loop(ws, node_id, conn)
+                await self._send_ack(ws, request.transport, result.ack_seq)
+                clean = await self._heartbeat_loop(ws, request.transport, node_id, conn)
             except ProtocolError as exc:
                 await self._reject(ws, peer, "ingest", exc, text=False)
             finally:
@@ -297,7 +298,9 @@ class CollectorRuntime:
             self._count_transport_error("ingest", msg)
         return None
 
-    async def _heartbeat_loop(self, ws: web.WebSocketResponse, node_id: str, conn: int) -> bool:
+    async def _heartbeat_loop(
+        self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, node_id: str, conn: int
+    ) -> bool:
         """Apply heartbeats until the connection ends; True if the agent closed cleanly (1000)."""
         while True:
             msg = await ws.receive()
@@ -309,18 +312,25 @@ class CollectorRuntime:
             if not isinstance(message, Heartbeat):
                 raise ProtocolError(ErrorReason.UNEXPECTED_MESSAGE, f"expected a heartbeat, got {message.type!r}")
             now = self.clock()
-            result = self.cache.heartbeat(node_id, conn, message, now, self.wall_clock())
+            # msg.data is the frame `message` was validated from: subscribers get those bytes as they are.
+            result = self.cache.heartbeat(node_id, conn, message, now, self.wall_clock(), frame=msg.data)
             if not result.current:
                 return False
             self.stats.heartbeats_received += 1
             self.stats.heartbeats_duplicate += result.duplicate
             self.ingest_rate.record(now)
             self.publish(result.changes)
-            await self._send_ack(ws, result.ack_seq)
+            await self._send_ack(ws, transport, result.ack_seq)
 
-    async def _send_ack(self, ws: web.WebSocketResponse, seq: int) -> None:
+    async def _send_ack(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, seq: int) -> None:
         # Every heartbeat is acked (the protocol allows it); a send that cannot finish means the
         # agent stopped reading, and only this agent's handler is held up by it.
+        if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size() < ACK_FAST_PATH_BYTES:
+            # Fast path (this runs once per heartbeat): below the low-water mark the transport
+            # is not paused and a ~20-byte ack cannot pause it, so send_bytes will not wait and
+            # needs no timeout (an asyncio.timeout costs a timer per ack).
+            await ws.send_bytes(ack_frame(seq))
+            return
         try:
             async with asyncio.timeout(self.config.send_timeout_s):
                 await ws.send_bytes(ack_frame(seq))
@@ -347,11 +357,15 @@ class CollectorRuntime:
         sub = Subscriber(ws=ws, peer=str(request.remote), json_format=fmt == "json")
         with self._tracked(ws, request, "subscribe"):
             # Snapshot and registration happen with no await between them, so no change is lost or doubled.
-            snapshot = self.cache.snapshot(self.wall_clock(), cfg.snapshot_history_points)
+            first: bytes | str
+            if sub.json_format:
+                first = encode_json(self.cache.snapshot(self.wall_clock(), cfg.snapshot_history_points))
+            else:
+                first = self.cache.snapshot_frame(self.wall_clock(), cfg.snapshot_history_points)
             self.subscribers.add(sub)
             try:
                 async with asyncio.TaskGroup() as tg:
-                    sender = tg.create_task(self._send_loop(sub, snapshot))
+                    sender = tg.create_task(self._send_loop(sub, first))
                     try:
                         await self._subscriber_receive_loop(sub)
                     finally:
@@ -388,11 +402,11 @@ class CollectorRuntime:
             raise ProtocolError(ErrorReason.UNEXPECTED_MESSAGE, f"expected a history_request, got {message.type!r}")
         return message
 
-    async def _send_loop(self, sub: Subscriber, snapshot: Snapshot) -> None:
+    async def _send_loop(self, sub: Subscriber, snapshot: bytes | str) -> None:
         """Send the snapshot, then at most one Update per flush interval; close 4429 if a send times out."""
         loop = asyncio.get_running_loop()
         try:
-            await self._send(sub, snapshot)
+            await self._send_frame(sub, snapshot)
             last_flush = loop.time()
             while True:
                 await sub.wake.wait()
@@ -406,9 +420,14 @@ class CollectorRuntime:
                     record = self.cache.get(node_id)
                     history = record.history.to_history() if record is not None else HistoryRing(1).to_history()
                     await self._send(sub, NodeHistory(node_id=node_id, history=history))
-                update = sub.pending.take_update(self.cache, self.wall_clock())
+                update: bytes | str | None
+                if sub.json_format:
+                    model = sub.pending.take_update(self.cache, self.wall_clock())
+                    update = None if model is None else encode_json(model)
+                else:
+                    update = sub.pending.take_frame(self.cache, self.wall_clock())
                 if update is not None:
-                    await self._send(sub, update)
+                    await self._send_frame(sub, update)
                     self.stats.updates_sent += 1
                 last_flush = loop.time()
         except TimeoutError:
@@ -428,11 +447,14 @@ class CollectorRuntime:
             return
 
     async def _send(self, sub: Subscriber, message: Message) -> None:
+        await self._send_frame(sub, encode_json(message) if sub.json_format else encode(message))
+
+    async def _send_frame(self, sub: Subscriber, frame: bytes | str) -> None:
         async with asyncio.timeout(self.config.send_timeout_s):
-            if sub.json_format:
-                await sub.ws.send_str(encode_json(message))
+            if isinstance(frame, str):
+                await sub.ws.send_str(frame)
             else:
-                await sub.ws.send_bytes(encode(message))
+                await sub.ws.send_bytes(frame)
 
     # ---- HTTP ------------------------------------------------------------------------------
 

@@ -16,8 +16,11 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from enum import IntFlag
+from typing import Any
 
+from collector import wire
 from collector.history import HistoryRing, point_values
+from shared.codec import to_wire_dict
 from shared.errors import ErrorReason, ProtocolError
 from shared.messages import Heartbeat, Hello, History, NodeEntry, NodeFacts, NodeState, NodeStatus, Snapshot
 
@@ -92,6 +95,9 @@ class NodeRecord:
     missing_samples: int = 0
     duplicates: int = 0
     last_sample: Heartbeat | None = None
+    # The validated frame ``last_sample`` arrived in, forwarded as is to subscribers (collector.wire).
+    last_sample_frame: bytes | None = None
+    facts_frame: bytes | None = None  # ``facts`` packed, built on first use after each change of facts
     conn: int | None = None  # the shell's id of the connection that holds this node
     offline_since: float | None = None  # monotonic
     heap_due: float | None = None  # the due time of this node's one live heap entry
@@ -122,6 +128,41 @@ class NodeRecord:
             dropped_samples=self.dropped_samples,
             missing_samples=self.missing_samples,
         )
+
+    def status_wire(self) -> dict[str, Any]:
+        """``status()`` as the map ``encode`` would pack, built without a model: it runs per node per flush."""
+        wire_status: dict[str, Any] = {
+            "node_id": self.node_id,
+            "state": self.state,
+            "state_since_at": self.state_since_at,
+        }
+        if self.reason is not None:
+            wire_status["reason"] = self.reason
+        if self.last_seen_at is not None:
+            wire_status["last_seen_at"] = self.last_seen_at
+        wire_status["interval_s"] = self.interval_s
+        wire_status["agent_instance_id"] = self.instance_id
+        wire_status["connected"] = self.conn is not None
+        wire_status["last_seq"] = self.last_seq
+        if self.skews_s:
+            wire_status["clock_skew_s"] = max(self.skews_s)
+        wire_status["dropped_samples"] = self.dropped_samples
+        wire_status["missing_samples"] = self.missing_samples
+        return wire_status
+
+    def entry_frame(self, kind: ChangeKind, history: bytes | None = None) -> bytes:
+        """``entry(kind)`` packed as msgpack, from cached parts (see ``collector.wire``)."""
+        facts = None
+        if kind & ChangeKind.FACTS:
+            if self.facts_frame is None:
+                self.facts_frame = wire.pack(self.facts.model_dump(mode="python", exclude_none=True))
+            facts = self.facts_frame
+        sample = None
+        if kind & ChangeKind.SAMPLE and self.last_sample is not None:
+            if self.last_sample_frame is None:
+                self.last_sample_frame = wire.pack(to_wire_dict(self.last_sample))
+            sample = self.last_sample_frame
+        return wire.entry_frame(wire.pack(self.status_wire()), facts, sample, history)
 
     def entry(self, kind: ChangeKind, history: History | None = None) -> NodeEntry:
         """A NodeEntry with status, plus facts and last sample when ``kind`` asks for them."""
@@ -214,6 +255,7 @@ class NodeCache:
                 node.missing_samples = 0
             if node.facts != hello.facts:
                 node.facts = hello.facts
+                node.facts_frame = None
                 kind |= ChangeKind.FACTS
             if node.interval_s != hello.interval_s:
                 self._resize_history(node, hello.interval_s)
@@ -228,8 +270,14 @@ class NodeCache:
         self._schedule(node)
         return HelloResult(ack_seq=node.last_seq, replaced_conn=replaced, changes=[Change(node.node_id, kind)])
 
-    def heartbeat(self, node_id: str, conn: int, heartbeat: Heartbeat, now: float, wall: float) -> HeartbeatResult:
-        """Apply one heartbeat from connection ``conn``: dedup by seq, history in order, latest only if newer."""
+    def heartbeat(
+        self, node_id: str, conn: int, heartbeat: Heartbeat, now: float, wall: float, *, frame: bytes | None = None
+    ) -> HeartbeatResult:
+        """Apply one heartbeat from connection ``conn``: dedup by seq, history in order, latest only if newer.
+
+        ``frame`` is the validated msgpack frame the heartbeat was decoded from, if the caller has it:
+        subscribers are then sent those bytes instead of a fresh encoding of the same sample.
+        """
         node = self._nodes.get(node_id)
         if node is None or node.conn != conn:
             return HeartbeatResult(ack_seq=0, duplicate=False, current=False, changes=[])
@@ -252,6 +300,7 @@ class NodeCache:
         latest = node.last_sample
         if latest is None or heartbeat.sampled_at >= latest.sampled_at:
             node.last_sample = heartbeat
+            node.last_sample_frame = frame
             kind |= ChangeKind.SAMPLE
         return HeartbeatResult(ack_seq=node.last_seq, duplicate=False, current=True, changes=[Change(node_id, kind)])
 
@@ -307,6 +356,13 @@ class NodeCache:
                 n.entry(ChangeKind.FACTS | ChangeKind.SAMPLE, n.history.to_history(history_points))
                 for n in self.nodes()
             ],
+        )
+
+    def snapshot_frame(self, wall: float, history_points: int) -> bytes:
+        """``snapshot(wall, history_points)`` packed as msgpack, without building a model per node."""
+        kind = ChangeKind.FACTS | ChangeKind.SAMPLE
+        return wire.snapshot_frame(
+            wall, [n.entry_frame(kind, wire.pack(n.history.to_wire(history_points))) for n in self.nodes()]
         )
 
     def _advance(self, node: NodeRecord, now: float, wall: float) -> bool:

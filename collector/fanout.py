@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from collector import wire
 from collector.cache import Change, ChangeKind, NodeCache
 from shared.messages import Update
 
@@ -46,6 +47,21 @@ class PendingUpdates:
                 self._nodes[change.node_id] = previous | change.kind
                 coalesced += 1
         return coalesced
+
+    def take_frame(self, cache: NodeCache, wall: float) -> bytes | None:
+        """``take_update`` packed as one msgpack frame, built from cached parts with no model per node."""
+        if not self:
+            return None
+        nodes, removed = self._nodes, self._removed
+        self._nodes, self._removed = {}, set()
+        entries = []
+        for node_id, kind in nodes.items():
+            record = cache.get(node_id)
+            if record is None:
+                removed.add(node_id)
+            else:
+                entries.append(record.entry_frame(kind))
+        return wire.update_frame(wall, entries, sorted(removed))
 
     def take_update(self, cache: NodeCache, wall: float) -> Update | None:
         """Empty the buffer into one Update built from the cache's current state; None when nothing is pending."""

@@ -15,6 +15,7 @@ import math
 import sys
 from array import array
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from shared.messages import Heartbeat, History
 
@@ -117,6 +118,15 @@ class HistoryRing:
             disk_read_bytes_per_s=columns["disk_read_bytes_per_s"],
             disk_write_bytes_per_s=columns["disk_write_bytes_per_s"],
         )
+
+    def to_wire(self, last_n: int | None = None) -> dict[str, list[Any]]:
+        """``to_history(last_n)`` as the map ``encode`` would pack, without building the model."""
+        count = self._len if last_n is None else max(0, min(last_n, self._len))
+        idx = [self._phys(i) for i in range(self._len - count, self._len)]
+        result: dict[str, list[Any]] = {"seq": [self._seq[i] for i in idx], "sampled_at": [self._at[i] for i in idx]}
+        for name, column in zip(SERIES, self._series, strict=True):
+            result[name] = [None if math.isnan(v) else v for v in (column[i] for i in idx)]
+        return result
 
     def _phys(self, logical: int) -> int:
         return (self._start + logical) % self.capacity

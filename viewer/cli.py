@@ -7,6 +7,7 @@ defaults of --collector and --token. Not here: any widget or network code.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -87,6 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(config)
 
 
+def freeze_gc() -> None:
+    """Move what is alive now (the fleet just loaded) out of the cyclic GC's reach.
+
+    bench/viewer_stall.py saw 35 ms full collections with 2,000 nodes loaded; our data
+    has no reference cycles (refcounting frees it), so the GC need not re-scan it.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def _run(config: ViewerConfig) -> int:
     from PyQt6.QtCore import QTimer  # noqa: PLC0415 - Qt only once we know there is a display
     from PyQt6.QtWidgets import QApplication  # noqa: PLC0415
@@ -99,6 +110,7 @@ def _run(config: ViewerConfig) -> int:
     link = CollectorLink(LinkConfig(collector_url=config.collector_url, token=config.token))
     window = MainWindow(link)
     window.setWindowTitle(f"nodewatch — {config.collector_url}")
+    window.snapshot_applied.connect(freeze_gc)
     # Ctrl-C: Python runs signal handlers only when it has control, hence the idle timer.
     signal.signal(signal.SIGINT, lambda _signum, _frame: window.close())
     wake = QTimer()

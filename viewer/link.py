@@ -225,7 +225,7 @@ class _NetworkWorker:
             logger.warning("collector %s: handshake failed: HTTP %s %s", self._url, exc.status, exc.message)
             return _Ending.TRANSPORT, f"HTTP {exc.status} {exc.message}"
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            logger.info("collector %s: cannot connect: %r", self._url, exc)
+            logger.info("collector %s: cannot connect: %.200s", self._url, exc)
             return _Ending.TRANSPORT, f"cannot connect: {exc!s:.{_LOG_DETAIL_CHARS}}"
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> tuple[_Ending, str]:

@@ -42,6 +42,9 @@ class NodeSortFilterModel(QAbstractTableModel):
         self._filter = ""
         self._order: list[int] = []  # view row -> source row
         self._view_row: dict[int, int] = {}  # source row -> view row, for visible rows only
+        # True while rows are being removed: the view then moves its current index to a
+        # neighbour, which the window must not take for the user's choice.
+        self.removing = False
         source.dataChanged.connect(self._on_source_data_changed)
         source.rowsInserted.connect(self._on_source_rows_inserted)
         source.rowsAboutToBeRemoved.connect(self._on_source_rows_about_to_be_removed)
@@ -191,12 +194,16 @@ class NodeSortFilterModel(QAbstractTableModel):
         view_rows = sorted((self._view_row[row] for row in source_rows), reverse=True)
         if not view_rows:
             return
-        for first, last in runs_descending(view_rows):
-            self.beginRemoveRows(QModelIndex(), first, last)
-            for source_row in self._order[first : last + 1]:
-                del self._view_row[source_row]
-            del self._order[first : last + 1]
-            self.endRemoveRows()
+        self.removing = True
+        try:
+            for first, last in runs_descending(view_rows):
+                self.beginRemoveRows(QModelIndex(), first, last)
+                for source_row in self._order[first : last + 1]:
+                    del self._view_row[source_row]
+                del self._order[first : last + 1]
+                self.endRemoveRows()
+        finally:
+            self.removing = False
         self._view_row = {source_row: view_row for view_row, source_row in enumerate(self._order)}
 
     def _key_function(self) -> Callable[[int], tuple[bool, float | str, str]]:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from PyQt6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer
+from PyQt6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QCloseEvent
 from PyQt6.QtWidgets import (
     QAbstractItemView,
@@ -78,7 +78,13 @@ def describe_state(state: LinkState, now_s: float) -> str:
 
 
 class MainWindow(QMainWindow):
-    """The viewer window; owns its link and stops it on close."""
+    """The viewer window; owns its link and stops it on close.
+
+    ``snapshot_applied`` fires after a (re)connect's snapshot is in the table: the moment
+    the long-lived data set is loaded (``viewer.cli`` freezes the GC's view of it then).
+    """
+
+    snapshot_applied = pyqtSignal()
 
     def __init__(
         self,
@@ -217,16 +223,20 @@ class MainWindow(QMainWindow):
         self._refresh_ages_if_due(force=True)
         self._update_counts()
         node_id = self._selected_node_id
+        if batch.is_snapshot:
+            self.snapshot_applied.emit()
         if node_id is None:
             return
         row = self.model.node(node_id)
         if row is None:
             return
-        if batch.is_snapshot:
-            # A fresh snapshot after (re)connecting: keep the selection, refill the charts.
-            self.select_node(node_id)
-            self.detail.show_node(row)
-            self._link.request_history(node_id)
+        came_back = node_id in batch.entries and self.table.currentIndex().data(NODE_ID_ROLE) != node_id
+        if batch.is_snapshot or came_back:
+            # A fresh snapshot after (re)connecting, or the node reappeared after vanishing
+            # (a restarted collector before its agents return): keep the selection, refill the charts.
+            if self.select_node(node_id) or batch.is_snapshot:
+                self.detail.show_node(row)
+                self._link.request_history(node_id)
         elif node_id in batch.entries:
             self.detail.update_facts(row)
             if row.sample is not None:
@@ -239,12 +249,22 @@ class MainWindow(QMainWindow):
             self.detail.extend(reply.node_id, row.sample)
 
     def _on_current_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if self.proxy.removing:
+            # The selected node vanished and Qt moved the cursor to a neighbour: not the user's
+            # choice. Keep following the vanished node (it may come back) and un-highlight the neighbour.
+            QTimer.singleShot(0, self._clear_view_selection)
+            return
         node_id = current.data(NODE_ID_ROLE) if current.isValid() else None
         if not isinstance(node_id, str) or node_id == self._selected_node_id:
             return
         self._selected_node_id = node_id
         self.detail.show_node(self.model.node(node_id))
         self._link.request_history(node_id)
+
+    def _clear_view_selection(self) -> None:
+        selection_model = self.table.selectionModel()
+        if selection_model is not None and self.table.currentIndex().data(NODE_ID_ROLE) != self._selected_node_id:
+            selection_model.clear()
 
     def _on_age_tick(self) -> None:
         self._refresh_ages_if_due(force=False)

@@ -134,3 +134,20 @@ class TestMainWindow:
         win.close()
         assert not link_threads()
         assert set(threading.enumerate()) <= before
+
+    def test_selection_comes_back_with_its_node(
+        self, qtbot: QtBot, server: SubscribeServer, window: MainWindow
+    ) -> None:
+        """A restarted collector first knows fewer nodes; when the selected node returns, so does the selection."""
+        window.select_node("c")
+        qtbot.waitUntil(lambda: server.history_requests == ["c"], timeout=5000)
+        server.stop()
+        server.snapshot = lambda: snapshot("a", "b")
+        server.start()
+        qtbot.waitUntil(lambda: visible_nodes(window) == ["a", "b"], timeout=5000)
+        assert window.selected_node_id == "c"
+        server.push(update(entry("c", seq=7, full=True)))
+        qtbot.waitUntil(lambda: visible_nodes(window) == ["a", "b", "c"], timeout=5000)
+        current = window.table.currentIndex()
+        assert current.sibling(current.row(), Column.NODE).data() == "c"
+        qtbot.waitUntil(lambda: server.history_requests == ["c", "c"], timeout=5000)

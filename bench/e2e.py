@@ -1,0 +1,397 @@
+"""Benchmark: the whole pipeline at fleet scale, agent -> collector -> subscriber, on one host.
+
+For each N in ``--nodes`` it starts a fresh ``nodewatch collector`` subprocess
+on 127.0.0.1, one subscriber (this process), a ``/api/v1/health`` prober (a
+separate process, so its timing is not disturbed by the subscriber's
+decoding) and ``bench/fleet.py`` with N simulated agents at ``--interval``.
+It waits for the connect storm to finish, lets the fleet settle, then
+measures a steady window of ``--steady-s`` seconds:
+
+- ingest: heartbeats/s the collector counted during the window;
+- latency: subscriber receive time minus the sample's ``sampled_at``, which
+  the simulator stamps with ``time.time()`` just before sending (wall time
+  is one clock for every process on one host);
+- collector CPU (% of one core, from /proc/PID/stat) and RSS per 1,000 nodes
+  (RSS growth over the idle collector, from /proc/PID/status);
+- /api/v1/health latency, and the collector's own event-loop lag;
+- bytes per heartbeat, msgpack against compact JSON of the same samples;
+- loss: the fleet's sent count against the collector's ``heartbeats_received``,
+  and the sum of every node's ``missing_samples``.
+
+Prints a markdown table and writes it as JSON to bench/results/e2e.json.
+
+Run: .venv/bin/python bench/e2e.py --nodes 1000,5000,10000,20000 --steady-s 30
+
+Not a test: it measures. Loopback only; every phase has a deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in {None, ""}:  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiohttp
+import msgpack
+
+from bench.fleet import (
+    DEFAULT_CONNECT_RATE_PER_S,
+    NODES_PER_PROCESS,
+    SUMMARY_PREFIX,
+    FleetConfig,
+    make_heartbeat,
+    make_profiles,
+    pack_heartbeat,
+    raise_nofile_limit,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "e2e.json"
+HEALTH_PROBE_INTERVAL_S = 0.02
+SETTLE_S = 5.0  # after the storm: let every node's phase come round and the rate meter fill
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+SPREAD_ABOVE_NODES = 5000  # use 127.0.0.x source addresses above this many nodes
+
+
+@dataclass
+class RunResult:
+    """One row of the table."""
+
+    nodes: int
+    connected: int
+    storm_s: float
+    ingest_per_s: float
+    e2e_p50_ms: float
+    e2e_p99_ms: float
+    e2e_max_ms: float
+    samples_measured: int
+    cpu_percent: float
+    rss_mib: float
+    rss_kib_per_node: float
+    health_p50_ms: float
+    health_p99_ms: float
+    health_max_ms: float
+    loop_lag_max_ms: float
+    sent: int
+    received: int
+    missing_samples: int
+    connect_errors: int
+    note: str
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th quantile (0-1) by nearest rank; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid``."""
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_BYTES
+
+
+def bytes_per_heartbeat(count: int = 200) -> tuple[float, float]:
+    """Mean frame size of the fleet's heartbeats: msgpack and compact JSON of the same samples."""
+    config = FleetConfig("http://127.0.0.1:1", count, 1.0, 1.0, 1, "sim", False, None)
+    rng = random.Random(1)
+    packed, text = [], []
+    for seq, profile in enumerate(make_profiles(config, rng), start=1):
+        heartbeat = make_heartbeat(profile, seq, rng)
+        packed.append(len(pack_heartbeat(heartbeat)))
+        text.append(len(json.dumps(heartbeat, separators=(",", ":")).encode()))
+    return statistics.mean(packed), statistics.mean(text)
+
+
+# ---- health prober (its own process) --------------------------------------------------------
+
+
+def _probe_main(url: str, duration_s: float, out: multiprocessing.SimpleQueue[str]) -> None:
+    latencies = asyncio.run(_probe(url, duration_s))
+    out.put(json.dumps(latencies))
+
+
+async def _probe(url: str, duration_s: float) -> list[float]:
+    latencies: list[float] = []
+    stop_at = time.monotonic() + duration_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < stop_at:
+            start = time.perf_counter()
+            async with session.get(url) as resp:
+                await resp.read()
+            latencies.append((time.perf_counter() - start) * 1000)
+            await asyncio.sleep(HEALTH_PROBE_INTERVAL_S)
+    return latencies
+
+
+# ---- subscriber ---------------------------------------------------------------------------
+
+
+class Subscriber:
+    """Follows /api/v1/subscribe; while ``measuring``, records each new sample's latency in ms."""
+
+    def __init__(self) -> None:
+        self.measuring = False
+        self.latencies_ms: list[float] = []
+        self.snapshot_nodes = -1
+        self.updates = 0
+
+    async def run(self, url: str) -> None:
+        """Receive until the collector closes; decode with msgpack only, to stay cheap."""
+        async with aiohttp.ClientSession() as session, session.ws_connect(url, max_msg_size=0, compress=0) as ws:
+            async for msg in ws:
+                if msg.type is not aiohttp.WSMsgType.BINARY:
+                    break
+                received_at = time.time()
+                message = msgpack.unpackb(msg.data)
+                kind = message.get("type")
+                if kind == "snapshot":
+                    self.snapshot_nodes = len(message["nodes"])
+                elif kind == "update":
+                    self.updates += 1
+                    if self.measuring:
+                        self.latencies_ms.extend(
+                            (received_at - entry["last_sample"]["sampled_at"]) * 1000
+                            for entry in message["nodes"]
+                            if "last_sample" in entry
+                        )
+
+
+# ---- one run -------------------------------------------------------------------------------
+
+
+async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
+    async with session.get(url) as resp:
+        return await resp.json()
+
+
+async def _start_collector(max_nodes: int) -> tuple[asyncio.subprocess.Process, str]:
+    collector = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "nodewatch", "collector", "--bind", "127.0.0.1:0", "--log-level", "WARNING",
+        "--max-nodes", str(max_nodes), stdout=asyncio.subprocess.PIPE, cwd=REPO,
+    )  # fmt: skip
+    assert collector.stdout is not None
+    async with asyncio.timeout(30):
+        line = (await collector.stdout.readline()).decode()
+    return collector, line.split()[4]
+
+
+async def _stop(proc: asyncio.subprocess.Process | None, timeout_s: float = 20.0) -> None:
+    if proc is None or proc.returncode is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        async with asyncio.timeout(timeout_s):
+            await proc.wait()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+async def run_one(nodes: int, interval_s: float, steady_s: float, profile_dir: Path | None) -> RunResult:
+    """Measure one fleet size against a fresh collector."""
+    collector, base = await _start_collector(max_nodes=nodes + 100)
+    fleet: asyncio.subprocess.Process | None = None
+    spy: asyncio.subprocess.Process | None = None
+    watcher: asyncio.Task[None] | None = None
+    sub = Subscriber()
+    processes = max(1, min(8, -(-nodes // NODES_PER_PROCESS)))
+    storm_budget_s = nodes / (DEFAULT_CONNECT_RATE_PER_S * processes) + 30
+    fleet_duration_s = storm_budget_s + SETTLE_S + steady_s + 5
+    note = ""
+    try:
+        await asyncio.sleep(1.0)
+        rss_idle = rss_bytes(collector.pid)
+        watcher = asyncio.create_task(sub.run(base + "/api/v1/subscribe"))
+        async with aiohttp.ClientSession() as session:
+            health_url = base + "/api/v1/health"
+            fleet_args = [
+                sys.executable, str(REPO / "bench" / "fleet.py"), "--collector", base, "--nodes", str(nodes),
+                "--interval", str(interval_s), "--duration", str(fleet_duration_s), "--no-dying", "--prefix", "e2e",
+            ]  # fmt: skip
+            if nodes > SPREAD_ABOVE_NODES:
+                fleet_args.append("--spread-addresses")
+            fleet = await asyncio.create_subprocess_exec(*fleet_args, stdout=asyncio.subprocess.PIPE, cwd=REPO)
+            storm_started = time.monotonic()
+            connected = 0
+            while time.monotonic() - storm_started < storm_budget_s:
+                await asyncio.sleep(0.5)
+                connected = (await _get_json(session, health_url))["agents_connected"]
+                if connected >= nodes:
+                    break
+            storm_s = time.monotonic() - storm_started
+            if connected < nodes:
+                note = f"only {connected} of {nodes} connected within {storm_budget_s:.0f} s"
+            await asyncio.sleep(SETTLE_S)
+
+            # ---- steady window
+            context = multiprocessing.get_context("spawn")
+            probe_out: multiprocessing.SimpleQueue[str] = context.SimpleQueue()
+            prober = context.Process(target=_probe_main, args=(health_url, steady_s, probe_out), daemon=True)
+            if profile_dir is not None:
+                profile_dir.mkdir(parents=True, exist_ok=True)
+                spy = await asyncio.create_subprocess_exec(
+                    str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(collector.pid),
+                    "--duration", str(int(steady_s)), "--rate", "200", "--format", "raw", "--nonblocking",
+                    "-o", str(profile_dir / f"collector-{nodes}.txt"),
+                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                )  # fmt: skip
+            before = await _get_json(session, health_url)
+            cpu_before, t_before = cpu_seconds(collector.pid), time.monotonic()
+            sub.measuring = True
+            prober.start()
+            await asyncio.sleep(steady_s)
+            sub.measuring = False
+            cpu_after, t_after = cpu_seconds(collector.pid), time.monotonic()
+            after = await _get_json(session, health_url)
+            rss_loaded = rss_bytes(collector.pid)
+            health_ms: list[float] = json.loads(await asyncio.to_thread(probe_out.get))
+            prober.join(timeout=5)
+            elapsed_s = t_after - t_before
+
+            # ---- the fleet ends by itself (clean closes); then count what arrived
+            assert fleet.stdout is not None
+            async with asyncio.timeout(fleet_duration_s + 60):
+                output = (await fleet.stdout.read()).decode()
+                await fleet.wait()
+            summary = next(
+                (
+                    json.loads(line[len(SUMMARY_PREFIX) :])
+                    for line in output.splitlines()
+                    if line.startswith(SUMMARY_PREFIX)
+                ),
+                {"sent": -1, "connect_errors": -1},
+            )
+            await asyncio.sleep(1.0)
+            final = await _get_json(session, health_url)
+            listing = await _get_json(session, base + "/api/v1/nodes")
+        missing = sum(entry["status"]["missing_samples"] for entry in listing["nodes"])
+        return RunResult(
+            nodes=nodes,
+            connected=connected,
+            storm_s=round(storm_s, 1),
+            ingest_per_s=round((after["heartbeats_received"] - before["heartbeats_received"]) / elapsed_s, 1),
+            e2e_p50_ms=round(percentile(sub.latencies_ms, 0.50), 1),
+            e2e_p99_ms=round(percentile(sub.latencies_ms, 0.99), 1),
+            e2e_max_ms=round(max(sub.latencies_ms, default=float("nan")), 1),
+            samples_measured=len(sub.latencies_ms),
+            cpu_percent=round(100 * (cpu_after - cpu_before) / elapsed_s, 1),
+            rss_mib=round(rss_loaded / 2**20, 1),
+            rss_kib_per_node=round((rss_loaded - rss_idle) / 1024 / nodes, 1),
+            health_p50_ms=round(percentile(health_ms, 0.50), 2),
+            health_p99_ms=round(percentile(health_ms, 0.99), 2),
+            health_max_ms=round(max(health_ms, default=float("nan")), 2),
+            loop_lag_max_ms=float(after["event_loop_lag_max_ms"]),
+            sent=int(summary["sent"]),
+            received=int(final["heartbeats_received"]),
+            missing_samples=missing,
+            connect_errors=int(summary["connect_errors"]),
+            note=note,
+        )
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+                await watcher
+        await _stop(spy)
+        await _stop(fleet)
+        await _stop(collector)
+
+
+def table(results: Sequence[RunResult], msgpack_bytes: float, json_bytes: float) -> str:
+    """The markdown table."""
+    lines = [
+        "| nodes | connect storm s | ingest hb/s | e2e p50 ms | e2e p99 ms | e2e max ms | collector CPU % | "
+        "RSS MiB | RSS KiB/node | health p50 ms | health p99 ms | health max ms | loop lag max ms | "
+        "sent | received | lost | missing_samples |",
+        "|" + "---:|" * 17,
+    ]
+    for r in results:
+        lost = r.sent - r.received if r.sent >= 0 else -1
+        lines.append(
+            f"| {r.nodes:,} | {r.storm_s:.1f} | {r.ingest_per_s:,.0f} | {r.e2e_p50_ms:.1f} | {r.e2e_p99_ms:.1f} | "
+            f"{r.e2e_max_ms:.1f} | {r.cpu_percent:.0f} | {r.rss_mib:.0f} | {r.rss_kib_per_node:.1f} | "
+            f"{r.health_p50_ms:.2f} | {r.health_p99_ms:.2f} | {r.health_max_ms:.1f} | {r.loop_lag_max_ms:.1f} | "
+            f"{r.sent:,} | {r.received:,} | {lost:,} | {r.missing_samples:,} |"
+        )
+    lines.append("")
+    lines.append(f"bytes per heartbeat: msgpack {msgpack_bytes:.0f}, JSON {json_bytes:.0f} (same samples)")
+    lines.extend(f"note ({r.nodes:,} nodes): {r.note}" for r in results if r.note)
+    return "\n".join(lines)
+
+
+async def bench(nodes_list: Sequence[int], interval_s: float, steady_s: float, profile_dir: Path | None) -> None:
+    """Run every fleet size in turn, print the table and write the JSON."""
+    results = []
+    for nodes in nodes_list:
+        print(f"e2e: {nodes:,} nodes ...", file=sys.stderr, flush=True)
+        result = await run_one(nodes, interval_s, steady_s, profile_dir)
+        print(f"e2e: {json.dumps(asdict(result))}", file=sys.stderr, flush=True)
+        results.append(result)
+    msgpack_bytes, json_bytes = bytes_per_heartbeat()
+    print(
+        f"\nnodewatch end-to-end, {os.cpu_count()} CPUs, loopback, {interval_s:g} s interval, {steady_s:g} s steady\n"
+    )
+    print(table(results, msgpack_bytes, json_bytes))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "interval_s": interval_s,
+                "steady_s": steady_s,
+                "cpus": os.cpu_count(),
+                "bytes_per_heartbeat": {"msgpack": msgpack_bytes, "json": json_bytes},
+                "runs": [asdict(r) for r in results],
+            },
+            indent=2,
+        )
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse options and run the benchmark."""
+    parser = argparse.ArgumentParser(description="End-to-end fleet benchmark of nodewatch on loopback.")
+    parser.add_argument("--nodes", default="1000,5000,10000,20000", help="comma-separated fleet sizes")
+    parser.add_argument("--interval", type=float, default=1.0, help="heartbeat interval in seconds (default 1)")
+    parser.add_argument("--steady-s", type=float, default=30.0, help="seconds measured per size (default 30)")
+    parser.add_argument("--profile-dir", type=Path, help="also record the collector with py-spy (raw) into DIR")
+    args = parser.parse_args(argv)
+    try:
+        nodes_list = [int(n) for n in args.nodes.split(",")]
+    except ValueError:
+        parser.error(f"--nodes: expected comma-separated integers, got {args.nodes!r}")
+    if any(n < 1 or n > 60_000 for n in nodes_list):
+        parser.error(f"--nodes: expected sizes 1-60000, got {args.nodes!r}")
+    if not 5 <= args.steady_s <= 600:
+        parser.error(f"--steady-s: expected 5-600 seconds, got {args.steady_s}")
+    raise_nofile_limit()
+    asyncio.run(bench(nodes_list, args.interval, args.steady_s, args.profile_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Fault: the collector is killed with SIGKILL and restarted on the same port while real agents run.
+
+Agents are real ``nodewatch agent`` subprocesses; the collector is a real
+``nodewatch collector`` subprocess. What must hold: every agent reconnects
+within the backoff cap, and the samples taken while the collector was down
+reach the new collector's history without a gap, unless the agent's backlog
+overflowed, in which case the loss is reported (``dropped_samples``), never silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Any
+
+import aiohttp
+
+from agent.backoff import CAP_S
+from tests.faults.harness import CollectorProc, ProcessGroup, gaps, get_json, node, wait_until
+
+INTERVAL_S = 0.2
+DOWN_S = 1.5  # long enough for several samples to pile up in each agent's backlog
+
+
+async def last_seqs(session: aiohttp.ClientSession, base: str) -> dict[str, int]:
+    """Every node's last_seq, from one /api/v1/nodes call."""
+    status, body = await get_json(session, f"{base}/api/v1/nodes")
+    assert status == 200
+    return {entry["status"]["node_id"]: entry["status"]["last_seq"] for entry in body["nodes"]}
+
+
+async def kill_and_restart(
+    procs: ProcessGroup, session: aiohttp.ClientSession, collector: CollectorProc, down_s: float
+) -> tuple[dict[str, int], int, float]:
+    """SIGKILL the collector right after reading every node's last_seq; restart it on the same port.
+
+    Returns the last_seqs read, how many samples an agent may have taken between that read
+    and the kill (the slack of the comparison), and the monotonic time the new collector listened.
+    """
+    before = time.monotonic()
+    held = await last_seqs(session, collector.url)
+    collector.proc.kill()
+    slack = math.ceil((time.monotonic() - before) / INTERVAL_S) + 1
+    await asyncio.sleep(down_s)
+    restarted = await asyncio.to_thread(procs.collector, port=collector.port)
+    assert restarted.port == collector.port
+    return held, slack, time.monotonic()
+
+
+class TestCollectorKilled:
+    """kill -9 of the collector while agents push."""
+
+    async def test_agents_reconnect_and_history_has_no_gap(self, procs: ProcessGroup) -> None:
+        """Every agent is back within the backoff cap and the new collector holds every seq from the outage on."""
+        collector = procs.collector()
+        node_ids = [f"kill-{i}" for i in range(3)]
+        agents = [procs.agent(collector.url, n, "--interval", str(INTERVAL_S)) for n in node_ids]
+        async with aiohttp.ClientSession() as session:
+
+            async def all_sampling() -> bool:
+                seqs = await last_seqs(session, collector.url)
+                return all(seqs.get(n, 0) >= 5 for n in node_ids)
+
+            await wait_until(all_sampling, 30, "every agent to push 5 samples")
+            held, slack, restarted_at = await kill_and_restart(procs, session, collector, DOWN_S)
+
+            async def all_back() -> bool:
+                seqs = await last_seqs(session, collector.url)
+                return all(seqs.get(n, 0) > held[n] + DOWN_S / INTERVAL_S + 3 for n in node_ids)
+
+            await wait_until(all_back, CAP_S, "every agent to reconnect and replay its backlog")
+            reconnect_s = time.monotonic() - restarted_at
+            for agent in agents:
+                assert agent.terminate() == 0, agent.log_text()[-2000:]
+            for n in node_ids:
+                body: Any = await node(session, collector.url, n)
+                seqs = body["history"]["seq"]
+                assert gaps(seqs) == [], f"{n}: gaps in the new collector's history"
+                assert seqs[0] <= held[n] + slack, f"{n}: old collector held {held[n]}, new one starts at {seqs[0]}"
+                assert body["status"]["missing_samples"] == 0
+                assert body["status"]["dropped_samples"] == 0
+        assert reconnect_s < CAP_S
+        for agent in agents:
+            assert "sample(s) were not acked" in agent.log_text()
+
+    async def test_backlog_overflow_is_reported_not_silent(self, procs: ProcessGroup) -> None:
+        """An agent whose 3-sample backlog overflows during the outage reports the drop, and it matches the gap."""
+        collector = procs.collector()
+        agent = procs.agent(collector.url, "overflow", "--interval", str(INTERVAL_S), "--backlog-samples", "3")
+        async with aiohttp.ClientSession() as session:
+
+            async def sampling() -> bool:
+                return (await last_seqs(session, collector.url)).get("overflow", 0) >= 3
+
+            await wait_until(sampling, 30, "the agent to push 3 samples")
+            held, slack, _ = await kill_and_restart(procs, session, collector, DOWN_S)
+
+            async def reported() -> bool:
+                body = await node(session, collector.url, "overflow")
+                return body is not None and len(body["history"]["seq"]) >= 3
+
+            await wait_until(reported, CAP_S, "the agent to reconnect")
+            body: Any = await node(session, collector.url, "overflow")
+        agent.terminate()
+        seqs = body["history"]["seq"]
+        dropped = body["status"]["dropped_samples"]
+        gap = seqs[0] - 1 - held["overflow"]
+        assert dropped > 0, "the agent dropped samples but the collector does not show it"
+        assert gap > 0, "a 3-sample backlog cannot have held the whole outage"
+        assert abs(dropped - gap) <= slack + 1, f"dropped_samples={dropped} but the history gap is {gap}"
+        assert gaps(seqs) == []
