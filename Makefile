@@ -7,9 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The offscreen Qt platform needs these; without a font, text renders invisible.
 QT_DEBS := libegl1 libgl1 libfontconfig1 libxkbcommon0 libdbus-1-3 fonts-dejavu-core
+# A real X display (make run) also needs Qt's xcb platform plugin's libraries (Qt >= 6.5 wants xcb-cursor).
+XCB_DEBS := libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-shape0 \
+	libxcb-randr0 libxcb-xkb1 libxkbcommon-x11-0
 SIMULATE ?= 0
 
-.PHONY: run test lint typecheck pytest qt-deps venv clean
+.PHONY: run test lint typecheck pytest qt-deps run-deps debs venv clean
 
 venv: $(STAMP)
 
@@ -21,7 +24,14 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 qt-deps:
-	@missing=""; for p in $(QT_DEBS); do \
+	@$(MAKE) --no-print-directory debs DEBS="$(QT_DEBS)"
+
+run-deps:
+	@$(MAKE) --no-print-directory debs DEBS="$(QT_DEBS) $(XCB_DEBS)"
+
+# Install the Debian packages in $(DEBS) that are missing (as root), or print the line to run.
+debs:
+	@missing=""; for p in $(DEBS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -35,7 +45,7 @@ qt-deps:
 	  fi; \
 	fi
 
-run: venv qt-deps
+run: venv run-deps
 	$(BIN)/nodewatch up$(if $(filter-out 0,$(SIMULATE)), --simulate $(SIMULATE))
 
 lint: venv

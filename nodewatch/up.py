@@ -170,15 +170,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.simulate > 0:
             procs.append(_spawn_fleet(base_url, config.simulate))
         viewer_possible = importlib.util.find_spec("PyQt6") is not None
-        if not config.headless and viewer_possible and has_display(dict(os.environ)):
-            viewer = _spawn("viewer", "--collector", base_url)
-            procs.append(viewer)
-            viewer.wait()
-            return 0
         reason = "--headless was given" if config.headless else "no display found (DISPLAY/WAYLAND_DISPLAY unset)"
         if not viewer_possible:
             reason = "PyQt6 is not installed (pip install 'nodewatch[viewer]')"
-        print(f"nodewatch up: not starting the viewer: {reason}.")
+        elif not config.headless and has_display(dict(os.environ)):
+            viewer = _spawn("viewer", "--collector", base_url)
+            procs.append(viewer)
+            code = viewer.wait()
+            if code == 0:
+                return 0
+            reason = f"the viewer exited with status {code} (see its message above)"
+        print(f"nodewatch up: no viewer: {reason}.")
         print(f"nodewatch up: collector and agent keep running; health at {health_url}. Ctrl-C stops everything.")
         asyncio.run(_print_table(base_url, stop))
     except KeyboardInterrupt:

@@ -106,7 +106,7 @@ class TestUpHeadless:
                     break
                 time.sleep(0.2)
             assert seen, out_path.read_text(errors="replace")[-3000:]
-            assert "no display found" in out_path.read_text()
+            assert "no viewer: no display found" in out_path.read_text()
         finally:
             os.killpg(proc.pid, signal.SIGINT)
             code = proc.wait(timeout=15)
