@@ -36,7 +36,6 @@ import os
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -77,6 +76,7 @@ class RunResult:
     nodes: int
     connected: int
     storm_s: float
+    storm_e2e_p99_ms: float
     ingest_per_s: float
     e2e_p50_ms: float
     e2e_p99_ms: float
@@ -152,11 +152,11 @@ async def _probe(url: str, duration_s: float) -> list[float]:
 
 
 class Subscriber:
-    """Follows /api/v1/subscribe; while ``measuring``, records each new sample's latency in ms."""
+    """Follows /api/v1/subscribe; records each new sample's latency in ms under the current ``phase``."""
 
     def __init__(self) -> None:
-        self.measuring = False
-        self.latencies_ms: list[float] = []
+        self.phase = "before"
+        self.latencies_ms: dict[str, list[float]] = {"before": [], "storm": [], "steady": [], "after": []}
         self.snapshot_nodes = -1
         self.updates = 0
 
@@ -173,8 +173,8 @@ class Subscriber:
                     self.snapshot_nodes = len(message["nodes"])
                 elif kind == "update":
                     self.updates += 1
-                    if self.measuring:
-                        self.latencies_ms.extend(
+                    if self.phase in {"storm", "steady"}:
+                        self.latencies_ms[self.phase].extend(
                             (received_at - entry["last_sample"]["sampled_at"]) * 1000
                             for entry in message["nodes"]
                             if "last_sample" in entry
@@ -212,6 +212,81 @@ async def _stop(proc: asyncio.subprocess.Process | None, timeout_s: float = 20.0
         await proc.wait()
 
 
+@dataclass
+class Steady:
+    """What the steady window measured."""
+
+    ingest_per_s: float
+    cpu_percent: float
+    rss_loaded: int
+    health_ms: list[float]
+    lag_max_ms: float
+
+
+async def _connect_storm(session: aiohttp.ClientSession, health_url: str, nodes: int, budget_s: float) -> int:
+    """Wait until every agent is connected (or the budget runs out); return how many are."""
+    started = time.monotonic()
+    connected = 0
+    while time.monotonic() - started < budget_s:
+        await asyncio.sleep(0.5)
+        connected = (await _get_json(session, health_url))["agents_connected"]
+        if connected >= nodes:
+            break
+    return int(connected)
+
+
+async def _steady(
+    session: aiohttp.ClientSession, health_url: str, pid: int, sub: Subscriber, steady_s: float
+) -> Steady:
+    """Measure the steady window: ingest, CPU, RSS, health latency (from another process), loop lag."""
+    context = multiprocessing.get_context("spawn")
+    probe_out: multiprocessing.SimpleQueue[str] = context.SimpleQueue()
+    prober = context.Process(target=_probe_main, args=(health_url, steady_s, probe_out), daemon=True)
+    before = await _get_json(session, health_url)
+    cpu_before, t_before = cpu_seconds(pid), time.monotonic()
+    sub.phase = "steady"
+    prober.start()
+    lag_max_ms = 0.0
+    while time.monotonic() - t_before < steady_s:
+        await asyncio.sleep(min(2.0, max(0.0, steady_s - (time.monotonic() - t_before))))
+        lag_max_ms = max(lag_max_ms, float((await _get_json(session, health_url))["event_loop_lag_max_ms"]))
+    sub.phase = "after"
+    cpu_after, t_after = cpu_seconds(pid), time.monotonic()
+    after = await _get_json(session, health_url)
+    rss_loaded = rss_bytes(pid)
+    health_ms: list[float] = json.loads(await asyncio.to_thread(probe_out.get))
+    prober.join(timeout=5)
+    elapsed_s = t_after - t_before
+    return Steady(
+        ingest_per_s=(after["heartbeats_received"] - before["heartbeats_received"]) / elapsed_s,
+        cpu_percent=100 * (cpu_after - cpu_before) / elapsed_s,
+        rss_loaded=rss_loaded,
+        health_ms=health_ms,
+        lag_max_ms=lag_max_ms,
+    )
+
+
+async def _fleet_summary(fleet: asyncio.subprocess.Process, timeout_s: float) -> dict[str, int]:
+    """Wait for the fleet to end by itself (clean closes) and return its summary counts."""
+    assert fleet.stdout is not None
+    async with asyncio.timeout(timeout_s):
+        output = (await fleet.stdout.read()).decode()
+        await fleet.wait()
+    for line in output.splitlines():
+        if line.startswith(SUMMARY_PREFIX):
+            summary: dict[str, int] = json.loads(line[len(SUMMARY_PREFIX) :])
+            return summary
+    return {"sent": -1, "connect_errors": -1}
+
+
+async def _py_spy(pid: int, seconds: float, out: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--duration", str(int(seconds)),
+        "--rate", "200", "--format", "raw", "--nonblocking", "-o", str(out),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 async def run_one(nodes: int, interval_s: float, steady_s: float, profile_dir: Path | None) -> RunResult:
     """Measure one fleet size against a fresh collector."""
     collector, base = await _start_collector(max_nodes=nodes + 100)
@@ -222,7 +297,6 @@ async def run_one(nodes: int, interval_s: float, steady_s: float, profile_dir: P
     processes = max(1, min(8, -(-nodes // NODES_PER_PROCESS)))
     storm_budget_s = nodes / (DEFAULT_CONNECT_RATE_PER_S * processes) + 30
     fleet_duration_s = storm_budget_s + SETTLE_S + steady_s + 5
-    note = ""
     try:
         await asyncio.sleep(1.0)
         rss_idle = rss_bytes(collector.pid)
@@ -237,80 +311,40 @@ async def run_one(nodes: int, interval_s: float, steady_s: float, profile_dir: P
                 fleet_args.append("--spread-addresses")
             fleet = await asyncio.create_subprocess_exec(*fleet_args, stdout=asyncio.subprocess.PIPE, cwd=REPO)
             storm_started = time.monotonic()
-            connected = 0
-            while time.monotonic() - storm_started < storm_budget_s:
-                await asyncio.sleep(0.5)
-                connected = (await _get_json(session, health_url))["agents_connected"]
-                if connected >= nodes:
-                    break
+            sub.phase = "storm"
+            connected = await _connect_storm(session, health_url, nodes, storm_budget_s)
             storm_s = time.monotonic() - storm_started
-            if connected < nodes:
-                note = f"only {connected} of {nodes} connected within {storm_budget_s:.0f} s"
             await asyncio.sleep(SETTLE_S)
-
-            # ---- steady window
-            context = multiprocessing.get_context("spawn")
-            probe_out: multiprocessing.SimpleQueue[str] = context.SimpleQueue()
-            prober = context.Process(target=_probe_main, args=(health_url, steady_s, probe_out), daemon=True)
             if profile_dir is not None:
-                profile_dir.mkdir(parents=True, exist_ok=True)
-                spy = await asyncio.create_subprocess_exec(
-                    str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(collector.pid),
-                    "--duration", str(int(steady_s)), "--rate", "200", "--format", "raw", "--nonblocking",
-                    "-o", str(profile_dir / f"collector-{nodes}.txt"),
-                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-                )  # fmt: skip
-            before = await _get_json(session, health_url)
-            cpu_before, t_before = cpu_seconds(collector.pid), time.monotonic()
-            sub.measuring = True
-            prober.start()
-            await asyncio.sleep(steady_s)
-            sub.measuring = False
-            cpu_after, t_after = cpu_seconds(collector.pid), time.monotonic()
-            after = await _get_json(session, health_url)
-            rss_loaded = rss_bytes(collector.pid)
-            health_ms: list[float] = json.loads(await asyncio.to_thread(probe_out.get))
-            prober.join(timeout=5)
-            elapsed_s = t_after - t_before
-
-            # ---- the fleet ends by itself (clean closes); then count what arrived
-            assert fleet.stdout is not None
-            async with asyncio.timeout(fleet_duration_s + 60):
-                output = (await fleet.stdout.read()).decode()
-                await fleet.wait()
-            summary = next(
-                (
-                    json.loads(line[len(SUMMARY_PREFIX) :])
-                    for line in output.splitlines()
-                    if line.startswith(SUMMARY_PREFIX)
-                ),
-                {"sent": -1, "connect_errors": -1},
-            )
+                spy = await _py_spy(collector.pid, steady_s, profile_dir / f"collector-{nodes}.txt")
+            steady = await _steady(session, health_url, collector.pid, sub, steady_s)
+            summary = await _fleet_summary(fleet, fleet_duration_s + 60)
             await asyncio.sleep(1.0)
             final = await _get_json(session, health_url)
             listing = await _get_json(session, base + "/api/v1/nodes")
-        missing = sum(entry["status"]["missing_samples"] for entry in listing["nodes"])
+        steady_ms = sub.latencies_ms["steady"]
         return RunResult(
             nodes=nodes,
             connected=connected,
             storm_s=round(storm_s, 1),
-            ingest_per_s=round((after["heartbeats_received"] - before["heartbeats_received"]) / elapsed_s, 1),
-            e2e_p50_ms=round(percentile(sub.latencies_ms, 0.50), 1),
-            e2e_p99_ms=round(percentile(sub.latencies_ms, 0.99), 1),
-            e2e_max_ms=round(max(sub.latencies_ms, default=float("nan")), 1),
-            samples_measured=len(sub.latencies_ms),
-            cpu_percent=round(100 * (cpu_after - cpu_before) / elapsed_s, 1),
-            rss_mib=round(rss_loaded / 2**20, 1),
-            rss_kib_per_node=round((rss_loaded - rss_idle) / 1024 / nodes, 1),
-            health_p50_ms=round(percentile(health_ms, 0.50), 2),
-            health_p99_ms=round(percentile(health_ms, 0.99), 2),
-            health_max_ms=round(max(health_ms, default=float("nan")), 2),
-            loop_lag_max_ms=float(after["event_loop_lag_max_ms"]),
+            storm_e2e_p99_ms=round(percentile(sub.latencies_ms["storm"], 0.99), 1),
+            ingest_per_s=round(steady.ingest_per_s, 1),
+            e2e_p50_ms=round(percentile(steady_ms, 0.50), 1),
+            e2e_p99_ms=round(percentile(steady_ms, 0.99), 1),
+            e2e_max_ms=round(max(steady_ms, default=float("nan")), 1),
+            samples_measured=len(steady_ms),
+            cpu_percent=round(steady.cpu_percent, 1),
+            rss_mib=round(steady.rss_loaded / 2**20, 1),
+            rss_kib_per_node=round((steady.rss_loaded - rss_idle) / 1024 / nodes, 1),
+            health_p50_ms=round(percentile(steady.health_ms, 0.50), 2),
+            health_p99_ms=round(percentile(steady.health_ms, 0.99), 2),
+            health_max_ms=round(max(steady.health_ms, default=float("nan")), 2),
+            loop_lag_max_ms=steady.lag_max_ms,
             sent=int(summary["sent"]),
             received=int(final["heartbeats_received"]),
-            missing_samples=missing,
+            missing_samples=sum(entry["status"]["missing_samples"] for entry in listing["nodes"]),
             connect_errors=int(summary["connect_errors"]),
-            note=note,
+            note="" if connected >= nodes else f"only {connected} of {nodes} connected within {storm_budget_s:.0f} s",
         )
     finally:
         if watcher is not None:
@@ -325,15 +359,17 @@ async def run_one(nodes: int, interval_s: float, steady_s: float, profile_dir: P
 def table(results: Sequence[RunResult], msgpack_bytes: float, json_bytes: float) -> str:
     """The markdown table."""
     lines = [
-        "| nodes | connect storm s | ingest hb/s | e2e p50 ms | e2e p99 ms | e2e max ms | collector CPU % | "
+        "| nodes | connect storm s | storm e2e p99 ms | ingest hb/s | e2e p50 ms | e2e p99 ms | e2e max ms | "
+        "collector CPU % | "
         "RSS MiB | RSS KiB/node | health p50 ms | health p99 ms | health max ms | loop lag max ms | "
         "sent | received | lost | missing_samples |",
-        "|" + "---:|" * 17,
+        "|" + "---:|" * 18,
     ]
     for r in results:
         lost = r.sent - r.received if r.sent >= 0 else -1
         lines.append(
-            f"| {r.nodes:,} | {r.storm_s:.1f} | {r.ingest_per_s:,.0f} | {r.e2e_p50_ms:.1f} | {r.e2e_p99_ms:.1f} | "
+            f"| {r.nodes:,} | {r.storm_s:.1f} | {r.storm_e2e_p99_ms:.0f} | {r.ingest_per_s:,.0f} | "
+            f"{r.e2e_p50_ms:.1f} | {r.e2e_p99_ms:.1f} | "
             f"{r.e2e_max_ms:.1f} | {r.cpu_percent:.0f} | {r.rss_mib:.0f} | {r.rss_kib_per_node:.1f} | "
             f"{r.health_p50_ms:.2f} | {r.health_p99_ms:.2f} | {r.health_max_ms:.1f} | {r.loop_lag_max_ms:.1f} | "
             f"{r.sent:,} | {r.received:,} | {lost:,} | {r.missing_samples:,} |"
@@ -388,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--nodes: expected sizes 1-60000, got {args.nodes!r}")
     if not 5 <= args.steady_s <= 600:
         parser.error(f"--steady-s: expected 5-600 seconds, got {args.steady_s}")
+    if args.profile_dir is not None:
+        args.profile_dir.mkdir(parents=True, exist_ok=True)
     raise_nofile_limit()
     asyncio.run(bench(nodes_list, args.interval, args.steady_s, args.profile_dir))
     return 0

@@ -3,9 +3,12 @@
 Starts a real ``nodewatch collector`` subprocess on 127.0.0.1 (port 0), then
 measures GET /api/v1/health latency (one keep-alive client, one request every
 10 ms) twice in the same run: idle, and while a separate load process runs
-AGENTS websocket agents at RATE Hz each. Prints a markdown table.
+AGENTS websocket agents at RATE Hz each plus SUBSCRIBERS viewers that drain
+the subscribe websocket (fan-out is part of a real collector's load). It also
+reports the collector's own event-loop lag (the worst ``event_loop_lag_max_ms``
+that health reported while probing). Prints a markdown table.
 
-Run: .venv/bin/python bench/health_latency.py [--agents 2000] [--rate 1.0] [--duration 30]
+Run: .venv/bin/python bench/health_latency.py [--agents 2000] [--rate 1.0] [--duration 30] [--subscribers 1]
 Target: p99 < 5 ms under load.
 
 Not a test: it checks nothing, it measures. Everything runs on loopback.
@@ -112,26 +115,44 @@ async def _agent(
     return sent
 
 
-async def run_load(base_url: str, agents: int, rate_hz: float, duration_s: float) -> None:
-    """The load process: ``agents`` websocket agents sending at ``rate_hz`` for ``duration_s``."""
+async def _subscriber(session: aiohttp.ClientSession, url: str, stop_at: float) -> int:
+    """A viewer that reads every frame (and decodes nothing); returns how many frames it got."""
+    frames = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.0, stop_at - time.monotonic())):
+            async with session.ws_connect(url, max_msg_size=0, compress=0) as ws:
+                async for _msg in ws:
+                    frames += 1
+    return frames
+
+
+async def run_load(base_url: str, agents: int, rate_hz: float, duration_s: float, subscribers: int) -> None:
+    """The load process: ``agents`` websocket agents sending at ``rate_hz`` for ``duration_s``, and viewers."""
     ws_url = base_url.replace("http", "ws", 1) + "/api/v1/ingest"
     stop_at = time.monotonic() + duration_s
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
+        viewers = [
+            asyncio.create_task(_subscriber(session, base_url + "/api/v1/subscribe", stop_at))
+            for _ in range(subscribers)
+        ]
         results = await asyncio.gather(
             *(_agent(session, ws_url, i, rate_hz=rate_hz, stop_at=stop_at, gate=gate) for i in range(agents)),
             return_exceptions=True,
         )
+        frames = await asyncio.gather(*viewers, return_exceptions=True)
+    print(f"load: subscribers got {frames} frames", file=sys.stderr)
     failures = [r for r in results if isinstance(r, BaseException)]
     sent = sum(r for r in results if isinstance(r, int))
     print(f"load: {sent} heartbeats from {agents - len(failures)} agents, {len(failures)} failed", file=sys.stderr)
 
 
-async def probe(session: aiohttp.ClientSession, url: str, duration_s: float) -> tuple[list[float], float]:
-    """GET health every PROBE_INTERVAL_S for ``duration_s``; return latencies in ms and the last reported rate."""
+async def probe(session: aiohttp.ClientSession, url: str, duration_s: float) -> tuple[list[float], float, float]:
+    """GET health every PROBE_INTERVAL_S for ``duration_s``; return latencies in ms, the last rate, the worst lag."""
     latencies: list[float] = []
     rate = 0.0
+    lag_max_ms = 0.0
     stop_at = time.monotonic() + duration_s
     while time.monotonic() < stop_at:
         start = time.perf_counter()
@@ -139,20 +160,21 @@ async def probe(session: aiohttp.ClientSession, url: str, duration_s: float) -> 
             body = await resp.json()
         latencies.append((time.perf_counter() - start) * 1000)
         rate = float(body["ingest_heartbeats_per_s"])
+        lag_max_ms = max(lag_max_ms, float(body["event_loop_lag_max_ms"]))
         await asyncio.sleep(PROBE_INTERVAL_S)
-    return latencies, rate
+    return latencies, rate, lag_max_ms
 
 
-def _row(name: str, agents: int, rate: float, latencies: list[float]) -> str:
+def _row(name: str, agents: int, rate: float, latencies: list[float], lag_max_ms: float) -> str:
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     return (
         f"| {name} | {agents} | {rate:,.0f} | {len(ordered)} | {statistics.median(ordered):.2f} "
-        f"| {p99:.2f} | {ordered[-1]:.2f} |"
+        f"| {p99:.2f} | {ordered[-1]:.2f} | {lag_max_ms:.1f} |"
     )
 
 
-async def bench(agents: int, rate_hz: float, duration_s: float, idle_s: float) -> None:
+async def bench(agents: int, rate_hz: float, duration_s: float, idle_s: float, subscribers: int) -> None:
     """Start a collector, probe it idle, then under load, and print the table."""
     collector = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "nodewatch", "collector", "--bind", "127.0.0.1:0", "--log-level", "WARNING",
@@ -166,19 +188,22 @@ async def bench(agents: int, rate_hz: float, duration_s: float, idle_s: float) -
         base_url = line.split()[4]
         health_url = base_url + "/api/v1/health"
         async with aiohttp.ClientSession() as session:
-            idle, _ = await probe(session, health_url, idle_s)
+            idle, _, idle_lag_ms = await probe(session, health_url, idle_s)
             load = await asyncio.create_subprocess_exec(
                 sys.executable, __file__, "--load", base_url, "--agents", str(agents), "--rate", str(rate_hz),
-                "--duration", str(duration_s + 15),
+                "--duration", str(duration_s + 15), "--subscribers", str(subscribers),
             )  # fmt: skip
             # Let every agent connect and the rate meter fill its 10 s window before measuring.
             await asyncio.sleep(12)
-            loaded, rate = await probe(session, health_url, duration_s)
-        print(f"\nnodewatch collector /api/v1/health latency, {os.cpu_count()} CPUs, loopback, ms\n")
-        print("| phase | agents | heartbeats/s (collector) | requests | p50 | p99 | max |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
-        print(_row("idle", 0, 0.0, idle))
-        print(_row("under load", agents, rate, loaded))
+            loaded, rate, loaded_lag_ms = await probe(session, health_url, duration_s)
+        print(
+            f"\nnodewatch collector /api/v1/health latency, {os.cpu_count()} CPUs, loopback, "
+            f"{subscribers} subscriber(s), ms\n"
+        )
+        print("| phase | agents | heartbeats/s (collector) | requests | p50 | p99 | max | loop lag max |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print(_row("idle", 0, 0.0, idle, idle_lag_ms))
+        print(_row("under load", agents, rate, loaded, loaded_lag_ms))
     finally:
         for proc in (load, collector):
             if proc is not None and proc.returncode is None:
@@ -198,17 +223,20 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=1.0, help="heartbeats per second per agent")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds measured under load")
     parser.add_argument("--idle", type=float, default=5.0, help="seconds measured idle first")
+    parser.add_argument("--subscribers", type=int, default=1, help="viewers draining the subscribe websocket")
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         loop_runner = asyncio.Runner()
         with loop_runner:
-            main_task = loop_runner.get_loop().create_task(run_load(args.load, args.agents, args.rate, args.duration))
+            main_task = loop_runner.get_loop().create_task(
+                run_load(args.load, args.agents, args.rate, args.duration, args.subscribers)
+            )
             loop_runner.get_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
             with contextlib.suppress(asyncio.CancelledError):
                 loop_runner.run(_wait(main_task))
         return 0
-    asyncio.run(bench(args.agents, args.rate, args.duration, args.idle))
+    asyncio.run(bench(args.agents, args.rate, args.duration, args.idle, args.subscribers))
     return 0
 
 
