@@ -20,7 +20,7 @@ measures a steady window of ``--steady-s`` seconds:
 
 Prints a markdown table and writes it as JSON to bench/results/e2e.json.
 
-Run: .venv/bin/python bench/e2e.py --nodes 1000,5000,10000,20000 --steady-s 30
+Run: .venv/bin/python bench/e2e.py --nodes 1000,5000,7500,10000,20000 --steady-s 30 [--settle-s 10]
 
 Not a test: it measures. Loopback only; every phase has a deadline.
 """
@@ -63,7 +63,7 @@ from bench.fleet import (
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "e2e.json"
 HEALTH_PROBE_INTERVAL_S = 0.02
-SETTLE_S = 5.0  # after the storm: let every node's phase come round and the rate meter fill
+SETTLE_S = 10.0  # after the storm: every phase comes round, and the 10 s rate and lag windows forget the storm
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 SPREAD_ABOVE_NODES = 5000  # use 127.0.0.x source addresses above this many nodes
@@ -83,6 +83,7 @@ class RunResult:
     e2e_max_ms: float
     samples_measured: int
     cpu_percent: float
+    fleet_cpu_percent: float
     rss_mib: float
     rss_kib_per_node: float
     health_p50_ms: float
@@ -108,6 +109,19 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of ``pid`` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its direct children (the fleet's worker processes)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:  # the fleet already ended
+        return 0.0
+    total = 0.0
+    for each in [pid, *map(int, children)]:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(each)
+    return total
 
 
 def rss_bytes(pid: int) -> int:
@@ -189,10 +203,13 @@ async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
         return await resp.json()
 
 
-async def _start_collector(max_nodes: int) -> tuple[asyncio.subprocess.Process, str]:
+async def _start_collector(max_nodes: int, wrapper: Path | None) -> tuple[asyncio.subprocess.Process, str]:
+    command = (
+        [sys.executable, str(wrapper)] if wrapper is not None else [sys.executable, "-m", "nodewatch", "collector"]
+    )
     collector = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "nodewatch", "collector", "--bind", "127.0.0.1:0", "--log-level", "WARNING",
-        "--max-nodes", str(max_nodes), stdout=asyncio.subprocess.PIPE, cwd=REPO,
+        *command, "--bind", "127.0.0.1:0", "--log-level", "WARNING", "--max-nodes", str(max_nodes),
+        stdout=asyncio.subprocess.PIPE, cwd=REPO,
     )  # fmt: skip
     assert collector.stdout is not None
     async with asyncio.timeout(30):
@@ -221,6 +238,7 @@ class Steady:
     rss_loaded: int
     health_ms: list[float]
     lag_max_ms: float
+    fleet_cpu_percent: float
 
 
 async def _connect_storm(session: aiohttp.ClientSession, health_url: str, nodes: int, budget_s: float) -> int:
@@ -235,15 +253,15 @@ async def _connect_storm(session: aiohttp.ClientSession, health_url: str, nodes:
     return int(connected)
 
 
-async def _steady(
-    session: aiohttp.ClientSession, health_url: str, pid: int, sub: Subscriber, steady_s: float
+async def _steady(  # noqa: PLR0917 - one call site, every argument named
+    session: aiohttp.ClientSession, health_url: str, pid: int, fleet_pid: int, sub: Subscriber, steady_s: float
 ) -> Steady:
     """Measure the steady window: ingest, CPU, RSS, health latency (from another process), loop lag."""
     context = multiprocessing.get_context("spawn")
     probe_out: multiprocessing.SimpleQueue[str] = context.SimpleQueue()
     prober = context.Process(target=_probe_main, args=(health_url, steady_s, probe_out), daemon=True)
     before = await _get_json(session, health_url)
-    cpu_before, t_before = cpu_seconds(pid), time.monotonic()
+    cpu_before, fleet_before, t_before = cpu_seconds(pid), tree_cpu_seconds(fleet_pid), time.monotonic()
     sub.phase = "steady"
     prober.start()
     lag_max_ms = 0.0
@@ -251,7 +269,7 @@ async def _steady(
         await asyncio.sleep(min(2.0, max(0.0, steady_s - (time.monotonic() - t_before))))
         lag_max_ms = max(lag_max_ms, float((await _get_json(session, health_url))["event_loop_lag_max_ms"]))
     sub.phase = "after"
-    cpu_after, t_after = cpu_seconds(pid), time.monotonic()
+    cpu_after, fleet_after, t_after = cpu_seconds(pid), tree_cpu_seconds(fleet_pid), time.monotonic()
     after = await _get_json(session, health_url)
     rss_loaded = rss_bytes(pid)
     health_ms: list[float] = json.loads(await asyncio.to_thread(probe_out.get))
@@ -263,6 +281,7 @@ async def _steady(
         rss_loaded=rss_loaded,
         health_ms=health_ms,
         lag_max_ms=lag_max_ms,
+        fleet_cpu_percent=100 * (fleet_after - fleet_before) / elapsed_s,
     )
 
 
@@ -287,16 +306,19 @@ async def _py_spy(pid: int, seconds: float, out: Path) -> asyncio.subprocess.Pro
     )  # fmt: skip
 
 
-async def run_one(nodes: int, interval_s: float, steady_s: float, profile_dir: Path | None) -> RunResult:
+async def run_one(  # noqa: PLR0917 - one call site
+    nodes: int, interval_s: float, steady_s: float, settle_s: float, profile_dir: Path | None, wrapper: Path | None
+) -> RunResult:
     """Measure one fleet size against a fresh collector."""
-    collector, base = await _start_collector(max_nodes=nodes + 100)
+    collector, base = await _start_collector(nodes + 100, wrapper)
     fleet: asyncio.subprocess.Process | None = None
     spy: asyncio.subprocess.Process | None = None
     watcher: asyncio.Task[None] | None = None
     sub = Subscriber()
+    notes: list[str] = []
     processes = max(1, min(8, -(-nodes // NODES_PER_PROCESS)))
-    storm_budget_s = nodes / (DEFAULT_CONNECT_RATE_PER_S * processes) + 30
-    fleet_duration_s = storm_budget_s + SETTLE_S + steady_s + 5
+    storm_budget_s = 2 * nodes / (DEFAULT_CONNECT_RATE_PER_S * processes) + 10
+    fleet_duration_s = storm_budget_s + settle_s + steady_s + 5
     try:
         await asyncio.sleep(1.0)
         rss_idle = rss_bytes(collector.pid)
@@ -309,15 +331,22 @@ async def run_one(nodes: int, interval_s: float, steady_s: float, profile_dir: P
             ]  # fmt: skip
             if nodes > SPREAD_ABOVE_NODES:
                 fleet_args.append("--spread-addresses")
-            fleet = await asyncio.create_subprocess_exec(*fleet_args, stdout=asyncio.subprocess.PIPE, cwd=REPO)
+            with (RESULTS.parent / f"fleet-{nodes}.err").open("wb") as fleet_err:
+                fleet = await asyncio.create_subprocess_exec(
+                    *fleet_args, stdout=asyncio.subprocess.PIPE, stderr=fleet_err, cwd=REPO
+                )
             storm_started = time.monotonic()
             sub.phase = "storm"
             connected = await _connect_storm(session, health_url, nodes, storm_budget_s)
+            if connected < nodes:
+                notes.append(f"only {connected} of {nodes} connected within {storm_budget_s:.0f} s")
             storm_s = time.monotonic() - storm_started
-            await asyncio.sleep(SETTLE_S)
+            await asyncio.sleep(settle_s)
             if profile_dir is not None:
                 spy = await _py_spy(collector.pid, steady_s, profile_dir / f"collector-{nodes}.txt")
-            steady = await _steady(session, health_url, collector.pid, sub, steady_s)
+            if fleet.returncode is not None:
+                notes.append(f"the fleet exited early with status {fleet.returncode} (see fleet-{nodes}.err)")
+            steady = await _steady(session, health_url, collector.pid, fleet.pid, sub, steady_s)
             summary = await _fleet_summary(fleet, fleet_duration_s + 60)
             await asyncio.sleep(1.0)
             final = await _get_json(session, health_url)
@@ -334,6 +363,7 @@ async def run_one(nodes: int, interval_s: float, steady_s: float, profile_dir: P
             e2e_max_ms=round(max(steady_ms, default=float("nan")), 1),
             samples_measured=len(steady_ms),
             cpu_percent=round(steady.cpu_percent, 1),
+            fleet_cpu_percent=round(steady.fleet_cpu_percent, 1),
             rss_mib=round(steady.rss_loaded / 2**20, 1),
             rss_kib_per_node=round((steady.rss_loaded - rss_idle) / 1024 / nodes, 1),
             health_p50_ms=round(percentile(steady.health_ms, 0.50), 2),
@@ -344,7 +374,7 @@ async def run_one(nodes: int, interval_s: float, steady_s: float, profile_dir: P
             received=int(final["heartbeats_received"]),
             missing_samples=sum(entry["status"]["missing_samples"] for entry in listing["nodes"]),
             connect_errors=int(summary["connect_errors"]),
-            note="" if connected >= nodes else f"only {connected} of {nodes} connected within {storm_budget_s:.0f} s",
+            note="; ".join(notes),
         )
     finally:
         if watcher is not None:
@@ -360,17 +390,18 @@ def table(results: Sequence[RunResult], msgpack_bytes: float, json_bytes: float)
     """The markdown table."""
     lines = [
         "| nodes | connect storm s | storm e2e p99 ms | ingest hb/s | e2e p50 ms | e2e p99 ms | e2e max ms | "
-        "collector CPU % | "
+        "collector CPU % | fleet CPU % | "
         "RSS MiB | RSS KiB/node | health p50 ms | health p99 ms | health max ms | loop lag max ms | "
         "sent | received | lost | missing_samples |",
-        "|" + "---:|" * 18,
+        "|" + "---:|" * 19,
     ]
     for r in results:
         lost = r.sent - r.received if r.sent >= 0 else -1
         lines.append(
             f"| {r.nodes:,} | {r.storm_s:.1f} | {r.storm_e2e_p99_ms:.0f} | {r.ingest_per_s:,.0f} | "
             f"{r.e2e_p50_ms:.1f} | {r.e2e_p99_ms:.1f} | "
-            f"{r.e2e_max_ms:.1f} | {r.cpu_percent:.0f} | {r.rss_mib:.0f} | {r.rss_kib_per_node:.1f} | "
+            f"{r.e2e_max_ms:.1f} | {r.cpu_percent:.0f} | {r.fleet_cpu_percent:.0f} | "
+            f"{r.rss_mib:.0f} | {r.rss_kib_per_node:.1f} | "
             f"{r.health_p50_ms:.2f} | {r.health_p99_ms:.2f} | {r.health_max_ms:.1f} | {r.loop_lag_max_ms:.1f} | "
             f"{r.sent:,} | {r.received:,} | {lost:,} | {r.missing_samples:,} |"
         )
@@ -380,12 +411,19 @@ def table(results: Sequence[RunResult], msgpack_bytes: float, json_bytes: float)
     return "\n".join(lines)
 
 
-async def bench(nodes_list: Sequence[int], interval_s: float, steady_s: float, profile_dir: Path | None) -> None:
+async def bench(  # noqa: PLR0917 - one call site
+    nodes_list: Sequence[int],
+    interval_s: float,
+    steady_s: float,
+    settle_s: float,
+    profile_dir: Path | None,
+    wrapper: Path | None,
+) -> None:
     """Run every fleet size in turn, print the table and write the JSON."""
     results = []
     for nodes in nodes_list:
         print(f"e2e: {nodes:,} nodes ...", file=sys.stderr, flush=True)
-        result = await run_one(nodes, interval_s, steady_s, profile_dir)
+        result = await run_one(nodes, interval_s, steady_s, settle_s, profile_dir, wrapper)
         print(f"e2e: {json.dumps(asdict(result))}", file=sys.stderr, flush=True)
         results.append(result)
     msgpack_bytes, json_bytes = bytes_per_heartbeat()
@@ -399,6 +437,7 @@ async def bench(nodes_list: Sequence[int], interval_s: float, steady_s: float, p
             {
                 "interval_s": interval_s,
                 "steady_s": steady_s,
+                "settle_s": settle_s,
                 "cpus": os.cpu_count(),
                 "bytes_per_heartbeat": {"msgpack": msgpack_bytes, "json": json_bytes},
                 "runs": [asdict(r) for r in results],
@@ -414,7 +453,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--nodes", default="1000,5000,10000,20000", help="comma-separated fleet sizes")
     parser.add_argument("--interval", type=float, default=1.0, help="heartbeat interval in seconds (default 1)")
     parser.add_argument("--steady-s", type=float, default=30.0, help="seconds measured per size (default 30)")
+    parser.add_argument(
+        "--settle-s",
+        type=float,
+        default=SETTLE_S,
+        help=f"seconds between the connect storm and the steady window (default {SETTLE_S:g})",
+    )
     parser.add_argument("--profile-dir", type=Path, help="also record the collector with py-spy (raw) into DIR")
+    parser.add_argument(
+        "--collector-wrapper",
+        type=Path,
+        metavar="SCRIPT",
+        help="run SCRIPT (taking the collector's options) instead of 'nodewatch collector', for experiments",
+    )
     args = parser.parse_args(argv)
     try:
         nodes_list = [int(n) for n in args.nodes.split(",")]
@@ -427,7 +478,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile_dir is not None:
         args.profile_dir.mkdir(parents=True, exist_ok=True)
     raise_nofile_limit()
-    asyncio.run(bench(nodes_list, args.interval, args.steady_s, args.profile_dir))
+    if not 0 <= args.settle_s <= 600:
+        parser.error(f"--settle-s: expected 0-600 seconds, got {args.settle_s}")
+    asyncio.run(
+        bench(nodes_list, args.interval, args.steady_s, args.settle_s, args.profile_dir, args.collector_wrapper)
+    )
     return 0
 
 

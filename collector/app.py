@@ -63,6 +63,8 @@ ENDPOINTS = (
 )
 # A viewer asking for more histories than this before we sent the first ones is flooding; extra requests are dropped.
 MAX_PENDING_HISTORY_REQUESTS = 64
+# Liveness passes run at most this often; well under the 100 ms flush, so no viewer can tell.
+LIVENESS_TICK_S = 0.05
 # Below asyncio's default low-water mark (64 KiB / 4) a transport is never paused, so an ack cannot block.
 ACK_FAST_PATH_BYTES = 16 * 1024
 # Close-frame messages are capped at 123 bytes by RFC 6455 section 5.5; our reasons are short ASCII.
@@ -132,7 +134,10 @@ class CollectorRuntime:
             due = self.cache.next_due()
             self._liveness_target = math.inf if due is None else due
             self._liveness_wake.clear()
-            delay_s = None if due is None else max(0.0, due - self.clock())
+            # At least LIVENESS_TICK_S between passes: with thousands of nodes some entry is
+            # always nearly due (heartbeats re-arm them lazily), and one wake-up per entry cost ~4 %
+            # of a core at 5,000 nodes. Transitions are still stamped with their due time.
+            delay_s = None if due is None else max(LIVENESS_TICK_S, due - self.clock())
             with suppress(TimeoutError):
                 async with asyncio.timeout(delay_s):
                     await self._liveness_wake.wait()
@@ -236,7 +241,8 @@ class CollectorRuntime:
             compress=False,
             timeout=cfg.close_timeout_s,
         )
-        await ws.prepare(request)
+        if not await _prepared(ws, request):
+            return _peer_gone()
         peer = str(request.remote)
         conn = next(self._conn_ids)
         node_id: str | None = None
@@ -325,17 +331,21 @@ class CollectorRuntime:
     async def _send_ack(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, seq: int) -> None:
         # Every heartbeat is acked (the protocol allows it); a send that cannot finish means the
         # agent stopped reading, and only this agent's handler is held up by it.
-        if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size() < ACK_FAST_PATH_BYTES:
-            # Fast path (this runs once per heartbeat): below the low-water mark the transport
-            # is not paused and a ~20-byte ack cannot pause it, so send_bytes will not wait and
-            # needs no timeout (an asyncio.timeout costs a timer per ack).
-            await ws.send_bytes(ack_frame(seq))
-            return
         try:
+            if isinstance(transport, asyncio.WriteTransport) and _buffered(transport) < ACK_FAST_PATH_BYTES:
+                # Fast path (this runs once per heartbeat): below the low-water mark the transport
+                # is not paused and a ~20-byte ack cannot pause it, so send_bytes will not wait and
+                # needs no timeout (an asyncio.timeout costs a timer per ack).
+                await ws.send_bytes(ack_frame(seq))
+                return
             async with asyncio.timeout(self.config.send_timeout_s):
                 await ws.send_bytes(ack_frame(seq))
         except TimeoutError:
             self._abort(ws)
+        except ConnectionError:
+            # The agent went away between its heartbeat and our ack (aiohttp raises
+            # ClientConnectionResetError, a ConnectionResetError); the next receive() ends the loop.
+            return
 
     # ---- subscribe -------------------------------------------------------------------------
 
@@ -353,7 +363,8 @@ class CollectorRuntime:
             compress=False,
             timeout=cfg.close_timeout_s,
         )
-        await ws.prepare(request)
+        if not await _prepared(ws, request):
+            return _peer_gone()
         sub = Subscriber(ws=ws, peer=str(request.remote), json_format=fmt == "json")
         with self._tracked(ws, request, "subscribe"):
             # Snapshot and registration happen with no await between them, so no change is lost or doubled.
@@ -544,6 +555,26 @@ def ack_frame(seq: int) -> bytes:
     """The bytes of ``encode(Ack(seq=seq))``, packed directly: it is sent once per heartbeat, the hottest path."""
     frame: bytes = msgpack.packb({"type": "ack", "seq": seq})
     return frame
+
+
+async def _prepared(ws: web.WebSocketResponse, request: web.Request) -> bool:
+    """Send the 101; False if the peer hung up first (agents give up on a collector slow to answer)."""
+    try:
+        await ws.prepare(request)
+    except ConnectionError:
+        log.debug("%s: the peer left before the websocket handshake finished", request.remote)
+        return False
+    return True
+
+
+def _peer_gone() -> web.Response:
+    # Never delivered: aiohttp's writer raises ConnectionError on the closed transport and
+    # handles it quietly, instead of logging a 500 traceback per impatient client.
+    return web.Response(status=400)
+
+
+def _buffered(transport: asyncio.WriteTransport) -> int:
+    return transport.get_write_buffer_size()
 
 
 def _json_error(status: int, error: str, detail: str) -> web.Response:

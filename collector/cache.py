@@ -49,6 +49,12 @@ class ChangeKind(IntFlag):
     REMOVED = 8
 
 
+_STATUS_AND_SAMPLE = ChangeKind.STATUS | ChangeKind.SAMPLE
+_FACTS_BIT = ChangeKind.FACTS.value
+_SAMPLE_BIT = ChangeKind.SAMPLE.value
+REMOVED_BIT = ChangeKind.REMOVED.value
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One node changed in the ways ``kind`` says."""
@@ -152,13 +158,14 @@ class NodeRecord:
 
     def entry_frame(self, kind: ChangeKind, history: bytes | None = None) -> bytes:
         """``entry(kind)`` packed as msgpack, from cached parts (see ``collector.wire``)."""
+        bits = kind.value  # plain int tests: IntFlag's & costs ~0.5 us each, and this runs per node per flush
         facts = None
-        if kind & ChangeKind.FACTS:
+        if bits & _FACTS_BIT:
             if self.facts_frame is None:
                 self.facts_frame = wire.pack(self.facts.model_dump(mode="python", exclude_none=True))
             facts = self.facts_frame
         sample = None
-        if kind & ChangeKind.SAMPLE and self.last_sample is not None:
+        if bits & _SAMPLE_BIT and self.last_sample is not None:
             if self.last_sample_frame is None:
                 self.last_sample_frame = wire.pack(to_wire_dict(self.last_sample))
             sample = self.last_sample_frame
@@ -301,7 +308,7 @@ class NodeCache:
         if latest is None or heartbeat.sampled_at >= latest.sampled_at:
             node.last_sample = heartbeat
             node.last_sample_frame = frame
-            kind |= ChangeKind.SAMPLE
+            kind = _STATUS_AND_SAMPLE  # a constant: IntFlag's | costs ~0.5 us, and this runs per heartbeat
         return HeartbeatResult(ack_seq=node.last_seq, duplicate=False, current=True, changes=[Change(node_id, kind)])
 
     def close(self, node_id: str, conn: int, *, clean: bool, now: float, wall: float) -> list[Change]:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import ipaddress
 import logging
 import os
+import resource
 import signal
 import ssl
 import sys
@@ -37,6 +39,8 @@ CLEANUP_DEADLINE_S = 1.8
 # connection's objects: 100-200 ms event-loop stalls at 3,000 nodes (bench/e2e.py, gc.callbacks).
 # At 20,000 steady-state collections over 3 ms vanished; the connect storm still has some.
 GC_THRESHOLDS = (20_000, 10, 10)
+# File descriptors besides agent sockets: listeners, subscribers, HTTP clients, logs.
+FD_HEADROOM = 64
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +168,7 @@ def ssl_context(config: CollectorConfig) -> ssl.SSLContext | None:
 
 async def serve(config: CollectorConfig, context: ssl.SSLContext | None) -> int:
     """Serve until SIGINT or SIGTERM, then close every websocket with 1001 and return 0."""
+    raise_nofile_limit(config.max_nodes)
     app = create_app(config)
     runner = web.AppRunner(app, shutdown_timeout=config.shutdown_timeout_s, access_log=None, handle_signals=False)
     await runner.setup()
@@ -196,6 +201,27 @@ async def serve(config: CollectorConfig, context: ssl.SSLContext | None) -> int:
         except TimeoutError:
             log.warning("shutdown took over %g s; exiting anyway", CLEANUP_DEADLINE_S)
     return 0
+
+
+def raise_nofile_limit(max_nodes: int) -> int:
+    """Raise the open-files soft limit to the hard limit (each agent holds a socket); warn if still short.
+
+    Many systems start processes with a soft limit of 1,024, which would refuse agents long
+    before ``--max-nodes``: accept() fails with EMFILE and asyncio logs a traceback per try.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < max_nodes + FD_HEADROOM:
+        log.warning(
+            "open-files limit is %d, below --max-nodes %d + %d: agents beyond it will be refused at accept()",
+            soft,
+            max_nodes,
+            FD_HEADROOM,
+        )
+    return soft
 
 
 def tune_gc() -> None:

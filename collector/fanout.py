@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from collector import wire
-from collector.cache import Change, ChangeKind, NodeCache
+from collector.cache import REMOVED_BIT, Change, ChangeKind, NodeCache
 from shared.messages import Update
 
 
@@ -31,7 +31,7 @@ class PendingUpdates:
         """Merge ``changes``; return how many merged into a change already pending (coalesced)."""
         coalesced = 0
         for change in changes:
-            if change.kind & ChangeKind.REMOVED:
+            if change.kind.value & REMOVED_BIT:  # an int test: IntFlag's & costs ~0.5 us, per heartbeat
                 self._nodes.pop(change.node_id, None)
                 self._removed.add(change.node_id)
                 continue

@@ -9,7 +9,6 @@ as ``nodewatch collector`` does. It is a test tool, not a second CLI.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import logging

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -114,7 +115,7 @@ class ProcessGroup:
         log_path = self.workdir / f"{name}-{len(self.procs)}.log"
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with log_path.open("wb") as log:
-            popen = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+            popen = subprocess.Popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -193,9 +194,7 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], timeout_s: float,
         await asyncio.sleep(POLL_S)
 
 
-async def get_json(
-    session: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
+async def get_json(session: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     """GET ``url``; its status and JSON body (None when the body is not JSON)."""
     async with asyncio.timeout(10), session.get(url, headers=headers) as response:
         text = await response.text()
@@ -233,7 +232,7 @@ async def metric(session: aiohttp.ClientSession, base: str, name: str, labels: s
 
 def gaps(seqs: Sequence[int]) -> list[tuple[int, int]]:
     """Every (after, before) pair of neighbours in ``seqs`` that are not consecutive."""
-    return [(a, b) for a, b in zip(seqs, seqs[1:], strict=False) if b != a + 1]
+    return [(a, b) for a, b in itertools.pairwise(seqs) if b != a + 1]
 
 
 def rss_bytes(pid: int) -> int:

@@ -80,21 +80,29 @@ async def fuzz_connection(url: str, sent: list[bytes | str], read_first: bool) -
     """Send ``sent`` on a fresh websocket; return ``closed CODE``, ``open`` or ``dropped ...``."""
     async with aiohttp.ClientSession() as session:
         try:
-            async with session.ws_connect(url, heartbeat=None, max_msg_size=2**28) as ws:
+            async with asyncio.timeout(10), session.ws_connect(url, heartbeat=None, max_msg_size=2**28) as ws:
                 if read_first:
-                    await ws.receive(timeout=5)
+                    await ws.receive()
                 for frame in sent:
                     if ws.closed:
                         break
                     await (ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_str(frame))
-                while True:
-                    msg = await ws.receive(timeout=CLOSE_WAIT_S)
-                    if msg.type in {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING}:
-                        return f"closed {ws.close_code}"
-                    if msg.type is aiohttp.WSMsgType.ERROR:
-                        return f"dropped {ws.exception()!r}"
+                try:
+                    async with asyncio.timeout(CLOSE_WAIT_S):  # updates may keep coming: bound the whole drain
+                        while True:
+                            msg = await ws.receive()
+                            if msg.type in {
+                                aiohttp.WSMsgType.CLOSE,
+                                aiohttp.WSMsgType.CLOSED,
+                                aiohttp.WSMsgType.CLOSING,
+                            }:
+                                return f"closed {ws.close_code}"
+                            if msg.type is aiohttp.WSMsgType.ERROR:
+                                return f"dropped {ws.exception()!r}"
+                except TimeoutError:
+                    return "open"
         except TimeoutError:
-            return "open"
+            return "hung"
         except (aiohttp.ClientError, ConnectionError) as exc:
             return f"dropped {exc!r}"
 
@@ -141,7 +149,8 @@ class TestNetworkFuzz:
         assert agent_connections(agent.log_text()) == 1, "the good agent was disconnected"
         assert gaps(victim["history"]["seq"]) == []
         assert victim["status"]["state"] == "online"
-        assert subscriber.alive() and subscriber.log_text().split() == ["subscribed"], subscriber.log_text()
+        assert subscriber.alive()
+        assert subscriber.log_text().split() == ["subscribed"], subscriber.log_text()
 
 
 def run_fuzz(base: str, outcomes: Outcomes) -> None:
@@ -182,7 +191,7 @@ def run_fuzz(base: str, outcomes: Outcomes) -> None:
 
 async def http_request(base: str, path: str, query: dict[str, str], outcomes: Outcomes) -> None:
     """GET an odd path with an odd query: never a 5xx, and under /api/ always a JSON body."""
-    url = yarl.URL(base).with_path(path.split("?")[0] or "/", encoded=False).with_query(query)
+    url = yarl.URL(base).with_path(path.split("?", maxsplit=1)[0] or "/", encoded=False).with_query(query)
     async with aiohttp.ClientSession() as session, session.get(url, allow_redirects=False) as response:
         body = await response.read()
         outcomes.add(f"http {response.status}")

@@ -167,9 +167,10 @@ class TestHalfOpen:
         rig.proxy.half_open("client")
 
         async def one_agent() -> bool:
-            return agent_connections(rig.agent.log_text()) == 2 and (
-                await health(rig.session, rig.collector.url)
-            )["agents_connected"] == 1
+            return (
+                agent_connections(rig.agent.log_text()) == 2
+                and (await health(rig.session, rig.collector.url))["agents_connected"] == 1
+            )
 
         await wait_until(one_agent, RECOVER_S, "the agent to reconnect and the old socket to be dropped")
         await rig.wait_samples(5)

@@ -32,9 +32,7 @@ class TestFrozenSubscriber:
 
     async def test_frozen_subscriber_is_cut_off_and_nothing_else_suffers(self, procs: ProcessGroup) -> None:
         """Cut off with 4429, memory bounded, ingest rate and the other subscriber's updates unaffected."""
-        collector = await asyncio.to_thread(
-            procs.collector, "--send-timeout", str(SEND_TIMEOUT_S), launcher=True
-        )
+        collector = await asyncio.to_thread(procs.collector, "--send-timeout", str(SEND_TIMEOUT_S), launcher=True)
         procs.spawn(
             "fleet",
             [
@@ -58,7 +56,7 @@ class TestFrozenSubscriber:
 
             async def loaded() -> bool:
                 body = await health(session, collector.url)
-                return body["nodes"]["online"] >= NODES * 0.9 and body["subscribers"] == 2
+                return bool(body["nodes"]["online"] >= NODES * 0.9 and body["subscribers"] == 2)
 
             await wait_until(loaded, 30, "the fleet to be online and both subscribers in")
             await asyncio.sleep(1.5)  # a full second of the ingest rate meter

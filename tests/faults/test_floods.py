@@ -1,0 +1,189 @@
+"""Floods against a real collector process: connection storms, silent handshakes, huge headers, reconnect loops.
+
+The collector must keep answering ``/api/v1/health`` throughout (we assert
+that it answers, never how fast) and must not die. The bench version
+(``bench/faults.py``) opens 5,000 connections; this one 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from shared.codec import encode
+from tests.collector.helpers import hello
+from tests.faults.harness import CollectorProc, ProcessGroup, get_json, health, metric, rss_bytes, wait_until
+
+HELLO_TIMEOUT_S = 1.0
+
+
+@dataclass
+class HealthProbe:
+    """Polls /api/v1/health while a flood runs and keeps every answer or failure."""
+
+    base: str
+    answered: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    async def run(self) -> None:
+        """Poll until cancelled; a request may take up to 10 s, past that it counts as a failure."""
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    status, _ = await get_json(session, f"{self.base}/api/v1/health")
+                    if status == 200:
+                        self.answered += 1
+                    else:
+                        self.failures.append(f"HTTP {status}")
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    self.failures.append(repr(exc))
+                await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def probing(base: str) -> AsyncIterator[HealthProbe]:
+    """Run a HealthProbe for the duration of the block, then check it always answered."""
+    probe = HealthProbe(base)
+    task = asyncio.create_task(probe.run())
+    try:
+        yield probe
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert probe.failures == [], probe.failures[:5]
+    assert probe.answered >= 1
+
+
+async def storm(port: int, count: int) -> int:
+    """Open ``count`` TCP connections at once, a third sending half a request; drop them (some with RST)."""
+    request = b"GET /api/v1/ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+
+    async def one(index: int) -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return False
+        if index % 3 == 0:
+            writer.write(request)
+        if index % 2 == 0:
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+        else:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        return True
+
+    results = await asyncio.gather(*(one(i) for i in range(count)))
+    return sum(results)
+
+
+async def collector_ok(proc: CollectorProc) -> None:
+    """The collector still runs and answers health with 200."""
+    assert proc.proc.alive(), proc.proc.log_text()[-2000:]
+    async with aiohttp.ClientSession() as session:
+        body = await health(session, proc.url)
+    assert body["status"] in {"ok", "degraded"}
+
+
+async def flood_collector(procs: ProcessGroup) -> CollectorProc:
+    """A collector with a 1 s hello timeout (tests.faults.collector_proc)."""
+    return await asyncio.to_thread(procs.collector, "--hello-timeout", str(HELLO_TIMEOUT_S), launcher=True)
+
+
+async def repeat(times: int, action: Callable[[int], Awaitable[None]]) -> None:
+    """Run ``action(i)`` ``times`` times, 50 at a time."""
+    for start in range(0, times, 50):
+        await asyncio.gather(*(action(i) for i in range(start, min(times, start + 50))))
+
+
+class TestFloods:
+    """Abuse that costs the attacker little; the collector must keep serving health."""
+
+    async def test_connection_storm(self, procs: ProcessGroup) -> None:
+        """500 connections opened at once and dropped (FIN or RST, some mid-request): health answers throughout."""
+        collector = await flood_collector(procs)
+        async with probing(collector.url):
+            opened = await storm(collector.port, 500)
+            await asyncio.sleep(0.5)
+        assert opened >= 450
+        await collector_ok(collector)
+
+    async def test_handshakes_that_never_say_hello(self, procs: ProcessGroup) -> None:
+        """50 upgraded sockets that send nothing are each closed with 1008 hello_timeout and counted."""
+        collector = await flood_collector(procs)
+        url = collector.url.replace("http://", "ws://") + "/api/v1/ingest"
+        codes: list[int | None] = []
+        async with aiohttp.ClientSession() as session, probing(collector.url):
+
+            async def silent(_: int) -> None:
+                async with session.ws_connect(url, heartbeat=None) as ws:
+                    msg = await ws.receive(timeout=HELLO_TIMEOUT_S + 5)
+                    while msg.type is aiohttp.WSMsgType.BINARY:  # the Error frame comes first
+                        msg = await ws.receive(timeout=5)
+                    codes.append(ws.close_code)
+
+            started = time.monotonic()
+            await asyncio.gather(*(silent(i) for i in range(50)))
+            took_s = time.monotonic() - started
+            counted = await metric(
+                session,
+                collector.url,
+                "nodewatch_collector_protocol_errors_total",
+                'endpoint="ingest",reason="hello_timeout"',
+            )
+        assert codes == [1008] * 50
+        assert counted == 50
+        assert took_s >= HELLO_TIMEOUT_S
+        await collector_ok(collector)
+
+    async def test_oversized_headers(self, procs: ProcessGroup) -> None:
+        """A 64 KiB header line and 500 headers are refused with a 4xx (or a closed socket), never a crash."""
+        collector = await flood_collector(procs)
+        async with probing(collector.url):
+            for headers in ({"X-Big": "a" * 65_536}, {f"X-H{i}": "v" for i in range(500)}):
+                try:
+                    async with (
+                        aiohttp.ClientSession() as session,
+                        session.get(f"{collector.url}/api/v1/health", headers=headers) as response,
+                    ):
+                        assert 400 <= response.status < 500
+                except aiohttp.ClientError:
+                    pass  # the server may just close the connection
+        await collector_ok(collector)
+
+    async def test_agent_reconnecting_in_a_tight_loop(self, procs: ProcessGroup) -> None:
+        """300 hellos from one agent instance, each connection dropped at once: one node, no leaked connections."""
+        collector = await flood_collector(procs)
+        url = collector.url.replace("http://", "ws://") + "/api/v1/ingest"
+        frame = encode(hello("looper", "loop-inst", interval_s=1.0))
+        rss_before = rss_bytes(collector.proc.pid)
+        async with aiohttp.ClientSession() as session, probing(collector.url):
+
+            async def reconnect(_: int) -> None:
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with session.ws_connect(url, heartbeat=None) as ws:
+                        await ws.send_bytes(frame)
+                        ws._response.connection.transport.abort()  # type: ignore[union-attr]  # drop, no close
+
+            await repeat(300, reconnect)
+
+            async def settled() -> bool:
+                return bool((await health(session, collector.url))["agents_connected"] == 0)
+
+            await wait_until(settled, 10, "every dropped connection to be let go")
+            body = await health(session, collector.url)
+            _, nodes = await get_json(session, f"{collector.url}/api/v1/nodes")
+        assert body["nodes"]["total"] == 1
+        assert [n["status"]["node_id"] for n in nodes["nodes"]] == ["looper"]
+        assert rss_bytes(collector.proc.pid) - rss_before < 32 * 2**20
+        await collector_ok(collector)
