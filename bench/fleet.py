@@ -487,7 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     for process in workers:
         process.start()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _stop_once)
+    signal.signal(signal.SIGINT, _stop_once)
     try:
         for process in workers:
             process.join()
@@ -503,6 +504,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = {"connected": total.connected, "sent": total.sent, "connect_errors": total.connect_errors}
     print(SUMMARY_PREFIX + json.dumps(summary), flush=True)
     return 0
+
+
+def _stop_once(_signum: int, _frame: object) -> None:
+    """Turn the first SIGINT/SIGTERM into KeyboardInterrupt; ignore the rest (Ctrl-C plus a TERM arrive together)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
