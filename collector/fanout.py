@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from collector import wire
-from collector.cache import REMOVED_BIT, Change, ChangeKind, NodeCache
+from collector.cache import REMOVED_BIT, Change, ChangeKind, NodeCache, NodeRecord
 from shared.messages import Update
 
 
@@ -52,28 +52,25 @@ class PendingUpdates:
         """``take_update`` packed as one msgpack frame, built from cached parts with no model per node."""
         if not self:
             return None
-        nodes, removed = self._nodes, self._removed
-        self._nodes, self._removed = {}, set()
-        entries = []
-        for node_id, kind in nodes.items():
-            record = cache.get(node_id)
-            if record is None:
-                removed.add(node_id)
-            else:
-                entries.append(record.entry_frame(kind))
-        return wire.update_frame(wall, entries, sorted(removed))
+        records, removed = self._drain(cache)
+        return wire.update_frame(wall, [record.entry_frame(kind) for record, kind in records], removed)
 
     def take_update(self, cache: NodeCache, wall: float) -> Update | None:
         """Empty the buffer into one Update built from the cache's current state; None when nothing is pending."""
         if not self:
             return None
+        records, removed = self._drain(cache)
+        return Update(server_time_at=wall, nodes=[record.entry(kind) for record, kind in records], removed=removed)
+
+    def _drain(self, cache: NodeCache) -> tuple[list[tuple[NodeRecord, ChangeKind]], list[str]]:
+        """Empty the buffer: pending nodes still in the cache, and the sorted ids of those gone."""
         nodes, removed = self._nodes, self._removed
         self._nodes, self._removed = {}, set()
-        entries = []
+        records = []
         for node_id, kind in nodes.items():
             record = cache.get(node_id)
             if record is None:
                 removed.add(node_id)
             else:
-                entries.append(record.entry(kind))
-        return Update(server_time_at=wall, nodes=entries, removed=sorted(removed))
+                records.append((record, kind))
+        return records, sorted(removed)
