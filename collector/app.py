@@ -67,6 +67,8 @@ MAX_PENDING_HISTORY_REQUESTS = 64
 LIVENESS_TICK_S = 0.05
 # Below asyncio's default low-water mark (64 KiB / 4) a transport is never paused, so an ack cannot block.
 ACK_FAST_PATH_BYTES = 16 * 1024
+# At most one "connection limit reached" warning per this many seconds (thousands per second otherwise).
+BUSY_LOG_INTERVAL_S = 10.0
 # Close-frame messages are capped at 123 bytes by RFC 6455 section 5.5; our reasons are short ASCII.
 SHUTDOWN_REASON = b"collector shutting down"
 
@@ -111,6 +113,8 @@ class CollectorRuntime:
         self._viewer_tokens = [t.encode() for t in config.viewer_tokens]
         self._liveness_wake = asyncio.Event()
         self._liveness_target = math.inf
+        self._busy_refused = 0  # connection-limit 503s since the last warning about them
+        self._busy_logged_at = -math.inf
 
     # ---- fan-out -------------------------------------------------------------------------
 
@@ -178,6 +182,21 @@ class CollectorRuntime:
             headers={"WWW-Authenticate": 'Bearer realm="nodewatch"'},
         )
 
+    def refused_busy(self) -> None:
+        """Count an ingest connection sent away with 503 at accept time; warn at most every few seconds."""
+        self.stats.protocol_errors[("ingest", "connection_limit")] += 1
+        self._busy_refused += 1
+        now = self.clock()
+        if now - self._busy_logged_at >= BUSY_LOG_INTERVAL_S:
+            log.warning(
+                "ingest: refusing new connections with 503: over --max-nodes + %d connections open "
+                "(%d refused since the last such line)",
+                self.config.connection_margin,
+                self._busy_refused,
+            )
+            self._busy_logged_at = now
+            self._busy_refused = 0
+
     # ---- websocket plumbing ----------------------------------------------------------------
 
     @contextmanager
@@ -190,6 +209,7 @@ class CollectorRuntime:
         finally:
             self.stats.connections_active[endpoint] -= 1
             del self.websockets[ws]
+            _disarm_heartbeat(ws)
 
     async def close_ws(self, ws: web.WebSocketResponse, code: int, reason: bytes) -> None:
         """Close politely within ``close_timeout_s``; a peer that does not read gets its transport aborted."""
@@ -565,6 +585,17 @@ async def _prepared(ws: web.WebSocketResponse, request: web.Request) -> bool:
         log.debug("%s: the peer left before the websocket handshake finished", request.remote)
         return False
     return True
+
+
+def _disarm_heartbeat(ws: web.WebSocketResponse) -> None:
+    """Cancel the websocket's ping timer once its handler is done.
+
+    aiohttp 3.14 can leave a closed WebSocketResponse's heartbeat timer scheduled
+    (``ws_heartbeat_s`` ahead), and that timer holds the request, its handler and
+    its transport. At thousands of 4503 refusals per second that kept ~100,000 dead
+    connections alive and a collector under a 256 MiB limit died of MemoryError.
+    """
+    ws._cancel_heartbeat()
 
 
 def _peer_gone() -> web.Response:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from collector.app import create_app
+from collector.admission import AdmissionSite
+from collector.app import RUNTIME_KEY, create_app
 from collector.config import DEFAULT_FORGET_AFTER_S, DEFAULT_HOST, DEFAULT_MAX_NODES, DEFAULT_PORT, CollectorConfig
 
 log = logging.getLogger("nodewatch.collector")
@@ -172,7 +173,15 @@ async def serve(config: CollectorConfig, context: ssl.SSLContext | None) -> int:
     app = create_app(config)
     runner = web.AppRunner(app, shutdown_timeout=config.shutdown_timeout_s, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, ssl_context=context, backlog=config.backlog)
+    site = AdmissionSite(
+        runner,
+        config.host,
+        config.port,
+        ssl_context=context,
+        backlog=config.backlog,
+        limit=config.max_nodes + config.connection_margin,
+        on_refused=app[RUNTIME_KEY].refused_busy,
+    )
     try:
         await site.start()
     except OSError as exc:

@@ -32,6 +32,10 @@ class CollectorConfig:
     forget_after_s: float = DEFAULT_FORGET_AFTER_S
     # New node ids beyond this count are refused with close code 4503.
     max_nodes: int = DEFAULT_MAX_NODES
+    # Past max_nodes + this many open connections, new ingest connections get HTTP 503
+    # at accept time (collector.admission); health, API and subscribers still get in.
+    # The margin leaves room for viewers, probes, reconnects and 4503 refusals.
+    connection_margin: int = 256
     # The protocol's hello timeout (docs/protocol.md: 10 s).
     hello_timeout_s: float = 10.0
     # History ring: 15 minutes at the agent's rate, but never more than
