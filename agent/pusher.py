@@ -11,6 +11,10 @@ it takes acks (cumulative: they trim the backlog), logs ``Error`` frames,
 answers pings (aiohttp's autoping) and sees the close frame. aiohttp's
 ``heartbeat=`` pings after that much silence and gives up when no pong comes
 within half of it, so a collector that stalls is noticed within ~1.5x.
+
+A collector at capacity (HTTP 503 before the upgrade, or close 4503 after the
+hello) is an ordinary failure: samples wait in the backlog and the normal
+backoff applies, with a 503's ``Retry-After`` as the least delay.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from agent.backlog import Backlog
-from agent.backoff import Backoff
+from agent.backoff import Backoff, retry_after_s
 from agent.wire import MAX_INBOUND_BYTES, InboundAck, InboundError, decode_inbound
 from shared.errors import CloseCode, ProtocolError
 
@@ -35,6 +39,8 @@ CLOSE_TIMEOUT_S = 1.0  # wait this long for the collector's close reply: shutdow
 # Closes that the collector will repeat if we retry soon: back off long (docs/protocol.md).
 REFUSING_CLOSE_CODES = frozenset({int(CloseCode.POLICY_VIOLATION)})
 REFUSING_HTTP_STATUSES = frozenset({401, 403})
+# Statuses whose Retry-After we take as the least delay before the next attempt.
+BUSY_HTTP_STATUSES = frozenset({429, 503})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,8 @@ class Outcome:
     refused: bool = False
     close_code: int | None = None
     was_connected: bool = False
+    retry_after_s: float | None = None  # the collector's Retry-After on a 503 or 429, if it sent a usable one
+    busy: bool = False  # the collector is at capacity: HTTP 503/429 or close 4503
 
 
 class Pusher:
@@ -91,7 +99,7 @@ class Pusher:
                 self.last_outcome = outcome
                 if stop.is_set():
                     break
-                delay_s = self.backoff.failure(self._clock(), refused=outcome.refused)
+                delay_s = self.backoff.failure(self._clock(), refused=outcome.refused, floor_s=outcome.retry_after_s)
                 self._log_failure(outcome, delay_s)
                 if self._on_retry is not None:
                     self._on_retry(delay_s, outcome)
@@ -104,10 +112,25 @@ class Pusher:
         """One line per state change: the first failure after a connection, or a new kind of failure."""
         if outcome.was_connected or outcome.reason != self._logged_failure:
             self._logged_failure = outcome.reason
-            extra = " (the collector refused us: backing off up to 5 min)" if outcome.refused else ""
-            log.warning("not connected to %s: %s; retrying in %.1f s%s", self.url, outcome.reason, delay_s, extra)
+            log.warning(
+                "not connected to %s: %s; retrying in %.1f s%s",
+                self.url,
+                outcome.reason,
+                delay_s,
+                self._why_waiting(outcome),
+            )
         else:
             log.debug("still not connected to %s: %s; retrying in %.1f s", self.url, outcome.reason, delay_s)
+
+    def _why_waiting(self, outcome: Outcome) -> str:
+        if outcome.refused:
+            return " (the collector refused us: backing off up to 5 min)"
+        if not outcome.busy:
+            return ""
+        floor_s = self.backoff.last_floor_s
+        if floor_s > 0:
+            return f" (collector at capacity: Retry-After {floor_s:g} s)"
+        return " (collector at capacity)"
 
     async def _attempt(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> Outcome:
         opener = asyncio.ensure_future(self._open(session))
@@ -143,7 +166,13 @@ class Pusher:
                     autoping=True,
                 )
         except aiohttp.WSServerHandshakeError as exc:
-            return Outcome(f"HTTP {exc.status} {exc.message}"[:200], refused=exc.status in REFUSING_HTTP_STATUSES)
+            busy = exc.status in BUSY_HTTP_STATUSES
+            return Outcome(
+                f"HTTP {exc.status} {exc.message}"[:200],
+                refused=exc.status in REFUSING_HTTP_STATUSES,
+                retry_after_s=retry_after_s(exc.headers.get("Retry-After")) if busy and exc.headers else None,
+                busy=busy,
+            )
         except TimeoutError:
             return Outcome(f"no answer within {self._connect_timeout_s:g} s")
         except (aiohttp.ClientError, OSError) as exc:
@@ -206,6 +235,7 @@ class Pusher:
                     f"closed by the collector (code {code}{f', {extra!r:.100}' if extra else ''})",
                     refused=code in REFUSING_CLOSE_CODES,
                     close_code=code,
+                    busy=code == CloseCode.CAPACITY_REACHED,
                     was_connected=held_seq.done(),
                 )
             elif msg.type == aiohttp.WSMsgType.ERROR:

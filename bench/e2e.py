@@ -478,6 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile_dir is not None:
         args.profile_dir.mkdir(parents=True, exist_ok=True)
     raise_nofile_limit()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     if not 0 <= args.settle_s <= 600:
         parser.error(f"--settle-s: expected 0-600 seconds, got {args.settle_s}")
     asyncio.run(

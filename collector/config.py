@@ -39,8 +39,8 @@ class CollectorConfig:
     # The protocol's hello timeout (docs/protocol.md: 10 s).
     hello_timeout_s: float = 10.0
     # History ring: 15 minutes at the agent's rate, but never more than
-    # history_max_points points (72 bytes each), so a node costs at most
-    # 900 * 72 = 64,800 bytes of samples whatever its rate (< 64 KiB).
+    # history_max_points points (40 bytes each), so a node costs at most
+    # 900 * 40 = 36,000 bytes of samples whatever its rate.
     history_window_s: float = 15 * 60.0
     history_max_points: int = 900
     # Points per node in a subscriber's first snapshot (the protocol says <= 60).

@@ -1,10 +1,19 @@
-"""A fixed-capacity ring of one node's recent samples, stored as numeric columns.
+"""A fixed-capacity ring of one node's recent samples, stored as narrow numeric columns.
 
-Each point is nine 8-byte numbers (seq, sampled_at and seven series) in
-preallocated ``array`` columns, so a point costs 72 bytes and the ring never
-grows past ``capacity`` points: 900 points (15 min at 1 Hz) take 64,800 bytes
-of column storage, under 64 KiB including the arrays' own headers. NaN marks
-"not measured" and becomes nil on the wire.
+Each point is stored in preallocated ``array`` columns at the narrowest width
+that keeps what a viewer can see: seq (int64) and sampled_at (float64) exact,
+cpu_percent and mem_percent as uint16 hundredths, load_1 as uint32 hundredths,
+and the four byte rates as float32 (about 7 significant digits; whole numbers
+below 2**24 are exact). A point costs 40 bytes and the ring never grows past
+``capacity`` points: 900 points (15 min at 1 Hz) take 36,000 bytes of column
+storage, under 40 KiB including the arrays' own headers.
+
+Values come back as plain floats: percents and load rounded to 0.01 (so a value
+with at most two decimals comes back exactly), rates as the nearest float32.
+"Not measured" is a sentinel (the all-ones integer, or NaN for float32) and
+becomes nil on the wire. A value outside what a column can hold is clamped to
+the nearest value it can (a negative percent to 0, an absurd load to the
+largest), never wrapped and never turned into a gap.
 
 Not here: which samples are duplicates (that is ``NodeCache``), and no I/O.
 """
@@ -19,7 +28,7 @@ from typing import Any
 
 from shared.messages import Heartbeat, History
 
-# The History series, in wire order; each gets one float64 column.
+# The History series, in wire order.
 SERIES: tuple[str, ...] = (
     "cpu_percent",
     "mem_percent",
@@ -29,7 +38,17 @@ SERIES: tuple[str, ...] = (
     "disk_read_bytes_per_s",
     "disk_write_bytes_per_s",
 )
-BYTES_PER_POINT = 8 * (2 + len(SERIES))
+# "Not measured" is the all-ones integer in a hundredths column, NaN in a float32 one.
+_PERCENT_MISSING = 2 ** (8 * array("H").itemsize) - 1
+_LOAD_MISSING = 2 ** (8 * array("I").itemsize) - 1
+# Storage per series, in SERIES order: "H"/"I" hold hundredths, "f" holds the value as float32.
+_TYPECODES: tuple[str, ...] = ("H", "H", "I", "f", "f", "f", "f")
+_MISSING: tuple[int | None, ...] = (_PERCENT_MISSING, _PERCENT_MISSING, _LOAD_MISSING, None, None, None, None)
+BYTES_PER_POINT = array("q").itemsize + array("d").itemsize + sum(array(code).itemsize for code in _TYPECODES)
+# The largest value each kind of column holds; larger ones are clamped to it.
+PERCENT_MAX = (_PERCENT_MISSING - 1) / 100
+LOAD_MAX = (_LOAD_MISSING - 1) / 100
+FLOAT32_MAX = 3.4028234663852886e38
 _NAN = math.nan
 
 
@@ -47,6 +66,31 @@ def point_values(heartbeat: Heartbeat) -> tuple[float | None, ...]:
     )
 
 
+def _to_stored(value: float | None, missing: int | None) -> float | int:
+    """``value`` as its column holds it: hundredths clamped below ``missing``, or a float32-range float."""
+    if value is None:
+        return _NAN if missing is None else missing
+    if missing is None:
+        if -FLOAT32_MAX <= value <= FLOAT32_MAX:
+            return value
+        # array("f") would turn a larger magnitude into inf, which the History model refuses.
+        return _NAN if math.isnan(value) else math.copysign(FLOAT32_MAX, value)
+    scaled = value * 100.0
+    if 0.0 < scaled < missing - 1:
+        return round(scaled)
+    if math.isnan(scaled):
+        return missing
+    return 0 if scaled <= 0.0 else missing - 1
+
+
+def _decode(column: array[Any], missing: int | None, idx: Sequence[int]) -> list[float | None]:
+    """Column entries ``idx`` as wire values: floats, None for a gap."""
+    if missing is None:
+        return [None if math.isnan(v) else v for v in (column[i] for i in idx)]
+    # n / 100 is the float nearest to the two-decimal number, so 3620 reads back as exactly 36.2.
+    return [None if v == missing else v / 100 for v in (column[i] for i in idx)]
+
+
 class HistoryRing:
     """Samples ordered by ``sampled_at``, oldest first; the oldest falls out when full."""
 
@@ -57,7 +101,10 @@ class HistoryRing:
         # Multiplying a one-item array allocates exactly `capacity` items; append() would over-allocate.
         self._seq = array("q", [0]) * capacity
         self._at = array("d", [0.0]) * capacity
-        self._series = tuple(array("d", [_NAN]) * capacity for _ in SERIES)
+        self._series = tuple(
+            array(code, [_to_stored(None, missing)]) * capacity
+            for code, missing in zip(_TYPECODES, _MISSING, strict=True)
+        )
         self._start = 0
         self._len = 0
 
@@ -65,7 +112,7 @@ class HistoryRing:
         return self._len
 
     def nbytes(self) -> int:
-        """Memory held by the columns, headers included (what the 64 KiB bound is about)."""
+        """Memory held by the columns, headers included (what the per-node memory bound is about)."""
         return sys.getsizeof(self._seq) + sys.getsizeof(self._at) + sum(sys.getsizeof(c) for c in self._series)
 
     def newest_at(self) -> float | None:
@@ -93,20 +140,22 @@ class HistoryRing:
         return True
 
     def points(self) -> Iterator[tuple[int, float, tuple[float | None, ...]]]:
-        """Yield every point as (seq, sampled_at, values), oldest first; for resizing a ring."""
-        for logical in range(self._len):
-            i = self._phys(logical)
-            values = tuple(None if math.isnan(v) else v for v in (column[i] for column in self._series))
-            yield self._seq[i], self._at[i], values
+        """Yield every point as (seq, sampled_at, values), oldest first; for resizing a ring.
+
+        Adding these values to another ring stores the same numbers again: a resize loses nothing more.
+        """
+        idx = self._indices(None)
+        columns = [_decode(column, missing, idx) for column, missing in zip(self._series, _MISSING, strict=True)]
+        for k, i in enumerate(idx):
+            yield self._seq[i], self._at[i], tuple(column[k] for column in columns)
 
     def to_history(self, last_n: int | None = None) -> History:
         """Return the newest ``last_n`` points (all when None) as a wire ``History``."""
-        count = self._len if last_n is None else max(0, min(last_n, self._len))
-        idx = [self._phys(i) for i in range(self._len - count, self._len)]
-        columns: dict[str, list[float | None]] = {}
-        for name, column in zip(SERIES, self._series, strict=True):
-            values = [column[i] for i in idx]
-            columns[name] = [None if math.isnan(v) else v for v in values]  # NaN marks a gap
+        idx = self._indices(last_n)
+        columns = {
+            name: _decode(column, missing, idx)
+            for name, column, missing in zip(SERIES, self._series, _MISSING, strict=True)
+        }
         return History(
             seq=[self._seq[i] for i in idx],
             sampled_at=[self._at[i] for i in idx],
@@ -121,12 +170,15 @@ class HistoryRing:
 
     def to_wire(self, last_n: int | None = None) -> dict[str, list[Any]]:
         """``to_history(last_n)`` as the map ``encode`` would pack, without building the model."""
-        count = self._len if last_n is None else max(0, min(last_n, self._len))
-        idx = [self._phys(i) for i in range(self._len - count, self._len)]
+        idx = self._indices(last_n)
         result: dict[str, list[Any]] = {"seq": [self._seq[i] for i in idx], "sampled_at": [self._at[i] for i in idx]}
-        for name, column in zip(SERIES, self._series, strict=True):
-            result[name] = [None if math.isnan(v) else v for v in (column[i] for i in idx)]
+        for name, column, missing in zip(SERIES, self._series, _MISSING, strict=True):
+            result[name] = _decode(column, missing, idx)
         return result
+
+    def _indices(self, last_n: int | None) -> list[int]:
+        count = self._len if last_n is None else max(0, min(last_n, self._len))
+        return [self._phys(i) for i in range(self._len - count, self._len)]
 
     def _phys(self, logical: int) -> int:
         return (self._start + logical) % self.capacity
@@ -140,5 +192,13 @@ class HistoryRing:
     def _write(self, i: int, seq: int, sampled_at: float, values: Sequence[float | None]) -> None:
         self._seq[i] = seq
         self._at[i] = sampled_at
-        for column, value in zip(self._series, values, strict=True):
-            column[i] = _NAN if value is None else value
+        cpu, mem, load, rx, tx, read, write = self._series
+        c, m, ld, r, t, dr, dw = values
+        # A present, in-range value is stored without calling _to_stored: add() runs on every heartbeat.
+        cpu[i] = round(c * 100.0) if c is not None and 0.0 <= c <= PERCENT_MAX else _to_stored(c, _PERCENT_MISSING)
+        mem[i] = round(m * 100.0) if m is not None and 0.0 <= m <= PERCENT_MAX else _to_stored(m, _PERCENT_MISSING)
+        load[i] = round(ld * 100.0) if ld is not None and 0.0 <= ld <= LOAD_MAX else _to_stored(ld, _LOAD_MISSING)
+        rx[i] = r if r is not None and -FLOAT32_MAX <= r <= FLOAT32_MAX else _to_stored(r, None)
+        tx[i] = t if t is not None and -FLOAT32_MAX <= t <= FLOAT32_MAX else _to_stored(t, None)
+        read[i] = dr if dr is not None and -FLOAT32_MAX <= dr <= FLOAT32_MAX else _to_stored(dr, None)
+        write[i] = dw if dw is not None and -FLOAT32_MAX <= dw <= FLOAT32_MAX else _to_stored(dw, None)

@@ -163,18 +163,27 @@ def _check_shape(obj: object, limits: DecodeLimits) -> None:
 
 
 def _validate(obj: object, limits: DecodeLimits) -> Message:
-    _check_shape(obj, limits)
+    """Validate against the schema; only a frame the schema refuses pays for the shape walk.
+
+    Every valid message is shallower than any ``max_depth`` here, and an unpacked
+    msgpack frame's containers were already bounded by the unpacker, so a frame
+    that validates cannot break ``limits``. A frame that does not is walked first,
+    so a too-deep or too-wide frame is still reported as such, not as ``schema``.
+    """
     if not isinstance(obj, dict):
+        _check_shape(obj, limits)
         raise ProtocolError(ErrorReason.NOT_A_MESSAGE, f"expected a map, got {type(obj).__name__}")
     if isinstance(obj.get("type"), str) and obj["type"] == "hello":
         version = obj.get("protocol_version")
         if version != PROTOCOL_VERSION:
+            _check_shape(obj, limits)
             raise ProtocolError(
                 ErrorReason.UNSUPPORTED_VERSION, f"expected protocol_version {PROTOCOL_VERSION}, got {version!r:.40}"
             )
     try:
         message = _MESSAGE_ADAPTER.validate_python(obj)
     except ValidationError as exc:
+        _check_shape(obj, limits)
         raise _classify_validation_error(exc) from exc
     if isinstance(message, Hello) and message.protocol_version != PROTOCOL_VERSION:  # pragma: no cover - checked above
         raise ProtocolError(ErrorReason.UNSUPPORTED_VERSION, "unsupported protocol_version")

@@ -1,10 +1,13 @@
-"""Unit tests of the per-node history ring: order, capacity and its memory bound."""
+"""Unit tests of the per-node history ring: order, capacity, its memory bound and its stored resolution."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from collector.history import BYTES_PER_POINT, SERIES, HistoryRing, point_values
+from collector.history import BYTES_PER_POINT, FLOAT32_MAX, LOAD_MAX, PERCENT_MAX, SERIES, HistoryRing, point_values
+from shared.messages import Heartbeat
 from tests.collector.helpers import heartbeat
 
 VALUES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0)
@@ -69,13 +72,13 @@ class TestHistoryRing:
         assert ring.to_history(3).seq == [5, 6, 7]
         assert ring.to_history(0).seq == []
 
-    def test_fifteen_minutes_at_1hz_fit_in_64_kib(self) -> None:
-        """The documented bound: 900 points (15 min at 1 Hz) take under 64 KiB, headers included."""
+    def test_fifteen_minutes_at_1hz_fit_in_40_kib(self) -> None:
+        """The documented bound: 900 points (15 min at 1 Hz) take 40 bytes each, under 40 KiB with headers."""
         ring = HistoryRing(900)
         for seq in range(1, 2000):
             ring.add(seq, float(seq), VALUES)
-        assert BYTES_PER_POINT == 72
-        assert ring.nbytes() <= 64 * 1024
+        assert BYTES_PER_POINT == 40
+        assert 900 * 40 <= ring.nbytes() < 40 * 1024
         assert len(ring) == 900
 
     def test_point_values_follow_series_order(self) -> None:
@@ -89,3 +92,109 @@ class TestHistoryRing:
         """A ring must hold at least one point."""
         with pytest.raises(RuntimeError, match="capacity"):
             HistoryRing(0)
+
+
+def single(values: tuple[float | None, ...]) -> dict[str, float | None]:
+    """``values`` stored in a one-point ring and read back through ``to_history``, by series name."""
+    ring = HistoryRing(1)
+    ring.add(1, 1.0, values)
+    history = ring.to_history()
+    return {name: getattr(history, name)[0] for name in SERIES}
+
+
+class TestStoredResolution:
+    def test_two_decimal_percents_and_loads_come_back_exactly(self) -> None:
+        """Every percent 0.00-100.00, and loads with two decimals up to 42.9 million, read back as sent."""
+        percents = [n / 100 for n in range(10_001)]
+        loads = [n * 429_496 / 100 for n in range(10_001)]  # steps of 4294.96, up to 42,949,600.00
+        ring = HistoryRing(10_001)
+        for n in range(10_001):
+            ring.add(n + 1, float(n), (percents[n], percents[-1 - n], loads[n], None, None, None, None))
+        history = ring.to_history()
+        assert history.cpu_percent == percents
+        assert history.mem_percent == percents[::-1]
+        assert history.load_1 == loads
+
+    def test_heartbeat_values_survive_the_ring(self) -> None:
+        """An agent's usual numbers (one-decimal percents, two-decimal load) equal the heartbeat's in history."""
+        sample = Heartbeat(
+            seq=1,
+            sampled_at=1.0,
+            cpu_percent=36.2,
+            mem_percent=99.9,
+            load_avg=[12.34, 1.0, 1.0],
+            net_rx_bytes_per_s=1_500_000.0,
+            disk_read_bytes_per_s=2048.5,
+        )
+        stored = single(point_values(sample))
+        assert stored["cpu_percent"] == 36.2
+        assert stored["mem_percent"] == 99.9
+        assert stored["load_1"] == 12.34
+        assert stored["net_rx_bytes_per_s"] == 1_500_000.0
+        assert stored["disk_read_bytes_per_s"] == 2048.5
+        assert stored["net_tx_bytes_per_s"] is None
+
+    def test_finer_percents_and_loads_round_to_hundredths(self) -> None:
+        """A third decimal is rounded to the nearest 0.01, not truncated."""
+        stored = single((12.346, 0.004, 1.23456, None, None, None, None))
+        assert stored["cpu_percent"] == 12.35
+        assert stored["mem_percent"] == 0.0
+        assert stored["load_1"] == 1.23
+
+    def test_byte_rates_keep_float32_precision(self) -> None:
+        """10 GB/s comes back within float32's 2**-24 relative step; whole rates below 2**24 exactly."""
+        stored = single((None, None, None, 1e10, 16_777_215.0, 1234.3, 0.0))
+        assert stored["net_rx_bytes_per_s"] is not None
+        assert math.isclose(stored["net_rx_bytes_per_s"], 1e10, rel_tol=2**-24)
+        assert stored["net_tx_bytes_per_s"] == 16_777_215.0
+        assert stored["disk_read_bytes_per_s"] is not None
+        assert math.isclose(stored["disk_read_bytes_per_s"], 1234.3, rel_tol=2**-24)
+        assert stored["disk_write_bytes_per_s"] == 0.0
+
+    def test_missing_values_stay_gaps_and_zero_stays_zero(self) -> None:
+        """Not measured reads back as None in every column, also after shifting for a late point; 0 is not a gap."""
+        ring = HistoryRing(3)
+        ring.add(1, 10.0, (None,) * 7)
+        ring.add(3, 30.0, (0.0,) * 7)
+        ring.add(2, 20.0, (None,) * 7)  # shifts the other two in place
+        history = ring.to_history()
+        for name in SERIES:
+            assert getattr(history, name) == [None, None, 0.0], name
+
+    def test_out_of_range_values_are_clamped_not_gaps(self) -> None:
+        """What a column cannot hold is clamped to the nearest value it can, and the history stays valid."""
+        stored = single((-1.0, 655.35, 1e12, 1e300, math.inf, -math.inf, math.nan))
+        assert stored["cpu_percent"] == 0.0
+        assert stored["mem_percent"] == PERCENT_MAX == 655.34
+        assert stored["load_1"] == LOAD_MAX
+        assert stored["net_rx_bytes_per_s"] == FLOAT32_MAX
+        assert stored["net_tx_bytes_per_s"] == FLOAT32_MAX
+        assert stored["disk_read_bytes_per_s"] == -FLOAT32_MAX
+        assert stored["disk_write_bytes_per_s"] is None
+
+    def test_percent_over_100_is_kept_up_to_the_column_limit(self) -> None:
+        """The schema refuses it, but the ring itself keeps 150 % as 150 %: it clamps only what it cannot hold."""
+        stored = single((150.0, math.inf, math.inf, None, None, None, None))
+        assert stored["cpu_percent"] == 150.0
+        assert stored["mem_percent"] == PERCENT_MAX
+        assert stored["load_1"] == LOAD_MAX
+
+    def test_values_read_back_are_plain_floats(self) -> None:
+        """to_wire hands msgpack Python floats (packed as float64) or None, never ints."""
+        ring = HistoryRing(2)
+        ring.add(1, 1.0, (0.0, 50.0, 2.0, 3.0, None, 1e10, 0.0))
+        wire = ring.to_wire()
+        for name in SERIES:
+            assert all(v is None or type(v) is float for v in wire[name]), name
+        assert wire == ring.to_history().model_dump()
+
+    def test_resizing_through_points_loses_nothing_more(self) -> None:
+        """Copying a ring point by point (as a new interval does) stores the very same numbers."""
+        ring = HistoryRing(4)
+        for seq in range(1, 6):
+            ring.add(seq, float(seq), (seq * 1.111, 33.3, 0.07 * seq, 1234.3 * seq, 1e10 / seq, None, 7.0))
+        copy = HistoryRing(8)
+        for seq, at, values in ring.points():
+            copy.add(seq, at, values)
+        assert copy.to_wire() == ring.to_wire()
+        assert [values for _, _, values in copy.points()] == [values for _, _, values in ring.points()]

@@ -16,6 +16,7 @@ from shared.codec import (
     INGEST_LIMITS,
     SUBSCRIBE_REQUEST_LIMITS,
     DecodeLimits,
+    _check_shape,
     decode,
     decode_json,
     encode,
@@ -433,6 +434,24 @@ class TestMalformedMsgpack:
         _assert_protocol_error(info.value, ErrorReason.NOT_A_MESSAGE)
         with pytest.raises(ProtocolError) as info:
             decode(b"\x91" + at_limit)
+        _assert_protocol_error(info.value, ErrorReason.NESTING_TOO_DEEP)
+
+    @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+    @given(message=messages)
+    def test_every_valid_message_is_within_every_shape_limit(self, message: Any) -> None:
+        """decode() skips the shape walk for frames that validate: that is safe only while this holds."""
+        wire = to_wire_dict(message)
+        for limits in (INGEST_LIMITS, COLLECTOR_LIMITS):
+            _check_shape(wire, limits)
+
+    def test_a_deep_frame_in_a_valid_looking_message_is_reported_as_too_deep(self) -> None:
+        """A heartbeat with a deeply nested value is too deep, not merely a schema error."""
+        deep: Any = 1.0
+        for _ in range(INGEST_LIMITS.max_depth + 2):
+            deep = [deep]
+        frame = msgpack.packb({"type": "heartbeat", "seq": 1, "sampled_at": 1.0, "cpu_percent": deep})
+        with pytest.raises(ProtocolError) as info:
+            decode(frame, INGEST_LIMITS)
         _assert_protocol_error(info.value, ErrorReason.NESTING_TOO_DEEP)
 
     def test_error_chains_the_underlying_cause(self) -> None:
