@@ -27,13 +27,25 @@ from agent.pusher import Outcome, Pusher
 from agent.sampler import HeartbeatBuilder, PsutilReader, SlowCache, SlowReading
 from agent.schedule import TickSchedule
 from agent.wire import WireDict, pack
-from shared.limits import PROTOCOL_VERSION
+from shared.limits import MAX_ACK_EVERY, PROTOCOL_VERSION
 
 log = logging.getLogger(__name__)
 
 SLOW_READ_SHARE = 0.8  # wait this share of an interval for disk usage, processes and sensors
 SLOW_READ_MAX_S = 5.0
 SLOW_REFRESH_S = 5.0  # disk usage, swap, processes, sensors: slow to read, slow to change
+
+
+# For a backlog bounded in bytes: a heartbeat with top processes stays under this many bytes.
+TYPICAL_FRAME_BYTES = 2048
+
+
+def ack_every(backlog: Backlog) -> int:
+    """How often the collector must ack us: at half the backlog, so unacked samples never crowd it."""
+    capacity = backlog.max_samples
+    if backlog.max_bytes is not None:
+        capacity = min(capacity, backlog.max_bytes // TYPICAL_FRAME_BYTES)
+    return min(MAX_ACK_EVERY, max(1, capacity // 2))
 
 
 class Agent:
@@ -89,6 +101,7 @@ class Agent:
             "interval_s": float(self.config.interval_s),
             "sent_at": self._wall_clock(),
             "dropped_samples": dropped_samples,
+            "ack_every": ack_every(self.backlog),
             "facts": self.facts,
         }
         return pack(fields)

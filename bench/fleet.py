@@ -56,6 +56,8 @@ DEFAULT_CONNECT_RATE_PER_S = 500.0
 MAX_ADDRESSES = 200  # 127.0.0.2 .. 127.0.0.201: ~28k ephemeral ports each, far beyond any run here
 NODES_PER_PROCESS = 2500  # one event loop comfortably drives this many 1 Hz agents
 SUMMARY_PREFIX = "fleet summary "
+# What a real agent with the default one-hour backlog asks for (agent.runner.ack_every): acks every 5 s.
+SIMULATED_ACK_EVERY = 1800
 TICK_S = 0.005  # the ticker's resolution: heartbeats leave within 5 ms of their phase
 CLOSE_WAIT_S = 3.0  # at the end, how long to wait for the collector to answer our close frames
 
@@ -305,6 +307,7 @@ async def _connect(node: SimNode, config: FleetConfig, local_host: str | None, c
         agent_instance_id=node.instance_id,
         interval_s=config.interval_s,
         sent_at=time.time(),
+        ack_every=SIMULATED_ACK_EVERY,
         facts=_facts(node.profile),
     )
     conn.send(encode(hello))

@@ -29,6 +29,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from collector.acks import AckPacer
 from collector.cache import STATES, Change, ChangeKind, NodeCache
 from collector.config import CollectorConfig
 from collector.fanout import PendingUpdates
@@ -290,7 +291,8 @@ class CollectorRuntime:
                 )
                 self.publish(result.changes)
                 await self._send_ack(ws, request.transport, result.ack_seq)
-                clean = await self._heartbeat_loop(ws, request.transport, node_id, conn)
+                pacer = AckPacer(hello.ack_every, self.config.ack_interval_s, self.clock())
+                clean = await self._heartbeat_loop(ws, request.transport, node_id, conn, pacer)
             except ProtocolError as exc:
                 await self._reject(ws, peer, "ingest", exc, text=False)
             finally:
@@ -325,9 +327,14 @@ class CollectorRuntime:
         return None
 
     async def _heartbeat_loop(
-        self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, node_id: str, conn: int
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.BaseTransport | None,
+        node_id: str,
+        conn: int,
+        pacer: AckPacer,
     ) -> bool:
-        """Apply heartbeats until the connection ends; True if the agent closed cleanly (1000)."""
+        """Apply heartbeats, acking as ``pacer`` says, until the connection ends; True on a clean close (1000)."""
         while True:
             msg = await ws.receive()
             if msg.type is WSMsgType.CLOSE:
@@ -346,11 +353,11 @@ class CollectorRuntime:
             self.stats.heartbeats_duplicate += result.duplicate
             self.ingest_rate.record(now)
             self.publish(result.changes)
-            await self._send_ack(ws, transport, result.ack_seq)
+            if pacer.due(now):
+                await self._send_ack(ws, transport, result.ack_seq)
 
     async def _send_ack(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, seq: int) -> None:
-        # Every heartbeat is acked (the protocol allows it); a send that cannot finish means the
-        # agent stopped reading, and only this agent's handler is held up by it.
+        # A send that cannot finish means the agent stopped reading; only this agent's handler waits on it.
         try:
             if isinstance(transport, asyncio.WriteTransport) and _buffered(transport) < ACK_FAST_PATH_BYTES:
                 # Fast path (this runs once per heartbeat): below the low-water mark the transport

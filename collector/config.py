@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collector.acks import ACK_INTERVAL_S
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_FORGET_AFTER_S = 24 * 3600.0
@@ -49,6 +51,8 @@ class CollectorConfig:
     flush_interval_s: float = 0.1
     # One send to a subscriber may take this long; after that it is "too slow" (4429).
     send_timeout_s: float = 10.0
+    # Ack a heartbeat at the latest this long after the previous ack (collector.acks).
+    ack_interval_s: float = ACK_INTERVAL_S
     # Websocket ping interval; finds dead peers (aiohttp closes after no pong in half of it).
     ws_heartbeat_s: float = 30.0
     # aiohttp's own cap on an ingest frame. Frames between the protocol's

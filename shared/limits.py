@@ -18,3 +18,4 @@ MAX_TOP_PROCESSES = 5
 MAX_SHORT_TEXT = 256  # host names, mount points, interface and sensor labels
 MAX_HISTORY_POINTS = 100_000  # 24 h at 1 Hz plus headroom
 MAX_NODES_PER_MESSAGE = 200_000
+MAX_ACK_EVERY = 1_000_000  # hello.ack_every: far beyond any backlog an agent holds

@@ -16,6 +16,7 @@ from typing import Annotated, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.limits import (
+    MAX_ACK_EVERY,
     MAX_CORES,
     MAX_DISKS,
     MAX_HISTORY_POINTS,
@@ -83,6 +84,8 @@ class Hello(WireModel):
     interval_s: Annotated[float, Field(ge=0.05, le=3600.0)]
     sent_at: EpochSeconds
     dropped_samples: NonNegInt = 0
+    # Ack me at least every this many samples (half my backlog, say); absent means every sample.
+    ack_every: Annotated[int, Field(ge=1, le=MAX_ACK_EVERY)] | None = None
     facts: NodeFacts
 
 
