@@ -200,7 +200,7 @@ class TestLiveness:
         await viewer.close()
 
     async def test_transitions_pushed_as_they_happen(self, make_client: MakeClient) -> None:
-        """A silent 50 ms agent goes stale then offline; each transition reaches the viewer, timestamped."""
+        """A silent 50 ms agent goes stale, then offline and dropped; each transition reaches the viewer, stamped."""
         client = await make_client()
         viewer = await client.ws_connect("/api/v1/subscribe")
         await receive_message(viewer)
@@ -211,10 +211,16 @@ class TestLiveness:
         assert stale.status.reason == offline.status.reason == "no_heartbeat"
         # 3 and 10 intervals after the last heartbeat, by the collector's clock.
         assert offline.status.state_since_at - stale.status.state_since_at == pytest.approx(0.35, abs=0.05)
-        assert offline.status.connected is True
+        # Offline on an open socket means a dead peer: the collector drops the connection (it does not ping agents).
+        msg = await ws.receive(timeout=3)
+        assert msg.type in {WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR}
+        gone = await next_update(viewer, lambda e: e.status.state == "offline" and not e.status.connected)
+        assert gone.status.reason == "no_heartbeat"
+        ws, ack = await connect_agent(client, hello(interval_s=0.05))
+        assert ack.seq == 1  # the same instance is told what the collector holds, and replays the rest
         await send_heartbeat(ws, heartbeat(2))
         back = await next_update(viewer, lambda e: e.status.state == "online")
-        assert back.status.reason == "heartbeat_resumed"
+        assert back.status.connected is True
         await ws.close()
         await viewer.close()
 
