@@ -63,6 +63,7 @@ from bench.fleet import (
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "e2e.json"
 HEALTH_PROBE_INTERVAL_S = 0.02
+PROBER_WARMUP_S = 3.0  # the health prober's process start-up happens before the steady window
 SETTLE_S = 10.0  # after the storm: every phase comes round, and the 10 s rate and lag windows forget the storm
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
@@ -144,13 +145,15 @@ def bytes_per_heartbeat(count: int = 200) -> tuple[float, float]:
 # ---- health prober (its own process) --------------------------------------------------------
 
 
-def _probe_main(url: str, duration_s: float, out: multiprocessing.SimpleQueue[str]) -> None:
-    latencies = asyncio.run(_probe(url, duration_s))
+def _probe_main(url: str, start_at: float, duration_s: float, out: multiprocessing.SimpleQueue[str]) -> None:
+    latencies = asyncio.run(_probe(url, start_at, duration_s))
     out.put(json.dumps(latencies))
 
 
-async def _probe(url: str, duration_s: float) -> list[float]:
+async def _probe(url: str, start_at: float, duration_s: float) -> list[float]:
+    """Probe from monotonic ``start_at`` (after this process's own start-up) for ``duration_s``."""
     latencies: list[float] = []
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     stop_at = time.monotonic() + duration_s
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < stop_at:
@@ -259,11 +262,15 @@ async def _steady(  # noqa: PLR0917 - one call site, every argument named
     """Measure the steady window: ingest, CPU, RSS, health latency (from another process), loop lag."""
     context = multiprocessing.get_context("spawn")
     probe_out: multiprocessing.SimpleQueue[str] = context.SimpleQueue()
-    prober = context.Process(target=_probe_main, args=(health_url, steady_s, probe_out), daemon=True)
+    # Spawning the prober costs a Python start-up (~0.5 s of CPU on this 2-core machine): do it
+    # before the window, or the window's first second measures the spawn, not the collector.
+    start_at = time.monotonic() + PROBER_WARMUP_S
+    prober = context.Process(target=_probe_main, args=(health_url, start_at, steady_s, probe_out), daemon=True)
+    prober.start()
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     before = await _get_json(session, health_url)
     cpu_before, fleet_before, t_before = cpu_seconds(pid), tree_cpu_seconds(fleet_pid), time.monotonic()
     sub.phase = "steady"
-    prober.start()
     lag_max_ms = 0.0
     while time.monotonic() - t_before < steady_s:
         await asyncio.sleep(min(2.0, max(0.0, steady_s - (time.monotonic() - t_before))))

@@ -18,7 +18,7 @@ import resource
 import signal
 import ssl
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -77,12 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_NODES,
         metavar="N",
         help="refuse new node ids beyond N with close code 4503 (%(default)s)",
-    )
-    parser.add_argument(
-        "--event-loop",
-        default="auto",
-        choices=["auto", "uvloop", "asyncio"],
-        help="uvloop (the 'fast' extra) cuts the per-heartbeat cost; auto uses it when installed (%(default)s)",
     )
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="(%(default)s)"
@@ -250,36 +244,15 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def loop_factory(choice: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
-    """The event loop to serve on, by ``--event-loop``: (its name, a factory or None for asyncio's own).
-
-    Raises ImportError when uvloop is asked for by name and is not installed.
-    """
-    if choice == "asyncio":
-        return "asyncio", None
-    try:
-        import uvloop  # noqa: PLC0415 - optional: the 'fast' extra
-    except ImportError:
-        if choice == "uvloop":
-            raise
-        return "asyncio", None
-    return "uvloop", uvloop.new_event_loop
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``nodewatch collector`` and return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from_args(parser, args, os.environ)
     try:
-        loop_name, new_loop = loop_factory(args.event_loop)
-    except ImportError:
-        parser.error("--event-loop uvloop: uvloop is not installed (pip install 'nodewatch[fast]')")
-    try:
         context = ssl_context(config)
     except (OSError, ssl.SSLError) as exc:
         parser.error(f"--tls-cert/--tls-key: expected a matching PEM certificate and key, got {exc}")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log.info("config: %r; event loop: %s", config, loop_name)  # tokens are repr=False
-    with asyncio.Runner(loop_factory=new_loop) as runner:
-        return runner.run(serve(config, context))
+    log.info("config: %r", config)  # tokens are repr=False
+    return asyncio.run(serve(config, context))

@@ -6,6 +6,7 @@ import pytest
 
 from collector.cache import ChangeKind, NodeCache
 from collector.fanout import PendingUpdates
+from shared.codec import encode
 from shared.errors import CloseCode, ErrorReason, ProtocolError
 from tests.collector.helpers import WALL_T0, heartbeat, hello
 
@@ -111,6 +112,19 @@ class TestHeartbeat:
         assert node.last_sample.cpu_percent == 2.0
         assert not result.changes[0].kind & ChangeKind.SAMPLE
         assert node.history.to_history().cpu_percent == [1.0, 9.0, 2.0]
+
+    def test_latest_sample_is_kept_as_its_frame_and_read_back_whole(self) -> None:
+        """With the frame at hand the cache keeps only bytes (no model for the GC to scan), and reads back the same."""
+        cache = NodeCache()
+        cache.hello(hello(), conn=1, now=T0, wall=WALL_T0)
+        first, newer, replayed = heartbeat(1, cpu=11.0), heartbeat(3, cpu=33.0), heartbeat(2, cpu=22.0)
+        for sample in (first, newer, replayed):
+            cache.heartbeat("node-a", 1, sample, T0, WALL_T0, frame=encode(sample))
+        node = cache.get("node-a")
+        assert node is not None
+        assert node.last_sample_model is None
+        assert node.last_sample_frame == encode(newer)
+        assert node.last_sample == newer  # the replayed, older seq 2 did not replace it
 
     def test_skew_ignores_replayed_samples(self) -> None:
         """Old replayed samples do not make the clock look minutes behind."""
