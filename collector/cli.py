@@ -169,7 +169,7 @@ def ssl_context(config: CollectorConfig) -> ssl.SSLContext | None:
 
 async def serve(config: CollectorConfig, context: ssl.SSLContext | None) -> int:
     """Serve until SIGINT or SIGTERM, then close every websocket with 1001 and return 0."""
-    raise_nofile_limit(config.max_nodes)
+    open_files = raise_nofile_limit(config.max_nodes)
     app = create_app(config)
     runner = web.AppRunner(app, shutdown_timeout=config.shutdown_timeout_s, access_log=None, handle_signals=False)
     await runner.setup()
@@ -179,7 +179,7 @@ async def serve(config: CollectorConfig, context: ssl.SSLContext | None) -> int:
         config.port,
         ssl_context=context,
         backlog=config.backlog,
-        limit=config.max_nodes + config.connection_margin,
+        limit=connection_limit(config, open_files),
         on_refused=app[RUNTIME_KEY].refused_busy,
     )
     try:
@@ -231,6 +231,19 @@ def raise_nofile_limit(max_nodes: int) -> int:
             FD_HEADROOM,
         )
     return soft
+
+
+def connection_limit(config: CollectorConfig, open_files: int) -> int:
+    """Open connections past which new ingest requests get a 503: --max-nodes plus a margin, within the fd limit.
+
+    Past the open-files limit accept() fails with EMFILE, and asyncio retries and logs a traceback per
+    try, which starves the loop (seen at 20,000 nodes against a hard limit of 20,000). Below it, an
+    agent too many is accepted, answered 503 with Retry-After, and closed: the collector stays healthy.
+    """
+    wanted = config.max_nodes + config.connection_margin
+    if open_files == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, open_files - FD_HEADROOM))
 
 
 def tune_gc() -> None:

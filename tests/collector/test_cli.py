@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import shutil
 import signal
 import ssl
@@ -15,7 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from collector.cli import main
+from collector.cli import FD_HEADROOM, connection_limit, main
+from collector.config import CollectorConfig
 from shared.codec import COLLECTOR_LIMITS, decode, encode
 from shared.messages import Ack
 from tests.collector.conftest import MakeClient
@@ -180,3 +182,19 @@ class TestPromtool:
         assert out.decode() + err.decode() == ""  # no lint warnings either
         for ws in agents:
             await ws.close()
+
+
+class TestConnectionLimit:
+    def test_margin_above_max_nodes_when_files_allow(self) -> None:
+        """With files to spare, 503s start at --max-nodes plus the margin."""
+        config = CollectorConfig(max_nodes=1000)
+        assert connection_limit(config, 1_000_000) == 1000 + config.connection_margin
+
+    def test_clamped_below_the_open_files_limit(self) -> None:
+        """Past the fd limit accept() would fail with EMFILE; the 503s start before it instead."""
+        assert connection_limit(CollectorConfig(max_nodes=20_000), 20_000) == 20_000 - FD_HEADROOM
+
+    def test_unlimited_files(self) -> None:
+        """RLIM_INFINITY leaves the margin as it is."""
+        config = CollectorConfig(max_nodes=5)
+        assert connection_limit(config, resource.RLIM_INFINITY) == 5 + config.connection_margin
