@@ -239,11 +239,12 @@ def connection_limit(config: CollectorConfig, open_files: int) -> int:
     Past the open-files limit accept() fails with EMFILE, and asyncio retries and logs a traceback per
     try, which starves the loop (seen at 20,000 nodes against a hard limit of 20,000). Below it, an
     agent too many is accepted, answered 503 with Retry-After, and closed: the collector stays healthy.
+    asyncio accepts up to ``backlog`` sockets in one go before any of them is counted, hence that room.
     """
     wanted = config.max_nodes + config.connection_margin
     if open_files == resource.RLIM_INFINITY:
         return wanted
-    return max(1, min(wanted, open_files - FD_HEADROOM))
+    return max(1, min(wanted, open_files - FD_HEADROOM - config.backlog))
 
 
 def tune_gc() -> None:

@@ -192,7 +192,8 @@ class TestConnectionLimit:
 
     def test_clamped_below_the_open_files_limit(self) -> None:
         """Past the fd limit accept() would fail with EMFILE; the 503s start before it instead."""
-        assert connection_limit(CollectorConfig(max_nodes=20_000), 20_000) == 20_000 - FD_HEADROOM
+        config = CollectorConfig(max_nodes=20_000)
+        assert connection_limit(config, 20_000) == 20_000 - FD_HEADROOM - config.backlog
 
     def test_unlimited_files(self) -> None:
         """RLIM_INFINITY leaves the margin as it is."""
