@@ -24,7 +24,7 @@ from shared.messages import Snapshot, Update
 
 NODES = 50
 INTERVAL_S = 0.5
-DURATION_S = 8.0
+DURATION_S = 10.0
 
 
 async def _watch(url: str, seen: dict[str, list[int]], ready: asyncio.Event) -> None:
