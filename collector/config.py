@@ -53,7 +53,8 @@ class CollectorConfig:
     send_timeout_s: float = 10.0
     # Ack a heartbeat at the latest this long after the previous ack (collector.acks).
     ack_interval_s: float = ACK_INTERVAL_S
-    # Websocket ping interval for viewers (agents are not pinged: collector.acks, drop_offline_agents); finds dead peers (aiohttp closes after no pong in half of it).
+    # Websocket ping interval for viewers; finds dead peers (aiohttp closes after no pong in half of it).
+    # Agents are not pinged: their heartbeats prove them alive (CollectorRuntime.drop_offline_agents).
     ws_heartbeat_s: float = 30.0
     # aiohttp's own cap on an ingest frame. Frames between the protocol's
     # 64 KiB (shared.codec.INGEST_LIMITS) and this cap get an Error frame and
