@@ -102,8 +102,8 @@ class NodeRecord:
     duplicates: int = 0
     # The latest sample is kept as the validated frame it arrived in (bytes: the garbage collector never
     # scans them), forwarded as is to subscribers, and decoded again only when asked (``last_sample``).
-    # Keeping each node's Heartbeat model instead put ~8 tracked objects per node per second into the
-    # old generations: full collections of 300 ms every few seconds at 10,000 nodes (bench/e2e.py).
+    # Keeping each node's Heartbeat model instead kept ~8 GC-tracked objects per node alive for about a
+    # second, long enough to be promoted: collections of 100-290 ms at 10,000 nodes (bench/e2e.py).
     last_sample_frame: bytes | None = None
     last_sample_model: Heartbeat | None = None  # only for a heartbeat applied without its frame
     last_sample_at: float | None = None
