@@ -26,7 +26,6 @@ from typing import Any
 
 import msgpack
 from aiohttp import WSCloseCode, WSMsgType, web
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from collector.acks import AckPacer
@@ -35,7 +34,7 @@ from collector.config import CollectorConfig
 from collector.fanout import PendingUpdates
 from collector.history import HistoryRing
 from collector.meters import LagMeter, RateMeter
-from collector.metrics import CollectorStats, NodewatchMetrics
+from collector.metrics import CollectorStats, render_metrics, take_snapshot
 from shared import __version__
 from shared.codec import INGEST_LIMITS, SUBSCRIBE_REQUEST_LIMITS, decode, decode_json, encode, encode_json
 from shared.errors import CloseCode, ErrorReason, ProtocolError
@@ -102,8 +101,6 @@ class CollectorRuntime:
         self.stats = CollectorStats()
         self.ingest_rate = RateMeter()
         self.lag = LagMeter()
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(NodewatchMetrics(self.cache, self.stats))
         self.subscribers: set[Subscriber] = set()
         self.agents: dict[int, tuple[web.WebSocketResponse, web.Request]] = {}
         self.websockets: dict[web.WebSocketResponse, web.Request] = {}
@@ -571,7 +568,9 @@ class CollectorRuntime:
         """``GET /metrics``: Prometheus text exposition, built at scrape time."""
         if not self._token_ok(request, self._viewer_tokens):
             return self._unauthorized(request, "http", "viewer")
-        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+        # The copy is taken here, on the loop; building and formatting (~1 s at 10,000 nodes) run in a thread.
+        body = await asyncio.to_thread(render_metrics, take_snapshot(self.cache, self.stats))
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     async def api_not_found(self, request: web.Request) -> web.Response:
         """Any other ``/api/`` path: a JSON 404 that lists the endpoints that do exist."""

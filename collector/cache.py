@@ -82,6 +82,21 @@ class HeartbeatResult:
     changes: list[Change]
 
 
+def stored_sample(frame: bytes | None, model: Heartbeat | None) -> Heartbeat | None:
+    """The sample a node record keeps as ``frame`` (validated on arrival) or, lacking one, as ``model``.
+
+    Pure: safe to call off the event loop on values read from a record.
+    """
+    if model is not None:
+        return model
+    if frame is None:
+        return None
+    sample = decode(frame, INGEST_LIMITS)
+    if not isinstance(sample, Heartbeat):  # pragma: no cover - only validated heartbeat frames are kept
+        raise TypeError(f"expected a heartbeat frame, got {sample.type!r}")
+    return sample
+
+
 @dataclass(slots=True)
 class NodeRecord:
     """Everything the collector knows about one node."""
@@ -142,14 +157,7 @@ class NodeRecord:
     @property
     def last_sample(self) -> Heartbeat | None:
         """The newest sample by ``sampled_at``, or None before the first heartbeat."""
-        if self.last_sample_model is not None:
-            return self.last_sample_model
-        if self.last_sample_frame is None:
-            return None
-        sample = decode(self.last_sample_frame, INGEST_LIMITS)
-        if not isinstance(sample, Heartbeat):  # pragma: no cover - only validated heartbeat frames are kept
-            raise TypeError(f"expected a heartbeat frame, got {sample.type!r}")
-        return sample
+        return stored_sample(self.last_sample_frame, self.last_sample_model)
 
     def status_wire(self) -> dict[str, Any]:
         """``status()`` as the map ``encode`` would pack, built without a model: it runs per node per flush."""
