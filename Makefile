@@ -30,15 +30,19 @@ run-deps:
 	@$(MAKE) --no-print-directory debs DEBS="$(QT_DEBS) $(XCB_DEBS)"
 
 # Install the Debian packages in $(DEBS) that are missing (as root), or print the line to run.
+# apt waits up to APT_LOCK_WAIT_S for another apt or unattended-upgrades to let go of its lock,
+# and a failure ends in one line saying what to run by hand.
+APT_LOCK_WAIT_S ?= 600
+APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_WAIT_S) -o Acquire::Retries=3
 debs:
 	@missing=""; for p in $(DEBS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "Installing Qt's system libraries:$$missing"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	    echo "Installing Debian packages:$$missing (apt-get update, then install; waits up to $(APT_LOCK_WAIT_S) s for apt's lock)"; \
+	    { $(APT) update -qq && $(APT) install -y -qq --no-install-recommends $$missing >/dev/null; } || \
+	      { echo "nodewatch: installing Debian packages failed; run: sudo apt-get update && sudo apt-get install -y$$missing" >&2; exit 1; }; \
 	  else \
 	    echo "Qt needs these Debian packages. Run:"; \
 	    echo "  sudo apt-get install -y$$missing"; \
