@@ -1,0 +1,326 @@
+"""One agent connection's protocol rules (docs/protocol.md, section 4.1) as a pure state machine.
+
+``IngestSession`` is the collector's side of ``/api/v1/ingest``, in the manner of
+h11's ``Connection``: the shell feeds it what happened and executes the actions
+it returns. It does no I/O, imports no asyncio, and reads no clock: every call
+takes the monotonic ``now``.
+
+Public API (kept stable: ``tests/protocol`` pairs it with the agent's session)::
+
+    session = IngestSession(port, now=clock())   # right after the websocket upgrade
+    actions = session.start()                    # (WakeAt(hello deadline),)
+    actions = session.receive_frame(data, now)   # bytes: a binary frame; str: a text frame
+    actions = session.tick(now)                  # a WakeAt's time has come (early or late is fine)
+    actions = session.receive_close(code, now)   # the peer closed (its code), or the socket dropped (None)
+    actions = session.fail(now)                  # the shell hit a bug of ours on this connection: 1011
+
+Each call returns a tuple of actions, to be executed in order:
+
+- ``SendFrame(data)``: send these bytes as one binary frame.
+- ``Close(code, reason, detail)``: log one line, count ``reason``, close with ``code`` and ``reason``.
+  An ``Error`` frame with the same reason precedes it as a ``SendFrame``.
+- ``Drop(detail)``: abort the connection without a close frame (the peer sees 1006):
+  another connection of the same agent instance replaced this one.
+- ``WakeAt(at)``: call ``tick`` at monotonic time ``at``; it replaces any earlier ``WakeAt``.
+
+The rules enforced here: a hello first and within ``hello_timeout_s``, one hello
+per connection, heartbeats only after it (an agent need not wait for the hello's
+ack), binary frames only (a text frame gets 1003), and ack pacing: the hello is
+acked at once, then a heartbeat once ``hello.ack_every`` heartbeats are un-acked or
+``ack_interval_s`` after the first un-acked one, whichever comes first. That second
+bound is a real timer (``WakeAt``), armed once per ack window, never per frame: a
+single heartbeat followed by silence is acked ``ack_interval_s`` later.
+
+What the samples do to the node is not decided here: the session hands each
+decoded message to an ``IngestPort`` (``CachePort`` binds one to a ``NodeCache``),
+which answers with the seq to ack. Not here: sockets, timers, logging and
+counters (``collector.ingest`` is the aiohttp shell).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+import msgpack
+
+from collector.cache import Change, NodeCache
+from shared.codec import INGEST_LIMITS, decode, encode
+from shared.errors import CLOSE_CODE_FOR_REASON, ErrorReason, ProtocolError
+from shared.messages import Error, Heartbeat, Hello, Message
+
+# docs/protocol.md, section 4.1: the longest a heartbeat waits for its ack.
+ACK_INTERVAL_S = 5.0
+# docs/protocol.md, section 4.1: an agent sends its hello within this long of the upgrade.
+HELLO_TIMEOUT_S = 10.0
+# Error.detail is at most 1,024 characters (docs/protocol.md, section 5.4).
+MAX_ERROR_DETAIL = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SendFrame:
+    """Send ``data`` as one binary websocket frame."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close with ``code`` and ``reason`` (the close frame's text); ``detail`` is for the log line."""
+
+    code: int
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Abort the transport with no close frame; ``detail`` is for the log line."""
+
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class WakeAt:
+    """Call ``tick`` at monotonic time ``at``; supersedes every earlier WakeAt of this session."""
+
+    at: float
+
+
+Action = SendFrame | Close | Drop | WakeAt
+Actions = tuple[Action, ...]
+NO_ACTIONS: Actions = ()
+
+
+class IngestPort(Protocol):
+    """Where a session delivers what the agent sent; one port per connection."""
+
+    def hello(self, hello: Hello, now: float) -> int:
+        """Register the hello; return the highest seq held for its instance. ProtocolError refuses it."""
+        ...
+
+    def heartbeat(self, heartbeat: Heartbeat, frame: bytes, now: float) -> int | None:
+        """Apply a heartbeat (``frame`` is its validated bytes); the seq to ack, None if replaced."""
+        ...
+
+    def closed(self, clean: bool, now: float) -> None:
+        """The connection ended after a hello was accepted; ``clean`` for a close 1000 from the agent."""
+        ...
+
+
+class IngestObserver(Protocol):
+    """What a ``CachePort`` reports to its shell: changes to fan out, connections to drop, heartbeats to count."""
+
+    def changed(self, changes: list[Change]) -> None:
+        """Publish ``changes`` to subscribers."""
+        ...
+
+    def replaced(self, conn: int) -> None:
+        """Abort connection ``conn``: a newer connection of the same agent instance took its node."""
+        ...
+
+    def heartbeat_applied(self, duplicate: bool, now: float) -> None:
+        """Count one heartbeat received at ``now``."""
+        ...
+
+
+class NullObserver:
+    """An observer that ignores everything: for in-memory pairs with no subscribers."""
+
+    def changed(self, changes: list[Change]) -> None:
+        """Nobody to publish to."""
+
+    def replaced(self, conn: int) -> None:
+        """The replaced session finds out at its next heartbeat (``Drop``)."""
+
+    def heartbeat_applied(self, duplicate: bool, now: float) -> None:
+        """Nothing counts."""
+
+
+class CachePort:
+    """An ``IngestPort`` over a ``NodeCache``: connection ``conn``'s hello, heartbeats and close."""
+
+    __slots__ = ("_observer", "cache", "conn", "node_id", "wall_clock")
+
+    def __init__(
+        self, cache: NodeCache, conn: int, wall_clock: Callable[[], float], observer: IngestObserver | None = None
+    ) -> None:
+        self.cache = cache
+        self.conn = conn
+        self.wall_clock = wall_clock
+        self.node_id: str | None = None
+        self._observer: IngestObserver = observer if observer is not None else NullObserver()
+
+    def hello(self, hello: Hello, now: float) -> int:
+        """Register the hello in the cache; abort the connection it replaces."""
+        result = self.cache.hello(hello, self.conn, now, self.wall_clock())
+        self.node_id = hello.node_id
+        if result.replaced_conn is not None:
+            self._observer.replaced(result.replaced_conn)
+        self._observer.changed(result.changes)
+        return result.ack_seq
+
+    def heartbeat(self, heartbeat: Heartbeat, frame: bytes, now: float) -> int | None:
+        """Apply one heartbeat; None once another connection holds the node."""
+        node_id = self.node_id
+        if node_id is None:  # pragma: no cover - the session sends heartbeats only after a hello
+            raise RuntimeError("expected a hello before heartbeats, got a heartbeat first")
+        result = self.cache.heartbeat(node_id, self.conn, heartbeat, now, self.wall_clock(), frame=frame)
+        if not result.current:
+            return None
+        self._observer.heartbeat_applied(result.duplicate, now)
+        self._observer.changed(result.changes)
+        return result.ack_seq
+
+    def closed(self, clean: bool, now: float) -> None:
+        """Tell the cache the connection ended (a clean close makes the node offline at once)."""
+        if self.node_id is not None:
+            self._observer.changed(
+                self.cache.close(self.node_id, self.conn, clean=clean, now=now, wall=self.wall_clock())
+            )
+
+
+class Phase(Enum):
+    """Where a session is in section 4.1's conversation."""
+
+    AWAIT_HELLO = "await_hello"
+    STREAMING = "streaming"
+    CLOSED = "closed"
+
+
+def ack_frame(seq: int) -> bytes:
+    """The bytes of ``encode(Ack(seq=seq))``, packed directly: acks are the hottest send."""
+    frame: bytes = msgpack.packb({"type": "ack", "seq": seq})
+    return frame
+
+
+def _expect_hello(message: Message, phase: Phase) -> Hello:
+    """``message`` if it is the hello the conversation waits for; ProtocolError otherwise."""
+    if phase is Phase.STREAMING:
+        raise ProtocolError(ErrorReason.UNEXPECTED_MESSAGE, f"expected a heartbeat, got {message.type!r}")
+    if not isinstance(message, Hello):
+        raise ProtocolError(ErrorReason.UNEXPECTED_MESSAGE, f"expected a hello first, got {message.type!r}")
+    return message
+
+
+class IngestSession:
+    """The collector's half of one ingest conversation; see the module docstring for the API."""
+
+    __slots__ = (
+        "_ack_deadline",
+        "_ack_every",
+        "_ack_interval_s",
+        "_hb_interval_s",
+        "_held_seq",
+        "_hello_deadline",
+        "_unacked",
+        "hello_timeout_s",
+        "phase",
+        "port",
+    )
+
+    def __init__(
+        self,
+        port: IngestPort,
+        *,
+        now: float,
+        hello_timeout_s: float = HELLO_TIMEOUT_S,
+        ack_interval_s: float = ACK_INTERVAL_S,
+    ) -> None:
+        self.port = port
+        self.phase = Phase.AWAIT_HELLO
+        self.hello_timeout_s = hello_timeout_s
+        self._hello_deadline = now + hello_timeout_s
+        self._ack_interval_s = ack_interval_s
+        self._ack_every = 1
+        self._hb_interval_s = 0.0
+        self._unacked = 0
+        self._held_seq = 0  # the seq the port last said it holds: what a timed ack covers
+        self._ack_deadline: float | None = None  # set while an ack window is open
+
+    def start(self) -> Actions:
+        """The actions to run right after the upgrade: the hello deadline's wake-up."""
+        return (WakeAt(self._hello_deadline),)
+
+    def receive_frame(self, data: bytes | str, now: float) -> Actions:
+        """One frame from the agent: binary (bytes) or text (str)."""
+        if self.phase is Phase.CLOSED:
+            return NO_ACTIONS
+        if isinstance(data, str):
+            detail = f"expected binary msgpack frames, got text {data[:40]!r}"
+            return self._refuse(ProtocolError(ErrorReason.TEXT_FRAME, detail), now)
+        try:
+            message = decode(data, INGEST_LIMITS)
+            if type(message) is Heartbeat and self.phase is Phase.STREAMING:
+                return self._heartbeat(message, data, now)
+            return self._hello(_expect_hello(message, self.phase), now)
+        except ProtocolError as exc:
+            return self._refuse(exc, now)
+
+    def tick(self, now: float) -> Actions:
+        """A wake-up: refuse a late hello, or send the ack an open window is due."""
+        if self.phase is Phase.AWAIT_HELLO:
+            if now < self._hello_deadline:
+                return (WakeAt(self._hello_deadline),)
+            detail = f"expected a hello within {self.hello_timeout_s:g} s, got nothing"
+            return self._refuse(ProtocolError(ErrorReason.HELLO_TIMEOUT, detail), now)
+        deadline = self._ack_deadline
+        if self.phase is Phase.CLOSED or deadline is None:
+            return NO_ACTIONS  # a wake-up for a window that an ack already closed
+        if now < deadline:
+            return (WakeAt(deadline),)
+        return self._ack(self._held_seq)
+
+    def receive_close(self, code: int | None, now: float) -> Actions:
+        """The agent closed with ``code``, or the connection dropped (None)."""
+        if self.phase is Phase.STREAMING:
+            self.port.closed(code == 1000, now)
+        self.phase = Phase.CLOSED
+        return NO_ACTIONS
+
+    def fail(self, now: float) -> Actions:
+        """A bug of ours broke this connection: an Error frame, then 1011 ``internal``; the cache hears of it."""
+        detail = "expected to handle this connection, got an internal error in the collector"
+        return self._refuse(ProtocolError(ErrorReason.INTERNAL, detail), now)
+
+    def _hello(self, hello: Hello, now: float) -> Actions:
+        ack_seq = self.port.hello(hello, now)
+        self.phase = Phase.STREAMING
+        self._ack_every = hello.ack_every or 1
+        self._hb_interval_s = hello.interval_s
+        return (SendFrame(ack_frame(ack_seq)),)
+
+    def _heartbeat(self, heartbeat: Heartbeat, frame: bytes, now: float) -> Actions:
+        ack_seq = self.port.heartbeat(heartbeat, frame, now)
+        if ack_seq is None:
+            self.phase = Phase.CLOSED
+            return (Drop("another connection of this agent instance holds the node now"),)
+        self._held_seq = ack_seq
+        self._unacked += 1
+        opened = self._ack_deadline is None
+        deadline = now + self._ack_interval_s if self._ack_deadline is None else self._ack_deadline
+        # Ack now if the count is reached, or if the next heartbeat is not expected before the
+        # window's deadline anyway: the timer then has nothing to do (and an agent sampling slower
+        # than ack_interval_s is acked every time, with no timer at all).
+        if self._unacked >= self._ack_every or now + self._hb_interval_s >= deadline:
+            return self._ack(ack_seq)
+        if opened:
+            self._ack_deadline = deadline
+            return (WakeAt(deadline),)
+        return NO_ACTIONS
+
+    def _ack(self, seq: int) -> Actions:
+        self._unacked = 0
+        self._ack_deadline = None
+        return (SendFrame(ack_frame(seq)),)
+
+    def _refuse(self, exc: ProtocolError, now: float) -> Actions:
+        """An Error frame and the reason's close code; the cache hears the connection ended."""
+        if self.phase is Phase.STREAMING:
+            self.port.closed(False, now)
+        self.phase = Phase.CLOSED
+        reason = exc.reason.value
+        error = encode(Error(reason=reason, detail=exc.detail[:MAX_ERROR_DETAIL]))
+        return (SendFrame(error), Close(int(CLOSE_CODE_FOR_REASON[exc.reason]), reason, exc.detail))
