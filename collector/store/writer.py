@@ -1,0 +1,250 @@
+"""The store's one writer thread: a bounded queue in, grouped commits out, durability reported back.
+
+The event loop calls ``append`` (a deque append and a length check, never a wait)
+and ``put_node``. The thread commits what has queued at most ``commit_interval_s``
+apart, in one transaction, then calls ``on_durable`` with the highest committed
+seq per (node, instance): the shell wraps it with ``loop.call_soon_threadsafe``
+and feeds ``AckGate.committed``. Between commits it runs the backend's
+maintenance (compaction, rollups, retention).
+
+A full queue refuses (``append`` returns False): the shell stops acking that
+node. A failed commit (disk full, I/O error) keeps its batch in memory, at most
+``batch_max`` samples, and retries with backoff; the queue then fills and refuses,
+so memory stays bounded and nothing is dropped. ``health()`` says degraded, with
+the reason, until a commit succeeds again. The only loss is what is still
+unwritten when ``close`` gives up on a dead disk, and that is counted.
+
+Not here: SQL (the backend), ack decisions (``collector.store.durability``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from collector.store.durability import StoreHealth, health_reason
+from collector.store.model import Durable, NodeRow, Sample, StoreBackend, StoreWriteError
+
+log = logging.getLogger("nodewatch.collector.store")
+
+# Commits at most this far apart (the issue: "about 1 s"): an ack waits at most this long for its commit.
+COMMIT_INTERVAL_S = 1.0
+# 20 s of 10,000 nodes at 1 Hz: rides out a slow disk for a while; ~100 bytes per queued sample.
+QUEUE_MAX = 200_000
+# One transaction holds at most this many samples; also what is kept in memory while commits fail.
+BATCH_MAX = 50_000
+# Retry a failed commit after this long, doubling up to RETRY_MAX_S while it keeps failing.
+RETRY_S = 0.5
+RETRY_MAX_S = 30.0
+# Compaction, rollups and retention run this often (a head window is 120 s: twice per window).
+MAINTAIN_INTERVAL_S = 60.0
+
+
+class StoreWriter:
+    """Owns the backend's write side on one thread; every public method is safe from any thread."""
+
+    def __init__(
+        self,
+        backend: StoreBackend,
+        on_durable: Callable[[list[Durable]], None],
+        *,
+        commit_interval_s: float = COMMIT_INTERVAL_S,
+        queue_max: int = QUEUE_MAX,
+        batch_max: int = BATCH_MAX,
+        maintain_interval_s: float = MAINTAIN_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.backend = backend
+        self.on_durable = on_durable
+        self.commit_interval_s = commit_interval_s
+        self.queue_max = queue_max
+        self.batch_max = batch_max
+        self.maintain_interval_s = maintain_interval_s
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self._queue: deque[Sample] = deque()
+        self._nodes: dict[str, NodeRow] = {}  # registry puts, latest per node (bounded by the node count)
+        self._pending: list[Sample] = []
+        self._pending_nodes: dict[str, NodeRow] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._done = threading.Condition(self._lock)
+        self._cycles = 0  # started
+        self._finished = 0
+        self._stopping = False
+        self._failure: str | None = None
+        self._since_at = wall_clock()
+        self._retry_s = RETRY_S
+        self._counts = {"committed": 0, "refused": 0, "lost": 0, "failures": 0}
+        self._last_commit: tuple[float, float] | None = None  # (wall time, ms)
+        self._next_maintain = clock() + maintain_interval_s
+        self._thread = threading.Thread(target=self._run, name="nodewatch-store-writer", daemon=True)
+
+    # ---- event-loop side -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def append(self, sample: Sample) -> bool:
+        """Queue one sample; False (and counted) if the queue is full: do not ack it."""
+        queue = self._queue
+        if len(queue) >= self.queue_max:
+            self._counts["refused"] += 1
+            return False
+        queue.append(sample)
+        if len(queue) >= self.batch_max:
+            self._wake.set()  # a full batch is waiting: commit now rather than at the next tick
+        return True
+
+    def put_node(self, row: NodeRow) -> None:
+        """Queue a registry write; a later put of the same node replaces one not yet written."""
+        with self._lock:
+            self._nodes[row.node_id] = row
+
+    def health(self) -> StoreHealth:
+        """The store's state for /api/v1/health."""
+        with self._lock:
+            queued = len(self._queue)
+            reason = health_reason(queued, self.queue_max, self._failure)
+            last = self._last_commit
+            return StoreHealth(
+                status="ok" if reason is None else "degraded",
+                reason=reason,
+                since_at=self._since_at,
+                queued=queued,
+                queue_capacity=self.queue_max,
+                pending=len(self._pending),
+                committed_samples=self._counts["committed"],
+                refused_samples=self._counts["refused"],
+                lost_samples=self._counts["lost"],
+                commit_failures=self._counts["failures"],
+                last_commit_at=None if last is None else last[0],
+                last_commit_ms=None if last is None else last[1],
+            )
+
+    # ---- blocking side (tests, shutdown) ---------------------------------------------------
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Commit everything appended so far; True once it is durable, False if the commit failed."""
+        with self._lock:
+            target = self._cycles + 1  # the next cycle to start: one running now may have drained before our append
+            self._wake.set()
+            self._done.wait_for(lambda: self._finished >= target or self._stopping, timeout_s)
+            return self._failure is None and not self._pending and not self._queue
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Commit what is left, stop the thread, close the backend; what could not be written is counted lost."""
+        if self._thread.is_alive():
+            self.flush(timeout_s)
+            with self._lock:
+                self._stopping = True
+            self._wake.set()
+            self._thread.join(timeout_s)
+        with self._lock:
+            lost = len(self._pending) + len(self._queue)
+            self._counts["lost"] += lost
+        if lost:
+            log.error("store: %d samples could not be written before shutdown (%s)", lost, self._failure)
+        self.backend.close()
+
+    # ---- the thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_commit = self.clock() + self.commit_interval_s
+        while True:
+            self._wake.wait(max(0.0, next_commit - self.clock()))
+            self._wake.clear()
+            with self._lock:
+                stopping = self._stopping
+            if stopping:
+                return
+            try:
+                ok = self._cycle()
+            except Exception as exc:  # the thread's last line: a bug must show in health, not vanish
+                log.exception("store: writer thread stopped")
+                with self._lock:
+                    self._failure = f"store writer crashed: {exc!r:.200}"
+                    self._stopping = True
+                    self._done.notify_all()
+                return
+            delay = self.commit_interval_s if ok else self._retry_s
+            next_commit = self.clock() + delay
+
+    def _cycle(self) -> bool:
+        """One commit (and maybe maintenance); False if it failed and must be retried."""
+        with self._lock:
+            self._cycles += 1
+            room = self.batch_max - len(self._pending)
+            while room > 0 and self._queue:
+                self._pending.append(self._queue.popleft())
+                room -= 1
+            self._pending_nodes.update(self._nodes)
+            self._nodes.clear()
+            samples, nodes = self._pending, list(self._pending_nodes.values())
+        ok = True
+        if samples or nodes:
+            ok = self._commit(samples, nodes)
+        if ok and self.clock() >= self._next_maintain:
+            self._next_maintain = self.clock() + self.maintain_interval_s
+            ok = self._maintain()
+        with self._lock:
+            self._finished += 1
+            self._done.notify_all()
+        return ok
+
+    def _commit(self, samples: list[Sample], nodes: list[NodeRow]) -> bool:
+        started = time.perf_counter()
+        try:
+            self.backend.write(samples, nodes)
+        except StoreWriteError as exc:
+            self._failed(str(exc))
+            return False
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        newest: dict[tuple[str, str], int] = {}
+        for s in samples:
+            key = (s.node_id, s.instance_id)
+            if s.seq > newest.get(key, 0):
+                newest[key] = s.seq
+        with self._lock:
+            self._pending = []
+            self._pending_nodes = {}
+            self._counts["committed"] += len(samples)
+            self._last_commit = (self.wall_clock(), elapsed_ms)
+            self._recovered()
+        if newest:
+            self.on_durable([Durable(node, inst, seq) for (node, inst), seq in newest.items()])
+        return True
+
+    def _maintain(self) -> bool:
+        try:
+            report = self.backend.maintain(self.wall_clock())
+        except StoreWriteError as exc:
+            self._failed(f"store maintenance failed: {exc}")
+            return False
+        if report.late_dropped:
+            log.warning("store: %d replayed samples were older than raw retention; not kept", report.late_dropped)
+        with self._lock:
+            self._recovered()
+        return True
+
+    def _failed(self, reason: str) -> None:
+        with self._lock:
+            if self._failure is None:
+                log.error("store: degraded: %s", reason)
+                self._since_at = self.wall_clock()
+            self._failure = reason
+            self._counts["failures"] += 1
+            self._retry_s = min(RETRY_MAX_S, self._retry_s * 2)
+
+    def _recovered(self) -> None:
+        """Called with the lock held after a success."""
+        if self._failure is not None:
+            log.warning("store: recovered after %d failed attempts", self._counts["failures"])
+            self._failure = None
+            self._since_at = self.wall_clock()
+        self._retry_s = RETRY_S
