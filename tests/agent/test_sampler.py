@@ -1,24 +1,32 @@
-"""The sampler: recorded psutil numbers in, exact heartbeat fields out; failures drop fields only."""
+"""The sampler: recorded psutil numbers in, exact heartbeat fields out; failures drop fields only.
+
+These readers get an empty tree as their /proc and /sys, so every reading
+comes through psutil, as on macOS; the kernel-file readings are replayed from
+recorded trees in test_accuracy.py.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
-import pytest
-
-from agent.sampler import FastReading, HeartbeatBuilder, PsutilReader, SlowCache, SlowReading, partition_names
+from agent.heartbeat import HeartbeatBuilder, SlowCache
+from agent.procfs import HostPaths
+from agent.readings import FastReading, SlowReading
+from agent.sampler import PsutilReader
 from agent.wire import pack
 from shared.codec import decode, encode, encode_json
 from shared.messages import Heartbeat
 
-from .fakes import CpuTimes, Disk, FakeClock, FakeProcess, FakePsutil, Mem, Nic
+from .fakes import CpuTimes, Disk, FakeClock, FakeProcess, FakePsutil, Mem, Memory, Nic, Swap
 
 
 def make_reader(
     ps: FakePsutil, clock: FakeClock, tmp_path: Path, *, top: bool = False
 ) -> tuple[PsutilReader, HeartbeatBuilder]:
     reader = PsutilReader(
-        ps, clock=clock, wall_clock=lambda: 2_000.0 + clock.now, cgroup_root=tmp_path, top_processes=top
+        ps, clock=clock, wall_clock=lambda: 2_000.0 + clock.now, host=HostPaths.under(tmp_path), top_processes=top
     )
     return reader, HeartbeatBuilder(boot_time_at=1_000.0)
 
@@ -39,6 +47,35 @@ def advance_counters(ps: FakePsutil) -> None:
     ps.cores = [CpuTimes(3, 0, 1, 0, 0, 0), CpuTimes(0, 0, 0, 4, 0, 0)]
     ps.disks = {"sda": Disk(4096, 8192), "sda1": Disk(4096, 8192)}
     ps.nics = {"lo": Nic(10**9, 10**9), "eth0": Nic(bytes_sent=200, bytes_recv=1000), "wlan0": Nic(0, 0)}
+
+
+class BigPsutil(FakePsutil):
+    """A VM with 16 GiB of memory and 2 GiB of swap: wire integers at the width a real machine needs, no sensors."""
+
+    def sensors_temperatures(self) -> dict[str, list[Any]]:
+        return {}
+
+    def virtual_memory(self) -> Any:
+        return Memory(total=17_179_869_184, available=11_811_160_064, percent=31.25, used=5_368_709_120)
+
+    def swap_memory(self) -> Any:
+        return Swap(total=2_147_483_648, used=104_857_600, percent=4.9)
+
+
+def write_tree(root: Path, second: int) -> None:
+    """A procfs with two busy physical interfaces (counters near 10^11 bytes) and two ext4 mounts."""
+    net = root / "proc" / "net"
+    net.mkdir(parents=True, exist_ok=True)
+    lines = ["Inter-| header", " face | header"]
+    for name in ("eth0", "wlan0"):
+        rx, tx = 98_765_432_100 + second * 125_000_254, 12_345_678_900 + second * 62_500_753
+        lines.append(f"{name}: {rx} 1 0 0 0 0 0 0 {tx} 1 0 0 0 0 0 0")
+        (root / "sys" / "class" / "net" / name / "device").mkdir(parents=True, exist_ok=True)
+    (net / "dev").write_text("\n".join(lines) + "\n")
+    (root / "proc" / "self").mkdir(exist_ok=True)
+    (root / "proc" / "self" / "mountinfo").write_text(
+        "28 1 252:1 / / rw,relatime - ext4 /dev/vda1 rw\n29 28 252:17 / /home rw,relatime - ext4 /dev/vdb1 rw\n"
+    )
 
 
 class TestHeartbeatBuilder:
@@ -69,7 +106,7 @@ class TestHeartbeatBuilder:
         assert beat.net_tx_bytes_per_s == 100.0
         assert beat.net_interfaces == {"eth0": [500.0, 100.0], "wlan0": [0.0, 0.0]}
         assert beat.load_avg == [0.5, 0.25, 0.12]
-        assert beat.disks == {"/": [100, 40], "/data": [100, 40]}
+        assert beat.disks == {"/": [100, 40, 60], "/data": [100, 40, 60]}
         assert beat.temperatures == {"coretemp/Core 0": 41.0, "coretemp/1": 42.0}
         assert beat.process_count == 3
         assert beat.uptime_s == 1012.0
@@ -111,16 +148,29 @@ class TestHeartbeatBuilder:
         assert beat.disk_read_bytes_per_s is None
         assert beat.sample_errors is None
 
-    def test_cgroup_limits_from_root(self, tmp_path: Path) -> None:
-        """cgroup v2 limits under the injected root appear in the heartbeat."""
-        (tmp_path / "cgroup.controllers").write_text("cpu memory")
-        (tmp_path / "cpu.max").write_text("200000 100000")
-        (tmp_path / "memory.max").write_text("1048576")
+    def test_cgroup_limits_of_own_cgroup(self, tmp_path: Path) -> None:
+        """cgroup v2 limits of the agent's own cgroup in the injected tree appear in the heartbeat."""
+        (tmp_path / "proc/self").mkdir(parents=True)
+        (tmp_path / "proc/self/cgroup").write_text("0::/agent.service\n")
+        (tmp_path / "proc/self/mountinfo").write_text("30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n")
+        (tmp_path / "sys/fs/cgroup/agent.service").mkdir(parents=True)
+        (tmp_path / "sys/fs/cgroup/agent.service/cpu.max").write_text("200000 100000")
+        (tmp_path / "sys/fs/cgroup/agent.service/memory.max").write_text("1048576")
         ps, clock = FakePsutil(), FakeClock()
         reader, builder = make_reader(ps, clock, tmp_path)
         beat = build(builder, 1, reader.read_fast(), reader.read_slow())
         assert beat.cgroup_cpu_limit_cores == 2.0
         assert beat.cgroup_memory_limit_bytes == 1048576
+
+    def test_no_cgroup_root_reads_no_limits(self, tmp_path: Path) -> None:
+        """cgroup_root=None turns the cgroup reading off even where the tree has limits."""
+        (tmp_path / "proc/self").mkdir(parents=True)
+        (tmp_path / "proc/self/cgroup").write_text("0::/\n")
+        (tmp_path / "sys/fs/cgroup").mkdir(parents=True)
+        (tmp_path / "sys/fs/cgroup/memory.max").write_text("1048576")
+        reader = PsutilReader(FakePsutil(), clock=FakeClock(), wall_clock=FakeClock(), host=HostPaths.under(tmp_path),
+                              cgroup_root=None)  # fmt: skip
+        assert reader.read_slow().cgroup is None
 
     def test_top_processes_behind_flag(self, tmp_path: Path) -> None:
         """With the flag the top 5 by CPU and by RSS are sent, sorted; without it nothing is."""
@@ -139,34 +189,27 @@ class TestHeartbeatBuilder:
         assert build(plain_builder, 1, plain_reader.read_fast(), plain_reader.read_slow()).top_cpu is None
 
     def test_heartbeat_round_trips_and_stays_small(self, tmp_path: Path) -> None:
-        """A 2-core, 2-mount, 2-interface heartbeat decodes to itself and is at most 600 bytes of msgpack."""
-        ps, clock = FakePsutil(), FakeClock()
-        reader, builder = make_reader(ps, clock, tmp_path)
+        """A 2-core, 2-terabyte-mount, 2-interface heartbeat with swap decodes to itself in at most 600 bytes."""
+        ps, clock = BigPsutil(), FakeClock()
+        write_tree(tmp_path, 0)
+        tib = 2**40 // 4096
+        usage = os.statvfs_result((4096, 4096, tib, tib // 2, tib // 2 - tib // 20, 2**26, 2**25, 2**25, 0, 255))
+        reader = PsutilReader(ps, clock=clock, wall_clock=lambda: 1_700_000_000.123 + clock.now,
+                              host=HostPaths.under(tmp_path), statvfs=lambda path: usage)  # fmt: skip
+        builder = HeartbeatBuilder(boot_time_at=1_690_000_000.0)
         builder.prime(reader.read_fast())
         clock.advance(1.0)
+        write_tree(tmp_path, 1)
         ps.total = CpuTimes(123456.78, 12.5, 23456.7, 987654.3, 1234.5, 0)
         ps.cores = [CpuTimes(61728.39, 6.2, 11728.3, 493827.1, 617.2, 0)] * 2
-        ps.nics = {"eth0": Nic(123456789, 987654321), "wlan0": Nic(123456789, 987654321)}
-        beat = build(builder, 123456, reader.read_fast(), reader.read_slow())
+        beat = build(builder, 123456, reader.read_fast(), reader.read_slow(), late_ticks=3)
+        assert beat.disks is not None
+        assert len(beat.disks) == 2
+        assert beat.net_interfaces is not None
+        assert len(beat.net_interfaces) == 2
         frame = encode(beat)
-        assert len(frame) <= 600
+        assert len(frame) <= 600, f"heartbeat is {len(frame)} bytes"
         assert len(frame) < len(encode_json(beat))
-
-
-class TestPartitionNames:
-    @pytest.mark.parametrize(
-        ("names", "expected"),
-        [
-            (["sda", "sda1", "sda2"], {"sda1", "sda2"}),
-            (["nvme0n1", "nvme0n1p1"], {"nvme0n1p1"}),
-            (["mmcblk0", "mmcblk0p1"], {"mmcblk0p1"}),
-            (["loop0", "loop1", "dm-0", "sr0"], set()),
-            (["vda"], set()),
-        ],
-    )
-    def test_partitions_are_found(self, names: list[str], expected: set[str]) -> None:
-        """Partitions of a listed disk are recognised so their bytes are not counted twice."""
-        assert partition_names(names) == expected
 
 
 class TestSlowCache:
