@@ -37,7 +37,8 @@ Seq = Annotated[int, Field(ge=1, le=2**63 - 1)]
 # Epoch seconds; bounded so a garbage value cannot overflow a datetime.
 EpochSeconds = Annotated[float, Field(ge=0.0, le=32_503_680_000.0)]
 Celsius = Annotated[float, Field(ge=-273.15, le=1000.0)]
-DiskPair = Annotated[list[NonNegInt], Field(min_length=2, max_length=2)]
+# [total, used, available] bytes; agents before issue 14 send [total, used], still accepted.
+DiskPair = Annotated[list[NonNegInt], Field(min_length=2, max_length=3)]
 RatePair = Annotated[list[NonNegFloat], Field(min_length=2, max_length=2)]
 NodeState: TypeAlias = Literal["online", "stale", "offline"]
 
@@ -104,7 +105,8 @@ class Heartbeat(WireModel):
     swap_total_bytes: NonNegInt | None = None
     swap_used_bytes: NonNegInt | None = None
     swap_percent: Percent | None = None
-    # mount point -> [total_bytes, used_bytes]; maps keep the heartbeat under 600 bytes
+    # mount point -> [total_bytes, used_bytes, available_bytes]; fullness = used / (used + available), as df
+    # computes Use%; maps keep the heartbeat under 600 bytes
     disks: Annotated[dict[ShortText, DiskPair], Field(max_length=MAX_DISKS)] | None = None
     disk_read_bytes_per_s: NonNegFloat | None = None
     disk_write_bytes_per_s: NonNegFloat | None = None
