@@ -3,6 +3,8 @@
 The network thread feeds every decoded ``Snapshot``/``Update`` into ``PendingBatch`` and,
 about every 100 ms, ``take()``s one ``NodeBatch`` for the UI thread. Merging here keeps
 the UI thread's work proportional to the number of *nodes* that changed, not messages.
+It holds at most ``max_nodes`` entries: a collector that keeps inventing node ids while
+the UI is busy cannot grow it without bound (the overflow is counted in ``refused``).
 Not here: Qt, asyncio, sockets or timers (the caller decides when to take).
 """
 
@@ -10,8 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import islice
+from typing import Final
 
 from shared.messages import NodeEntry, Snapshot, Update
+
+# The same bound as the table's rows (viewer.model.MAX_ROWS): more could never be shown.
+MAX_PENDING_NODES: Final = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +35,7 @@ class NodeBatch:
     entries: Mapping[str, NodeEntry]
     removed: frozenset[str]
     messages: int  # how many collector messages were merged into this batch
+    refused: int = 0  # entries of new nodes dropped because the batch was full
 
 
 def merge_entry(old: NodeEntry, new: NodeEntry) -> NodeEntry:
@@ -47,7 +55,8 @@ def merge_entry(old: NodeEntry, new: NodeEntry) -> NodeEntry:
 class PendingBatch:
     """Collector messages received since the last ``take()``, merged latest-per-node."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_nodes: int = MAX_PENDING_NODES) -> None:
+        self._max_nodes = max_nodes
         self._reset()
 
     def _reset(self) -> None:
@@ -56,6 +65,7 @@ class PendingBatch:
         self._entries: dict[str, NodeEntry] = {}
         self._removed: set[str] = set()
         self._messages = 0
+        self._refused = 0
 
     def __bool__(self) -> bool:
         """True if there is anything to hand to the UI."""
@@ -68,7 +78,8 @@ class PendingBatch:
         if isinstance(message, Snapshot):
             self._is_snapshot = True
             self._removed.clear()
-            self._entries = {entry.status.node_id: entry for entry in message.nodes}
+            self._entries = {entry.status.node_id: entry for entry in islice(message.nodes, self._max_nodes)}
+            self._refused = max(0, len(message.nodes) - self._max_nodes)
             return
         for node_id in message.removed:
             self._entries.pop(node_id, None)
@@ -78,7 +89,12 @@ class PendingBatch:
             node_id = entry.status.node_id
             self._removed.discard(node_id)
             old = self._entries.get(node_id)
-            self._entries[node_id] = entry if old is None else merge_entry(old, entry)
+            if old is not None:
+                self._entries[node_id] = merge_entry(old, entry)
+            elif len(self._entries) < self._max_nodes:
+                self._entries[node_id] = entry
+            else:
+                self._refused += 1
 
     def take(self) -> NodeBatch | None:
         """Return the merged batch and start a new one, or None if nothing arrived."""
@@ -90,6 +106,7 @@ class PendingBatch:
             entries=self._entries,
             removed=frozenset(self._removed),
             messages=self._messages,
+            refused=self._refused,
         )
         self._reset()
         return batch

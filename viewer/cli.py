@@ -108,7 +108,7 @@ def _run(config: ViewerConfig) -> int:
     app = QApplication.instance() or QApplication(["nodewatch viewer"])
     assert isinstance(app, QApplication)
     link = CollectorLink(LinkConfig(collector_url=config.collector_url, token=config.token))
-    window = MainWindow(link)
+    window = MainWindow(link, collector_url=config.collector_url)
     window.setWindowTitle(f"nodewatch — {config.collector_url}")
     window.snapshot_applied.connect(freeze_gc)
     # Ctrl-C: Python runs signal handlers only when it has control, hence the idle timer.

@@ -1,37 +1,40 @@
-"""``DetailPane``: the selected node's static facts and live pyqtgraph charts (CPU, memory, network).
+"""``DetailPane``: the selected node's facts in plain words and its live charts (CPU, memory, network).
 
 The charts fill at once from history (the snapshot's recent points, then the full
-``NodeHistory`` the window requests), and then extend by one point per new sample.
-pyqtgraph draws with QPainter on plain QGraphicsView items, so it works offscreen and
-adds no OpenGL dependency; ``setClipToView``/auto-downsampling keep a 24 h history
-(86,400 points) cheap to repaint.
+``NodeHistory`` the window requests), and then extend by one point per new sample;
+``viewer.charts`` breaks them at gaps and shades outages. Every fact label is plain
+text: hostnames, OS strings and reasons come from agents and are data, never markup.
+The state reads "offline since 12:00:01 (4 m): the agent closed its connection", and
+while the viewer is disconnected it says "as of HH:MM:SS".
 
-Not here: networking or the table; the window calls ``show_node``, ``set_history``
-and ``extend``. UI thread only.
+Not here: networking or the table; the window calls ``show_node``, ``set_history``,
+``extend`` and ``update_facts``. UI thread only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Final
 
 import numpy as np
-import pyqtgraph as pg
+from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
 from shared.messages import Heartbeat, History
-from viewer.format import format_bytes, format_duration
-from viewer.model import NodeRow
+from viewer.cells import NodeRow, describe_last_seen, describe_state, is_current
+from viewer.charts import GAP_INTERVALS, Chart, gap_mask, gap_spans
+from viewer.format import format_bytes, format_clock, format_duration
 
-# (title, unit, y range or None for auto)
-_CHART_CPU: Final = "CPU %"
-_CHART_MEMORY: Final = "Memory %"
-_CHART_NET: Final = "Network"
-_PEN_WIDTH: Final = 1.5
+_CPU_TITLE: Final = "CPU %"
+_MEMORY_TITLE: Final = "Memory %"
+# Our own markup (constant), not peer text: the legend lives in the title so it never covers data.
+_NET_TITLE: Final = "Network <span style='color:#2ca02c'>↓ rx</span> <span style='color:#d62728'>↑ tx</span>"
 
 _FACT_LABELS: Final = (
     "Node",
     "State",
+    "Last seen",
     "Hostname",
     "OS",
     "Platform",
@@ -46,23 +49,12 @@ _FACT_LABELS: Final = (
 )
 
 
-class _Series:
-    """x (epoch seconds) and y columns of one curve, as float arrays; NaN is a gap."""
-
-    def __init__(self, curve: pg.PlotDataItem) -> None:
-        self.curve = curve
-        self.x = np.empty(0)
-        self.y = np.empty(0)
-
-    def replace(self, x: list[float], y: list[float | None]) -> None:
-        self.x = np.asarray(x, dtype=float)
-        self.y = np.asarray([np.nan if value is None else value for value in y], dtype=float)
-        self.curve.setData(self.x, self.y)
-
-    def append(self, x: float, y: float | None) -> None:
-        self.x = np.append(self.x, x)
-        self.y = np.append(self.y, np.nan if y is None else y)
-        self.curve.setData(self.x, self.y)
+def plain_label(text: str = "") -> QLabel:
+    """A label that shows its text literally, whatever it holds."""
+    label = QLabel()
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setText(text)
+    return label
 
 
 class DetailPane(QWidget):
@@ -72,6 +64,9 @@ class DetailPane(QWidget):
         super().__init__(parent)
         self._node_id: str | None = None
         self._last_sampled_at: float | None = None
+        self._last_seq: int | None = None
+        self._interval_s = 1.0
+        self._gaps: list[tuple[float, float]] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
 
@@ -79,25 +74,29 @@ class DetailPane(QWidget):
         form = QFormLayout(facts_box)
         self._facts: dict[str, QLabel] = {}
         for name in _FACT_LABELS:
-            label = QLabel("")
+            label = plain_label()
             label.setObjectName(f"fact-{name.lower().replace(' ', '-')}")
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             form.addRow(name + ":", label)
             self._facts[name] = label
         layout.addWidget(facts_box)
 
-        self._placeholder = QLabel("Select a node to see its history.")
+        self._placeholder = plain_label("Select a node to see its history.")
         layout.addWidget(self._placeholder)
-        self._cpu_plot = self._make_plot(_CHART_CPU, y_range=(0.0, 100.0))
-        self._memory_plot = self._make_plot(_CHART_MEMORY, y_range=(0.0, 100.0))
-        self._net_plot = self._make_plot(_CHART_NET, y_range=None)
-        self._net_plot.setLabel("left", units="B/s")
-        self._net_plot.addLegend(offset=(5, 5))
-        self._cpu = _Series(self._cpu_plot.plot(pen=pg.mkPen("#1f77b4", width=_PEN_WIDTH)))
-        self._memory = _Series(self._memory_plot.plot(pen=pg.mkPen("#9467bd", width=_PEN_WIDTH)))
-        self._rx = _Series(self._net_plot.plot(pen=pg.mkPen("#2ca02c", width=_PEN_WIDTH), name="rx"))
-        self._tx = _Series(self._net_plot.plot(pen=pg.mkPen("#d62728", width=_PEN_WIDTH), name="tx"))
-        for plot in (self._cpu_plot, self._memory_plot, self._net_plot):
-            layout.addWidget(plot, stretch=1)
+        self.cpu_chart = Chart(_CPU_TITLE, percent=True)
+        self.memory_chart = Chart(_MEMORY_TITLE, percent=True, link_to=self.cpu_chart)
+        self.net_chart = Chart(_NET_TITLE, percent=False, link_to=self.cpu_chart)
+        self._cpu = self.cpu_chart.add_series("#1f77b4")
+        self._memory = self.memory_chart.add_series("#9467bd")
+        self._rx = self.net_chart.add_series("#2ca02c")
+        self._tx = self.net_chart.add_series("#d62728")
+        self._charts = (self.cpu_chart, self.memory_chart, self.net_chart)
+        for chart in self._charts:
+            layout.addWidget(chart.plot, stretch=1)
+
+    def fact(self, name: str) -> QLabel:
+        """The label showing fact ``name`` (e.g. "Hostname")."""
+        return self._facts[name]
 
     @property
     def node_id(self) -> str | None:
@@ -108,18 +107,25 @@ class DetailPane(QWidget):
         """How many points the CPU chart holds (for tests and the status line)."""
         return int(self._cpu.x.size)
 
-    def show_node(self, row: NodeRow | None) -> None:
+    def show_node(self, row: NodeRow | None, now_at: float | None = None, server_offset_s: float = 0.0) -> None:
         """Show ``row``'s facts and whatever history it carries (the snapshot's recent points)."""
         self._node_id = None if row is None else row.node_id
         self._placeholder.setVisible(row is None)
         self._last_sampled_at = None
+        self._last_seq = None
+        self._gaps = []
+        empty = np.empty(0)
         for series in (self._cpu, self._memory, self._rx, self._tx):
-            series.replace([], [])
+            series.replace(empty, [], np.zeros(0, dtype=bool))
+        for chart in self._charts:
+            chart.shade([])
+            chart.show_recent(time.time() if now_at is None else now_at)
         if row is None:
             for label in self._facts.values():
                 label.setText("")
             return
-        self.update_facts(row)
+        self._interval_s = row.status.interval_s
+        self.update_facts(row, now_at, server_offset_s=server_offset_s)
         if row.history is not None:
             self.set_history(row.node_id, row.history)
         if row.sample is not None:
@@ -129,31 +135,65 @@ class DetailPane(QWidget):
         """Replace the charts with ``history`` if it is the shown node's."""
         if node_id != self._node_id:
             return
-        x = list(history.sampled_at)
-        self._cpu.replace(x, history.cpu_percent)
-        self._memory.replace(x, history.mem_percent)
-        self._rx.replace(x, history.net_rx_bytes_per_s)
-        self._tx.replace(x, history.net_tx_bytes_per_s)
-        self._last_sampled_at = x[-1] if x else None
+        x = np.asarray(history.sampled_at, dtype=float)
+        gaps = gap_mask(history.seq, x, self._interval_s)
+        self._cpu.replace(x, history.cpu_percent, gaps)
+        self._memory.replace(x, history.mem_percent, gaps)
+        self._rx.replace(x, history.net_rx_bytes_per_s, gaps)
+        self._tx.replace(x, history.net_tx_bytes_per_s, gaps)
+        self._last_sampled_at = float(x[-1]) if x.size else None
+        self._last_seq = history.seq[-1] if history.seq else None
+        self._gaps = gap_spans(x, gaps)
+        self.cpu_chart.plot.enableAutoRange(axis="x")  # the others follow: their x axes are linked
+        self._shade()
 
     def extend(self, node_id: str, sample: Heartbeat) -> None:
-        """Append one live sample if it is newer than the last point shown."""
+        """Append one live sample if it is newer than the last point shown; a seq or time jump breaks the curve."""
         if node_id != self._node_id:
             return
-        if self._last_sampled_at is not None and sample.sampled_at <= self._last_sampled_at:
+        last_at, last_seq = self._last_sampled_at, self._last_seq
+        if last_at is not None and sample.sampled_at <= last_at:
             return
-        self._last_sampled_at = sample.sampled_at
-        self._cpu.append(sample.sampled_at, sample.cpu_percent)
-        self._memory.append(sample.sampled_at, sample.mem_percent)
-        self._rx.append(sample.sampled_at, sample.net_rx_bytes_per_s)
-        self._tx.append(sample.sampled_at, sample.net_tx_bytes_per_s)
+        after_gap = last_at is not None and (
+            sample.sampled_at - last_at > GAP_INTERVALS * self._interval_s
+            or (last_seq is not None and sample.seq > last_seq + 1)
+        )
+        if after_gap and last_at is not None:
+            self._gaps.append((last_at, sample.sampled_at))
+        first = last_at is None
+        self._last_sampled_at, self._last_seq = sample.sampled_at, sample.seq
+        self._cpu.append(sample.sampled_at, sample.cpu_percent, after_gap=after_gap)
+        self._memory.append(sample.sampled_at, sample.mem_percent, after_gap=after_gap)
+        self._rx.append(sample.sampled_at, sample.net_rx_bytes_per_s, after_gap=after_gap)
+        self._tx.append(sample.sampled_at, sample.net_tx_bytes_per_s, after_gap=after_gap)
+        if first:
+            self.cpu_chart.plot.enableAutoRange(axis="x")
+        if after_gap:
+            self._shade()
 
-    def update_facts(self, row: NodeRow) -> None:
-        """Refresh the facts form from ``row``."""
+    def _shade(self, outage_until: float | None = None) -> None:
+        spans = list(self._gaps)
+        if outage_until is not None and self._last_sampled_at is not None and outage_until > self._last_sampled_at:
+            spans.append((self._last_sampled_at, outage_until))
+        for chart in self._charts:
+            chart.shade(spans)
+
+    def update_facts(
+        self, row: NodeRow, now_at: float | None = None, as_of: float | None = None, server_offset_s: float = 0.0
+    ) -> None:
+        """Refresh the facts from ``row`` at local time ``now_at``; ``as_of`` (disconnected) marks them old.
+
+        ``server_offset_s`` is the collector's clock minus ours (``NodeTableModel.server_offset_s``).
+        """
+        now_at = time.time() if now_at is None else now_at
         status, facts, sample = row.status, row.facts, row.sample
+        offset_s = server_offset_s
         values: dict[str, str] = dict.fromkeys(_FACT_LABELS, "")
         values["Node"] = row.node_id
-        values["State"] = status.state + (f" ({status.reason})" if status.reason else "")
+        values["State"] = describe_state(status, offset_s, now_at if as_of is None else as_of)
+        if as_of is not None:
+            values["State"] += f" (as of {format_clock(as_of)}: not connected to the collector)"
+        values["Last seen"] = describe_last_seen(status, offset_s, now_at)
         values["Interval"] = f"{status.interval_s:g} s"
         values["Clock skew"] = "" if status.clock_skew_s is None else f"{status.clock_skew_s:+.3f} s"
         values["Samples lost"] = f"{status.missing_samples} missing, {status.dropped_samples} dropped by the agent"
@@ -169,24 +209,11 @@ class DetailPane(QWidget):
                 booted = dt.datetime.fromtimestamp(facts.boot_time_at).astimezone()
                 values["Booted"] = booted.strftime("%Y-%m-%d %H:%M %Z")
         if sample is not None:
-            values["Uptime"] = format_duration(sample.uptime_s)
+            values["Uptime"] = format_duration(sample.uptime_s) + ("" if is_current(row) else " (at last sample)")
         for name, text in values.items():
             label = self._facts[name]
             if label.text() != text:
                 label.setText(text)
-
-    @staticmethod
-    def _make_plot(title: str, y_range: tuple[float, float] | None) -> pg.PlotWidget:
-        plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
-        plot.setBackground("w")
-        plot.setTitle(title, color="#333333", size="9pt")
-        plot.showGrid(x=True, y=True, alpha=0.25)
-        plot.setMouseEnabled(x=True, y=False)
-        plot.setClipToView(True)
-        plot.setDownsampling(auto=True, mode="peak")
-        plot.setMinimumHeight(90)
-        if y_range is not None:
-            plot.setYRange(*y_range, padding=0.02)
-        else:
-            plot.enableAutoRange(axis="y")
-        return plot
+        if row.node_id == self._node_id:
+            # The x axis is the agent's clock: collector time (ours + offset) plus the agent's skew.
+            self._shade(None if is_current(row) else now_at + offset_s + (status.clock_skew_s or 0.0))

@@ -1,11 +1,14 @@
-"""Pure formatting of numbers for people: bytes, rates, durations, ages, percentages.
+"""Pure formatting for people: bytes, rates, durations, ages, percentages, clock times, tooltips.
 
 Not here: colours, fonts or anything Qt; the model decides where each string goes.
 An absent value (``None``) means "not measured" and is shown as an empty cell, never 0.
+Units are IEC (KiB, MiB) everywhere: table, pane and chart axes.
 """
 
 from __future__ import annotations
 
+import html
+import time
 from collections.abc import Mapping, Sequence
 
 # IEC binary prefixes: memory and disk sizes are powers of two on every OS we sample.
@@ -85,27 +88,51 @@ def format_load(load_avg: Sequence[float] | None) -> str:
     return " ".join(f"{value:.2f}" for value in load_avg)
 
 
+def disk_fullness(values: Sequence[int]) -> float | None:
+    """Used fraction (0-1) of one disk: ``[total, used, available]`` like df (used / (used + available)),
+    or ``[total, used]`` as used / total; None when it cannot be told (a zero size)."""
+    if len(values) >= 3:
+        used, available = values[1], values[2]
+        return None if used + available <= 0 else min(1.0, used / (used + available))
+    total, used = values[0], values[1]
+    return None if total <= 0 else min(1.0, used / total)
+
+
+def _fullest(disks: Mapping[str, Sequence[int]] | None) -> tuple[float, str] | None:
+    best: tuple[float, str] | None = None
+    for mount, values in (disks or {}).items():
+        fullness = disk_fullness(values)
+        if fullness is not None and (best is None or fullness > best[0]):
+            best = (fullness, mount)
+    return best
+
+
 def fullest_disk_percent(disks: Mapping[str, Sequence[int]] | None) -> float | None:
     """Return the used percentage of the fullest disk, or None if no disk was measured (or all are empty)."""
-    if not disks:
-        return None
-    fullest: float | None = None
-    for total_bytes, used_bytes in (pair[:2] for pair in disks.values()):
-        if total_bytes <= 0:
-            continue
-        percent = min(100.0, 100.0 * used_bytes / total_bytes)
-        fullest = percent if fullest is None else max(fullest, percent)
-    return fullest
+    best = _fullest(disks)
+    return None if best is None else 100.0 * best[0]
 
 
 def fullest_disk_name(disks: Mapping[str, Sequence[int]] | None) -> str | None:
     """Return the mount point of the fullest disk, for a tooltip."""
-    if not disks:
-        return None
-    best: tuple[float, str] | None = None
-    for mount, pair in disks.items():
-        total_bytes, used_bytes = pair[0], pair[1]
-        if total_bytes > 0:
-            candidate = (used_bytes / total_bytes, mount)
-            best = candidate if best is None or candidate[0] > best[0] else best
+    best = _fullest(disks)
     return None if best is None else best[1]
+
+
+def format_clock(epoch_s: float | None, localtime: bool = True) -> str:
+    """Return a wall-clock instant as ``'HH:MM:SS'`` (local time), or '' when unknown."""
+    if epoch_s is None:
+        return ""
+    moment = time.localtime(epoch_s) if localtime else time.gmtime(epoch_s)
+    return time.strftime("%H:%M:%S", moment)
+
+
+def plain_tooltip(text: str | None) -> str | None:
+    """Return ``text`` so that a Qt tooltip shows it literally: peer strings are data, never markup.
+
+    A QToolTip renders anything that ``Qt.mightBeRichText`` calls rich, so the text is
+    escaped and wrapped in one paragraph of our own (``white-space: pre`` keeps its spaces).
+    """
+    if not text:
+        return None
+    return "<p style='white-space:pre'>" + html.escape(text, quote=False) + "</p>"

@@ -4,17 +4,17 @@ A batch from ``CollectorLink`` becomes at most: row removals, ONE ``dataChanged`
 rows that changed (min..max), and one row insertion at the end. There is never a model
 reset, so a snapshot after a reconnect keeps the view's selection and scroll position.
 The "last seen" column ticks with ``refresh_ages()``, which signals that column only.
+Rows are capped (``MAX_ROWS``): a hostile collector cannot grow the viewer without bound,
+and ``refused_nodes`` counts what the cap turned away, for the window to say so.
 
-Not here: timers, sockets or widgets; time comes in as an argument (``now_at``).
-UI thread only, like every Qt model.
+Not here: what a cell says (``viewer.cells``), timers, sockets or widgets; time comes in
+as an argument (``now_at``). UI thread only, like every Qt model.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from enum import IntEnum
 from typing import Final
 
 from PyQt6.QtCore import (
@@ -27,99 +27,53 @@ from PyQt6.QtCore import (
 )
 from PyQt6.QtGui import QColor
 
-from shared.messages import Heartbeat, History, NodeEntry, NodeFacts, NodeState, NodeStatus
+from shared.messages import NodeState
 from viewer.batching import NodeBatch
-from viewer.format import (
-    format_age,
-    format_duration,
-    format_load,
-    format_percent,
-    format_rx_tx,
-    fullest_disk_name,
-    fullest_disk_percent,
+from viewer.cells import (
+    COLUMN_COUNT,
+    HEADERS,
+    METRIC_COLUMNS,
+    Column,
+    NodeRow,
+    display_strings,
+    is_dimmed,
+    sort_key,
+    tooltip,
 )
+from viewer.format import format_age, plain_tooltip
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 
-
-class Column(IntEnum):
-    """The table's columns, in display order."""
-
-    NODE = 0  # first, so a dataChanged over columns 1.. never touches it (see _emit_rows_changed)
-    STATE = 1  # shown first: the window moves this section visually
-    CPU = 2
-    LOAD = 3
-    MEMORY = 4
-    DISK = 5
-    NET = 6
-    UPTIME = 7
-    LAST_SEEN = 8
-
-
-HEADERS: Final[dict[Column, str]] = {
-    Column.NODE: "Node",
-    Column.STATE: "State",
-    Column.CPU: "CPU",
-    Column.LOAD: "Load 1/5/15",
-    Column.MEMORY: "Memory",
-    Column.DISK: "Fullest disk",
-    Column.NET: "Net rx/tx",
-    Column.UPTIME: "Uptime",
-    Column.LAST_SEEN: "Last seen",
-}
-
+# Twice the 10,000-node fleet the viewer is measured at; beyond it, new nodes are refused (and counted).
+MAX_ROWS: Final = 20_000
 # Numeric sort keys (the proxy sorts by this role, so "9.0 %" < "10.0 %").
 SORT_ROLE: Final = Qt.ItemDataRole.UserRole + 1
 # The node id of any cell's row, so views and proxies never parse display text.
 NODE_ID_ROLE: Final = Qt.ItemDataRole.UserRole + 2
 
-STATE_ORDER: Final[dict[str, int]] = {"online": 0, "stale": 1, "offline": 2}
-# Light backgrounds with dark text stay readable in both light and dark desktop themes.
 _STATE_BACKGROUND: Final[dict[str, str]] = {"online": "#bfe8bf", "stale": "#ffe08a", "offline": "#f2b0b0"}
 _DISCONNECTED_BACKGROUND: Final = "#d9d9d9"
 _STATE_TEXT: Final = "#1a1a1a"
 _GREYED_TEXT: Final = "#8c8c8c"
-_RIGHT_ALIGNED: Final = frozenset({Column.CPU, Column.LOAD, Column.MEMORY, Column.DISK, Column.NET, Column.UPTIME})
-COLUMN_COUNT: Final = len(Column)
+_RIGHT_ALIGNED: Final = METRIC_COLUMNS
 # Roles a QTableView asks for on every paint that this model never serves: answered first, cheaply.
 _DISPLAY: Final = int(Qt.ItemDataRole.DisplayRole)
 _FOREGROUND: Final = int(Qt.ItemDataRole.ForegroundRole)
 _BACKGROUND: Final = int(Qt.ItemDataRole.BackgroundRole)
 _ALIGNMENT: Final = int(Qt.ItemDataRole.TextAlignmentRole)
 _TOOLTIP: Final = int(Qt.ItemDataRole.ToolTipRole)
+_INITIAL_SORT: Final = int(Qt.ItemDataRole.InitialSortOrderRole)
 _SERVED_ROLES: Final = frozenset({_DISPLAY, _FOREGROUND, _BACKGROUND, _ALIGNMENT, _TOOLTIP, SORT_ROLE, NODE_ID_ROLE})
-
-
-@dataclass(slots=True)
-class NodeRow:
-    """What the table knows about one node; mutated in place as batches arrive."""
-
-    node_id: str
-    status: NodeStatus
-    facts: NodeFacts | None = None
-    sample: Heartbeat | None = None
-    history: History | None = None
-    # Display strings of every column but "last seen", built on the first paint after a change:
-    # a paint asks for each visible cell several times, and most rows are never visible.
-    display: list[str] | None = None
-
-    def absorb(self, entry: NodeEntry, *, replace: bool) -> None:
-        """Take ``entry``'s fields; ``replace`` (a snapshot) also clears what the entry lacks."""
-        self.display = None
-        self.status = entry.status
-        if replace or entry.facts is not None:
-            self.facts = entry.facts
-        if replace or entry.last_sample is not None:
-            self.sample = entry.last_sample
-        if replace or entry.history is not None:
-            self.history = entry.history
 
 
 class NodeTableModel(QAbstractTableModel):
     """The node table; ``apply_batch`` is the only way rows change."""
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, max_rows: int = MAX_ROWS) -> None:
         super().__init__(parent)
+        self._max_rows = max_rows
+        # Entries for new nodes turned away by the cap since the last snapshot (here or in the link).
+        self.refused_nodes = 0
         self._rows: list[NodeRow] = []
         self._row_of: dict[str, int] = {}
         self._connected = True
@@ -161,6 +115,8 @@ class NodeTableModel(QAbstractTableModel):
         if orientation is Qt.Orientation.Horizontal and 0 <= section < COLUMN_COUNT:
             if role == _DISPLAY:
                 return HEADERS[Column(section)]
+            if role == _INITIAL_SORT:  # a first click on a metric shows the busiest nodes first
+                return Qt.SortOrder.DescendingOrder if section in METRIC_COLUMNS else Qt.SortOrder.AscendingOrder
             if role == _ALIGNMENT:
                 return self._alignment[section]
         return None
@@ -189,10 +145,10 @@ class NodeTableModel(QAbstractTableModel):
             if column == Column.LAST_SEEN:
                 return format_age(self.age_s(row))
             if row.display is None:
-                row.display = self._display_strings(row)
+                row.display = display_strings(row)
             return row.display[column]
         if role == _FOREGROUND:
-            if not self._connected:
+            if not self._connected or is_dimmed(row, column):
                 return self._greyed_text
             return self._state_text if column == Column.STATE else None
         if role == _BACKGROUND:
@@ -202,9 +158,9 @@ class NodeTableModel(QAbstractTableModel):
         if role == _ALIGNMENT:
             return self._alignment[column]
         if role == SORT_ROLE:
-            return self._sort_key(row, Column(column))
+            return sort_key(row, Column(column), self.age_s(row))
         if role == _TOOLTIP:
-            return self._tooltip(row, Column(column))
+            return plain_tooltip(tooltip(row, Column(column), self._server_offset_s))
         return row.node_id  # NODE_ID_ROLE
 
     # -- what the window uses -------------------------------------------------------------
@@ -232,6 +188,9 @@ class NodeTableModel(QAbstractTableModel):
         """
         self._now_at = now_at
         self._server_offset_s = batch.server_time_at - now_at
+        if batch.is_snapshot:
+            self.refused_nodes = 0
+        self.refused_nodes += batch.refused
         gone = (
             [node_id for node_id in self._row_of if node_id not in batch.entries]
             if batch.is_snapshot
@@ -243,6 +202,9 @@ class NodeTableModel(QAbstractTableModel):
         for node_id, entry in batch.entries.items():
             position = self._row_of.get(node_id)
             if position is None:
+                if len(self._rows) + len(new_rows) >= self._max_rows:
+                    self.refused_nodes += 1
+                    continue
                 new_rows.append(NodeRow(node_id, entry.status, entry.facts, entry.last_sample, entry.history))
             else:
                 row = self._rows[position]
@@ -275,7 +237,22 @@ class NodeTableModel(QAbstractTableModel):
 
     def sort_key(self, position: int, column: int) -> float | str | None:
         """The value row ``position`` sorts by in ``column`` (None: not measured)."""
-        return self._sort_key(self._rows[position], Column(column))
+        row = self._rows[position]
+        return sort_key(row, Column(column), self.age_s(row))
+
+    @property
+    def max_rows(self) -> int:
+        """The row cap."""
+        return self._max_rows
+
+    @property
+    def server_offset_s(self) -> float:
+        """The collector's wall clock minus ours, as of the last batch."""
+        return self._server_offset_s
+
+    def row_at(self, position: int) -> NodeRow:
+        """The row data of source row ``position``."""
+        return self._rows[position]
 
     def node_id_at(self, position: int) -> str:
         """The node id of source row ``position``."""
@@ -327,55 +304,6 @@ class NodeTableModel(QAbstractTableModel):
             del self._rows[first : last + 1]
             self.endRemoveRows()
         self._row_of = {row.node_id: position for position, row in enumerate(self._rows)}
-
-    @staticmethod
-    def _display_strings(row: NodeRow) -> list[str]:
-        """Every column's text (the "last seen" slot is filled live by ``data``)."""
-        texts = [""] * COLUMN_COUNT
-        texts[Column.NODE] = row.node_id
-        texts[Column.STATE] = row.status.state
-        sample = row.sample
-        if sample is not None:
-            texts[Column.CPU] = format_percent(sample.cpu_percent)
-            texts[Column.LOAD] = format_load(sample.load_avg)
-            texts[Column.MEMORY] = format_percent(sample.mem_percent)
-            texts[Column.DISK] = format_percent(fullest_disk_percent(sample.disks))
-            texts[Column.NET] = format_rx_tx(sample.net_rx_bytes_per_s, sample.net_tx_bytes_per_s)
-            texts[Column.UPTIME] = format_duration(sample.uptime_s)
-        return texts
-
-    def _sort_key(self, row: NodeRow, column: Column) -> float | str | None:  # noqa: PLR0911 - one branch per column
-        sample = row.sample
-        if column is Column.STATE:
-            return STATE_ORDER[row.status.state]
-        if column is Column.NODE:
-            return row.node_id
-        if column is Column.LAST_SEEN:
-            return self.age_s(row)
-        if sample is None:
-            return None
-        if column is Column.CPU:
-            return sample.cpu_percent
-        if column is Column.LOAD:
-            return None if sample.load_avg is None else sample.load_avg[0]
-        if column is Column.MEMORY:
-            return sample.mem_percent
-        if column is Column.DISK:
-            return fullest_disk_percent(sample.disks)
-        if column is Column.NET:
-            rx, tx = sample.net_rx_bytes_per_s, sample.net_tx_bytes_per_s
-            return None if rx is None and tx is None else (rx or 0.0) + (tx or 0.0)
-        return sample.uptime_s
-
-    def _tooltip(self, row: NodeRow, column: Column) -> str | None:
-        if column is Column.STATE:
-            reason = f" ({row.status.reason})" if row.status.reason else ""
-            return f"{row.status.state}{reason}"
-        if column is Column.NODE and row.facts is not None:
-            return f"{row.facts.hostname} · {row.facts.os} {row.facts.os_release}"
-        if column is Column.DISK and row.sample is not None:
-            return fullest_disk_name(row.sample.disks)
-        return None
 
 
 def runs_descending(positions: Sequence[int]) -> list[tuple[int, int]]:

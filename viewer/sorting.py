@@ -8,14 +8,17 @@ role. Here the order is a Python list: re-sorting 2,000 rows with ``sorted()`` t
 few milliseconds, a paint costs one Python call per cell, and the view keeps its
 selection through ``layoutChanged`` with persistent indexes (never a reset).
 
-Behaviour: sort by any column (numbers by value, unmeasured last, ties by node id),
-filter by a case-insensitive substring of the node id. Rows appear, vanish and change
-through insert/remove/dataChanged signals like any model. UI thread only.
+Behaviour: sort by any column (numbers by value, unmeasured last, ties by node id;
+by default State descending: problems first), filter with a ``viewer.filtering.NodeFilter``
+(re-checked for the rows each batch changes). While ``held`` (pointer over the table, or
+frozen by the user) the order does not move: changed rows repaint in place and new rows
+wait at the bottom until the hold ends. Rows appear, vanish and change through
+insert/remove/dataChanged signals like any model. UI thread only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from PyQt6.QtCore import (
     QAbstractTableModel,
@@ -25,7 +28,9 @@ from PyQt6.QtCore import (
     Qt,
 )
 
-from viewer.model import COLUMN_COUNT, AnyIndex, Column, NodeTableModel, runs_descending
+from viewer.cells import COLUMN_COUNT, Column
+from viewer.filtering import NodeFilter
+from viewer.model import AnyIndex, NodeTableModel, runs_descending
 
 # Beyond this many changed rows in one batch, one min..max dataChanged is cheaper than many.
 _MAX_RUNS = 400
@@ -37,9 +42,10 @@ class NodeSortFilterModel(QAbstractTableModel):
     def __init__(self, source: NodeTableModel, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._source = source
-        self._sort_column = int(Column.NODE)
-        self._descending = False
-        self._filter = ""
+        self._sort_column = int(Column.STATE)
+        self._descending = True
+        self._filter = NodeFilter("")
+        self._held = False
         self._order: list[int] = []  # view row -> source row
         self._view_row: dict[int, int] = {}  # source row -> view row, for visible rows only
         # True while rows are being removed: the view then moves its current index to a
@@ -102,20 +108,39 @@ class NodeSortFilterModel(QAbstractTableModel):
     # -- what the window uses ---------------------------------------------------------------
 
     @property
-    def filter_text(self) -> str:
-        """The current filter (lower case)."""
-        return self._filter
+    def sort_column(self) -> int:
+        """The column rows are sorted by."""
+        return self._sort_column
 
-    def set_filter(self, text: str) -> None:
-        """Show only nodes whose id contains ``text`` (case-insensitive)."""
-        text = text.strip().lower()
-        if text == self._filter:
+    @property
+    def descending(self) -> bool:
+        """True if sorted high to low."""
+        return self._descending
+
+    @property
+    def held(self) -> bool:
+        """True while the order is held still."""
+        return self._held
+
+    def set_held(self, held: bool) -> None:
+        """Hold the row order still (or let it move again, re-sorting at once)."""
+        if held == self._held:
             return
-        self._filter = text
+        self._held = held
+        if not held:
+            self._resort()
+
+    def set_filter(self, node_filter: NodeFilter) -> None:
+        """Show only the nodes ``node_filter`` accepts."""
+        self._filter = node_filter
         wanted = {row for row in range(self._source.rowCount()) if self._accepts(row)}
         gone = [source_row for source_row in self._order if source_row not in wanted]
         self._hide(gone)
         self._show(sorted(wanted.difference(self._view_row)))
+
+    def total_count(self) -> int:
+        """Rows before filtering."""
+        return self._source.rowCount()
 
     def mapToSource(self, index: AnyIndex) -> QModelIndex:  # noqa: N802 - the proxy-model name people expect
         """The source index of a view index."""
@@ -136,10 +161,13 @@ class NodeSortFilterModel(QAbstractTableModel):
 
     def _on_source_data_changed(self, top_left: QModelIndex, bottom_right: QModelIndex, _roles: object = None) -> None:
         first_col, last_col = top_left.column(), bottom_right.column()
-        if first_col <= self._sort_column <= last_col and self._sort_column != Column.NODE:
-            self._resort()  # node ids never change in place, so sorting by node needs no re-sort
         exact = self._source.changed_rows
         candidates = exact if exact is not None else range(top_left.row(), bottom_right.row() + 1)
+        if not self._filter.empty and exact is not None:  # a batch: its rows may now pass or fail the filter
+            self._hide([row for row in exact if row in self._view_row and not self._accepts(row)])
+            self._show(sorted(row for row in exact if row not in self._view_row and self._accepts(row)))
+        if first_col <= self._sort_column <= last_col and self._sort_column != Column.NODE:
+            self._resort()  # node ids never change in place, so sorting by node needs no re-sort
         rows = sorted(row for row in map(self._view_row.get, candidates) if row is not None)
         if not rows:
             return
@@ -164,17 +192,14 @@ class NodeSortFilterModel(QAbstractTableModel):
 
     def _on_source_reset(self) -> None:
         self.beginResetModel()
-        self._order = [row for row in range(self._source.rowCount()) if self._accepts(row)]
-        self._order.sort(key=self._key_function(), reverse=self._descending)
+        self._order = self._sorted([row for row in range(self._source.rowCount()) if self._accepts(row)])
         self._view_row = {source_row: view_row for view_row, source_row in enumerate(self._order)}
         self.endResetModel()
 
     # -- internals -------------------------------------------------------------------------------
 
     def _accepts(self, source_row: int) -> bool:
-        if not self._filter:
-            return True
-        return self._filter in self._source.node_id_at(source_row).lower()
+        return self._filter.empty or self._filter(self._source.row_at(source_row))
 
     def _show(self, source_rows: Iterable[int]) -> None:
         """Append ``source_rows`` (one insert), then move them to their sorted places."""
@@ -206,25 +231,23 @@ class NodeSortFilterModel(QAbstractTableModel):
             self.removing = False
         self._view_row = {source_row: view_row for view_row, source_row in enumerate(self._order)}
 
-    def _key_function(self) -> Callable[[int], tuple[bool, float | str, str]]:
+    def _sorted(self, rows: list[int]) -> list[int]:
+        """``rows`` in display order: by value (unmeasured last either way), ties by node id ascending."""
         column, descending = self._sort_column, self._descending
         key_of, node_id_at = self._source.sort_key, self._source.node_id_at
 
-        def key(source_row: int) -> tuple[bool, float | str, str]:
+        def key(source_row: int) -> tuple[bool, float | str]:
             value = key_of(source_row, column)
-            # Unmeasured values sort last in both directions; ties break by node id.
-            return (
-                descending if value is not None else not descending,
-                0.0 if value is None else value,
-                node_id_at(source_row),
-            )
+            return (descending if value is not None else not descending, 0.0 if value is None else value)
 
-        return key
+        # Two stable sorts: ties keep node-id order even when the values sort high to low.
+        return sorted(sorted(rows, key=node_id_at), key=key, reverse=descending)
 
     def _resort(self) -> None:
         """Re-sort the visible rows; tell the view through layoutChanged only if the order moved."""
-        key = self._key_function()
-        new_order = sorted(self._order, key=key, reverse=self._descending)
+        if self._held:
+            return
+        new_order = self._sorted(self._order)
         if new_order == self._order:
             return
         self.layoutAboutToBeChanged.emit([], QAbstractTableModel.LayoutChangeHint.VerticalSortHint)

@@ -1,12 +1,20 @@
-"""``MainWindow``: the node table, filter box, detail pane and status bar, wired to a ``CollectorLink``.
+"""``MainWindow``: the filter row, the banner, the node table, the detail pane and the status bar.
 
-Everything here runs on the UI thread and only reacts to the link's signals and two
-timers: a 1 s tick for "last seen" and the reconnect countdown. Repaints of the table
-are coalesced by construction: the link delivers at most ~10 batches per second, and
-the age tick rides on a batch when one came in the last second.
+Everything here runs on the UI thread and only reacts to the link's signals, the
+user, and one 1 s timer (for "last seen" and the retry countdown). Table repaints are
+coalesced by construction: the link delivers at most ~10 batches per second, and the
+age tick rides on a batch when one came in the last second.
 
-Not here: networking (``viewer.link``) or table logic (``viewer.model``). No modal dialog,
-ever: errors go to the status bar.
+Behaviour a user relies on:
+- the detail pane follows the *selected* row: a header click or focus never picks a node;
+- the row order holds still while the pointer is over the table, or while frozen (Z or Space),
+  and a mark says so;
+- Ctrl+F filters, Esc clears the filter, Enter opens a row, Ctrl+Q quits; a bad filter
+  says why inline, and "N of M shown" counts what it keeps; a node filtered out leaves the pane;
+- while disconnected a banner says why in words, and counts and the pane say "as of HH:MM:SS".
+
+Not here: networking (``viewer.link``), what cells say (``viewer.cells``), the words of the
+status (``viewer.status``). No modal dialog, ever. Peer text is shown as plain text only.
 """
 
 from __future__ import annotations
@@ -15,42 +23,27 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from PyQt6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QCloseEvent
-from PyQt6.QtWidgets import (
-    QAbstractItemView,
-    QHeaderView,
-    QLabel,
-    QLineEdit,
-    QMainWindow,
-    QSplitter,
-    QTableView,
-    QVBoxLayout,
-    QWidget,
-)
+from PyQt6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PyQt6.QtWidgets import QHBoxLayout, QLineEdit, QMainWindow, QSplitter, QVBoxLayout, QWidget
 
 from shared.messages import NodeHistory
 from viewer.batching import NodeBatch
-from viewer.detail import DetailPane
+from viewer.cells import Column
+from viewer.detail import DetailPane, plain_label
+from viewer.filtering import FilterError, parse
+from viewer.format import plain_tooltip
 from viewer.link import CollectorLink, LinkState, Phase
-from viewer.model import NODE_ID_ROLE, Column, NodeTableModel
+from viewer.model import MAX_ROWS, NODE_ID_ROLE, NodeTableModel
 from viewer.sorting import NodeSortFilterModel
+from viewer.status import BannerKind, banner, counts_text, describe_state
+from viewer.table import NodeTableView
+
+__all__ = ["MainWindow", "describe_state"]
 
 # "last seen" counts whole seconds, so a 1 s tick is as fine as the text gets.
 AGE_TICK_MS: Final = 1000
 _AGE_TICK_S: Final = AGE_TICK_MS / 1000.0
-# Initial widths (Interactive: the user may drag them; never ResizeToContents, which walks the model).
-_COLUMN_WIDTHS: Final[dict[Column, int]] = {
-    Column.NODE: 170,
-    Column.STATE: 80,
-    Column.CPU: 70,
-    Column.LOAD: 120,
-    Column.MEMORY: 75,
-    Column.DISK: 90,
-    Column.NET: 190,
-    Column.UPTIME: 90,
-    Column.LAST_SEEN: 90,
-}
 _PHASE_COLOUR: Final[dict[Phase, str]] = {
     Phase.CONNECTING: "#8a6d00",
     Phase.CONNECTED: "#1e7b1e",
@@ -58,23 +51,13 @@ _PHASE_COLOUR: Final[dict[Phase, str]] = {
     Phase.AUTH_FAILED: "#b00020",
     Phase.STOPPED: "#555555",
 }
-
-
-def describe_state(state: LinkState, now_s: float) -> str:
-    """The connection indicator's text for ``state`` at monotonic time ``now_s``."""
-    countdown = ""
-    if state.retry_at is not None:
-        countdown = f"{max(0, round(state.retry_at - now_s))} s"
-    if state.phase is Phase.CONNECTED:
-        return "connected"
-    if state.phase is Phase.CONNECTING:
-        return f"connecting... (retry in {countdown})" if countdown else "connecting..."
-    if state.phase is Phase.RECONNECTING:
-        return f"reconnecting in {countdown}" if countdown else "reconnecting..."
-    if state.phase is Phase.AUTH_FAILED:
-        retry = f"; retrying in {countdown}" if countdown else ""
-        return f"auth failed: {state.detail}{retry}"
-    return "stopped"
+_BANNER_STYLE: Final[dict[BannerKind, str]] = {
+    BannerKind.PROBLEM: "background: #fde2e1; color: #6b0f0f; padding: 6px; font-weight: bold;",
+    BannerKind.HINT: "background: #e6eefc; color: #1a3c6e; padding: 6px;",
+}
+_FILTER_HELP: Final = "Filter: text, state:offline, cpu>80, mem>90, disk>90, label:role=web, /regex/  (Ctrl+F)"
+_PAUSED_HOVER: Final = "⏸ order paused (pointer over the table)"
+_PAUSED_FROZEN: Final = "⏸ frozen: press Z or Space to let rows move"
 
 
 class MainWindow(QMainWindow):
@@ -91,30 +74,35 @@ class MainWindow(QMainWindow):
         link: CollectorLink,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        collector_url: str = "",
+        max_rows: int = MAX_ROWS,
     ) -> None:
         super().__init__()
         self.setWindowTitle("nodewatch")
         self.resize(1280, 760)
         self._link = link
+        self._collector_url = collector_url or "the collector"
         self._wall_clock = wall_clock
         self._monotonic = monotonic
         self._selected_node_id: str | None = None
         self._last_age_refresh_s = float("-inf")
+        self._last_batch_at: float | None = None
+        self._hovered = False
+        self._frozen = False
         self._closed = False
 
         # No Qt parent: the window's Python attribute owns it, so a test holding the model outlives the window.
-        self.model = NodeTableModel()
+        self.model = NodeTableModel(max_rows=max_rows)
         self.proxy = NodeSortFilterModel(self.model, self)
+        self._build_central()
 
-        self.filter_box, self.table, self.detail = self._build_central()
-
-        self.counts_label = QLabel()
-        self.connection_label = QLabel()
+        self.counts_label = plain_label()
+        self.connection_label = plain_label()
         status_bar = self.statusBar()
         assert status_bar is not None
         status_bar.addWidget(self.counts_label, 1)
         status_bar.addPermanentWidget(self.connection_label)
-        self._update_counts()
+        self._add_shortcuts()
         self._show_state(link.state)
 
         self._age_timer = QTimer(self)
@@ -126,53 +114,68 @@ class MainWindow(QMainWindow):
         link.state_changed.connect(self._show_state)
         link.history_ready.connect(self._on_history)
 
-    def _build_central(self) -> tuple[QLineEdit, QTableView, DetailPane]:
-        """Filter box and table on the left, detail pane on the right."""
-        filter_box = QLineEdit()
-        filter_box.setPlaceholderText("Filter nodes…")
-        filter_box.setClearButtonEnabled(True)
-        filter_box.textChanged.connect(self.proxy.set_filter)
+    def _build_central(self) -> None:
+        """Filter row, banner and table on the left, detail pane on the right."""
+        self.filter_box = QLineEdit()
+        self.filter_box.setPlaceholderText(_FILTER_HELP)
+        self.filter_box.setClearButtonEnabled(True)
+        self.filter_box.textChanged.connect(self._on_filter_text)
+        self.filter_box.returnPressed.connect(self._open_first_row)
+        self.filter_error = plain_label()
+        self.filter_error.setStyleSheet("color: #b00020;")
+        self.filter_error.hide()
+        self.shown_label = plain_label()
+        self.paused_label = plain_label()
+        self.paused_label.setStyleSheet("color: #8a5a00; font-weight: bold;")
+        self.paused_label.hide()
+        self.banner = plain_label()
+        self.banner.setWordWrap(True)
+        self.banner.hide()
 
-        table = QTableView()
-        table.setModel(self.proxy)
-        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        table.setAlternatingRowColors(True)
-        table.setWordWrap(False)
-        rows = table.verticalHeader()
-        assert rows is not None
-        rows.setVisible(False)
-        # Every row the same height: the view never asks the model to measure rows.
-        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        rows.setDefaultSectionSize(table.fontMetrics().height() + 8)
-        header = table.horizontalHeader()
-        assert header is not None
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setSectionResizeMode(Column.STATE, QHeaderView.ResizeMode.Fixed)
-        header.setStretchLastSection(True)
-        for column, width in _COLUMN_WIDTHS.items():
-            header.resizeSection(column, width)
-        header.moveSection(header.visualIndex(Column.STATE), 0)  # state first, as colour and text
-        table.setSortingEnabled(True)
-        table.sortByColumn(Column.NODE, Qt.SortOrder.AscendingOrder)
-        selection_model = table.selectionModel()
+        self.table = NodeTableView()
+        self.table.setModel(self.proxy)
+        self.table.configure_columns()
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(Column.STATE, Qt.SortOrder.DescendingOrder)  # problems first
+        self.table.hover_changed.connect(self._on_hover)
+        self.table.activated.connect(self._open_row)
+        selection_model = self.table.selectionModel()
         assert selection_model is not None
-        selection_model.currentRowChanged.connect(self._on_current_row_changed)
+        selection_model.selectionChanged.connect(self._on_selection_changed)
 
-        detail = DetailPane()
+        self.detail = DetailPane()
+        top = QHBoxLayout()
+        top.addWidget(self.filter_box, 1)
+        top.addWidget(self.paused_label)
+        top.addWidget(self.shown_label)
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(filter_box)
-        left_layout.addWidget(table)
+        left_layout.addLayout(top)
+        left_layout.addWidget(self.filter_error)
+        left_layout.addWidget(self.banner)
+        left_layout.addWidget(self.table)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
-        splitter.addWidget(detail)
+        splitter.addWidget(self.detail)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
-        splitter.setSizes([820, 460])  # the table's columns need the room; the charts read fine narrower
+        # The table gets what its columns need (plus the scroll bar); the charts read fine narrower.
+        table_px = self.table.columns_width() + 24
+        splitter.setSizes([table_px, max(360, 1280 - table_px)])
         self.setCentralWidget(splitter)
-        return filter_box, table, detail
+
+    def _add_shortcuts(self) -> None:
+        bindings: list[tuple[str, Callable[[], object]]] = [
+            ("Ctrl+F", self.focus_filter),
+            ("Escape", self.filter_box.clear),
+            ("Ctrl+Q", self.close),
+            ("Z", self.toggle_freeze),
+            ("Space", self.toggle_freeze),
+        ]
+        for keys, slot in bindings:
+            shortcut = QShortcut(QKeySequence(keys), self)
+            shortcut.activated.connect(slot)
 
     # -- public ----------------------------------------------------------------------------
 
@@ -185,6 +188,11 @@ class MainWindow(QMainWindow):
     def selected_node_id(self) -> str | None:
         """The node shown in the detail pane."""
         return self._selected_node_id
+
+    @property
+    def frozen(self) -> bool:
+        """True while the user froze the row order."""
+        return self._frozen
 
     def select_node(self, node_id: str) -> bool:
         """Select ``node_id``'s row (e.g. after a rebuild); False if it is not shown."""
@@ -199,6 +207,16 @@ class MainWindow(QMainWindow):
         flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
         selection_model.setCurrentIndex(proxy_index, flags)
         return True
+
+    def focus_filter(self) -> None:
+        """Put the cursor in the filter box, its text selected (Ctrl+F)."""
+        self.filter_box.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.filter_box.selectAll()
+
+    def toggle_freeze(self) -> None:
+        """Freeze the row order, or let it move again (Z or Space)."""
+        self._frozen = not self._frozen
+        self._update_hold()
 
     def closeEvent(self, event: QCloseEvent | None) -> None:  # noqa: N802 - Qt's name
         """Stop the timers and the network thread (at most 2 s), then close."""
@@ -219,26 +237,26 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         now_at = self._wall_clock()
+        self._last_batch_at = now_at
         self.model.apply_batch(batch, now_at)
         self._refresh_ages_if_due(force=True)
         self._update_counts()
-        node_id = self._selected_node_id
         if batch.is_snapshot:
             self.snapshot_applied.emit()
-        if node_id is None:
-            return
-        row = self.model.node(node_id)
-        if row is None:
+        self._drop_hidden_selection()
+        node_id = self._selected_node_id
+        row = None if node_id is None else self.model.node(node_id)
+        if node_id is None or row is None:
             return
         came_back = node_id in batch.entries and self.table.currentIndex().data(NODE_ID_ROLE) != node_id
         if batch.is_snapshot or came_back:
             # A fresh snapshot after (re)connecting, or the node reappeared after vanishing
             # (a restarted collector before its agents return): keep the selection, refill the charts.
             if self.select_node(node_id) or batch.is_snapshot:
-                self.detail.show_node(row)
+                self.detail.show_node(row, now_at, self.model.server_offset_s)
                 self._link.request_history(node_id)
         elif node_id in batch.entries:
-            self.detail.update_facts(row)
+            self.detail.update_facts(row, now_at, server_offset_s=self.model.server_offset_s)
             if row.sample is not None:
                 self.detail.extend(node_id, row.sample)
 
@@ -248,27 +266,81 @@ class MainWindow(QMainWindow):
         if row is not None and row.sample is not None:
             self.detail.extend(reply.node_id, row.sample)
 
-    def _on_current_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+    def _on_selection_changed(self, selected: QItemSelection, _deselected: QItemSelection) -> None:
         if self.proxy.removing:
             # The selected node vanished and Qt moved the cursor to a neighbour: not the user's
             # choice. Keep following the vanished node (it may come back) and un-highlight the neighbour.
             QTimer.singleShot(0, self._clear_view_selection)
             return
-        node_id = current.data(NODE_ID_ROLE) if current.isValid() else None
-        if not isinstance(node_id, str) or node_id == self._selected_node_id:
+        indexes = selected.indexes()
+        node_id = indexes[0].data(NODE_ID_ROLE) if indexes else None
+        if isinstance(node_id, str):
+            self._show_node(node_id)
+
+    def _show_node(self, node_id: str) -> None:
+        if node_id == self._selected_node_id:
             return
         self._selected_node_id = node_id
-        self.detail.show_node(self.model.node(node_id))
+        self.detail.show_node(self.model.node(node_id), self._wall_clock(), self.model.server_offset_s)
         self._link.request_history(node_id)
+
+    def _open_row(self, index: QModelIndex) -> None:
+        """Enter (or a double click) on a row: select it and show it in the pane."""
+        node_id = index.data(NODE_ID_ROLE)
+        if isinstance(node_id, str):
+            self.select_node(node_id)
+            self._show_node(node_id)
+
+    def _open_first_row(self) -> None:
+        if self.proxy.rowCount():
+            self._open_row(self.proxy.index(0, Column.NODE))
+            self.table.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _clear_view_selection(self) -> None:
         selection_model = self.table.selectionModel()
         if selection_model is not None and self.table.currentIndex().data(NODE_ID_ROLE) != self._selected_node_id:
             selection_model.clear()
 
+    def _drop_hidden_selection(self) -> None:
+        """A selected node the filter hides leaves the pane (a node the collector forgot is still followed)."""
+        node_id = self._selected_node_id
+        source_row = None if node_id is None else self.model.row_of(node_id)
+        if source_row is None or self.proxy.mapFromSource(self.model.index(source_row, Column.NODE)).isValid():
+            return
+        self._selected_node_id = None
+        self.detail.show_node(None)
+        selection_model = self.table.selectionModel()
+        if selection_model is not None:
+            selection_model.clear()
+
+    def _on_filter_text(self, text: str) -> None:
+        try:
+            node_filter = parse(text)
+        except FilterError as exc:
+            self.filter_error.setText(f"Filter not applied: {exc}")
+            self.filter_error.show()
+            return
+        self.filter_error.hide()
+        self.proxy.set_filter(node_filter)
+        self._drop_hidden_selection()
+        self._update_counts()
+
+    def _on_hover(self, hovered: bool) -> None:
+        self._hovered = hovered
+        self._update_hold()
+
+    def _update_hold(self) -> None:
+        self.proxy.set_held(self._hovered or self._frozen)
+        text = _PAUSED_FROZEN if self._frozen else _PAUSED_HOVER
+        self.paused_label.setText(text)
+        self.paused_label.setVisible(self._hovered or self._frozen)
+
     def _on_age_tick(self) -> None:
         self._refresh_ages_if_due(force=False)
         self._show_state(self._link.state)
+        row = None if self._selected_node_id is None else self.model.node(self._selected_node_id)
+        if row is not None:
+            self.detail.update_facts(row, self._wall_clock(), self._as_of(), self.model.server_offset_s)
 
     def _refresh_ages_if_due(self, *, force: bool) -> None:
         # Piggy-back on a batch: both dataChanged land in one paint. The timer only
@@ -279,19 +351,53 @@ class MainWindow(QMainWindow):
         self._last_age_refresh_s = now_s
         self.model.refresh_ages(self._wall_clock())
 
+    def _as_of(self) -> float | None:
+        """While disconnected: when the table last heard from the collector."""
+        return None if self.model.connected else self._last_batch_at
+
     def _show_state(self, state: LinkState) -> None:
-        text = "● " + describe_state(state, self._monotonic())
+        now_s = self._monotonic()
+        text = "● " + describe_state(state, now_s)
         if text != self.connection_label.text():
             self.connection_label.setText(text)
         style = f"color: {_PHASE_COLOUR[state.phase]}; font-weight: bold;"
         if style != self.connection_label.styleSheet():  # restyling is costly: only on a change
             self.connection_label.setStyleSheet(style)
-        self.connection_label.setToolTip(state.detail)
+        self.connection_label.setToolTip(plain_tooltip(state.detail) or "")
+        was_connected = self.model.connected
         self.model.set_connected(state.phase is Phase.CONNECTED)
+        if was_connected != self.model.connected:
+            self._update_counts()
+            row = None if self._selected_node_id is None else self.model.node(self._selected_node_id)
+            if row is not None:
+                self.detail.update_facts(row, self._wall_clock(), self._as_of(), self.model.server_offset_s)
+        self._update_banner(state, now_s)
+
+    def _update_banner(self, state: LinkState, now_s: float) -> None:
+        shown = banner(
+            state,
+            now_s,
+            collector_url=self._collector_url,
+            rows=self.model.rowCount(),
+            as_of_at=self._last_batch_at,
+            refused_nodes=self.model.refused_nodes,
+            max_rows=self.model.max_rows,
+        )
+        if shown is None:
+            self.banner.hide()
+            return
+        if self.banner.text() != shown.text:
+            self.banner.setText(shown.text)
+        style = _BANNER_STYLE[shown.kind]
+        if self.banner.styleSheet() != style:
+            self.banner.setStyleSheet(style)
+        self.banner.show()
 
     def _update_counts(self) -> None:
-        counts = self.model.state_counts()
-        text = f"{sum(counts.values())} nodes · {counts['online']} online · {counts['stale']} stale · "
-        text += f"{counts['offline']} offline"
+        text = counts_text(self.model.state_counts(), self._as_of())
         if self.counts_label.text() != text:
             self.counts_label.setText(text)
+        shown = f"{self.proxy.rowCount():,} of {self.model.rowCount():,} shown"
+        if self.shown_label.text() != shown:
+            self.shown_label.setText(shown)
+        self._update_banner(self._link.state, self._monotonic())

@@ -10,11 +10,10 @@ from PyQt6.QtCore import QModelIndex
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
-from tests.viewer.conftest import ARTIFACTS, check_model, link_threads, make_link
 from tests.viewer.fleet import AgentSwarm, CollectorProcess
-from tests.viewer.test_window import greyed
+from tests.viewer.helpers import ARTIFACTS, check_model, greyed, link_threads, make_link
+from viewer.cells import Column
 from viewer.link import Phase
-from viewer.model import Column
 from viewer.window import MainWindow
 
 pytestmark = pytest.mark.slow

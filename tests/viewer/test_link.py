@@ -12,8 +12,8 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from shared.messages import NodeHistory
-from tests.viewer.conftest import link_threads, make_link
 from tests.viewer.factories import entry, snapshot, update
+from tests.viewer.helpers import link_threads, make_link
 from tests.viewer.subscribe_server import SubscribeServer
 from viewer.batching import NodeBatch
 from viewer.link import CollectorLink, LinkState, Phase, subscribe_url

@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
 from PyQt6.QtCore import QModelIndex, QSortFilterProxyModel, Qt
 from pytestqt.modeltest import ModelTester
 
-from shared.messages import Snapshot, Update
-from tests.viewer.conftest import check_model
 from tests.viewer.factories import BASE_AT, entry, snapshot, update
-from viewer.batching import NodeBatch, PendingBatch
-from viewer.model import NODE_ID_ROLE, SORT_ROLE, Column, NodeTableModel
-
-
-def batch_of(*messages: Snapshot | Update) -> NodeBatch:
-    """Merge messages the way the link does and return the batch."""
-    pending = PendingBatch()
-    for message in messages:
-        pending.add(message)
-    batch = pending.take()
-    assert batch is not None
-    return batch
-
-
-@dataclass
-class Signals:
-    """Every structural or data signal a model emitted, in order."""
-
-    events: list[tuple[str, int, int]] = field(default_factory=list)
-
-    def attach(self, model: NodeTableModel) -> None:
-        model.dataChanged.connect(lambda tl, br, _roles=(): self.events.append(("changed", tl.row(), br.row())))
-        model.rowsInserted.connect(lambda _p, first, last: self.events.append(("inserted", first, last)))
-        model.rowsRemoved.connect(lambda _p, first, last: self.events.append(("removed", first, last)))
-        model.modelReset.connect(lambda: self.events.append(("reset", -1, -1)))
-        model.layoutChanged.connect(lambda: self.events.append(("layout", -1, -1)))
+from tests.viewer.helpers import Signals, batch_of, check_model
+from viewer.cells import Column
+from viewer.model import NODE_ID_ROLE, SORT_ROLE, NodeTableModel
 
 
 @pytest.fixture

@@ -7,10 +7,11 @@ from PyQt6.QtCore import QModelIndex, QPersistentModelIndex, Qt
 from pytestqt.modeltest import ModelTester
 
 from shared.messages import NodeEntry
-from tests.viewer.conftest import check_model
 from tests.viewer.factories import BASE_AT, entry, status, update
-from tests.viewer.test_model import Signals, batch_of
-from viewer.model import Column, NodeTableModel
+from tests.viewer.helpers import Signals, batch_of, check_model
+from viewer.cells import Column
+from viewer.filtering import parse
+from viewer.model import NodeTableModel
 from viewer.sorting import NodeSortFilterModel
 
 
@@ -37,12 +38,13 @@ def view(nodes: NodeTableModel, qtmodeltester: ModelTester) -> NodeSortFilterMod
     """The sort/filter model over ``nodes``, checked by qtmodeltester from the start."""
     ordered = NodeSortFilterModel(nodes)
     check_model(qtmodeltester, ordered)
+    ordered.sort(Column.NODE, Qt.SortOrder.AscendingOrder)
     return ordered
 
 
 class TestNodeSortFilterModel:
-    def test_sorted_by_node_by_default(self, view: NodeSortFilterModel) -> None:
-        """Rows show in node-id order whatever order they arrived in."""
+    def test_sorted_by_node(self, view: NodeSortFilterModel) -> None:
+        """Sorted by node, rows show in node-id order whatever order they arrived in."""
         assert view.node_ids() == ["a", "b", "c", "d"]
         assert view.index(0, Column.CPU).data() == "9.0 %"
 
@@ -81,12 +83,12 @@ class TestNodeSortFilterModel:
     def test_filter_hides_and_shows_rows(self, nodes: NodeTableModel, view: NodeSortFilterModel) -> None:
         """The filter keeps matching node ids (case-insensitive); new matching nodes appear in place."""
         signals = Signals()
-        signals.attach(view)  # type: ignore[arg-type]
-        view.set_filter("B")
+        signals.attach(view)
+        view.set_filter(parse("B"))
         assert view.node_ids() == ["b"]
         nodes.apply_batch(batch_of(update(entry("ab"), entry("zz"))), BASE_AT)
         assert view.node_ids() == ["ab", "b"]
-        view.set_filter("")
+        view.set_filter(parse(""))
         assert view.node_ids() == ["a", "ab", "b", "c", "d", "zz"]
         assert ("reset", -1, -1) not in signals.events
 
@@ -104,9 +106,9 @@ class TestNodeSortFilterModel:
     ) -> None:
         """The model keeps Qt's contract through sorting, filtering, inserts, removals and updates."""
         view.sort(Column.CPU, Qt.SortOrder.DescendingOrder)
-        view.set_filter("a")
+        view.set_filter(parse("a"))
         nodes.apply_batch(batch_of(update(entry("aa", cpu=50.0), entry("a", seq=2, cpu=1.0, full=False))), BASE_AT)
-        view.set_filter("")
+        view.set_filter(parse(""))
         nodes.apply_batch(batch_of(update(removed=("b",))), BASE_AT)
         check_model(qtmodeltester, view)
         assert view.node_ids() == ["aa", "d", "a", "c"]

@@ -1,0 +1,166 @@
+"""The detail pane's charts: pyqtgraph plots that tell the truth about gaps, in IEC units.
+
+- A curve breaks where samples are missing (a seq jump, or a time gap over a few
+  intervals): a NaN point is put in the gap and the curve is drawn with ``connect="finite"``,
+  so an outage is never a straight line. Gaps are shaded, and so is the stretch from the
+  last sample to now while the node is stale or offline.
+- Percent charts are fixed at 0-100; the network axis counts KiB/s, MiB/s (IEC, like the table).
+- pyqtgraph's developer context menu and its auto-range "A" button are off; the time axes
+  of all charts are linked, so zooming one zooms all.
+- Each series is capped (``MAX_POINTS``): a hostile collector cannot grow it without bound.
+
+Not here: which node is shown or facts (``viewer.detail``). UI thread only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import pyqtgraph as pg
+
+from shared.limits import MAX_HISTORY_POINTS
+from viewer.format import format_rate
+
+# A full history, plus room for the live points that follow it.
+MAX_POINTS: Final = MAX_HISTORY_POINTS + 10_000
+# Samples further apart than this many intervals leave a gap: one late tick is jitter, three is an outage.
+GAP_INTERVALS: Final = 2.5
+# Shaded gaps drawn per chart, newest first: enough for any real outage pattern, bounded for a hostile one.
+MAX_SHADED: Final = 50
+_SHADE: Final = (255, 160, 0, 45)
+_IEC_STEPS: Final = (1.0, 1024.0, 1024.0**2, 1024.0**3, 1024.0**4)
+_PEN_WIDTH: Final = 1.5
+FloatArray = npt.NDArray[np.float64]
+
+
+class RateAxis(pg.AxisItem):  # type: ignore[misc]  # pyqtgraph is untyped
+    """A left axis in B/s, KiB/s, MiB/s: ticks on round numbers of one IEC unit."""
+
+    def __init__(self) -> None:
+        super().__init__(orientation="left")
+        self.enableAutoSIPrefix(False)
+
+    def tickSpacing(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, float]]:  # noqa: N802, N803 - pyqtgraph's names
+        """pyqtgraph's spacing, computed in the unit the largest value is shown in."""
+        largest = max(abs(minVal), abs(maxVal))
+        unit = next((step for step in reversed(_IEC_STEPS) if largest >= step), 1.0)
+        levels = super().tickSpacing(minVal / unit, maxVal / unit, size)
+        return [(spacing * unit, offset * unit) for spacing, offset in levels]
+
+    def tickStrings(self, values: Sequence[float], scale: float, spacing: float) -> list[str]:  # noqa: N802 - pyqtgraph's name
+        """Each tick as e.g. '1.5 MiB/s'."""
+        return [format_rate(value * scale) if value >= 0 else "" for value in values]
+
+
+def gap_mask(seq: Sequence[int] | None, x: FloatArray, interval_s: float) -> npt.NDArray[np.bool_]:
+    """True at each point that follows a gap: a seq jump, or more than ``GAP_INTERVALS`` intervals of time."""
+    gaps = np.zeros(x.size, dtype=bool)
+    if x.size < 2:
+        return gaps
+    gaps[1:] = np.diff(x) > GAP_INTERVALS * interval_s
+    if seq is not None and len(seq) == x.size:
+        gaps[1:] |= np.diff(np.asarray(seq, dtype=np.int64)) > 1
+    return gaps
+
+
+class Series:
+    """x (epoch seconds) and y of one curve; NaN points mark gaps."""
+
+    def __init__(self, curve: pg.PlotDataItem) -> None:
+        self.curve = curve
+        self.x: FloatArray = np.empty(0)
+        self.y: FloatArray = np.empty(0)
+
+    def replace(self, x: FloatArray, y: Sequence[float | None], gaps: npt.NDArray[np.bool_]) -> None:
+        """Show ``x``/``y``, with a NaN point before every point where ``gaps`` is True."""
+        values = np.asarray([np.nan if value is None else value for value in y], dtype=float)
+        where = np.flatnonzero(gaps)
+        # The break point sits just after the last sample before the gap.
+        self.x = np.insert(x, where, x[where - 1] + 1e-3) if where.size else x
+        self.y = np.insert(values, where, np.nan) if where.size else values
+        self._draw()
+
+    def append(self, x: float, y: float | None, *, after_gap: bool) -> None:
+        """Add one point; ``after_gap`` breaks the curve before it."""
+        if after_gap and self.x.size:
+            self.x = np.append(self.x, self.x[-1] + 1e-3)
+            self.y = np.append(self.y, np.nan)
+        self.x = np.append(self.x, x)
+        self.y = np.append(self.y, np.nan if y is None else y)
+        self._draw()
+
+    def _draw(self) -> None:
+        if self.x.size > MAX_POINTS:
+            self.x, self.y = self.x[-MAX_POINTS:], self.y[-MAX_POINTS:]
+        self.curve.setData(self.x, self.y, connect="finite")
+
+
+class Chart:
+    """One plot: its curves, its shaded gaps, and the house settings (no menu, no 'A' button)."""
+
+    def __init__(self, title: str, *, percent: bool, link_to: Chart | None = None) -> None:
+        axes: dict[str, pg.AxisItem] = {"bottom": pg.DateAxisItem(orientation="bottom")}
+        if not percent:
+            axes["left"] = RateAxis()
+        self.plot = pg.PlotWidget(axisItems=axes)
+        self.plot.setBackground("w")
+        self.plot.setTitle(title, color="#333333", size="9pt")
+        self.plot.showGrid(x=True, y=True, alpha=0.25)
+        self.plot.setMouseEnabled(x=True, y=False)
+        self.plot.setClipToView(True)
+        self.plot.setDownsampling(auto=True, mode="peak")
+        self.plot.setMinimumHeight(90)
+        self.plot.setMenuEnabled(False)  # the developer menu (export, transforms, ...) is not for operators
+        self.plot.hideButtons()  # the "A" auto-range button changed the axis for every node after it
+        if percent:
+            self.plot.setYRange(0.0, 100.0, padding=0.0)
+            self.plot.setLimits(yMin=0.0, yMax=100.0)
+            self.plot.enableAutoRange(axis="y", enable=False)
+        else:
+            self.plot.enableAutoRange(axis="y")
+            self.plot.setLimits(yMin=0.0)
+        if link_to is not None:
+            self.plot.setXLink(link_to.plot)
+        self._shades: list[pg.LinearRegionItem] = []
+
+    @property
+    def percent_range(self) -> tuple[float, float]:
+        """The y axis range shown."""
+        low, high = self.plot.getViewBox().viewRange()[1]
+        return float(low), float(high)
+
+    def add_series(self, colour: str) -> Series:
+        """A new curve in ``colour``."""
+        return Series(self.plot.plot(pen=pg.mkPen(colour, width=_PEN_WIDTH)))
+
+    def shade(self, spans: Sequence[tuple[float, float]]) -> None:
+        """Shade ``spans`` (start, end epoch seconds): gaps and the current outage; at most ``MAX_SHADED``."""
+        spans = list(spans)[-MAX_SHADED:]
+        while len(self._shades) < len(spans):
+            region = pg.LinearRegionItem(movable=False, brush=pg.mkBrush(_SHADE), pen=pg.mkPen(None))
+            region.setZValue(-10)
+            self.plot.addItem(region)
+            self._shades.append(region)
+        for index, region in enumerate(self._shades):
+            if index < len(spans):
+                region.setRegion(spans[index])
+                region.show()
+            else:
+                region.hide()
+
+    def shaded_spans(self) -> list[tuple[float, float]]:
+        """The spans shaded now."""
+        return [tuple(region.getRegion()) for region in self._shades if region.isVisible()]
+
+    def show_recent(self, now_at: float, span_s: float = 300.0) -> None:
+        """Frame the last ``span_s`` seconds (an empty chart shows a readable time axis, not '00.250')."""
+        self.plot.setXRange(now_at - span_s, now_at, padding=0.0)
+
+
+def gap_spans(x: FloatArray, gaps: npt.NDArray[np.bool_]) -> list[tuple[float, float]]:
+    """(end of the sample before, start of the sample after) for every gap."""
+    where = np.flatnonzero(gaps)
+    return [(float(x[index - 1]), float(x[index])) for index in where]

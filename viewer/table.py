@@ -1,0 +1,105 @@
+"""``NodeTableView``: the node table's view: column widths, header behaviour, hover and a column chooser.
+
+- Widths come from the font (a sample of each column's widest usual text), so State,
+  Node and Last seen all fit at the default 1280x760 window; the header's context menu
+  hides or shows any column but Node and State.
+- ``hover_changed(bool)`` says when the pointer enters or leaves the table: the window
+  holds the row order still while it is over the rows, so a click lands where aimed.
+- The first click on a metric header sorts descending (the model's InitialSortOrderRole).
+
+Not here: what the cells say (``viewer.model``) or the order (``viewer.sorting``). UI thread only.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from PyQt6.QtCore import QEvent, QPoint, Qt, pyqtSignal
+from PyQt6.QtGui import QAction, QEnterEvent
+from PyQt6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableView, QWidget
+
+from viewer.cells import HEADERS, Column
+
+# The widest text each column usually shows; the header title counts too.
+_SAMPLE_TEXT: Final[dict[Column, str]] = {
+    Column.NODE: "web-0123.example",
+    Column.STATE: "offline",
+    Column.CPU: "100.0 %",
+    Column.LOAD: "10.00 10.00 10.00",
+    Column.MEMORY: "100.0 %",
+    Column.DISK: "100.0 %",
+    Column.NET: "↓ 999 KiB/s ↑ 999 KiB/s",
+    Column.UPTIME: "30 d 23 h",
+    Column.LAST_SEEN: "59 m ago",
+}
+# Room for the cell's margins and the sort arrow.
+_PADDING_PX: Final = 18
+_ALWAYS_SHOWN: Final = frozenset({Column.NODE, Column.STATE})
+
+
+class NodeTableView(QTableView):
+    """The table of nodes, one row per node, whole rows selected."""
+
+    hover_changed = pyqtSignal(bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setAlternatingRowColors(True)
+        self.setWordWrap(False)
+        self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        rows = self.verticalHeader()
+        assert rows is not None
+        rows.setVisible(False)
+        # Every row the same height: the view never asks the model to measure rows.
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        rows.setDefaultSectionSize(self.fontMetrics().height() + 8)
+
+    def configure_columns(self) -> None:
+        """Widths from the font, State first, the chooser in the header menu; call after ``setModel``."""
+        header = self.horizontalHeader()
+        assert header is not None
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        metrics = header.fontMetrics()
+        for column, sample in _SAMPLE_TEXT.items():
+            widest = max(metrics.horizontalAdvance(sample), metrics.horizontalAdvance(HEADERS[column]))
+            header.resizeSection(column, widest + _PADDING_PX)
+        header.moveSection(header.visualIndex(Column.STATE), 0)  # state first, as colour and text
+        header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        header.customContextMenuRequested.connect(self._show_column_menu)
+
+    def columns_width(self) -> int:
+        """Pixels the visible columns need side by side (at their set widths)."""
+        header = self.horizontalHeader()
+        assert header is not None
+        return sum(header.sectionSize(column) for column in Column if not self.isColumnHidden(column))
+
+    def column_menu(self) -> QMenu:
+        """A menu of checkable columns (Node and State always stay)."""
+        menu = QMenu(self)
+        for column in Column:
+            if column in _ALWAYS_SHOWN:
+                continue
+            action = QAction(HEADERS[column], menu)
+            action.setCheckable(True)
+            action.setChecked(not self.isColumnHidden(column))
+            action.toggled.connect(lambda shown, c=column: self.setColumnHidden(c, not shown))
+            menu.addAction(action)
+        return menu
+
+    def _show_column_menu(self, position: QPoint) -> None:
+        header = self.horizontalHeader()
+        assert header is not None
+        self.column_menu().exec(header.mapToGlobal(position))
+
+    def enterEvent(self, event: QEnterEvent | None) -> None:  # noqa: N802 - Qt's name
+        """The pointer came over the table: the order should hold still."""
+        self.hover_changed.emit(True)
+        super().enterEvent(event)
+
+    def leaveEvent(self, event: QEvent | None) -> None:  # noqa: N802 - Qt's name
+        """The pointer left the table: the order may move again."""
+        self.hover_changed.emit(False)
+        super().leaveEvent(event)

@@ -1,0 +1,249 @@
+"""The viewer link's network thread: connect, decode, merge, flush, reconnect.
+
+``NetworkWorker.run`` is a thread target with its own asyncio loop and aiohttp client.
+It decodes every frame (``shared.codec.decode`` with ``COLLECTOR_LIMITS``), merges
+updates latest-per-node (``viewer.batching``) and hands at most one batch at a time to
+the UI thread through ``Bridge``'s signals (queued connections only). Every way a
+session ends becomes a ``Failure`` in words (``viewer.linkstate``), and its least retry
+delay comes from ``shared.retry``. Peer text in log lines is always ``%r``.
+
+Not here: widgets or models; the UI side is ``viewer.link.CollectorLink``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import aiohttp
+from PyQt6.QtCore import QObject, pyqtBoundSignal, pyqtSignal
+
+from shared.codec import COLLECTOR_LIMITS, decode, encode
+from shared.errors import ErrorReason, ProtocolError
+from shared.messages import Error, HistoryRequest, NodeHistory, Snapshot, Update
+from viewer.backoff import Backoff
+from viewer.batching import PendingBatch
+from viewer.linkstate import (
+    DETAIL_CHARS,
+    Failure,
+    LinkConfig,
+    LinkState,
+    Phase,
+    close_failure,
+    connect_failure,
+    handshake_failure,
+    subscribe_url,
+)
+
+logger = logging.getLogger("viewer.link")
+
+
+class Bridge(QObject):
+    """Signals emitted from the network thread; connected with QueuedConnection only."""
+
+    batch = pyqtSignal(object)
+    state = pyqtSignal(object)
+    history = pyqtSignal(object)
+
+
+class NetworkWorker:
+    """Everything that runs in the network thread: connect, decode, merge, flush, reconnect."""
+
+    def __init__(
+        self,
+        config: LinkConfig,
+        backoff: Backoff,
+        bridge: Bridge,
+        ui_ready: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._url = subscribe_url(config.collector_url)
+        self._host = urlsplit(self._url).hostname or ""
+        self._backoff = backoff
+        self._bridge = bridge
+        self._ui_ready = ui_ready
+        self._clock = clock
+        self._pending = PendingBatch()
+        self._last_flush_s = float("-inf")
+        self._lock = threading.Lock()
+        self._stop_requested = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._outbox: asyncio.Queue[str] | None = None
+        self._ever_connected = False
+        self._first_attempt = True
+
+    # -- called from the UI thread ------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Cancel the network task from any thread; safe before the loop started or after it ended."""
+        with self._lock:
+            self._stop_requested = True
+            if self._loop is not None and self._task is not None:
+                with contextlib.suppress(RuntimeError):  # the loop already closed
+                    self._loop.call_soon_threadsafe(self._task.cancel)
+
+    def request_history(self, node_id: str) -> None:
+        """Queue a HistoryRequest for the current (or next) connection."""
+        with self._lock:
+            if self._loop is not None and self._outbox is not None:
+                with contextlib.suppress(RuntimeError):
+                    self._loop.call_soon_threadsafe(self._outbox.put_nowait, node_id)
+
+    # -- the network thread ---------------------------------------------------------
+
+    def run(self) -> None:
+        """Thread target: run the asyncio loop until stopped."""
+        with contextlib.suppress(asyncio.CancelledError):
+            asyncio.run(self._main())
+        self._emit(self._bridge.state, LinkState(Phase.STOPPED))
+
+    async def _main(self) -> None:
+        with self._lock:
+            if self._stop_requested:
+                return
+            self._loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task()
+            self._outbox = asyncio.Queue()
+        try:
+            await self._reconnect_forever()
+        finally:
+            with self._lock:
+                self._loop = None
+                self._task = None
+
+    async def _reconnect_forever(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=None, connect=self._config.connect_timeout_s)
+        headers = {"Authorization": f"Bearer {self._config.token}"} if self._config.token else {}
+        async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+            while True:
+                failure = await self._session(session)
+                self._flush(force=True)
+                if failure.auth:
+                    delay_s = max(failure.min_delay_s, self._backoff.auth_failed_delay_s())
+                    phase = Phase.AUTH_FAILED
+                else:
+                    delay_s = max(failure.min_delay_s, self._backoff.next_delay_s())
+                    phase = Phase.RECONNECTING if self._ever_connected else Phase.CONNECTING
+                self._emit(self._bridge.state, LinkState(phase, failure.words, self._clock() + delay_s))
+                await asyncio.sleep(delay_s)
+
+    async def _session(self, session: aiohttp.ClientSession) -> Failure:
+        if self._first_attempt:  # later attempts keep showing the last failure, in words, until one works
+            self._first_attempt = False
+            self._emit(self._bridge.state, LinkState(Phase.CONNECTING, f"connecting to {self._url}"))
+        try:
+            async with session.ws_connect(
+                self._url,
+                heartbeat=self._config.heartbeat_s,
+                max_msg_size=self._config.max_frame_bytes,
+            ) as ws:
+                return await self._serve(ws)
+        except aiohttp.WSServerHandshakeError as exc:
+            failure = handshake_failure(exc.status, exc.message, has_token=self._config.token is not None)
+            logger.warning(
+                "collector %s: handshake failed: HTTP %s %r", self._url, exc.status, exc.message[:DETAIL_CHARS]
+            )
+            return failure
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            logger.info("collector %s: cannot connect: %r", self._url, str(exc)[:DETAIL_CHARS])
+            return connect_failure(exc, self._host)
+
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> Failure:
+        assert self._outbox is not None
+        while not self._outbox.empty():  # requests made while disconnected are re-made after the snapshot
+            self._outbox.get_nowait()
+        async with asyncio.TaskGroup() as tasks:
+            flusher = tasks.create_task(self._flush_periodically())
+            sender = tasks.create_task(self._send_requests(ws, self._outbox))
+            try:
+                ending = await self._receive(ws)
+            finally:
+                flusher.cancel()
+                sender.cancel()
+        return ending
+
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> Failure:
+        error: BaseException | None = None
+        async for frame in ws:
+            if frame.type is aiohttp.WSMsgType.TEXT:
+                await self._reject(ws, ProtocolError(ErrorReason.TEXT_FRAME, "expected binary frames, got text"))
+                break
+            if frame.type is not aiohttp.WSMsgType.BINARY:
+                if frame.type is aiohttp.WSMsgType.ERROR and isinstance(frame.data, BaseException):
+                    error = frame.data  # e.g. a frame over max_msg_size: aiohttp closes with 1009
+                break
+            try:
+                message = decode(frame.data, COLLECTOR_LIMITS)
+            except ProtocolError as exc:
+                await self._reject(ws, exc)
+                break
+            if isinstance(message, Snapshot | Update):
+                self._pending.add(message)
+                if isinstance(message, Update) and self._clock() - self._last_flush_s >= self._config.flush_interval_s:
+                    # Right after a decode: the UI works while this thread idles until the next
+                    # message, instead of both wanting the GIL at once (bench/viewer_stall.py).
+                    self._flush()
+                if isinstance(message, Snapshot):
+                    self._ever_connected = True
+                    self._backoff.reset()
+                    self._flush()  # show the fleet at once, not 100 ms later
+                    self._emit(self._bridge.state, LinkState(Phase.CONNECTED, self._url))
+            elif isinstance(message, NodeHistory):
+                self._emit(self._bridge.history, message)
+            elif isinstance(message, Error):
+                logger.warning(
+                    "collector %s: error %r: %r",
+                    self._url,
+                    message.reason[:DETAIL_CHARS],
+                    message.detail[:DETAIL_CHARS],
+                )
+            else:
+                unexpected = ProtocolError(
+                    ErrorReason.UNEXPECTED_MESSAGE, f"expected snapshot/update/history, got {message.type!r}"
+                )
+                await self._reject(ws, unexpected)
+                break
+        failure = close_failure(ws.close_code, ws.exception() or error)
+        logger.info("collector %s: connection closed: %r", self._url, failure.words)
+        return failure
+
+    async def _reject(self, ws: aiohttp.ClientWebSocketResponse, exc: ProtocolError) -> None:
+        logger.warning("collector %s: %s: %r", self._url, exc.reason.value, exc.detail[:DETAIL_CHARS])
+        await ws.close(code=exc.close_code, message=exc.reason.value.encode())
+
+    async def _flush_periodically(self) -> None:
+        """Fallback for when no message comes to trigger a flush (or the UI was still busy)."""
+        while True:
+            await asyncio.sleep(self._config.flush_interval_s / 2)
+            if self._clock() - self._last_flush_s >= self._config.flush_interval_s:
+                self._flush()
+
+    async def _send_requests(self, ws: aiohttp.ClientWebSocketResponse, outbox: asyncio.Queue[str]) -> None:
+        while True:
+            node_id = await outbox.get()
+            try:
+                await ws.send_bytes(encode(HistoryRequest(node_id=node_id)))
+            except (aiohttp.ClientError, OSError) as exc:  # the receive loop notices the close and reconnects
+                logger.info("collector %s: history request for %s not sent: %r", self._url, node_id, exc)
+                return
+
+    def _flush(self, *, force: bool = False) -> None:
+        """Hand the pending batch to the UI unless one is still in flight (``force``: connection ended)."""
+        if not self._pending or not (force or self._ui_ready.is_set()):
+            return
+        batch = self._pending.take()
+        self._last_flush_s = self._clock()
+        self._ui_ready.clear()
+        self._emit(self._bridge.batch, batch)
+
+    def _emit(self, signal: pyqtBoundSignal, value: object) -> None:
+        # If a stop timed out, the UI side may already be gone; that is the only expected error.
+        with contextlib.suppress(RuntimeError):
+            signal.emit(value)
