@@ -120,7 +120,7 @@ def handshake_failure(status: int, message: str, *, has_token: bool) -> Failure:
 def connect_failure(exc: BaseException, host: str) -> Failure:  # noqa: PLR0911 - one branch per kind
     """A connection attempt failed before any HTTP answer."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return Failure(f"TLS certificate not trusted: {exc.verify_message or exc}"[:DETAIL_CHARS])
+        return Failure(f"TLS certificate not trusted: {exc}"[:DETAIL_CHARS])
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return Failure(f"name not resolved: {host!r}")
     if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):

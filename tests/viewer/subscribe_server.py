@@ -118,3 +118,31 @@ class SubscribeServer:
             self._clients.discard(ws)
             self.client_close_codes.append(ws.close_code)
         return ws
+
+
+class PlainWebServer:
+    """An aiohttp server on 127.0.0.1 with no /api/v1/subscribe route: a web server that is not a collector."""
+
+    def __enter__(self) -> str:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="test-plain-web", daemon=True)
+        self._thread.start()
+        app = web.Application()
+        app.router.add_get("/", self._hello)
+        self._runner = web.AppRunner(app)
+        self._call(self._runner.setup())
+        self._call(web.TCPSite(self._runner, "127.0.0.1", 0).start())
+        return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    def __exit__(self, *_exc: object) -> None:
+        self._call(self._runner.cleanup())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(_START_TIMEOUT_S)
+        self._loop.close()
+
+    def _call(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(_START_TIMEOUT_S)
+
+    @staticmethod
+    async def _hello(_request: web.Request) -> web.Response:
+        return web.Response(text="hello")
