@@ -29,10 +29,10 @@ if __package__ in {None, ""}:  # run as a script: make the repo importable
 
 import aiohttp
 
-from tests.faults.harness import (
+from bench._flood import HealthProbe, storm
+from bench._procs import (
     REPO,
     ProcessGroup,
-    StateRecorder,
     agent_connections,
     gaps,
     get_json,
@@ -42,8 +42,8 @@ from tests.faults.harness import (
     rss_bytes,
     wait_until,
 )
-from tests.faults.proxy import FaultProxy
-from tests.faults.test_floods import HealthProbe, storm
+from bench._proxy import FaultProxy
+from bench._recorder import StateRecorder
 
 MIB = 2**20
 Row = tuple[str, str, str]
@@ -217,7 +217,7 @@ async def frozen_subscriber(group: ProcessGroup, nodes: int) -> Row:
     collector = await asyncio.to_thread(group.collector, "--send-timeout", "1", launcher=True)
     group.spawn("fleet", fleet_argv(collector.url, nodes, 0.1, 90))
     ws_url = collector.url.replace("http://", "ws://") + "/api/v1/subscribe?format=json"
-    frozen = group.spawn("frozen", [sys.executable, "-m", "tests.faults.subscriber_proc", "--url", ws_url])
+    frozen = group.subscriber(ws_url)
     async with aiohttp.ClientSession() as session, StateRecorder(collector.url) as other:
 
         async def loaded() -> bool:

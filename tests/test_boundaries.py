@@ -2,6 +2,9 @@
 
 Checked two ways: statically, by parsing every module's imports (so a boundary broken in a
 rarely run branch still shows), and at run time, by the modules a real ``--help`` loads.
+The same parser keeps tests and benches apart (house style 26): tests share ``tests/support``
+and never import a conftest or another test module, benches never import tests, and no
+program imports either.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("agent", "collector", "viewer", "shared")
+PROGRAMS = (*PACKAGES, "nodewatch")  # everything the wheel ships
 
 # package -> top-level modules it must never import, and why
 FORBIDDEN: dict[str, dict[str, str]] = {
@@ -119,6 +123,33 @@ def _violations(package: str) -> list[str]:
     return problems
 
 
+def _tree_files(folder: str) -> list[Path]:
+    return sorted(path for path in (ROOT / folder).rglob("*.py") if "artifacts" not in path.parts)
+
+
+def _support_violations() -> list[str]:
+    """Every import that breaks the test-support rules, as ``file imports module: why``."""
+    problems = []
+    for path in _tree_files("tests"):
+        for module in sorted(_imported_modules(path)):
+            parts = module.split(".")
+            if parts[0] != "tests":
+                continue
+            if parts[-1] == "conftest":
+                problems.append(f"{path.relative_to(ROOT)} imports {module}: move what it needs to tests/support")
+            elif parts[-1].startswith("test_"):
+                problems.append(f"{path.relative_to(ROOT)} imports {module}: a test module is not a library")
+            elif path.is_relative_to(ROOT / "tests" / "support") and parts[:2] != ["tests", "support"]:
+                problems.append(f"{path.relative_to(ROOT)} imports {module}: tests/support is the bottom layer")
+    for path in _tree_files("bench"):
+        problems.extend(
+            f"{path.relative_to(ROOT)} imports {module}: benches never import tests"
+            for module in sorted(_imported_modules(path))
+            if module.split(".")[0] == "tests"
+        )
+    return problems
+
+
 def _modules_after_help(subcommand: str, tmp_path: Path) -> set[str]:
     out = tmp_path / f"{subcommand}-modules.json"
     run = subprocess.run(
@@ -159,6 +190,20 @@ class TestStaticBoundaries:
         fake.write_text(ast.unparse(tree), encoding="utf-8")
         found = _imported_modules(fake, root=tmp_path)
         assert found == {"collector.app", "viewer", "agent.collector", "PyQt6.QtCore", "prometheus_client"}
+
+
+class TestTestAndBenchBoundaries:
+    """Tests share one support package, benches stand on their own, and no program imports either."""
+
+    def test_tests_and_benches_import_only_support(self) -> None:
+        """No test imports a conftest or a test module, tests/support imports no other test code, bench no tests."""
+        assert _support_violations() == []
+
+    @pytest.mark.parametrize("package", PROGRAMS)
+    def test_programs_import_neither_tests_nor_bench(self, package: str) -> None:
+        """Nothing the wheel ships imports ``tests`` or ``bench``, which it does not ship."""
+        imported = {module for path in _source_files(package) for module in _imported_modules(path)}
+        assert sorted(m for m in imported if m.split(".")[0] in {"tests", "bench"}) == []
 
 
 class TestRuntimeBoundaries:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import ProcessGroup
+from tests.support.processes import ProcessGroup
 
 
 @pytest.fixture

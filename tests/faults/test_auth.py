@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.faults.harness import ProcessGroup, get_json, wait_until
+from tests.support.processes import ProcessGroup, get_json, wait_until
 
 AGENT_TOKEN = "agent-tok-5f1c9e2b7d"
 VIEWER_TOKEN = "viewer-tok-a83d04c6e1"

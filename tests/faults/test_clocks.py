@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestServer
 from collector.app import create_app
 from collector.config import CollectorConfig
 from shared.codec import encode
-from tests.collector.helpers import heartbeat, hello
-from tests.faults.harness import ProcessGroup, StateRecorder, node, wait_until
+from tests.support.messages import heartbeat, hello
+from tests.support.processes import ProcessGroup, StateRecorder, node, wait_until
 
 INTERVAL_S = 0.2
 HOUR_S = 3600.0

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from agent.backoff import CAP_S
-from tests.faults.harness import CollectorProc, ProcessGroup, gaps, get_json, node, wait_until
+from tests.support.processes import CollectorProc, ProcessGroup, gaps, get_json, node, wait_until
 
 INTERVAL_S = 0.2
 DOWN_S = 1.5  # long enough for several samples to pile up in each agent's backlog

@@ -9,43 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import aiohttp
 
 from shared.codec import encode
-from tests.collector.helpers import hello
-from tests.faults.harness import CollectorProc, ProcessGroup, get_json, health, metric, rss_bytes, wait_until
+from tests.support.messages import hello
+from tests.support.processes import (
+    CollectorProc,
+    HealthProbe,
+    ProcessGroup,
+    get_json,
+    health,
+    metric,
+    rss_bytes,
+    storm,
+    wait_until,
+)
 
 HELLO_TIMEOUT_S = 1.0
-
-
-@dataclass
-class HealthProbe:
-    """Polls /api/v1/health while a flood runs and keeps every answer or failure."""
-
-    base: str
-    answered: int = 0
-    failures: list[str] = field(default_factory=list)
-
-    async def run(self) -> None:
-        """Poll until cancelled; a request may take up to 10 s, past that it counts as a failure."""
-        async with aiohttp.ClientSession() as session:
-            while True:
-                try:
-                    status, _ = await get_json(session, f"{self.base}/api/v1/health")
-                    if status == 200:
-                        self.answered += 1
-                    else:
-                        self.failures.append(f"HTTP {status}")
-                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    self.failures.append(repr(exc))
-                await asyncio.sleep(0.05)
 
 
 @asynccontextmanager
@@ -62,31 +46,6 @@ async def probing(base: str) -> AsyncIterator[HealthProbe]:
     assert probe.answered >= 1
 
 
-async def storm(port: int, count: int) -> int:
-    """Open ``count`` TCP connections at once, a third sending half a request; drop them (some with RST)."""
-    request = b"GET /api/v1/ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-
-    async def one(index: int) -> bool:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            return False
-        if index % 3 == 0:
-            writer.write(request)
-        if index % 2 == 0:
-            sock = writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
-        else:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-        return True
-
-    results = await asyncio.gather(*(one(i) for i in range(count)))
-    return sum(results)
-
-
 async def collector_ok(proc: CollectorProc) -> None:
     """The collector still runs and answers health with 200."""
     assert proc.proc.alive(), proc.proc.log_text()[-2000:]
@@ -96,7 +55,7 @@ async def collector_ok(proc: CollectorProc) -> None:
 
 
 async def flood_collector(procs: ProcessGroup) -> CollectorProc:
-    """A collector with a 1 s hello timeout (tests.faults.collector_proc)."""
+    """A collector with a 1 s hello timeout (bench._collector_proc)."""
     return await asyncio.to_thread(procs.collector, "--hello-timeout", str(HELLO_TIMEOUT_S), launcher=True)
 
 

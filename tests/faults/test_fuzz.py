@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import random
 import string
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +24,8 @@ from bench.fuzz import MUTATORS
 from shared.codec import encode
 from shared.errors import CloseCode
 from shared.messages import HistoryRequest
-from tests.collector.helpers import heartbeat, hello
-from tests.faults.harness import ProcessGroup, agent_connections, gaps, get_json, metric, node, wait_until
+from tests.support.messages import heartbeat, hello
+from tests.support.processes import ProcessGroup, agent_connections, gaps, get_json, metric, node, wait_until
 
 # Codes the collector may close a fuzzing connection with; 1011 (a collector bug) is not among them.
 DOCUMENTED_CLOSES = {
@@ -124,9 +123,7 @@ class TestNetworkFuzz:
         base = collector.url
         ws_base = base.replace("http://", "ws://")
         agent = procs.agent(base, VICTIM, "--interval", "0.2")
-        subscriber = procs.spawn(
-            "subscriber", [sys.executable, "-m", "tests.faults.subscriber_proc", "--url", f"{ws_base}/api/v1/subscribe"]
-        )
+        subscriber = procs.subscriber(f"{ws_base}/api/v1/subscribe")
         async with aiohttp.ClientSession() as session:
 
             async def ready() -> bool:

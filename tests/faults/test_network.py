@@ -1,4 +1,4 @@
-"""Network faults between a real agent and a real collector, injected by ``tests.faults.proxy``.
+"""Network faults between a real agent and a real collector, injected by ``FaultProxy`` (``tests.support.processes``).
 
 The agent (a ``nodewatch agent`` subprocess) pushes through the proxy; a
 recording subscriber watches the collector directly. For each fault: the
@@ -18,8 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.faults.harness import (
+from tests.support.processes import (
     CollectorProc,
+    FaultProxy,
     ProcessGroup,
     Spawned,
     StateRecorder,
@@ -29,7 +30,6 @@ from tests.faults.harness import (
     node,
     wait_until,
 )
-from tests.faults.proxy import FaultProxy
 
 INTERVAL_S = 0.2
 STALE_S = 3 * INTERVAL_S

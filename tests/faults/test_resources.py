@@ -20,8 +20,8 @@ import aiohttp
 
 from shared.codec import COLLECTOR_LIMITS, decode, encode
 from shared.messages import Error
-from tests.collector.helpers import hello
-from tests.faults.harness import REPO, ProcessGroup, health, metric, rss_bytes, wait_until
+from tests.support.messages import hello
+from tests.support.processes import REPO, ProcessGroup, health, metric, rss_bytes, wait_until
 
 LIMIT_BYTES = 256 * 2**20
 MAX_NODES = 200

@@ -1,7 +1,7 @@
 """Fault: a subscriber process is frozen with SIGSTOP while a simulated fleet pushes into the collector.
 
 The collector (a real subprocess, send timeout 1 s through
-``tests.faults.collector_proc``) must cut the frozen subscriber off with
+``bench._collector_proc``) must cut the frozen subscriber off with
 4429 ``subscriber_too_slow`` (or drop it, docs/protocol.md section 7), keep
 its own memory bounded, and go on ingesting and feeding the other subscriber
 as before.
@@ -17,7 +17,7 @@ import time
 
 import aiohttp
 
-from tests.faults.harness import REPO, ProcessGroup, StateRecorder, health, metric, rss_bytes, wait_until
+from tests.support.processes import REPO, ProcessGroup, StateRecorder, health, metric, rss_bytes, wait_until
 
 NODES = 100
 INTERVAL_S = 0.1  # 1,000 heartbeats/s: a JSON update of 100 nodes every 100 ms fills socket buffers fast
@@ -51,7 +51,7 @@ class TestFrozenSubscriber:
             ],
         )
         ws_url = collector.url.replace("http://", "ws://") + "/api/v1/subscribe?format=json"
-        frozen = procs.spawn("frozen", [sys.executable, "-m", "tests.faults.subscriber_proc", "--url", ws_url])
+        frozen = procs.subscriber(ws_url)
         async with aiohttp.ClientSession() as session, StateRecorder(collector.url) as other:
 
             async def loaded() -> bool:

@@ -1,7 +1,9 @@
 """The one test support package: builders, fakes and real-part fixtures that every test layer shares.
 
 Tests import from here, never from a conftest or from another test module.
-Benches never import it (``bench/`` keeps its own small copies, see ``bench/__init__``).
+Benches never import it: the real-process plumbing that ``bench/faults.py``
+shares with the fault tests lives in ``bench/_procs.py`` and its siblings,
+and ``processes`` re-exports it for tests.
 
 What is where:
 
@@ -13,16 +15,16 @@ What is where:
 - ``collector``: a real in-process collector on loopback (``make_client`` fixture,
   ``FAST``, ``fast_config``) and the agent's handshake steps over a real websocket
   (``connect_agent``, ``send_heartbeat``, ``receive_message``, ``expect_rejection``).
-- ``processes``: real subprocesses (``ProcessGroup``, ``Spawned``, ``CollectorProc``),
-  ``wait_until`` and operator-style queries (``get_json``, ``node``, ``health``,
-  ``metric``, ``gaps``, ``rss_bytes``, ``agent_connections``).
-- ``recorder``: ``StateRecorder``, a real subscriber that logs every liveness transition.
-- ``proxy``: ``FaultProxy``, a loopback TCP proxy that stalls, half-opens, slows and resets.
-- ``collector_proc``: ``python -m tests.support.collector_proc``, the collector with the
-  three timeouts its CLI does not expose.
-- ``subscriber_proc``: ``python -m tests.support.subscriber_proc``, a subscriber a test can SIGSTOP.
+- ``processes``: real subprocesses (``ProcessGroup``, ``Spawned``, ``CollectorProc``; its
+  ``collector(launcher=True)`` reaches three timeouts the CLI does not expose and
+  ``subscriber(url)`` starts a subscriber process a test can SIGSTOP), ``wait_until`` and
+  operator-style queries (``get_json``, ``node``, ``health``, ``metric``, ``gaps``,
+  ``rss_bytes``, ``agent_connections``), ``StateRecorder`` (a real subscriber that logs every
+  liveness transition), ``FaultProxy`` (a loopback TCP proxy that stalls, half-opens, slows
+  and resets) and ``storm``/``HealthProbe`` (connection floods and a health poller).
 - ``swarm``: for Qt tests, ``CollectorProcess`` (the collector CLI, restartable on its port)
   and ``AgentSwarm`` (scripted agents over real websockets from a background loop).
 
-Not here: fixtures themselves live in conftest files, which import what they need from here.
+Not here: conftest files. A fixture defined here (``collector.make_client``) is registered by
+importing it into the conftest of the tests that use it.
 """

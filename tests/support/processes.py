@@ -1,245 +1,48 @@
-"""Real-process plumbing for tests: spawn, watch, query and kill collectors and agents.
+"""Real subprocesses for tests: collectors, agents, a fault proxy, a recording subscriber and floods.
 
-``ProcessGroup`` starts ``nodewatch collector`` and ``nodewatch agent`` (and
-helper scripts) as subprocesses on loopback, sends each one's stdout and
-stderr to its own log file, and kills every process it started in
-``close()``. ``wait_until`` and the small HTTP queries below read a running
-collector the way an operator would. Not here: any fault (see
-``tests.support.proxy``), a recording subscriber (``tests.support.recorder``)
-or assertions about the collector.
+The one copy of this plumbing lives in ``bench/`` (``_procs``, ``_proxy``,
+``_recorder``, ``_flood``), because ``bench/faults.py`` runs the same
+scenarios bigger and benches never import tests. Tests import it from here,
+so a test never names a bench module for its fixtures. Not here: in-process
+collectors (``tests.support.collector``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import itertools
-import json
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from bench._flood import HealthProbe, storm
+from bench._procs import (
+    REPO,
+    CollectorProc,
+    ProcessGroup,
+    Spawned,
+    agent_connections,
+    gaps,
+    get_json,
+    health,
+    metric,
+    node,
+    rss_bytes,
+    wait_until,
+)
+from bench._proxy import FaultProxy
+from bench._recorder import StateRecorder, Transition
 
-import aiohttp
-
-REPO = Path(__file__).resolve().parents[2]
-LISTENING = re.compile(r"nodewatch collector listening on (http://127\.0\.0\.1:(\d+))")
-START_TIMEOUT_S = 20.0  # a cold Python start with aiohttp and pydantic on 2 busy cores
-STOP_TIMEOUT_S = 5.0
-POLL_S = 0.05
-
-
-@dataclass
-class Spawned:
-    """One subprocess we started, with the file its stdout and stderr go to."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        """The process id."""
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        """True while the process has not exited."""
-        return self.popen.poll() is None
-
-    def log_text(self) -> str:
-        """Everything the process wrote so far."""
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def signal(self, signum: int) -> None:
-        """Send ``signum`` if the process still runs."""
-        if self.alive():
-            self.popen.send_signal(signum)
-
-    def kill(self) -> None:
-        """SIGKILL (after SIGCONT, in case a test stopped it) and reap."""
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.send_signal(signal.SIGCONT)
-                self.popen.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(STOP_TIMEOUT_S)
-
-    def terminate(self) -> int | None:
-        """SIGTERM, wait for a clean exit, SIGKILL if it does not come; the exit status."""
-        self.signal(signal.SIGTERM)
-        try:
-            return self.popen.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return self.popen.returncode
-
-
-@dataclass
-class CollectorProc:
-    """A running collector subprocess and its base URL."""
-
-    proc: Spawned
-    port: int
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
-
-
-@dataclass
-class ProcessGroup:
-    """Starts processes under ``workdir`` and kills every one of them in ``close()``."""
-
-    workdir: Path
-    procs: list[Spawned] = field(default_factory=list)
-
-    def spawn(
-        self,
-        name: str,
-        argv: Sequence[str],
-        *,
-        env: dict[str, str] | None = None,
-        preexec_fn: Callable[[], Any] | None = None,
-    ) -> Spawned:
-        """Start ``argv`` with its output going to ``workdir/<name>-<n>.log``."""
-        log_path = self.workdir / f"{name}-{len(self.procs)}.log"
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        with log_path.open("wb") as log:
-            popen = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env=full_env,
-                preexec_fn=preexec_fn,  # noqa: PLW1509 - only resource limits, set before exec
-            )
-        spawned = Spawned(name, popen, log_path)
-        self.procs.append(spawned)
-        return spawned
-
-    def collector(
-        self,
-        *args: str,
-        port: int = 0,
-        launcher: bool = False,
-        env: dict[str, str] | None = None,
-        preexec_fn: Callable[[], Any] | None = None,
-        prefix: Sequence[str] = (),
-    ) -> CollectorProc:
-        """Start a collector on 127.0.0.1:``port`` and wait for its "listening" line.
-
-        ``launcher`` runs it through ``tests.support.collector_proc`` to reach the
-        settings the CLI does not expose (send/hello timeouts, ping interval).
-        """
-        module = ["-m", "tests.support.collector_proc"] if launcher else ["-m", "nodewatch", "collector"]
-        argv = [*prefix, sys.executable, *module, "--bind", f"127.0.0.1:{port}", *args]
-        proc = self.spawn("collector", argv, env=env, preexec_fn=preexec_fn)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            match = LISTENING.search(proc.log_text())
-            if match:
-                return CollectorProc(proc, int(match.group(2)))
-            if not proc.alive():
-                raise RuntimeError(f"collector exited with {proc.popen.returncode}: {proc.log_text()[-2000:]}")
-            time.sleep(POLL_S)
-        proc.kill()
-        raise RuntimeError(f"collector did not listen within {START_TIMEOUT_S} s: {proc.log_text()[-2000:]}")
-
-    def agent(self, url: str, node_id: str, *args: str, env: dict[str, str] | None = None) -> Spawned:
-        """Start ``nodewatch agent`` pushing to ``url`` as ``node_id`` (logging at DEBUG)."""
-        argv = [
-            sys.executable,
-            "-m",
-            "nodewatch",
-            "agent",
-            "--collector",
-            url,
-            "--node-id",
-            node_id,
-            "--log-level",
-            "DEBUG",
-            *args,
-        ]
-        return self.spawn(f"agent-{node_id}", argv, env=env)
-
-    def close(self) -> None:
-        """Kill every process still running."""
-        for proc in self.procs:
-            proc.kill()
-
-
-# ---- waiting and querying ------------------------------------------------------------------------
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> float:
-    """Poll ``condition`` until true; return the seconds it took, or fail naming ``what``."""
-    start = time.monotonic()
-    while True:
-        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-            if await condition():
-                return time.monotonic() - start
-        if time.monotonic() - start > timeout_s:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        await asyncio.sleep(POLL_S)
-
-
-async def get_json(session: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    """GET ``url``; its status and JSON body (None when the body is not JSON)."""
-    async with asyncio.timeout(10), session.get(url, headers=headers) as response:
-        text = await response.text()
-        try:
-            return response.status, json.loads(text)
-        except ValueError:
-            return response.status, None
-
-
-async def node(session: aiohttp.ClientSession, base: str, node_id: str) -> dict[str, Any] | None:
-    """``/api/v1/nodes/{node_id}`` (status, facts, last sample, full history), or None if unknown."""
-    status, body = await get_json(session, f"{base}/api/v1/nodes/{node_id}")
-    return body if status == 200 and isinstance(body, dict) else None
-
-
-async def health(session: aiohttp.ClientSession, base: str) -> dict[str, Any]:
-    """``/api/v1/health``'s body."""
-    status, body = await get_json(session, f"{base}/api/v1/health")
-    if status not in {200, 503} or not isinstance(body, dict):
-        raise AssertionError(f"health answered {status}: {body!r}")
-    return body
-
-
-async def metric(session: aiohttp.ClientSession, base: str, name: str, labels: str = "") -> float:
-    """One sample's value from ``/metrics`` (0.0 when absent), e.g. name='x_total', labels='endpoint="ingest"'."""
-    async with asyncio.timeout(10), session.get(f"{base}/metrics") as response:
-        text = await response.text()
-    wanted = f"{name}{{{labels}}}" if labels else name
-    for line in text.splitlines():
-        key, _, value = line.rpartition(" ")
-        if key == wanted:
-            return float(value)
-    return 0.0
-
-
-def gaps(seqs: Sequence[int]) -> list[tuple[int, int]]:
-    """Every (after, before) pair of neighbours in ``seqs`` that are not consecutive."""
-    return [(a, b) for a, b in itertools.pairwise(seqs) if b != a + 1]
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident set size of ``pid`` from /proc (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def agent_connections(log_text: str) -> int:
-    """How many times an agent's log says it got a hello acked."""
-    return log_text.count("agent.pusher: connected to ")
+__all__ = [
+    "REPO",
+    "CollectorProc",
+    "FaultProxy",
+    "HealthProbe",
+    "ProcessGroup",
+    "Spawned",
+    "StateRecorder",
+    "Transition",
+    "agent_connections",
+    "gaps",
+    "get_json",
+    "health",
+    "metric",
+    "node",
+    "rss_bytes",
+    "storm",
+    "wait_until",
+]

@@ -10,7 +10,8 @@ Faults, switched at run time by the test:
   then both sides get a TCP reset (SO_LINGER 0);
 - ``refuse``: new connections are reset at once.
 
-It understands nothing of websockets. Not a general-purpose proxy: loopback only, for tests.
+It understands nothing of websockets. Not a general-purpose proxy: loopback only, for the fault
+tests and ``bench/faults.py``.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 ``nodewatch collector`` has no flags for the send timeout, the hello timeout or
 the websocket ping interval; fault tests need them short so they finish in
-seconds. This launcher parses the collector's own options with the
+seconds (and ``bench/faults.py`` too). This launcher parses the collector's own options with the
 collector's own parser, then replaces those three fields, and serves exactly
-as ``nodewatch collector`` does. It is a test tool, not a second CLI.
+as ``nodewatch collector`` does. It is a test and bench tool, not a second CLI.
 """
 
 from __future__ import annotations

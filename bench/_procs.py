@@ -1,11 +1,13 @@
-"""Real-process plumbing for the fault tests and ``bench/faults.py``: spawn, watch, query, kill.
+"""Real-process plumbing shared by ``bench/faults.py`` and the fault tests: spawn, watch, query and kill.
 
 ``ProcessGroup`` starts ``nodewatch collector`` and ``nodewatch agent`` (and
 helper scripts) as subprocesses on loopback, sends each one's stdout and
 stderr to its own log file, and kills every process it started in
-``close()``. ``StateRecorder`` is a real subscriber that writes down every
-liveness transition with the time it saw it. Not here: any fault (see
-``tests.faults.proxy``) or assertion about the collector.
+``close()``. ``wait_until`` and the small HTTP queries below read a running
+collector the way an operator would. It lives in ``bench/`` because benches
+never import tests; tests reach it through ``tests.support.processes``.
+Not here: any fault (``bench._proxy``), a recording subscriber
+(``bench._recorder``) or assertions about the collector.
 """
 
 from __future__ import annotations
@@ -23,15 +25,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import aiohttp
 
-from shared.codec import COLLECTOR_LIMITS, decode
-from shared.messages import Snapshot, Update
-
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 LISTENING = re.compile(r"nodewatch collector listening on (http://127\.0\.0\.1:(\d+))")
 START_TIMEOUT_S = 20.0  # a cold Python start with aiohttp and pydantic on 2 busy cores
 STOP_TIMEOUT_S = 5.0
@@ -139,10 +137,10 @@ class ProcessGroup:
     ) -> CollectorProc:
         """Start a collector on 127.0.0.1:``port`` and wait for its "listening" line.
 
-        ``launcher`` runs it through ``tests.faults.collector_proc`` to reach the
+        ``launcher`` runs it through ``bench._collector_proc`` to reach the
         settings the CLI does not expose (send/hello timeouts, ping interval).
         """
-        module = ["-m", "tests.faults.collector_proc"] if launcher else ["-m", "nodewatch", "collector"]
+        module = ["-m", "bench._collector_proc"] if launcher else ["-m", "nodewatch", "collector"]
         argv = [*prefix, sys.executable, *module, "--bind", f"127.0.0.1:{port}", *args]
         proc = self.spawn("collector", argv, env=env, preexec_fn=preexec_fn)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -172,6 +170,10 @@ class ProcessGroup:
             *args,
         ]
         return self.spawn(f"agent-{node_id}", argv, env=env)
+
+    def subscriber(self, url: str) -> Spawned:
+        """Start ``bench._subscriber_proc`` on ``url``: a subscriber process a test can SIGSTOP."""
+        return self.spawn("subscriber", [sys.executable, "-m", "bench._subscriber_proc", "--url", url])
 
     def close(self) -> None:
         """Kill every process still running."""
@@ -246,97 +248,3 @@ def rss_bytes(pid: int) -> int:
 def agent_connections(log_text: str) -> int:
     """How many times an agent's log says it got a hello acked."""
     return log_text.count("agent.pusher: connected to ")
-
-
-# ---- a recording subscriber ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Transition:
-    """One liveness state a subscriber saw a node enter, and when (its own monotonic clock)."""
-
-    seen_mono: float
-    node_id: str
-    state: str
-    reason: str | None
-    state_since_at: float
-    last_seen_at: float | None
-    connected: bool
-
-
-class StateRecorder:
-    """A real subscriber that records each node's state transitions and every message's arrival time."""
-
-    def __init__(self, base: str, headers: dict[str, str] | None = None) -> None:
-        self.url = base.replace("http://", "ws://") + "/api/v1/subscribe"
-        self.headers = headers or {}
-        self.transitions: list[Transition] = []
-        self.message_times: list[float] = []
-        self.close_code: int | None = None
-        self._last: dict[str, str] = {}
-        self._session: aiohttp.ClientSession | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._snapshot = asyncio.Event()
-
-    async def __aenter__(self) -> StateRecorder:
-        self._session = aiohttp.ClientSession()
-        ws = await self._session.ws_connect(self.url, headers=self.headers, heartbeat=5.0, max_msg_size=2**28)
-        self._task = asyncio.create_task(self._run(ws))
-        async with asyncio.timeout(10):
-            await self._snapshot.wait()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-
-    @property
-    def running(self) -> bool:
-        """True while the subscription is open."""
-        return self._task is not None and not self._task.done()
-
-    async def _run(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async with ws:
-            async for msg in ws:
-                if msg.type is not aiohttp.WSMsgType.BINARY:
-                    continue
-                now = time.monotonic()
-                self.message_times.append(now)
-                message = decode(msg.data, COLLECTOR_LIMITS)
-                if isinstance(message, Snapshot | Update):
-                    for entry in message.nodes:
-                        self._note(now, entry.status)
-                if isinstance(message, Snapshot):
-                    self._snapshot.set()
-            self.close_code = ws.close_code
-
-    def _note(self, now: float, status: Any) -> None:
-        if self._last.get(status.node_id) != status.state:
-            self._last[status.node_id] = status.state
-            self.transitions.append(
-                Transition(
-                    now,
-                    status.node_id,
-                    status.state,
-                    status.reason,
-                    status.state_since_at,
-                    status.last_seen_at,
-                    status.connected,
-                )
-            )
-
-    def states(self, node_id: str, since_mono: float = 0.0) -> list[str]:
-        """The states ``node_id`` entered after ``since_mono``, in order."""
-        return [t.state for t in self.transitions if t.node_id == node_id and t.seen_mono >= since_mono]
-
-    def first(self, node_id: str, state: str, since_mono: float) -> Transition | None:
-        """The first transition of ``node_id`` into ``state`` after ``since_mono``."""
-        return next(
-            (t for t in self.transitions if t.node_id == node_id and t.state == state and t.seen_mono >= since_mono),
-            None,
-        )
