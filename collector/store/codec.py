@@ -124,10 +124,14 @@ class _Reader:
     """Walks a decompressed chunk column by column."""
 
     def __init__(self, blob: bytes) -> None:
+        """Raises ValueError for a damaged chunk."""
         version, self.n = _HEADER.unpack_from(blob)
         if version != FORMAT_VERSION:
             raise ValueError(f"expected chunk format {FORMAT_VERSION}, got {version}")
-        self._data = zlib.decompress(blob[_HEADER.size :])
+        try:
+            self._data = zlib.decompress(blob[_HEADER.size :])
+        except zlib.error as exc:
+            raise ValueError(f"expected a zlib stream in the chunk, got {exc}") from exc
         self._pos = 0
 
     def take(self, width: int) -> bytes:

@@ -90,6 +90,10 @@ class RetentionPolicy:
         raw = self.tiers[0]
         return raw.chunk_start(sampled_at) >= raw.drop_before(now_at)
 
+    def effective_step(self, from_at: float, to_at: float, step_s: float) -> float:
+        """``step_s``, raised so the range has at most ``MAX_POINTS`` steps."""
+        return max(step_s, max(0.0, to_at - from_at) / MAX_POINTS)
+
     def choose(self, from_at: float, to_at: float, step_s: float, now_at: float) -> Tier:
         """The tier for a range query: the coarsest no coarser than ``step_s`` that still holds ``from_at``.
 
@@ -97,8 +101,7 @@ class RetentionPolicy:
         even if coarser, so a 7-day query gets 1-min buckets rather than one day of raw points.
         The answer is also never more than about ``MAX_POINTS`` points per series.
         """
-        span_s = max(0.0, to_at - from_at)
-        wanted_s = max(step_s, span_s / MAX_POINTS)
+        wanted_s = self.effective_step(from_at, to_at, step_s)
         holding = [t for t in self.tiers if t.keep_s <= 0 or from_at >= now_at - t.keep_s]
         if not holding:
             return max(self.tiers, key=lambda t: math.inf if t.keep_s <= 0 else t.keep_s)

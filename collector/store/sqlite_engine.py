@@ -17,6 +17,7 @@ Not here: the thread (``collector.store.writer``), policy maths, encoding.
 # ruff: noqa: S608 - f-strings here insert only our own table and column names; every value is bound.
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sqlite3
@@ -58,6 +59,7 @@ class SqliteEngine:
         sync: Sync = "NORMAL",
         wall_clock: Callable[[], float] = time.time,
         head_window_s: float = HEAD_WINDOW_S,
+        max_bytes: int | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.path = data_dir / DB_NAME
@@ -71,14 +73,25 @@ class SqliteEngine:
         except BaseException:
             os.close(self._lock_fd)
             raise
-        self._idx: dict[str, int] = dict(self._conn.execute("SELECT node_id, node_idx FROM nodes").fetchall())
-        self._inst: dict[tuple[int, str], int] = {
+        self._idx: dict[str, int] = {}
+        self._inst: dict[tuple[int, str], int] = {}
+        self._head = 0
+        self._head_opened_at = wall_clock()
+        self._reload()
+        self._progress_at: dict[int, float] = {}
+        self._max_bytes: int | None = None
+        self.max_bytes = max_bytes
+        self._apply_max_bytes()
+
+    def _reload(self) -> None:
+        """Read the ids and head state the engine caches; after a failed transaction, to forget its effects."""
+        self._idx = dict(self._conn.execute("SELECT node_id, node_idx FROM nodes").fetchall())
+        self._inst = {
             (n, i): k for k, n, i in self._conn.execute("SELECT inst_idx, node_idx, instance_id FROM instances")
         }
-        self._progress_at: dict[int, float] = {}
         meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
         self._head = int(meta.get("head_current", "0"))
-        self._head_opened_at = float(meta.get("head_opened_at", wall_clock()))
+        self._head_opened_at = float(meta.get("head_opened_at", self._head_opened_at))
 
     # ---- open ------------------------------------------------------------------------------
 
@@ -120,11 +133,27 @@ class SqliteEngine:
             raise self._write_error(exc) from exc
 
     def _write_error(self, exc: sqlite3.Error) -> model.StoreWriteError:
+        with contextlib.suppress(sqlite3.Error):  # a dead disk may fail this too; the next write retries it
+            self._reload()
         full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
         what = "disk full" if full else "write failed"
         return model.StoreWriteError(f"{what}: {exc} ({self.path})", disk_full=full)
 
+    def _apply_max_bytes(self) -> None:
+        """Cap the database file at ``max_bytes`` (a disk quota; past it commits fail with SQLITE_FULL).
+
+        Set ``max_bytes`` from any thread; it takes effect at the next write, on the writer's thread.
+        """
+        if self.max_bytes == self._max_bytes:
+            return
+        page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
+        # 2**31 - 2 pages is SQLite's own ceiling: the pragma's way of saying "no cap".
+        pages = 2**31 - 2 if self.max_bytes is None else max(1, self.max_bytes // page_size)
+        self._conn.execute(f"PRAGMA max_page_count = {pages}")
+        self._max_bytes = self.max_bytes
+
     def _write(self, samples: Sequence[model.Sample], nodes: Sequence[model.NodeRow]) -> None:
+        self._apply_max_bytes()
         now = self.wall_clock()
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
@@ -148,7 +177,8 @@ class SqliteEngine:
             conn.executemany("UPDATE nodes SET last_seq = max(last_seq, ?), last_seen_at = ? WHERE node_idx = ?", due)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLITE_FULL has already rolled it back (https://sqlite.org/lang_transaction.html)
+                conn.execute("ROLLBACK")
             raise
         for _, _, n in due:
             self._progress_at[n] = now

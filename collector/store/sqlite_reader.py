@@ -98,6 +98,7 @@ class SqliteReader:
     def query(self, node_id: str, from_at: float, to_at: float, step_s: float, now_at: float) -> model.RangeResult:
         """One node's history: the tier by ``RetentionPolicy.choose``, gaps listed, nothing interpolated."""
         tier = self.policy.choose(from_at, to_at, step_s, now_at)
+        step_s = self.policy.effective_step(from_at, to_at, step_s)
         with self._lock:
             found = self._conn.execute(
                 "SELECT node_idx, interval_s FROM nodes WHERE node_id = ?", (node_id,)

@@ -26,7 +26,10 @@ class Txn:
         self._conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        if exc_type is None:
+            self._conn.execute("COMMIT")
+        elif self._conn.in_transaction:  # some errors (SQLITE_FULL) have already rolled it back
+            self._conn.execute("ROLLBACK")
 
 
 # "nodw" as a big-endian int: PRAGMA application_id tells our files from any other SQLite file.

@@ -1,0 +1,265 @@
+"""The SQLite engine on real files: round trip, retention, rollups, and every way opening can fail."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collector.store.model import (
+    NodeRow,
+    Sample,
+    StoreCorruptError,
+    StoreForeignError,
+    StoreLockedError,
+    StoreTooNewError,
+    StoreUnwritableError,
+    StoreWriteError,
+)
+from collector.store.sqlite_engine import DB_NAME, SqliteEngine
+from collector.store.sqlite_schema import migrate
+from tests.collector.helpers import FakeClock
+
+DAY = 86400.0
+T0 = 1_700_000_000.0 // DAY * DAY
+
+
+def row(node_id: str = "n1", instance: str = "i1", at: float = T0) -> NodeRow:
+    """A registry row as the shell would put it after a hello."""
+    return NodeRow(node_id, instance, b"\x81\xa8hostname\xa1a", 1.0, "online", at, reason="hello", last_seen_at=at)
+
+
+def samples(n: int, start_seq: int = 1, t0: float = T0, node_id: str = "n1", instance: str = "i1") -> list[Sample]:
+    """``n`` 1-Hz samples with exactly representable values (cpu = seq % 100, in whole percent)."""
+    return [
+        Sample(node_id, instance, s, t0 + (s - start_seq), (float(s % 100), 50.5, 0.25, 1000.0, 0.0, None, 8.0))
+        for s in range(start_seq, start_seq + n)
+    ]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Wall time the engine sees, moved by the test."""
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def engine(tmp_path: Path, clock: FakeClock) -> Iterator[SqliteEngine]:
+    """An engine on a fresh data dir."""
+    e = SqliteEngine(tmp_path / "data", wall_clock=clock)
+    yield e
+    e.close()
+
+
+def write_hours(engine: SqliteEngine, clock: FakeClock, hours: int, per_write: int = 60) -> int:
+    """Write ``hours`` of 1-Hz samples in commits of ``per_write``, maintaining as the writer would."""
+    seq = 1
+    for _ in range(hours * 3600 // per_write):
+        engine.write(samples(per_write, seq, T0 + seq - 1), [])
+        seq += per_write
+        clock.advance(per_write)
+        if seq % 600 == 1:
+            engine.maintain(clock.now)
+    return seq - 1
+
+
+class TestRoundTrip:
+    """What is written is what comes back, before and after a reopen."""
+
+    def test_registry_and_recent_window_survive_a_reopen(self, tmp_path: Path, clock: FakeClock) -> None:
+        """After a restart every node is back with its last seq, and the last 15 minutes of points are there."""
+        e = SqliteEngine(tmp_path, wall_clock=clock)
+        e.write(samples(1000), [row()])
+        e.close()
+        e = SqliteEngine(tmp_path, wall_clock=clock)
+        try:
+            (node,) = e.load_nodes()
+            assert (node.node_id, node.instance_id, node.last_seq, node.facts) == ("n1", "i1", 1000, row().facts)
+            recent = e.load_recent(T0 + 1000 - 900)["n1"]
+            assert recent.seq == list(range(101, 1001))  # seq s was sampled at T0 + s - 1
+            assert recent.series[0][:2] == [1.0, 2.0]
+            assert recent.series[5][0] is None
+        finally:
+            e.close()
+
+    def test_raw_query_returns_points_and_gaps(self, engine: SqliteEngine, clock: FakeClock) -> None:
+        """Samples 1-100, then silence, then 201-300: the raw answer has 200 points and one gap."""
+        engine.write(samples(100), [row()])
+        engine.write(samples(100, 201, T0 + 200), [])
+        r = engine.query("n1", T0, T0 + 299, 1.0, T0 + 300)
+        assert r.tier == "raw"
+        assert r.seq == [*range(1, 101), *range(201, 301)]
+        assert r.avg["mem_percent"][0] == 50.5
+        assert r.gaps == [(T0 + 99, T0 + 200)]
+
+    def test_unknown_node_is_one_gap(self, engine: SqliteEngine) -> None:
+        """A node the store never saw: no points, the whole range is a gap."""
+        r = engine.query("nobody", T0, T0 + 600, 60.0, T0 + 600)
+        assert r.at == []
+        assert r.gaps == [(T0, T0 + 600)]
+
+
+class TestRollupsAndRetention:
+    """Hours roll into minutes exactly, and expired chunks leave whole."""
+
+    def test_minute_buckets_are_exact(self, engine: SqliteEngine, clock: FakeClock) -> None:
+        """Two hours of 1-Hz samples: each full minute has 60 samples and avg/min/max of its cpu values."""
+        engine.write([], [row()])
+        write_hours(engine, clock, 2)
+        clock.advance(3600)
+        engine.maintain(clock.now)
+        r = engine.query("n1", T0, T0 + 7199, 60.0, clock.now)
+        assert r.tier == "1m"
+        assert len(r.at) == 120
+        assert r.gaps == []
+        assert set(r.count) == {60}
+        # Minute 0 holds seq 1-60, so cpu = 1..60: avg 30.5, min 1, max 60.
+        assert (r.avg["cpu_percent"][0], r.min and r.min["cpu_percent"][0], r.max and r.max["cpu_percent"][0]) == (
+            30.5,
+            1.0,
+            60.0,
+        )
+
+    def test_built_rollups_match_rollups_computed_on_the_fly(self, engine: SqliteEngine, clock: FakeClock) -> None:
+        """A query over an hour not yet rolled up gives the same buckets as after its rollup."""
+        engine.write([], [row()])
+        write_hours(engine, clock, 1)
+        before = engine.query("n1", T0, T0 + 3599, 60.0, clock.now)
+        clock.advance(3600)
+        report = engine.maintain(clock.now)
+        assert report.rollups_built >= 1
+        after = engine.query("n1", T0, T0 + 3599, 60.0, clock.now)
+        assert (before.at, before.avg, before.min, before.max) == (after.at, after.avg, after.min, after.max)
+
+    def test_retention_drops_whole_expired_chunks(self, engine: SqliteEngine, clock: FakeClock) -> None:
+        """Two hours of raw data, 25 h later: the first hour's chunk is gone, the minute rollups stay."""
+        engine.write([], [row()])
+        write_hours(engine, clock, 2)
+        clock.advance(3600)
+        engine.maintain(clock.now)
+        clock.now = T0 + DAY + 3600
+        report = engine.maintain(clock.now)
+        assert report.chunks_dropped["raw"] == 1
+        assert engine.query("n1", T0, T0 + 3599, 1.0, clock.now).tier == "1m"
+        raw = engine.load_recent(T0)["n1"]
+        assert raw.seq[0] == 3601  # the first hour left as one chunk
+        assert len(engine.query("n1", T0, T0 + 3599, 60.0, clock.now).at) == 60
+
+    def test_a_late_replay_rebuilds_its_rollup(self, engine: SqliteEngine, clock: FakeClock) -> None:
+        """Samples of an hour already rolled up arrive late: that hour's buckets are rebuilt to include them."""
+        engine.write([], [row(), row("n2", "j")])
+        engine.write(samples(1800, node_id="n2", instance="j"), [])
+        clock.advance(3 * 3600)
+        engine.maintain(clock.now)
+        engine.write(samples(1800, 1801, T0 + 1800, node_id="n2", instance="j"), [])
+        for _ in range(3):
+            clock.advance(200)
+            engine.maintain(clock.now)
+        clock.advance(3600)
+        engine.maintain(clock.now)
+        r = engine.query("n2", T0, T0 + 3599, 60.0, clock.now)
+        assert len(r.at) == 60
+
+
+class TestOpenFailures:
+    """Every way the store can fail to open names the file and what to do."""
+
+    def test_second_opener_is_refused(self, engine: SqliteEngine, tmp_path: Path, clock: FakeClock) -> None:
+        """A second collector on the same data dir is refused, naming the lock and the first one's pid."""
+        with pytest.raises(StoreLockedError, match=r"collector\.lock: another collector \(pid \d+\)"):
+            SqliteEngine(tmp_path / "data", wall_clock=clock)
+
+    def test_the_lock_is_released_on_close(self, tmp_path: Path, clock: FakeClock) -> None:
+        """After the first collector closes, a second one opens the same dir."""
+        SqliteEngine(tmp_path, wall_clock=clock).close()
+        SqliteEngine(tmp_path, wall_clock=clock).close()
+
+    def test_corrupt_file_is_refused(self, tmp_path: Path, clock: FakeClock) -> None:
+        """A database file of garbage bytes is refused, naming it and saying to move it aside."""
+        (tmp_path / DB_NAME).write_bytes(b"\x00garbage" * 1000)
+        with pytest.raises(StoreCorruptError, match=rf"{DB_NAME}: not an SQLite database; move the file aside"):
+            SqliteEngine(tmp_path, wall_clock=clock)
+
+    def test_truncated_database_is_refused(self, tmp_path: Path, clock: FakeClock) -> None:
+        """A real store cut in half (a bad copy) is refused as damaged, not half-read."""
+        e = SqliteEngine(tmp_path, wall_clock=clock)
+        e.write(samples(5000), [row()])
+        e.close()
+        path = tmp_path / DB_NAME
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2] + b"\xff" * 4096 + data[len(data) // 2 + 4096 :])
+        with pytest.raises(StoreCorruptError, match="damaged database"):
+            SqliteEngine(tmp_path, wall_clock=clock)
+
+    def test_foreign_database_is_refused(self, tmp_path: Path, clock: FakeClock) -> None:
+        """A valid SQLite file of another application is left untouched and refused."""
+        other = sqlite3.connect(tmp_path / DB_NAME)
+        other.execute("CREATE TABLE recipes (name TEXT)")
+        other.commit()
+        other.close()
+        with pytest.raises(StoreForeignError, match="another application; this is not a nodewatch store"):
+            SqliteEngine(tmp_path, wall_clock=clock)
+        other = sqlite3.connect(tmp_path / DB_NAME)
+        assert other.execute("SELECT name FROM sqlite_master").fetchall() == [("recipes",)]
+        other.close()
+
+    def test_unwritable_data_dir_names_the_path_and_reason(self, tmp_path: Path, clock: FakeClock) -> None:
+        """A data dir under a regular file cannot be created: the error names the path and why."""
+        (tmp_path / "file").write_text("x")
+        target = tmp_path / "file" / "data"
+        with pytest.raises(StoreUnwritableError, match=rf"{target}: cannot create the data dir \(Not a directory\)"):
+            SqliteEngine(target, wall_clock=clock)
+
+    def test_newer_schema_is_refused(self, tmp_path: Path, clock: FakeClock) -> None:
+        """A store written by a newer nodewatch is refused rather than downgraded."""
+        SqliteEngine(tmp_path, wall_clock=clock).close()
+        conn = sqlite3.connect(tmp_path / DB_NAME)
+        conn.execute("PRAGMA user_version = 99")
+        conn.close()
+        with pytest.raises(StoreTooNewError, match="schema version 99, this nodewatch knows up to"):
+            SqliteEngine(tmp_path, wall_clock=clock)
+
+
+class TestMigration:
+    """A store made by schema v1 opens with its data, migrated to the current version."""
+
+    def test_v1_store_migrates_and_keeps_its_registry(self, tmp_path: Path, clock: FakeClock) -> None:
+        """A v1 file with one node opens as the current version; the node is still there; each step is recorded."""
+        conn = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+        assert migrate(conn, 1, T0) == [1]
+        conn.execute(
+            "INSERT INTO nodes (node_id, instance_id, facts, interval_s, state, state_since_at, last_seq) "
+            "VALUES ('old', 'i0', x'80', 2.0, 'offline', ?, 42)",
+            (T0,),
+        )
+        conn.close()
+        e = SqliteEngine(tmp_path, wall_clock=clock)
+        try:
+            assert [(n.node_id, n.last_seq, n.interval_s) for n in e.load_nodes()] == [("old", 42, 2.0)]
+        finally:
+            e.close()
+        conn = sqlite3.connect(tmp_path / DB_NAME)
+        assert [v for (v,) in conn.execute("SELECT version FROM migrations ORDER BY version")] == [1, 2]
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        conn.close()
+
+
+class TestDiskFull:
+    """A full disk fails the commit as a whole with a disk-full error; writes resume when space returns."""
+
+    def test_sqlite_full_is_reported_and_recovers(self, tmp_path: Path, clock: FakeClock) -> None:
+        """With a 300 KiB cap the commit fails with SQLITE_FULL and nothing of it is kept; raising the cap heals it."""
+        e = SqliteEngine(tmp_path, wall_clock=clock, max_bytes=300 * 1024)
+        try:
+            e.write(samples(10), [row()])
+            with pytest.raises(StoreWriteError, match="disk full") as info:
+                e.write(samples(20_000, 11, T0 + 10), [])
+            assert info.value.disk_full
+            assert e.load_nodes()[0].last_seq == 10
+            e.max_bytes = None
+            e.write(samples(20_000, 11, T0 + 10), [])
+            assert e.load_nodes()[0].last_seq == 20_010
+        finally:
+            e.close()

@@ -1,0 +1,120 @@
+"""The writer thread: grouped commits reported back, a full queue refused, a full disk degraded then healed."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from collector.store.model import Durable, NodeRow, Sample
+from collector.store.sqlite_engine import SqliteEngine
+from collector.store.writer import StoreWriter
+
+T0 = 1_700_000_000.0
+# Commits only when a test flushes: the real ~1 s tick never fires during a test.
+NEVER_S = 3600.0
+
+
+def sample(seq: int, node_id: str = "n1") -> Sample:
+    """One 1-Hz sample of ``node_id``."""
+    return Sample(node_id, "i1", seq, T0 + seq, (10.0, 20.0, 0.5, 1.0, 2.0, 3.0, 4.0))
+
+
+def node(node_id: str = "n1") -> NodeRow:
+    """A registry row for ``node_id``."""
+    return NodeRow(node_id, "i1", b"\x80", 1.0, "online", T0)
+
+
+class Reports:
+    """Collects what the writer says is durable, as the event loop would."""
+
+    def __init__(self) -> None:
+        self.items: list[Durable] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, durables: list[Durable]) -> None:
+        with self.lock:
+            self.items.extend(durables)
+
+
+@pytest.fixture
+def reports() -> Reports:
+    """The durable-seq callback."""
+    return Reports()
+
+
+def make_writer(path: Path, reports: Reports, **kwargs: object) -> tuple[SqliteEngine, StoreWriter]:
+    """A started writer on a fresh engine in ``path``."""
+    engine = SqliteEngine(path, max_bytes=kwargs.pop("max_bytes", None))  # type: ignore[arg-type]
+    writer = StoreWriter(engine, reports, commit_interval_s=NEVER_S, maintain_interval_s=NEVER_S, **kwargs)  # type: ignore[arg-type]
+    writer.start()
+    return engine, writer
+
+
+class TestStoreWriter:
+    """What the ingest shell sees of the writer."""
+
+    def test_a_commit_reports_the_highest_seq_per_node(self, tmp_path: Path, reports: Reports) -> None:
+        """Three samples of one node and one of another commit together: one report per node, highest seq."""
+        _, writer = make_writer(tmp_path, reports)
+        try:
+            writer.put_node(node())
+            for item in (sample(1), sample(2), sample(3), sample(7, "n2")):
+                assert writer.append(item)
+            assert reports.items == []  # nothing is durable before the commit
+            assert writer.flush()
+            assert sorted(reports.items) == [Durable("n1", "i1", 3), Durable("n2", "i1", 7)]
+            assert writer.health().status == "ok"
+            assert writer.health().committed_samples == 4
+        finally:
+            writer.close()
+
+    def test_a_full_queue_refuses_and_says_degraded(self, tmp_path: Path, reports: Reports) -> None:
+        """With room for 5 queued samples the 6th is refused and counted; health names the full queue."""
+        _, writer = make_writer(tmp_path, reports, queue_max=5)
+        try:
+            assert [writer.append(sample(s)) for s in range(1, 7)] == [True] * 5 + [False]
+            health = writer.health()
+            assert (health.status, health.refused_samples) == ("degraded", 1)
+            assert health.reason == "store queue full (5 samples waiting for the disk)"
+            assert writer.flush()
+            assert writer.health().status == "ok"  # recovered by itself once the queue drained
+        finally:
+            writer.close()
+
+    def test_disk_full_degrades_keeps_the_batch_and_recovers(self, tmp_path: Path, reports: Reports) -> None:
+        """A real SQLITE_FULL: no durable report, health says disk full; once space returns, the same samples commit."""
+        engine, writer = make_writer(tmp_path, reports, max_bytes=256 * 1024, batch_max=100_000)
+        try:
+            writer.put_node(node())
+            for s in range(1, 20_001):
+                writer.append(sample(s))
+            assert not writer.flush()
+            health = writer.health()
+            assert health.status == "degraded"
+            assert health.reason is not None
+            assert health.reason.startswith("disk full: database or disk is full")
+            assert health.pending == 20_000
+            assert reports.items == []
+            engine.max_bytes = None  # space returns
+            assert writer.flush()
+            assert reports.items == [Durable("n1", "i1", 20_000)]
+            health = writer.health()
+            assert (health.status, health.lost_samples, health.commit_failures >= 1) == ("ok", 0, True)
+        finally:
+            writer.close()
+        reopened = SqliteEngine(tmp_path)
+        try:
+            assert reopened.load_nodes()[0].last_seq == 20_000
+        finally:
+            reopened.close()
+
+    def test_close_commits_what_is_queued(self, tmp_path: Path, reports: Reports) -> None:
+        """Samples appended just before shutdown are committed by close, not lost."""
+        _, writer = make_writer(tmp_path, reports)
+        writer.put_node(node())
+        writer.append(sample(1))
+        writer.close()
+        assert reports.items == [Durable("n1", "i1", 1)]
+        assert writer.health().lost_samples == 0
