@@ -6,8 +6,8 @@ wire field is a new metric), a derived one (``load1_per_core``, ``clock_skew_abs
 or a per-instance family such as ``disk_fullness_percent``, whose flat keys are
 ``"<family>:<instance>"`` (``"disk_fullness_percent:/var"``): one alert per mount.
 
-Not here: thresholds and state (``collector.alerts.engine``). ``flatten`` is the
-shell's work (through a ``Flattener``), run once per heartbeat before ``AlertEngine.observe``.
+Not here: thresholds and state (``collector.alerts.engine``). A ``Flattener`` call is the
+shell's work, run once per heartbeat before ``AlertEngine.observe``.
 """
 
 from __future__ import annotations
@@ -158,21 +158,3 @@ class Flattener:
             for prefix, index in self._disk_bytes:
                 if index < len(pair):
                     values[prefix + mount] = float(pair[index])
-
-
-def flatten(
-    heartbeat: Heartbeat,
-    *,
-    cpu_count: int | None = None,
-    clock_skew_s: float | None = None,
-    dropped_samples: int | None = None,
-    missing_samples: int | None = None,
-) -> dict[str, float]:
-    """Every metric of one heartbeat (for tests and the API); the collector uses a ``Flattener``."""
-    return Flattener()(
-        heartbeat,
-        cpu_count=cpu_count,
-        clock_skew_s=clock_skew_s,
-        dropped_samples=dropped_samples,
-        missing_samples=missing_samples,
-    )

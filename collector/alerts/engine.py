@@ -1,0 +1,393 @@
+"""The alert engine: a pure state machine fed samples, liveness changes and reboots, returning alert transitions.
+
+Like ``collector.cache.NodeCache`` it does no I/O and reads no clock: every call takes
+``now``. Unlike the cache, ``now`` is wall time (epoch seconds), because alert state
+outlives the process: it is saved with ``to_state`` and loaded with ``restore`` after a
+restart, and a monotonic instant means nothing to the next process. A wall-clock step
+shortens or lengthens a running ``for`` by that step, nothing worse.
+
+States: inactive -> pending -> firing -> resolved, and ``unknown`` while the node is
+stale or offline (nothing fires or resolves on stale data; the next sample judges the
+alert again). docs/alerts.md has the semantics in full.
+
+Cost: one heartbeat is one pass over its flat values with one dict look-up each; the
+rules a key concerns (for this node's selectors) are found once per key and cached per
+set of matching rules, and a value that breaks no rule leaves nothing behind.
+Not here: notifications (``collector.alerts.notify``) or storage.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from collector.alerts.model import (
+    NO_LABELS,
+    STATE_FORMAT_VERSION,
+    AlertInstance,
+    AlertState,
+    AlertTransition,
+    SavedNode,
+    alert_key,
+    instance_from_dict,
+    instance_to_dict,
+    parse_state,
+)
+from collector.alerts.plan import MAX_CACHED_KEYS, Entry, KeyPlan, compile_key, slot_of
+from collector.alerts.rules import Rule
+from collector.alerts.samples import split_key
+from shared.messages import NodeState
+
+# A metric missing from this many samples in a row is gone (an unmounted disk): its alert may clear.
+# Three, like the three missed intervals that make a node stale; one missing sample is noise.
+ABSENT_SAMPLES_TO_CLEAR = 3
+
+
+@dataclass(slots=True)
+class _Node:
+    node_id: str
+    labels: Mapping[str, str]
+    plan: dict[str, KeyPlan]
+    liveness: NodeState = "online"
+    instances: dict[str, AlertInstance] = field(default_factory=dict)
+    previous: dict[str, float] = field(default_factory=dict)  # last value of each increase() metric
+    samples: int = 0
+
+
+class AlertEngine:
+    """Alert instances of every node under ``rules``; each method returns the transitions it caused."""
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self.rules = tuple(rules)
+        self._by_name = {rule.name: rule for rule in self.rules}
+        self._metric_rules = [r for r in self.rules if r.kind == "metric"]
+        self._by_metric: dict[str, list[int]] = {}
+        for index, rule in enumerate(self._metric_rules):
+            self._by_metric.setdefault(rule.metric, []).append(index)
+        self._offline = [r for r in self.rules if r.kind == "offline"]
+        self._reboot = [r for r in self.rules if r.kind == "reboot"]
+        self._nodes: dict[str, _Node] = {}
+        self._plans: dict[tuple[int, ...], dict[str, KeyPlan]] = {}
+        self._heap: list[tuple[float, str, str]] = []
+
+    @property
+    def watched_metrics(self) -> frozenset[str]:
+        """The metrics some rule tests: build the shell's ``Flattener`` from these."""
+        return frozenset(self._by_metric)
+
+    # ---- inputs --------------------------------------------------------------------------
+
+    def observe(
+        self, node_id: str, labels: Mapping[str, str], values: Mapping[str, float], now: float
+    ) -> list[AlertTransition]:
+        """Judge one fresh sample (from a ``samples.Flattener``); a sample also means the node is online."""
+        node = self._nodes.get(node_id)
+        if node is None or node.labels is not labels:
+            node = self._enter(node_id, labels)
+        out: list[AlertTransition] = []
+        if node.liveness != "online":
+            self._set_liveness(node, "online", now, out)
+        node.samples += 1
+        plan = node.plan
+        instances = node.instances
+        for key, value in values.items():
+            key_plan = plan.get(key)
+            if key_plan is None:
+                key_plan = self._key_plan(node, key)
+            # The quiet band: no rule on this key can hold for a value strictly inside it, so a node
+            # with no live alert skips the key after one look-up and two comparisons.
+            if instances or not key_plan[0] < value < key_plan[1]:
+                self._judge_key(node, key_plan[2], key, value, now=now, out=out)
+        if instances:
+            self._judge_absent(node, now, out)
+        return out
+
+    def liveness(
+        self, node_id: str, state: NodeState, now: float, labels: Mapping[str, str] | None = None
+    ) -> list[AlertTransition]:
+        """The cache moved the node to ``state`` (from ``NodeCache.expire``, ``close`` or a hello)."""
+        node = self._nodes.get(node_id)
+        if node is None:
+            node = self._enter(node_id, NO_LABELS if labels is None else labels)
+        out: list[AlertTransition] = []
+        self._set_liveness(node, state, now, out)
+        return out
+
+    def reboot(self, node_id: str, now: float, labels: Mapping[str, str] | None = None) -> list[AlertTransition]:
+        """The node's boot time changed; the reboot rule fires and resolves by itself after ``keep_firing_for``."""
+        node = self._nodes.get(node_id) or self._enter(node_id, NO_LABELS if labels is None else labels)
+        out: list[AlertTransition] = []
+        for rule in self._reboot:
+            if not rule.applies_to(node_id, node.labels):
+                continue
+            slot = slot_of(rule.name, "")
+            inst = node.instances.get(slot)
+            if inst is None:
+                inst = AlertInstance(rule, node_id, "", "", "firing", active_since=now, fired_at=now)
+                node.instances[slot] = inst
+                out.append(inst.transition("inactive", "firing", now, node.labels))
+            self._arm(inst, slot, now + rule.keep_firing_for_s)
+        return out
+
+    def forget(self, node_id: str, now: float) -> list[AlertTransition]:
+        """The cache forgot the node: its alerts end (resolved if they had fired), so none stays stuck."""
+        node = self._nodes.pop(node_id, None)
+        if node is None:
+            return []
+        out = []
+        for inst in node.instances.values():
+            fired = inst.fired_at is not None
+            out.append(inst.transition(inst.state, "resolved" if fired else "inactive", now, node.labels))
+        return out
+
+    def next_due(self) -> float | None:
+        """The wall time ``tick`` should next be called (liveness ``for`` and reboot timers only)."""
+        while self._heap:
+            due, node_id, slot = self._heap[0]
+            inst = self._instance(node_id, slot)
+            if inst is not None and inst.due == due:
+                return due
+            heapq.heappop(self._heap)
+        return None
+
+    def tick(self, now: float) -> list[AlertTransition]:
+        """Apply every timer due by ``now``: offline alerts start firing, reboot alerts resolve."""
+        out: list[AlertTransition] = []
+        while self._heap and self._heap[0][0] <= now:
+            due, node_id, slot = heapq.heappop(self._heap)
+            inst = self._instance(node_id, slot)
+            if inst is None or inst.due != due:
+                continue
+            inst.due = None
+            node = self._nodes[node_id]
+            if inst.rule.kind == "reboot":
+                del node.instances[slot]
+                out.append(inst.transition("firing", "resolved", now, node.labels))
+            elif inst.state == "pending":
+                self._fire(node, inst, due, out)
+        return out
+
+    # ---- views and persistence -----------------------------------------------------------
+
+    def alerts(self) -> list[AlertInstance]:
+        """Every live alert instance (pending, firing or unknown), by node id then rule."""
+        return [i for _, n in sorted(self._nodes.items()) for _, i in sorted(n.instances.items())]
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything a restart needs, as plain JSON-able data (the store keeps it as one document)."""
+        saved = [
+            SavedNode(
+                node.node_id,
+                dict(node.labels),
+                node.liveness,
+                dict(node.previous),
+                [instance_to_dict(i) for i in node.instances.values()],
+            ).to_dict()
+            for node in self._nodes.values()
+            if node.instances or node.previous or node.liveness != "online"
+        ]
+        return {"version": STATE_FORMAT_VERSION, "nodes": saved}
+
+    def restore(self, state: Mapping[str, Any]) -> list[str]:
+        """Load ``to_state``'s output without emitting transitions (so nothing is notified twice).
+
+        Returns the keys of saved alerts whose rule no longer exists; they are dropped.
+        Raises ``AlertStateError`` (a ValueError) on a document of another shape.
+        """
+        dropped = []
+        for saved in parse_state(state):
+            node = self._enter(saved.node_id, saved.labels)
+            node.liveness, node.previous = saved.liveness, saved.previous
+            for data in saved.alerts:
+                rule = self._by_name.get(str(data.get("rule")))
+                if rule is None:
+                    dropped.append(alert_key(str(data.get("rule")), node.node_id, str(data.get("instance", ""))))
+                    continue
+                inst = instance_from_dict(data, rule, node.node_id)
+                slot = slot_of(rule.name, inst.key)
+                node.instances[slot] = inst
+                if inst.due is not None:
+                    heapq.heappush(self._heap, (inst.due, node.node_id, slot))
+        return dropped
+
+    # ---- internals -----------------------------------------------------------------------
+
+    def _enter(self, node_id: str, labels: Mapping[str, str]) -> _Node:
+        """Create or re-label a node: work out which metric rules cover it, share the plan of that set."""
+        node = self._nodes.get(node_id)
+        if node is not None and node.labels == labels:
+            node.labels = labels  # the same labels in a new mapping: next time ``is`` will do
+            return node
+        group = tuple(i for i, r in enumerate(self._metric_rules) if r.applies_to(node_id, labels))
+        plan = self._plans.setdefault(group, {})
+        if node is None:
+            node = self._nodes[node_id] = _Node(node_id, labels, plan)
+        else:
+            node.labels, node.plan = labels, plan
+        return node
+
+    def _judge_key(
+        self, node: _Node, entries: tuple[Entry, ...], key: str, value: float, *, now: float, out: list[AlertTransition]
+    ) -> None:
+        """Judge every rule on ``key`` against ``value``: the slow path, for values outside the quiet band."""
+        instances = node.instances
+        rise = self._increase(node, key, value) if entries and entries[0].rule.increase else None
+        for entry in entries:
+            tested = value
+            if entry.rule.increase:
+                if rise is None:
+                    continue
+                tested = rise
+            inst = instances.get(entry.slot)
+            if inst is None:
+                if entry.holds(tested):
+                    self._start(node, entry, tested, now, out)
+            else:
+                self._judge(node, inst, entry, tested, now=now, out=out)
+
+    def _key_plan(self, node: _Node, key: str) -> KeyPlan:
+        metric, _ = split_key(key)
+        rules = [
+            r
+            for i in self._by_metric.get(metric, ())
+            if (r := self._metric_rules[i]).applies_to(node.node_id, node.labels)
+        ]
+        key_plan = compile_key(key, rules)
+        if len(node.plan) < MAX_CACHED_KEYS:
+            node.plan[key] = key_plan
+        return key_plan
+
+    def _increase(self, node: _Node, key: str, value: float) -> float | None:
+        """The rise of a counter since the previous sample; a fall is a restart, so the rise is the value."""
+        previous = node.previous.get(key)
+        node.previous[key] = value
+        if previous is None:
+            return None  # the first value is a baseline, not a rise
+        return value - previous if value >= previous else value
+
+    def _start(self, node: _Node, entry: Entry, value: float, now: float, out: list[AlertTransition]) -> None:
+        inst = AlertInstance(
+            entry.rule, node.node_id, entry.key, entry.instance, "pending", now, last_true_at=now, value=value
+        )
+        inst.seen = node.samples
+        node.instances[entry.slot] = inst
+        if entry.rule.for_s <= 0:
+            self._fire(node, inst, now, out, old="inactive")
+        else:
+            out.append(inst.transition("inactive", "pending", now, node.labels))
+
+    def _judge(
+        self, node: _Node, inst: AlertInstance, entry: Entry, value: float, *, now: float, out: list[AlertTransition]
+    ) -> None:
+        """One fresh value for a live instance: keep it, promote it, or end it."""
+        inst.seen = node.samples
+        inst.absent = 0
+        inst.value = value
+        old = inst.state
+        if old == "unknown":
+            # Fresh data after a quiet spell: judged as what it was, with the clocks of the quiet spell reset.
+            inst.state = inst.prior or "pending"
+            inst.prior = None
+            inst.clear_since = None
+            if inst.state == "pending":
+                inst.active_since = now
+        held = entry.holds(value)
+        active = held or (inst.state == "firing" and entry.in_band(value))
+        self._step(node, inst, active=active, held=held, now=now, old=old, out=out)
+
+    def _step(
+        self,
+        node: _Node,
+        inst: AlertInstance,
+        *,
+        active: bool,
+        held: bool,
+        now: float,
+        old: AlertState,
+        out: list[AlertTransition],
+    ) -> None:
+        rule = inst.rule
+        if active:
+            inst.last_true_at = now
+            inst.clear_since = None
+            if inst.state == "pending" and held and now - inst.active_since >= rule.for_s:
+                self._fire(node, inst, now, out, old=old)
+            elif old != inst.state:
+                out.append(inst.transition(old, inst.state, now, node.labels))
+            return
+        if inst.clear_since is None:
+            inst.clear_since = now
+        cleared = now - inst.clear_since >= rule.clear_for_s
+        if inst.state == "firing":
+            last_true = inst.last_true_at if inst.last_true_at is not None else now
+            cleared = cleared and now - last_true >= rule.keep_firing_for_s
+        if cleared:
+            del node.instances[slot_of(rule.name, inst.key)]
+            out.append(inst.transition(old, "resolved" if inst.state == "firing" else "inactive", now, node.labels))
+        elif old != inst.state:
+            out.append(inst.transition(old, inst.state, now, node.labels))
+
+    def _judge_absent(self, node: _Node, now: float, out: list[AlertTransition]) -> None:
+        """Metric alerts whose metric this sample lacked: after a few such samples, the metric is gone."""
+        for inst in list(node.instances.values()):
+            if inst.rule.kind != "metric" or inst.seen == node.samples or inst.state == "unknown":
+                continue
+            inst.absent += 1
+            if inst.absent >= ABSENT_SAMPLES_TO_CLEAR:
+                inst.value = None
+                self._step(node, inst, active=False, held=False, now=now, old=inst.state, out=out)
+
+    def _fire(
+        self, node: _Node, inst: AlertInstance, at: float, out: list[AlertTransition], old: AlertState = "pending"
+    ) -> None:
+        inst.state = "firing"
+        inst.fired_at = at
+        out.append(inst.transition(old, "firing", at, node.labels))
+
+    def _set_liveness(self, node: _Node, state: NodeState, now: float, out: list[AlertTransition]) -> None:
+        if node.liveness == state:
+            return
+        node.liveness = state
+        if state != "online":
+            for inst in node.instances.values():
+                if inst.rule.kind == "metric" and inst.state != "unknown":
+                    inst.prior, old, inst.state = inst.state, inst.state, "unknown"
+                    out.append(inst.transition(old, "unknown", now, node.labels))
+        for rule in self._offline:
+            if rule.applies_to(node.node_id, node.labels):
+                self._offline_rule(node, rule, state, now, out)
+
+    def _offline_rule(self, node: _Node, rule: Rule, state: NodeState, now: float, out: list[AlertTransition]) -> None:
+        slot = slot_of(rule.name, "")
+        inst = node.instances.get(slot)
+        if state == "online":
+            if inst is not None:
+                del node.instances[slot]
+                new: AlertState = "resolved" if inst.state == "firing" else "inactive"
+                out.append(inst.transition(inst.state, new, now, node.labels))
+            return
+        wait_s = rule.for_s if state == "offline" else rule.stale_for_s
+        if wait_s is None or (inst is not None and inst.state == "firing"):
+            return
+        created = inst is None
+        if inst is None:
+            inst = node.instances[slot] = AlertInstance(rule, node.node_id, "", "", "pending", active_since=now)
+        due = now + wait_s if inst.due is None else min(inst.due, now + wait_s)
+        if due <= now:
+            inst.due = None
+            self._fire(node, inst, now, out, old="inactive" if created else "pending")
+            return
+        if created:
+            out.append(inst.transition("inactive", "pending", now, node.labels))
+        if due != inst.due:
+            self._arm(inst, slot, due)
+
+    def _arm(self, inst: AlertInstance, slot: str, due: float) -> None:
+        inst.due = due
+        heapq.heappush(self._heap, (due, inst.node_id, slot))
+
+    def _instance(self, node_id: str, slot: str) -> AlertInstance | None:
+        node = self._nodes.get(node_id)
+        return None if node is None else node.instances.get(slot)
