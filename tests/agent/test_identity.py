@@ -91,6 +91,18 @@ class TestLoadOrCreateNodeKey:
         with pytest.raises(NodeKeyError, match=r"usable state dir and key file"):
             load_or_create_node_key(state_dir)
 
+    def test_a_state_dir_that_is_a_file_is_refused(self, tmp_path: Path) -> None:
+        """A mistyped --state-dir pointing at a file stops the agent with what it found."""
+        (tmp_path / "file").write_text("x")
+        with pytest.raises(NodeKeyError, match=r"expected a directory"):
+            load_or_create_node_key(tmp_path / "file")
+
+    def test_a_key_path_that_is_a_directory_is_refused(self, tmp_path: Path) -> None:
+        """Something other than a regular file where the key belongs is refused, not replaced."""
+        (tmp_path / KEY_FILE).mkdir(mode=0o700)
+        with pytest.raises(NodeKeyError, match=r"expected a regular file"):
+            load_or_create_node_key(tmp_path)
+
     @pytest.mark.parametrize(
         "content",
         [b"", b"abc\n", b"zz" * 32 + b"\n", b"AB" * 32 + b"\n", b"ab" * 33 + b"\n", b"ab" * 32 + b"\n\n\n"],
