@@ -23,7 +23,6 @@ import contextlib
 import os
 import shutil
 import socket
-import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ if __package__ in {None, ""}:  # run as a script: make the repo importable
 import aiohttp
 from aiohttp import web
 
+from bench._stats import median
 from shared.codec import decode, encode, encode_json
 from shared.messages import Ack, Heartbeat, Hello
 
@@ -275,9 +275,9 @@ def format_table(results: Sequence[Measured], duration_s: float, reference: tupl
     for m in results:
         cpu = m.cpu_percent()
         cpu_text = f"{cpu:.2f}" if cpu is not None else "-"
-        rss_text = f"{statistics.median(m.rss_mb):.1f} / {max(m.rss_mb):.1f}" if m.rss_mb else "-"
-        size = f"{statistics.median(m.sample_bytes):.0f}" if m.sample_bytes else "-"
-        json_size = f"{statistics.median(m.json_bytes):.0f}" if m.json_bytes else "-"
+        rss_text = f"{median(m.rss_mb):.1f} / {max(m.rss_mb):.1f}" if m.rss_mb else "-"
+        size = f"{median(m.sample_bytes):.0f}" if m.sample_bytes else "-"
+        json_size = f"{median(m.json_bytes):.0f}" if m.json_bytes else "-"
         lines.append(f"| {m.name} | {cpu_text} | {rss_text} | {size} | {json_size} | {m.note} |")
     if reference is not None:
         lines.append(

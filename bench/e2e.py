@@ -49,6 +49,7 @@ if __package__ in {None, ""}:  # run as a script: make the repo importable
 import aiohttp
 import msgpack
 
+from bench._stats import percentile
 from bench.fleet import (
     DEFAULT_CONNECT_RATE_PER_S,
     NODES_PER_PROCESS,
@@ -96,14 +97,6 @@ class RunResult:
     missing_samples: int
     connect_errors: int
     note: str
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th quantile (0-1) by nearest rank; NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -16,7 +16,6 @@ import itertools
 import math
 import resource
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ from bench._procs import (
 )
 from bench._proxy import FaultProxy
 from bench._recorder import StateRecorder
+from bench._stats import median
 
 MIB = 2**20
 Row = tuple[str, str, str]
@@ -96,7 +96,7 @@ async def collector_kill(group: ProcessGroup, agents: int) -> Row:
         f"Collector killed ({agents} agents)",
         f"`kill -9` of the collector while {agents} `nodewatch agent` processes push every {interval_s:g} s; "
         f"restarted on the same port {down_s:g} s later",
-        f"{len(back)}/{agents} agents back; reconnect after restart median {statistics.median(times):.1f} s, "
+        f"{len(back)}/{agents} agents back; reconnect after restart median {median(times):.1f} s, "
         f"max {times[-1]:.1f} s (backoff cap 30 s); samples lost: {lost}; collector RSS {rss / MIB:.0f} MiB",
     )
 
@@ -249,7 +249,7 @@ async def frozen_subscriber(group: ProcessGroup, nodes: int) -> Row:
         "collector send timeout 1 s",
         f"cut off after {cut_s:.1f} s (it saw: `{ending[:40]}`); collector RSS {rss_before / MIB:.0f} → peak "
         f"{peak / MIB:.0f} → {rss_after / MIB:.0f} MiB; ingest {rate_before:.0f} → median "
-        f"{statistics.median(rates) if rates else 0:.0f} heartbeats/s; other subscriber's longest wait "
+        f"{median(rates):.0f} heartbeats/s; other subscriber's longest wait "
         f"{max_gap * 1000:.0f} ms",
     )
 

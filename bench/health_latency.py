@@ -19,19 +19,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import random
 import signal
-import statistics
 import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+if __package__ in {None, ""}:  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import aiohttp
 import msgpack
 
+from bench._stats import median, percentile
 from shared.codec import encode, to_wire_dict
 from shared.messages import Heartbeat, Hello, NodeFacts
 
@@ -166,11 +170,9 @@ async def probe(session: aiohttp.ClientSession, url: str, duration_s: float) -> 
 
 
 def _row(name: str, agents: int, rate: float, latencies: list[float], lag_max_ms: float) -> str:
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     return (
-        f"| {name} | {agents} | {rate:,.0f} | {len(ordered)} | {statistics.median(ordered):.2f} "
-        f"| {p99:.2f} | {ordered[-1]:.2f} | {lag_max_ms:.1f} |"
+        f"| {name} | {agents} | {rate:,.0f} | {len(latencies)} | {median(latencies):.2f} "
+        f"| {percentile(latencies, 0.99):.2f} | {max(latencies, default=math.nan):.2f} | {lag_max_ms:.1f} |"
     )
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 if __package__ in {None, ""}:  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._stats import median
 from collector.cache import NodeCache
 from collector.metrics import CollectorStats, render_metrics, take_snapshot
 from shared.codec import encode
@@ -98,8 +98,8 @@ async def bench(nodes: int, scrapes: int) -> None:
     print("| rendering | scrape ms | worst event-loop stall ms |")
     print("|---|---:|---:|")
     for name, runs in results.items():
-        scrape_ms = statistics.median(r[0] for r in runs) * 1000
-        stall_ms = statistics.median(r[1] for r in runs) * 1000
+        scrape_ms = median(r[0] for r in runs) * 1000
+        stall_ms = median(r[1] for r in runs) * 1000
         print(f"| {name} | {scrape_ms:,.0f} | {stall_ms:,.0f} |")
 
 

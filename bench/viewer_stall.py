@@ -39,6 +39,8 @@ from pathlib import Path
 if __package__ in {None, ""}:  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._stats import percentile
+
 REPO = Path(__file__).resolve().parent.parent
 PROBE_INTERVAL_MS = 10  # the issue's probe: a 10 ms PreciseTimer
 RSS_SAMPLE_S = 5.0
@@ -120,14 +122,6 @@ def slope_mib_per_min(samples: Sequence[tuple[float, float]]) -> float:
     if denominator == 0:
         return 0.0
     return 60.0 * sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / denominator
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile; 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
 def run_viewer(  # noqa: PLR0915 - one measured scenario, read top to bottom
