@@ -12,7 +12,8 @@ metrics, the JSON API, subscribers) is handed to aiohttp unchanged, so the
 collector stays observable while it sheds agents.
 
 Not here: the node cap itself (``NodeCache``, close 4503 after the hello) and
-auth (``collector.app``).
+auth (``collector.http_api``). The private aiohttp names it needs are
+borrowed through ``collector.aiohttp_private``.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-INGEST_REQUEST_LINE = b"GET /api/v1/ingest"
-# A request line this long without the ingest prefix is not an ingest request.
-SNIFF_MAX_BYTES = 64
+from collector import aiohttp_private
+from shared.limits import INGEST_PATH
+
+INGEST_REQUEST_LINE = b"GET " + INGEST_PATH.encode()
 
 
 def busy_response(limit: int) -> bytes:
@@ -72,7 +74,7 @@ class _Sniffer(asyncio.Protocol):
             transport.set_protocol(handler)
             handler.connection_made(transport)
             handler.data_received(head)
-        elif len(head) < SNIFF_MAX_BYTES:
+        else:  # a proper prefix of the ingest line, so shorter than it: keep reading
             self._head = head
 
     def eof_received(self) -> bool | None:
@@ -102,24 +104,11 @@ class AdmissionSite(web.TCPSite):
         self._response = busy_response(limit)
 
     def _protocol(self) -> asyncio.BaseProtocol:
-        server = self._runner.server
-        assert server is not None
-        # Server.connections copies a list; its dict's size is O(1) and this runs once per accept.
-        if len(server._connections) < self._limit:
+        server = aiohttp_private.site_server(self)
+        if aiohttp_private.open_connections(server) < self._limit:
             return server()
         return _Sniffer(server, self._response, self._on_refused)
 
     async def start(self) -> None:
         """TCPSite.start with our protocol factory in place of the runner's server."""
-        self._runner._reg_site(self)
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._protocol,
-            self._host,
-            self._port,
-            ssl=self._ssl_context,
-            backlog=self._backlog,
-            reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port,
-        )
-        self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
+        await aiohttp_private.serve_with_factory(self, self._protocol)

@@ -5,8 +5,9 @@ offline after 10 -> forgotten after ``forget_after_s``) by a monotonic ``now``
 passed in by the caller, keeps each node's latest sample and history ring,
 and tells the caller what changed so it can fan the change out.
 
-Not here: sockets, tasks, sleeping or encoding. ``collector.app`` calls
-``expire(now)`` when ``next_due()`` says a transition is due.
+Not here: sockets, tasks, sleeping, and rendering records as wire maps or
+frames (``collector.wire``). The shell calls ``expire(now)`` when
+``next_due()`` says a transition is due.
 """
 
 from __future__ import annotations
@@ -16,13 +17,11 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from enum import IntFlag
-from typing import Any
 
-from collector import wire
 from collector.history import HistoryRing, point_values
-from shared.codec import INGEST_LIMITS, decode, to_wire_dict
+from shared.codec import INGEST_LIMITS, decode
 from shared.errors import ErrorReason, ProtocolError
-from shared.messages import Heartbeat, Hello, History, NodeEntry, NodeFacts, NodeState, NodeStatus, Snapshot
+from shared.messages import Heartbeat, Hello, NodeFacts, NodeState
 
 # docs/protocol.md: stale after 3 missed intervals, offline after 10.
 STALE_AFTER_INTERVALS = 3
@@ -50,8 +49,6 @@ class ChangeKind(IntFlag):
 
 
 _STATUS_AND_SAMPLE = ChangeKind.STATUS | ChangeKind.SAMPLE
-_FACTS_BIT = ChangeKind.FACTS.value
-_SAMPLE_BIT = ChangeKind.SAMPLE.value
 REMOVED_BIT = ChangeKind.REMOVED.value
 
 
@@ -70,6 +67,19 @@ class HelloResult:
     ack_seq: int
     replaced_conn: int | None
     changes: list[Change]
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireResult:
+    """What the shell does after a liveness pass: publish ``changes``, abort ``drop_conns``.
+
+    A node that goes offline while its connection is still open has a dead
+    peer or a half-open socket behind it (the collector does not ping agents):
+    the shell aborts that connection; a live agent reconnects and replays.
+    """
+
+    changes: list[Change]
+    drop_conns: list[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,73 +147,15 @@ class NodeRecord:
         since = self.last_heard if self.offline_since is None else self.offline_since
         return since + forget_after_s
 
-    def status(self) -> NodeStatus:
-        """The wire view of this node's liveness."""
-        return NodeStatus(
-            node_id=self.node_id,
-            state=self.state,
-            state_since_at=self.state_since_at,
-            reason=self.reason,
-            last_seen_at=self.last_seen_at,
-            interval_s=self.interval_s,
-            agent_instance_id=self.instance_id,
-            connected=self.conn is not None,
-            last_seq=self.last_seq,
-            clock_skew_s=max(self.skews_s) if self.skews_s else None,
-            dropped_samples=self.dropped_samples,
-            missing_samples=self.missing_samples,
-        )
+    @property
+    def clock_skew_s(self) -> float | None:
+        """Agent wall clock minus ours: the max of the recent readings (see SKEW_WINDOW), None before one."""
+        return max(self.skews_s) if self.skews_s else None
 
     @property
     def last_sample(self) -> Heartbeat | None:
         """The newest sample by ``sampled_at``, or None before the first heartbeat."""
         return stored_sample(self.last_sample_frame, self.last_sample_model)
-
-    def status_wire(self) -> dict[str, Any]:
-        """``status()`` as the map ``encode`` would pack, built without a model: it runs per node per flush."""
-        wire_status: dict[str, Any] = {
-            "node_id": self.node_id,
-            "state": self.state,
-            "state_since_at": self.state_since_at,
-        }
-        if self.reason is not None:
-            wire_status["reason"] = self.reason
-        if self.last_seen_at is not None:
-            wire_status["last_seen_at"] = self.last_seen_at
-        wire_status["interval_s"] = self.interval_s
-        wire_status["agent_instance_id"] = self.instance_id
-        wire_status["connected"] = self.conn is not None
-        wire_status["last_seq"] = self.last_seq
-        if self.skews_s:
-            wire_status["clock_skew_s"] = max(self.skews_s)
-        wire_status["dropped_samples"] = self.dropped_samples
-        wire_status["missing_samples"] = self.missing_samples
-        return wire_status
-
-    def entry_frame(self, kind: ChangeKind, history: bytes | None = None) -> bytes:
-        """``entry(kind)`` packed as msgpack, from cached parts (see ``collector.wire``)."""
-        bits = kind.value  # plain int tests: IntFlag's & costs ~0.5 us each, and this runs per node per flush
-        facts = None
-        if bits & _FACTS_BIT:
-            if self.facts_frame is None:
-                self.facts_frame = wire.pack(self.facts.model_dump(mode="python", exclude_none=True))
-            facts = self.facts_frame
-        sample = None
-        if bits & _SAMPLE_BIT and self.last_sample_frame is not None:
-            sample = self.last_sample_frame
-        elif bits & _SAMPLE_BIT and self.last_sample_model is not None:
-            sample = self.last_sample_frame = wire.pack(to_wire_dict(self.last_sample_model))
-            self.last_sample_model = None
-        return wire.entry_frame(wire.pack(self.status_wire()), facts, sample, history)
-
-    def entry(self, kind: ChangeKind, history: History | None = None) -> NodeEntry:
-        """A NodeEntry with status, plus facts and last sample when ``kind`` asks for them."""
-        return NodeEntry(
-            status=self.status(),
-            facts=self.facts if kind & ChangeKind.FACTS else None,
-            last_sample=self.last_sample if kind & ChangeKind.SAMPLE else None,
-            history=history,
-        )
 
 
 class NodeCache:
@@ -362,9 +314,10 @@ class NodeCache:
             heapq.heappop(heap)  # superseded entry
         return None
 
-    def expire(self, now: float, wall: float) -> list[Change]:
+    def expire(self, now: float, wall: float) -> ExpireResult:
         """Apply every transition due by ``now``, timestamped when it was due, not when we noticed."""
         changes: dict[str, ChangeKind] = {}
+        drop_conns: list[int] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
             due, node_id = heapq.heappop(heap)
@@ -374,28 +327,13 @@ class NodeCache:
             node.heap_due = None
             if self._advance(node, now, wall):
                 changes[node_id] = changes.get(node_id, ChangeKind(0)) | ChangeKind.STATUS
+                if node.state == "offline" and node.conn is not None:
+                    drop_conns.append(node.conn)
             if node_id in self._nodes:
                 self._schedule(node)
             else:
                 changes[node_id] = ChangeKind.REMOVED
-        return [Change(node_id, kind) for node_id, kind in changes.items()]
-
-    def snapshot(self, wall: float, history_points: int) -> Snapshot:
-        """Every node with status, facts, last sample and its newest ``history_points`` points."""
-        return Snapshot(
-            server_time_at=wall,
-            nodes=[
-                n.entry(ChangeKind.FACTS | ChangeKind.SAMPLE, n.history.to_history(history_points))
-                for n in self.nodes()
-            ],
-        )
-
-    def snapshot_frame(self, wall: float, history_points: int) -> bytes:
-        """``snapshot(wall, history_points)`` packed as msgpack, without building a model per node."""
-        kind = ChangeKind.FACTS | ChangeKind.SAMPLE
-        return wire.snapshot_frame(
-            wall, [n.entry_frame(kind, wire.pack(n.history.to_wire(history_points))) for n in self.nodes()]
-        )
+        return ExpireResult([Change(node_id, kind) for node_id, kind in changes.items()], drop_conns)
 
     def _advance(self, node: NodeRecord, now: float, wall: float) -> bool:
         """Step ``node`` through every transition due by ``now``; True if its state changed."""

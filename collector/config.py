@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collector.acks import ACK_INTERVAL_S
+from collector.ingest_session import ACK_INTERVAL_S
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -51,7 +51,7 @@ class CollectorConfig:
     flush_interval_s: float = 0.1
     # One send to a subscriber may take this long; after that it is "too slow" (4429).
     send_timeout_s: float = 10.0
-    # Ack a heartbeat at the latest this long after the previous ack (collector.acks).
+    # A heartbeat is acked at the latest this long after it arrived (collector.ingest_session).
     ack_interval_s: float = ACK_INTERVAL_S
     # Websocket ping interval for viewers; finds dead peers (aiohttp closes after no pong in half of it).
     # Agents are not pinged: their heartbeats prove them alive (CollectorRuntime.drop_offline_agents).
@@ -70,8 +70,3 @@ class CollectorConfig:
     backlog: int = 4096
     # aiohttp's graceful-shutdown wait; websockets are closed first, so 1.5 s is plenty.
     shutdown_timeout_s: float = 1.5
-
-    @property
-    def tls(self) -> bool:
-        """Whether the collector serves https/wss."""
-        return self.tls_cert is not None

@@ -53,14 +53,16 @@ class PendingUpdates:
         if not self:
             return None
         records, removed = self._drain(cache)
-        return wire.update_frame(wall, [record.entry_frame(kind) for record, kind in records], removed)
+        return wire.update_frame(wall, [wire.entry_frame(record, kind) for record, kind in records], removed)
 
     def take_update(self, cache: NodeCache, wall: float) -> Update | None:
         """Empty the buffer into one Update built from the cache's current state; None when nothing is pending."""
         if not self:
             return None
         records, removed = self._drain(cache)
-        return Update(server_time_at=wall, nodes=[record.entry(kind) for record, kind in records], removed=removed)
+        return Update(
+            server_time_at=wall, nodes=[wire.entry(record, kind) for record, kind in records], removed=removed
+        )
 
     def _drain(self, cache: NodeCache) -> tuple[list[tuple[NodeRecord, ChangeKind]], list[str]]:
         """Empty the buffer: pending nodes still in the cache, and the sorted ids of those gone."""

@@ -113,6 +113,10 @@ class IngestPort(Protocol):
 class IngestObserver(Protocol):
     """What a ``CachePort`` reports to its shell: changes to fan out, connections to drop, heartbeats to count."""
 
+    def hello_accepted(self, hello: Hello, ack_seq: int) -> None:
+        """The cache took the hello: the connection now holds ``hello.node_id``."""
+        ...
+
     def changed(self, changes: list[Change]) -> None:
         """Publish ``changes`` to subscribers."""
         ...
@@ -121,13 +125,16 @@ class IngestObserver(Protocol):
         """Abort connection ``conn``: a newer connection of the same agent instance took its node."""
         ...
 
-    def heartbeat_applied(self, duplicate: bool, now: float) -> None:
-        """Count one heartbeat received at ``now``."""
+    def heartbeat_applied(self, changes: list[Change], duplicate: bool, now: float) -> None:
+        """Count one heartbeat received at ``now`` and publish ``changes`` (one call: this runs per heartbeat)."""
         ...
 
 
 class NullObserver:
     """An observer that ignores everything: for in-memory pairs with no subscribers."""
+
+    def hello_accepted(self, hello: Hello, ack_seq: int) -> None:
+        """Nobody to tell."""
 
     def changed(self, changes: list[Change]) -> None:
         """Nobody to publish to."""
@@ -135,7 +142,7 @@ class NullObserver:
     def replaced(self, conn: int) -> None:
         """The replaced session finds out at its next heartbeat (``Drop``)."""
 
-    def heartbeat_applied(self, duplicate: bool, now: float) -> None:
+    def heartbeat_applied(self, changes: list[Change], duplicate: bool, now: float) -> None:
         """Nothing counts."""
 
 
@@ -159,19 +166,17 @@ class CachePort:
         self.node_id = hello.node_id
         if result.replaced_conn is not None:
             self._observer.replaced(result.replaced_conn)
+        self._observer.hello_accepted(hello, result.ack_seq)
         self._observer.changed(result.changes)
         return result.ack_seq
 
     def heartbeat(self, heartbeat: Heartbeat, frame: bytes, now: float) -> int | None:
         """Apply one heartbeat; None once another connection holds the node."""
-        node_id = self.node_id
-        if node_id is None:  # pragma: no cover - the session sends heartbeats only after a hello
-            raise RuntimeError("expected a hello before heartbeats, got a heartbeat first")
-        result = self.cache.heartbeat(node_id, self.conn, heartbeat, now, self.wall_clock(), frame=frame)
+        # node_id is set: the session sends heartbeats only after a hello ("" never matches a node).
+        result = self.cache.heartbeat(self.node_id or "", self.conn, heartbeat, now, self.wall_clock(), frame=frame)
         if not result.current:
             return None
-        self._observer.heartbeat_applied(result.duplicate, now)
-        self._observer.changed(result.changes)
+        self._observer.heartbeat_applied(result.changes, result.duplicate, now)
         return result.ack_seq
 
     def closed(self, clean: bool, now: float) -> None:
@@ -203,6 +208,10 @@ def _expect_hello(message: Message, phase: Phase) -> Hello:
     if not isinstance(message, Hello):
         raise ProtocolError(ErrorReason.UNEXPECTED_MESSAGE, f"expected a hello first, got {message.type!r}")
     return message
+
+
+_CLOSED = Phase.CLOSED
+_STREAMING = Phase.STREAMING
 
 
 class IngestSession:
@@ -244,20 +253,40 @@ class IngestSession:
         """The actions to run right after the upgrade: the hello deadline's wake-up."""
         return (WakeAt(self._hello_deadline),)
 
-    def receive_frame(self, data: bytes | str, now: float) -> Actions:
+    def receive_frame(self, data: bytes | str, now: float) -> Actions:  # noqa: PLR0911 - the hot path, one call
         """One frame from the agent: binary (bytes) or text (str)."""
-        if self.phase is Phase.CLOSED:
+        phase = self.phase
+        if phase is _CLOSED:
             return NO_ACTIONS
-        if isinstance(data, str):
-            detail = f"expected binary msgpack frames, got text {data[:40]!r}"
+        if type(data) is not bytes:
+            detail = f"expected binary msgpack frames, got text {str(data)[:40]!r}"
             return self._refuse(ProtocolError(ErrorReason.TEXT_FRAME, detail), now)
         try:
             message = decode(data, INGEST_LIMITS)
-            if type(message) is Heartbeat and self.phase is Phase.STREAMING:
-                return self._heartbeat(message, data, now)
-            return self._hello(_expect_hello(message, self.phase), now)
+            if type(message) is not Heartbeat or phase is not _STREAMING:
+                return self._hello(_expect_hello(message, phase), now)
+            ack_seq = self.port.heartbeat(message, data, now)
         except ProtocolError as exc:
             return self._refuse(exc, now)
+        # The hot path (once per heartbeat): no allocation but the ack's, no timer but one per ack window.
+        if ack_seq is None:
+            self.phase = _CLOSED
+            return (Drop("another connection of this agent instance holds the node now"),)
+        self._held_seq = ack_seq
+        self._unacked += 1
+        deadline = self._ack_deadline
+        if deadline is None:
+            deadline = now + self._ack_interval_s
+            if self._unacked >= self._ack_every or now + self._hb_interval_s >= deadline:
+                return self._ack(ack_seq)
+            self._ack_deadline = deadline
+            return (WakeAt(deadline),)
+        # Ack now if the count is reached, or if the next heartbeat is not expected before the
+        # window's deadline anyway: the timer then has nothing to do (and an agent sampling slower
+        # than ack_interval_s is acked every time, with no timer at all).
+        if self._unacked >= self._ack_every or now + self._hb_interval_s >= deadline:
+            return self._ack(ack_seq)
+        return NO_ACTIONS
 
     def tick(self, now: float) -> Actions:
         """A wake-up: refuse a late hello, or send the ack an open window is due."""
@@ -291,25 +320,6 @@ class IngestSession:
         self._ack_every = hello.ack_every or 1
         self._hb_interval_s = hello.interval_s
         return (SendFrame(ack_frame(ack_seq)),)
-
-    def _heartbeat(self, heartbeat: Heartbeat, frame: bytes, now: float) -> Actions:
-        ack_seq = self.port.heartbeat(heartbeat, frame, now)
-        if ack_seq is None:
-            self.phase = Phase.CLOSED
-            return (Drop("another connection of this agent instance holds the node now"),)
-        self._held_seq = ack_seq
-        self._unacked += 1
-        opened = self._ack_deadline is None
-        deadline = now + self._ack_interval_s if self._ack_deadline is None else self._ack_deadline
-        # Ack now if the count is reached, or if the next heartbeat is not expected before the
-        # window's deadline anyway: the timer then has nothing to do (and an agent sampling slower
-        # than ack_interval_s is acked every time, with no timer at all).
-        if self._unacked >= self._ack_every or now + self._hb_interval_s >= deadline:
-            return self._ack(ack_seq)
-        if opened:
-            self._ack_deadline = deadline
-            return (WakeAt(deadline),)
-        return NO_ACTIONS
 
     def _ack(self, seq: int) -> Actions:
         self._unacked = 0

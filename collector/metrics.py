@@ -104,7 +104,7 @@ def take_snapshot(cache: NodeCache, stats: CollectorStats) -> ScrapeSnapshot:
             state=node.state,
             connected=node.conn is not None,
             last_seen_at=node.last_seen_at,
-            clock_skew_s=max(node.skews_s) if node.skews_s else None,
+            clock_skew_s=node.clock_skew_s,
             missing_samples=node.missing_samples,
             dropped_samples=node.dropped_samples,
             sample_frame=node.last_sample_frame,

@@ -1,4 +1,9 @@
-"""Collector-to-viewer frames packed straight from pre-packed parts: the fan-out's hot path.
+"""How a node record looks on the wire: each pydantic model next to its twin packed from parts.
+
+Each ``*_frame`` function here has a twin that builds the pydantic model
+(``status`` / ``status_wire``, ``entry`` / ``entry_frame``, ``snapshot`` /
+``snapshot_frame``): the models serve JSON subscribers and the HTTP API, the
+frames serve msgpack subscribers, the fan-out's hot path.
 
 msgpack is concatenative: a map is a header and then its keys and values,
 each packed on its own. So an ``Update`` or a ``Snapshot`` can be built by
@@ -8,12 +13,12 @@ the agent sent (already validated by ``shared.codec.decode``), forwarded
 as is. No pydantic model is built or dumped per node per flush.
 
 The bytes decode (with ``shared.codec.decode``) to exactly the message that
-``shared.codec.encode`` would have produced from the equivalent models; a
-test in ``tests/collector/test_wire.py`` holds both paths to that.
+``shared.codec.encode`` would have produced from the twin model; a test in
+``tests/collector/test_wire.py`` holds both paths to that.
 
-Not here: which nodes go into a frame (``collector.fanout``), the node state
-itself (``collector.cache``), JSON text frames (those still go through the
-pydantic models: ``?format=json`` is for debugging, not for scale).
+Not here: which nodes go into a frame (``collector.fanout``) and the node
+state itself (``collector.cache``). JSON text frames go through the models:
+``?format=json`` is for debugging, not for scale.
 """
 
 from __future__ import annotations
@@ -22,6 +27,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgpack
+
+from collector.cache import ChangeKind, NodeCache, NodeRecord
+from shared.codec import to_wire_dict
+from shared.messages import History, NodeEntry, NodeStatus, Snapshot
+
+_FACTS_BIT = ChangeKind.FACTS.value
+_SAMPLE_BIT = ChangeKind.SAMPLE.value
+FULL = ChangeKind.FACTS | ChangeKind.SAMPLE
 
 
 def pack(obj: Any) -> bytes:
@@ -56,7 +69,7 @@ TYPE_UPDATE = pack("type") + pack("update")
 TYPE_SNAPSHOT = pack("type") + pack("snapshot")
 
 
-def entry_frame(status: bytes, facts: bytes | None, last_sample: bytes | None, history: bytes | None) -> bytes:
+def entry_parts(status: bytes, facts: bytes | None, last_sample: bytes | None, history: bytes | None) -> bytes:
     """One ``NodeEntry`` map from packed parts; None parts are left out, as ``exclude_none`` would."""
     parts = [b"", KEY_STATUS, status]
     if facts is not None:
@@ -86,7 +99,88 @@ def update_frame(server_time_at: float, entries: Sequence[bytes], removed: Itera
     )
 
 
-def snapshot_frame(server_time_at: float, entries: Sequence[bytes]) -> bytes:
+def snapshot_parts(server_time_at: float, entries: Sequence[bytes]) -> bytes:
     """A whole ``Snapshot`` message from packed ``NodeEntry`` maps."""
     head = (map_header(3), TYPE_SNAPSHOT, KEY_SERVER_TIME_AT, pack(server_time_at), KEY_NODES)
     return b"".join((*head, array_header(len(entries)), *entries))
+
+
+def status(record: NodeRecord) -> NodeStatus:
+    """The wire model of a node's liveness."""
+    return NodeStatus(
+        node_id=record.node_id,
+        state=record.state,
+        state_since_at=record.state_since_at,
+        reason=record.reason,
+        last_seen_at=record.last_seen_at,
+        interval_s=record.interval_s,
+        agent_instance_id=record.instance_id,
+        connected=record.conn is not None,
+        last_seq=record.last_seq,
+        clock_skew_s=record.clock_skew_s,
+        dropped_samples=record.dropped_samples,
+        missing_samples=record.missing_samples,
+    )
+
+
+def status_wire(record: NodeRecord) -> dict[str, Any]:
+    """``status(record)`` as the map ``encode`` would pack, built without a model: it runs per node per flush."""
+    wire_status: dict[str, Any] = {
+        "node_id": record.node_id,
+        "state": record.state,
+        "state_since_at": record.state_since_at,
+    }
+    if record.reason is not None:
+        wire_status["reason"] = record.reason
+    if record.last_seen_at is not None:
+        wire_status["last_seen_at"] = record.last_seen_at
+    wire_status["interval_s"] = record.interval_s
+    wire_status["agent_instance_id"] = record.instance_id
+    wire_status["connected"] = record.conn is not None
+    wire_status["last_seq"] = record.last_seq
+    skew = record.clock_skew_s
+    if skew is not None:
+        wire_status["clock_skew_s"] = skew
+    wire_status["dropped_samples"] = record.dropped_samples
+    wire_status["missing_samples"] = record.missing_samples
+    return wire_status
+
+
+def entry(record: NodeRecord, kind: ChangeKind, history: History | None = None) -> NodeEntry:
+    """A NodeEntry with status, plus facts and last sample when ``kind`` asks for them."""
+    return NodeEntry(
+        status=status(record),
+        facts=record.facts if kind & ChangeKind.FACTS else None,
+        last_sample=record.last_sample if kind & ChangeKind.SAMPLE else None,
+        history=history,
+    )
+
+
+def entry_frame(record: NodeRecord, kind: ChangeKind, history: bytes | None = None) -> bytes:
+    """``entry(record, kind)`` packed as msgpack, from cached parts."""
+    bits = kind.value  # plain int tests: IntFlag's & costs ~0.5 us each, and this runs per node per flush
+    facts = None
+    if bits & _FACTS_BIT:
+        if record.facts_frame is None:
+            record.facts_frame = pack(record.facts.model_dump(mode="python", exclude_none=True))
+        facts = record.facts_frame
+    sample = None
+    if bits & _SAMPLE_BIT and record.last_sample_frame is not None:
+        sample = record.last_sample_frame
+    elif bits & _SAMPLE_BIT and record.last_sample_model is not None:
+        sample = record.last_sample_frame = pack(to_wire_dict(record.last_sample_model))
+        record.last_sample_model = None
+    return entry_parts(pack(status_wire(record)), facts, sample, history)
+
+
+def snapshot(cache: NodeCache, wall: float, history_points: int) -> Snapshot:
+    """Every node with status, facts, last sample and its newest ``history_points`` points."""
+    return Snapshot(
+        server_time_at=wall,
+        nodes=[entry(n, FULL, n.history.to_history(history_points)) for n in cache.nodes()],
+    )
+
+
+def snapshot_frame(cache: NodeCache, wall: float, history_points: int) -> bytes:
+    """``snapshot(cache, wall, history_points)`` packed as msgpack, without building a model per node."""
+    return snapshot_parts(wall, [entry_frame(n, FULL, pack(n.history.to_wire(history_points))) for n in cache.nodes()])

@@ -19,3 +19,21 @@ MAX_SHORT_TEXT = 256  # host names, mount points, interface and sensor labels
 MAX_HISTORY_POINTS = 100_000  # 24 h at 1 Hz plus headroom
 MAX_NODES_PER_MESSAGE = 200_000
 MAX_ACK_EVERY = 1_000_000  # hello.ack_every: far beyond any backlog an agent holds
+
+# A node id names a machine in the fleet: a hostname, or a name with ':' and '@' for
+# "host:container" or "service@host"; it never starts with punctuation, so it can be a
+# path segment (/api/v1/nodes/{node_id}) and a Prometheus label without quoting surprises.
+NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
+NODE_ID_MAX_LEN = 128
+# hello.interval_s: 20 Hz is as fast as a psutil sample stays cheap; an hour is the slowest
+# interval at which "offline after 10 intervals" still means something to a person.
+MIN_INTERVAL_S = 0.05
+MAX_INTERVAL_S = 3600.0
+
+# The collector's endpoint paths (docs/protocol.md, section 3); the agent, the viewer and
+# the collector's routes read them from here.
+INGEST_PATH = "/api/v1/ingest"
+SUBSCRIBE_PATH = "/api/v1/subscribe"
+HEALTH_PATH = "/api/v1/health"
+NODES_PATH = "/api/v1/nodes"
+METRICS_PATH = "/metrics"

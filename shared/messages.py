@@ -21,17 +21,22 @@ from shared.limits import (
     MAX_DISKS,
     MAX_HISTORY_POINTS,
     MAX_INTERFACES,
+    MAX_INTERVAL_S,
     MAX_NODES_PER_MESSAGE,
     MAX_SENSORS,
     MAX_SHORT_TEXT,
     MAX_TOP_PROCESSES,
+    MIN_INTERVAL_S,
+    NODE_ID_MAX_LEN,
+    NODE_ID_PATTERN,
     PROTOCOL_VERSION,
 )
 
-NodeId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
+NodeId = Annotated[str, Field(min_length=1, max_length=NODE_ID_MAX_LEN, pattern=NODE_ID_PATTERN)]
 ShortText = Annotated[str, Field(max_length=MAX_SHORT_TEXT)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
+IntervalSeconds = Annotated[float, Field(ge=MIN_INTERVAL_S, le=MAX_INTERVAL_S)]
 NonNegInt = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Seq = Annotated[int, Field(ge=1, le=2**63 - 1)]
 # Epoch seconds; bounded so a garbage value cannot overflow a datetime.
@@ -82,7 +87,7 @@ class Hello(WireModel):
     protocol_version: Annotated[int, Field(ge=1, le=65535)] = PROTOCOL_VERSION
     node_id: NodeId
     agent_instance_id: Annotated[str, Field(min_length=1, max_length=64)]
-    interval_s: Annotated[float, Field(ge=0.05, le=3600.0)]
+    interval_s: IntervalSeconds
     sent_at: EpochSeconds
     dropped_samples: NonNegInt = 0
     # Ack me at least every this many samples (half my backlog, say); absent means every sample.
@@ -108,6 +113,27 @@ class Heartbeat(WireModel):
     # mount point -> [total_bytes, used_bytes, available_bytes]; fullness = used / (used + available), as df
     # computes Use%; maps keep the heartbeat under 600 bytes
     disks: Annotated[dict[ShortText, DiskPair], Field(max_length=MAX_DISKS)] | None = None
+    # Slow-tier details, only in the heartbeat that carries a fresh slow reading (docs/protocol.md 5.2).
+    # mount point -> [inodes_total, inodes_free]
+    disk_inodes: Annotated[dict[ShortText, Annotated[list[NonNegInt], Field(min_length=2, max_length=2)]],
+                           Field(max_length=MAX_DISKS)] | None = None  # fmt: skip
+    disks_read_only: Annotated[list[ShortText], Field(max_length=MAX_DISKS)] | None = None
+    # mode (user, nice, system, iowait, irq, softirq, steal) -> percent of all CPU time
+    cpu_mode_percent: Annotated[dict[ShortText, Percent], Field(max_length=16)] | None = None
+    # cpu, io, memory -> [some_avg10, full_avg10] (full absent for cpu before Linux 5.13)
+    pressure_avg10_percent: Annotated[dict[ShortText, Annotated[list[Percent], Field(min_length=1, max_length=2)]],
+                                      Field(max_length=8)] | None = None  # fmt: skip
+    # disk -> [read_bytes_per_s, write_bytes_per_s, reads_per_s, writes_per_s, busy_percent, await_ms]
+    disk_devices: Annotated[dict[ShortText, Annotated[list[NonNegFloat], Field(min_length=6, max_length=6)]],
+                            Field(max_length=MAX_DISKS)] | None = None  # fmt: skip
+    # interface -> [rx_errors, rx_dropped, tx_errors, tx_dropped], cumulative counts
+    net_interface_errors: Annotated[dict[ShortText, Annotated[list[NonNegInt], Field(min_length=4, max_length=4)]],
+                                    Field(max_length=MAX_INTERFACES)] | None = None  # fmt: skip
+    net_interfaces_down: Annotated[list[ShortText], Field(max_length=MAX_INTERFACES)] | None = None
+    tcp_established: NonNegInt | None = None
+    tcp_time_wait: NonNegInt | None = None
+    fd_allocated: NonNegInt | None = None
+    fd_max: NonNegInt | None = None
     disk_read_bytes_per_s: NonNegFloat | None = None
     disk_write_bytes_per_s: NonNegFloat | None = None
     net_rx_bytes_per_s: NonNegFloat | None = None
@@ -150,7 +176,7 @@ class NodeStatus(WireModel):
     state_since_at: EpochSeconds
     reason: ShortText | None = None
     last_seen_at: EpochSeconds | None = None
-    interval_s: Annotated[float, Field(ge=0.05, le=3600.0)]
+    interval_s: IntervalSeconds
     agent_instance_id: Annotated[str, Field(min_length=1, max_length=64)]
     connected: bool
     last_seq: NonNegInt

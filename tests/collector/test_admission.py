@@ -12,7 +12,7 @@ from collector.admission import AdmissionSite
 from collector.app import RUNTIME_KEY, create_app
 from collector.config import CollectorConfig
 from shared.codec import encode
-from tests.collector.helpers import hello
+from tests.support.messages import hello
 
 
 @pytest.fixture

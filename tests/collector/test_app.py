@@ -14,15 +14,8 @@ from aiohttp import WSMsgType
 from collector.app import RUNTIME_KEY, CollectorRuntime
 from shared.codec import COLLECTOR_LIMITS, decode, decode_json, encode, encode_json
 from shared.messages import Heartbeat, HistoryRequest, NodeEntry, NodeHistory, Snapshot, Update
-from tests.collector.conftest import MakeClient
-from tests.collector.helpers import (
-    connect_agent,
-    expect_rejection,
-    heartbeat,
-    hello,
-    receive_message,
-    send_heartbeat,
-)
+from tests.support.collector import MakeClient, connect_agent, expect_rejection, receive_message, send_heartbeat
+from tests.support.messages import heartbeat, hello
 
 
 def runtime(client: Any) -> CollectorRuntime:
@@ -547,7 +540,7 @@ def test_heartbeat_model_is_what_agents_send() -> None:
 
 def test_ack_fast_path_matches_codec() -> None:
     """The hand-packed ack is byte-for-byte what shared.codec.encode produces."""
-    from collector.app import ack_frame
+    from collector.ingest_session import ack_frame
     from shared.messages import Ack
 
     for seq in (0, 1, 300, 2**40):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from collector import wire
 from collector.cache import ChangeKind, NodeCache
 from collector.fanout import PendingUpdates
 from shared.codec import encode
 from shared.errors import CloseCode, ErrorReason, ProtocolError
-from tests.collector.helpers import WALL_T0, heartbeat, hello
+from tests.support.messages import WALL_T0, heartbeat, hello
 
 T0 = 1000.0  # monotonic
 
@@ -25,7 +26,7 @@ class TestHello:
         result = cache.hello(hello(), conn=1, now=T0, wall=WALL_T0)
         assert result.ack_seq == 0
         assert result.changes[0].kind == ChangeKind.STATUS | ChangeKind.FACTS
-        status = cache.get("node-a").status()  # type: ignore[union-attr]
+        status = wire.status(cache.get("node-a"))  # type: ignore[arg-type]
         assert (status.state, status.reason, status.connected) == ("online", "hello", True)
 
     def test_same_instance_reconnect_acks_highest_seq_and_replaces_connection(self) -> None:
@@ -70,7 +71,7 @@ class TestHello:
         """An agent 2 s ahead shows clock_skew_s = 2."""
         cache = NodeCache()
         cache.hello(hello(sent_at=WALL_T0 + 2.0), conn=1, now=T0, wall=WALL_T0)
-        assert cache.get("node-a").status().clock_skew_s == pytest.approx(2.0)  # type: ignore[union-attr]
+        assert wire.status(cache.get("node-a")).clock_skew_s == pytest.approx(2.0)  # type: ignore[arg-type]
 
 
 class TestHeartbeat:
@@ -94,7 +95,7 @@ class TestHeartbeat:
         cache.hello(hello(dropped=3), conn=1, now=T0, wall=WALL_T0)
         cache.heartbeat("node-a", 1, heartbeat(1), T0, WALL_T0)
         cache.heartbeat("node-a", 1, heartbeat(5), T0, WALL_T0)
-        status = cache.get("node-a").status()  # type: ignore[union-attr]
+        status = wire.status(cache.get("node-a"))  # type: ignore[arg-type]
         assert (status.missing_samples, status.dropped_samples, status.last_seq) == (3, 3, 5)
 
     def test_replayed_older_sample_never_overwrites_newer_latest(self) -> None:
@@ -131,7 +132,7 @@ class TestHeartbeat:
         cache = NodeCache()
         cache.hello(hello(sent_at=WALL_T0 + 0.5), conn=1, now=T0, wall=WALL_T0)
         cache.heartbeat("node-a", 1, heartbeat(1, sampled_at=WALL_T0 - 300), T0, WALL_T0)
-        assert cache.get("node-a").status().clock_skew_s == pytest.approx(0.5)  # type: ignore[union-attr]
+        assert wire.status(cache.get("node-a")).clock_skew_s == pytest.approx(0.5)  # type: ignore[arg-type]
 
 
 class TestLiveness:
@@ -140,9 +141,9 @@ class TestLiveness:
         cache = NodeCache()
         cache.hello(hello(interval_s=1.0), conn=1, now=T0, wall=WALL_T0)
         assert cache.next_due() == T0 + 3
-        assert cache.expire(T0 + 2.9, WALL_T0 + 2.9) == []
-        changes = cache.expire(T0 + 3.5, WALL_T0 + 3.5)
-        status = cache.get("node-a").status()  # type: ignore[union-attr]
+        assert cache.expire(T0 + 2.9, WALL_T0 + 2.9).changes == []
+        changes = cache.expire(T0 + 3.5, WALL_T0 + 3.5).changes
+        status = wire.status(cache.get("node-a"))  # type: ignore[arg-type]
         assert [c.node_id for c in changes] == ["node-a"]
         assert (status.state, status.reason, status.state_since_at) == ("stale", "no_heartbeat", WALL_T0 + 3)
         assert cache.next_due() == T0 + 10
@@ -155,7 +156,7 @@ class TestLiveness:
         cache = NodeCache()
         cache.hello(hello(interval_s=2.0), conn=1, now=T0, wall=WALL_T0)
         cache.expire(T0 + 60, WALL_T0 + 60)
-        status = cache.get("node-a").status()  # type: ignore[union-attr]
+        status = wire.status(cache.get("node-a"))  # type: ignore[arg-type]
         assert (status.state, status.state_since_at) == ("offline", WALL_T0 + 20)
 
     def test_heartbeats_keep_node_online_without_extra_transitions(self) -> None:
@@ -164,13 +165,13 @@ class TestLiveness:
         cache.hello(hello(), conn=1, now=T0, wall=WALL_T0)
         for seq in range(1, 30):
             cache.heartbeat("node-a", 1, heartbeat(seq), T0 + seq, WALL_T0 + seq)
-            assert cache.expire(T0 + seq + 0.5, WALL_T0) == []
+            assert cache.expire(T0 + seq + 0.5, WALL_T0).changes == []
         assert cache.get("node-a").state == "online"  # type: ignore[union-attr]
         due = cache.next_due()
         # next_due may be early (heartbeats do not touch the heap), never late; waking early re-arms it.
         assert due is not None
         assert due <= T0 + 29 + 3
-        assert cache.expire(due, WALL_T0) == []
+        assert cache.expire(due, WALL_T0).changes == []
         assert cache.next_due() == T0 + 29 + 3
 
     def test_heartbeat_after_stale_brings_node_back_online(self) -> None:
@@ -179,7 +180,7 @@ class TestLiveness:
         cache.hello(hello(), conn=1, now=T0, wall=WALL_T0)
         cache.expire(T0 + 4, WALL_T0 + 4)
         cache.heartbeat("node-a", 1, heartbeat(1), T0 + 5, WALL_T0 + 5)
-        status = cache.get("node-a").status()  # type: ignore[union-attr]
+        status = wire.status(cache.get("node-a"))  # type: ignore[arg-type]
         assert (status.state, status.reason, status.state_since_at) == ("online", "heartbeat_resumed", WALL_T0 + 5)
 
     def test_clean_close_is_offline_at_once(self) -> None:
@@ -187,7 +188,7 @@ class TestLiveness:
         cache = NodeCache()
         cache.hello(hello(), conn=1, now=T0, wall=WALL_T0)
         cache.close("node-a", 1, clean=True, now=T0 + 1, wall=WALL_T0 + 1)
-        status = cache.get("node-a").status()  # type: ignore[union-attr]
+        status = wire.status(cache.get("node-a"))  # type: ignore[arg-type]
         assert (status.state, status.reason, status.connected) == ("offline", "agent_closed", False)
 
     def test_lost_connection_waits_for_timers(self) -> None:
@@ -204,8 +205,8 @@ class TestLiveness:
         cache = NodeCache(forget_after_s=100.0)
         cache.hello(hello(), conn=1, now=T0, wall=WALL_T0)
         cache.close("node-a", 1, clean=True, now=T0, wall=WALL_T0)
-        assert cache.expire(T0 + 99, WALL_T0) == []
-        changes = cache.expire(T0 + 100, WALL_T0)
+        assert cache.expire(T0 + 99, WALL_T0).changes == []
+        changes = cache.expire(T0 + 100, WALL_T0).changes
         assert [(c.node_id, c.kind) for c in changes] == [("node-a", ChangeKind.REMOVED)]
         assert "node-a" not in cache
         assert cache.next_due() is None
@@ -237,7 +238,7 @@ class TestSnapshotAndPending:
         cache.hello(hello(), conn=1, now=T0, wall=WALL_T0)
         for seq in range(1, 80):
             cache.heartbeat("node-a", 1, heartbeat(seq), T0, WALL_T0)
-        snap = cache.snapshot(WALL_T0, 60)
+        snap = wire.snapshot(cache, WALL_T0, 60)
         entry = snap.nodes[0]
         assert entry.facts is not None
         assert entry.last_sample is not None
@@ -268,7 +269,7 @@ class TestSnapshotAndPending:
         pending = PendingUpdates()
         cache.hello(hello(), conn=1, now=T0, wall=WALL_T0)
         pending.add(cache.close("node-a", 1, clean=True, now=T0, wall=WALL_T0))
-        pending.add(cache.expire(T0 + 2, WALL_T0))
+        pending.add(cache.expire(T0 + 2, WALL_T0).changes)
         update = pending.take_update(cache, WALL_T0)
         assert update is not None
         assert (update.nodes, update.removed) == ([], ["node-a"])

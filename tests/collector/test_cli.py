@@ -20,8 +20,8 @@ from collector.cli import FD_HEADROOM, connection_limit, main
 from collector.config import CollectorConfig
 from shared.codec import COLLECTOR_LIMITS, decode, encode
 from shared.messages import Ack
-from tests.collector.conftest import MakeClient
-from tests.collector.helpers import connect_agent, heartbeat, hello, send_heartbeat
+from tests.support.collector import MakeClient, connect_agent, send_heartbeat
+from tests.support.messages import heartbeat, hello
 
 REPO = Path(__file__).resolve().parents[2]
 PIPE = asyncio.subprocess.PIPE

@@ -8,7 +8,7 @@ import pytest
 
 from collector.history import BYTES_PER_POINT, FLOAT32_MAX, LOAD_MAX, PERCENT_MAX, SERIES, HistoryRing, point_values
 from shared.messages import Heartbeat
-from tests.collector.helpers import heartbeat
+from tests.support.messages import heartbeat
 
 VALUES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0)
 

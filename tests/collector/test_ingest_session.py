@@ -17,7 +17,7 @@ from collector.ingest_session import (
 from shared.codec import COLLECTOR_LIMITS, decode, encode
 from shared.errors import CloseCode
 from shared.messages import Ack, Error, Hello
-from tests.collector.helpers import WALL_T0, heartbeat, hello
+from tests.support.messages import WALL_T0, heartbeat, hello
 
 T0 = 1000.0
 
@@ -32,7 +32,7 @@ def new_session(
 
 def paced(ack_every: int | None, interval_s: float = 1.0) -> Hello:
     """A hello asking for an ack every ``ack_every`` heartbeats."""
-    return hello().model_copy(update={"ack_every": ack_every, "interval_s": interval_s})
+    return hello(ack_every=ack_every, interval_s=interval_s)
 
 
 def acks(actions: tuple[object, ...]) -> list[int]:

@@ -8,8 +8,8 @@ from typing import Any
 from collector.app import RUNTIME_KEY, CollectorRuntime, create_app
 from collector.config import CollectorConfig
 from shared.codec import encode
-from tests.collector.conftest import FAST
-from tests.collector.helpers import WALL_T0, connect_agent, heartbeat, hello, send_heartbeat
+from tests.support.collector import FAST, connect_agent, send_heartbeat
+from tests.support.messages import WALL_T0, heartbeat, hello
 
 FLEET = 5000  # rendering this many nodes takes far longer than one heartbeat's round trip
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import msgpack
 
+from collector import wire
 from collector.cache import Change, ChangeKind, NodeCache
 from collector.fanout import PendingUpdates
 from shared.codec import COLLECTOR_LIMITS, decode, encode, to_wire_dict
-from tests.collector.helpers import WALL_T0, heartbeat, hello
+from tests.support.messages import WALL_T0, heartbeat, hello
 
 T0 = 1000.0  # monotonic
 
@@ -31,9 +32,9 @@ class TestStatusWire:
         """status_wire() is the same map, in the same key order, as NodeStatus.model_dump(exclude_none=True)."""
         cache = busy_cache()
         for record in cache.nodes():
-            model_map = record.status().model_dump(mode="python", exclude_none=True)
-            assert record.status_wire() == model_map
-            assert list(record.status_wire()) == list(model_map)
+            model_map = wire.status(record).model_dump(mode="python", exclude_none=True)
+            assert wire.status_wire(record) == model_map
+            assert list(wire.status_wire(record)) == list(model_map)
 
 
 class TestFrames:
@@ -60,7 +61,7 @@ class TestFrames:
     def test_snapshot_frame_equals_encoded_snapshot(self) -> None:
         """The snapshot built from parts, history included, is the model path's snapshot byte for byte."""
         cache = busy_cache()
-        assert cache.snapshot_frame(WALL_T0 + 9, 2) == encode(cache.snapshot(WALL_T0 + 9, 2))
+        assert wire.snapshot_frame(cache, WALL_T0 + 9, 2) == encode(wire.snapshot(cache, WALL_T0 + 9, 2))
 
     def test_forwarded_sample_frame_is_the_agents_bytes(self) -> None:
         """The last sample is forwarded as the validated frame the agent sent, not re-encoded."""
@@ -69,7 +70,7 @@ class TestFrames:
         assert record is not None
         assert record.last_sample is not None
         assert record.last_sample_frame == encode(record.last_sample)
-        entry = msgpack.unpackb(record.entry_frame(ChangeKind.SAMPLE))
+        entry = msgpack.unpackb(wire.entry_frame(record, ChangeKind.SAMPLE))
         assert entry["last_sample"] == to_wire_dict(record.last_sample)
 
     def test_changed_facts_are_packed_again(self) -> None:
@@ -77,7 +78,7 @@ class TestFrames:
         cache = busy_cache()
         record = cache.get("busy")
         assert record is not None
-        record.entry_frame(ChangeKind.FACTS)
+        wire.entry_frame(record, ChangeKind.FACTS)
         cache.hello(hello("busy", hostname="renamed"), conn=4, now=T0 + 5, wall=WALL_T0 + 5)
-        entry = msgpack.unpackb(record.entry_frame(ChangeKind.FACTS))
+        entry = msgpack.unpackb(wire.entry_frame(record, ChangeKind.FACTS))
         assert entry["facts"]["hostname"] == "renamed"

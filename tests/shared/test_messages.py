@@ -137,11 +137,25 @@ class TestFieldConstraints:
         """An agent cannot announce an interval that would make liveness meaningless (under 50 ms, over 1 h)."""
         _rejects(Hello, {**HELLO, "interval_s": interval_s})
 
-    @pytest.mark.parametrize("field", ["disks", "net_interfaces"])
-    @pytest.mark.parametrize("pair", [[1], [1, 2, 3], []])
-    def test_map_values_are_pairs(self, field: str, pair: list[int]) -> None:
-        """disks and net_interfaces values are exactly [total, used] or [rx, tx]."""
-        _rejects(Heartbeat, _heartbeat(**{field: {"x": pair}}))
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [
+            ("disks", [1]),
+            ("disks", []),
+            ("disks", [1, 2, 3, 4]),
+            ("net_interfaces", [1]),
+            ("net_interfaces", []),
+            ("net_interfaces", [1, 2, 3]),
+        ],
+    )
+    def test_map_values_have_their_length(self, field: str, value: list[int]) -> None:
+        """disks values are [total, used] or [total, used, available]; net_interfaces values are [rx, tx]."""
+        _rejects(Heartbeat, _heartbeat(**{field: {"x": value}}))
+
+    @pytest.mark.parametrize("value", [[10, 4], [10, 4, 6]])
+    def test_disks_take_available_bytes_optionally(self, value: list[int]) -> None:
+        """An agent may send [total, used, available] or, as older agents do, [total, used]."""
+        assert Heartbeat.model_validate(_heartbeat(disks={"/": value})).disks == {"/": value}
 
     def test_load_avg_has_three_values(self) -> None:
         """load_avg is the 1, 5 and 15 minute averages, no more, no fewer."""

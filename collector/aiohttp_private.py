@@ -1,0 +1,52 @@
+"""Every touch of a private aiohttp name, fenced in one module.
+
+aiohttp gives no public way to do these three things, and the collector needs
+them. Each function names what it borrows; ``tests/collector/test_aiohttp_private.py``
+has a canary per name that fails when an aiohttp release changes it, and
+pyproject pins aiohttp to the minor range the canaries passed on.
+
+- ``open_connections``: ``web.Server._connections``, a dict of live protocol
+  handlers (``Server.connections`` copies it into a list: O(n) per accept).
+- ``serve_with_factory``: ``web.TCPSite.start`` with our protocol factory in
+  place of the runner's server, reading the site's private fields and
+  ``BaseRunner._reg_site``.
+- ``site_server``: ``BaseSite._runner``, to reach the runner's ``web.Server``.
+
+Not here: anything public (``request.transport``, ``ws.close``), and policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiohttp import web
+
+
+def open_connections(server: web.Server) -> int:
+    """How many connections ``server`` holds now, in O(1)."""
+    return len(server._connections)
+
+
+def site_server(site: web.BaseSite) -> web.Server:
+    """The ``web.Server`` of the runner ``site`` was made for (set once the runner is set up)."""
+    server = site._runner.server
+    if server is None:
+        raise RuntimeError("expected a runner that was set up, got one with no server")
+    return server
+
+
+async def serve_with_factory(site: web.TCPSite, factory: Callable[[], asyncio.BaseProtocol]) -> None:
+    """``TCPSite.start``, but every accepted connection gets ``factory()`` as its protocol."""
+    site._runner._reg_site(site)
+    loop = asyncio.get_running_loop()
+    site._server = await loop.create_server(
+        factory,
+        site._host,
+        site._port,
+        ssl=site._ssl_context,
+        backlog=site._backlog,
+        reuse_address=site._reuse_address,
+        reuse_port=site._reuse_port,
+    )
+    site._bound_port = site._server.sockets[0].getsockname()[1] if site._server.sockets else site._port

@@ -1,0 +1,215 @@
+"""``GET /api/v1/ingest``: the aiohttp shell around one ``IngestSession`` per agent connection.
+
+The shell receives frames and feeds them to the session, executes the actions
+it returns (send, close, drop, wake me at t), and arms the one timer the
+session asks for on the app's ``Scheduler``. Every protocol rule lives in
+``collector.ingest_session``; the samples go to the ``NodeCache`` through a
+``CachePort`` whose observer is the ``CollectorRuntime``.
+
+An unexpected exception on one connection closes that connection with 1011
+``internal``, counted and logged in one line; nobody else notices.
+
+Not here: auth (``collector.http_api.token_ok``), admission at accept time
+(``collector.admission``), the protocol rules themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+
+from aiohttp import WSMsgType, web
+
+from collector.http_api import peer_gone, prepared, token_ok, unauthorized
+from collector.ingest_session import (
+    Actions,
+    CachePort,
+    Close,
+    Drop,
+    IngestSession,
+    Phase,
+    SendFrame,
+    WakeAt,
+)
+from collector.runtime import CollectorRuntime
+from collector.timers import TimerHandle
+from shared.errors import CloseCode, ErrorReason
+from shared.messages import Hello
+
+log = logging.getLogger("nodewatch.collector")
+
+# Below asyncio's default low-water mark (64 KiB / 4) a transport is never paused, so an ack cannot block.
+ACK_FAST_PATH_BYTES = 16 * 1024
+_CLOSED = Phase.CLOSED
+_BINARY = WSMsgType.BINARY
+_TEXT = WSMsgType.TEXT
+
+
+class IngestConnection:
+    """One agent's websocket: the receive loop, the action executor and the session's one timer."""
+
+    __slots__ = (
+        "_tasks",
+        "_timer",
+        "changed",
+        "conn",
+        "heartbeat_applied",
+        "peer",
+        "replaced",
+        "request",
+        "runtime",
+        "session",
+        "ws",
+    )
+
+    def __init__(self, runtime: CollectorRuntime, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.runtime = runtime
+        self.ws = ws
+        self.request = request
+        self.peer = str(request.remote)
+        self.conn = runtime.next_conn()
+        # This connection is its CachePort's observer; the runtime's bound methods are taken as
+        # they are, so a heartbeat costs no extra call.
+        self.changed = runtime.publish
+        self.heartbeat_applied = runtime.heartbeat_applied
+        self.replaced = runtime.replaced
+        cfg = runtime.config
+        port = CachePort(runtime.cache, self.conn, runtime.wall_clock, self)
+        self.session = IngestSession(
+            port, now=runtime.clock(), hello_timeout_s=cfg.hello_timeout_s, ack_interval_s=cfg.ack_interval_s
+        )
+        self._timer: TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # actions a timer produced, run outside the receive loop
+
+    def hello_accepted(self, hello: Hello, ack_seq: int) -> None:
+        """The node is ours now: health counts this agent, a later hello of its instance can replace it."""
+        self.runtime.agents[self.conn] = self.request
+        log.info(
+            "ingest %r: hello from node %r (instance %r), ack %d",
+            self.peer,
+            hello.node_id,
+            hello.agent_instance_id,
+            ack_seq,
+        )
+
+    async def run(self) -> None:
+        """Receive until the session or the peer ends the conversation."""
+        session, ws, clock = self.session, self.ws, self.runtime.clock
+        try:
+            await self.execute(session.start())
+            while session.phase is not _CLOSED:
+                msg = await ws.receive()
+                kind = msg.type
+                if kind is _BINARY or kind is _TEXT:
+                    actions = session.receive_frame(msg.data, clock())
+                    if actions:
+                        await self.execute(actions)
+                    continue
+                if kind is WSMsgType.ERROR:
+                    self.runtime.count_transport_error("ingest", msg)
+                session.receive_close(msg.data if kind is WSMsgType.CLOSE else None, clock())
+        except Exception as exc:  # noqa: BLE001 - a bug of ours costs this one connection a 1011, never the collector
+            await self._fail(exc)
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            if session.phase is not _CLOSED:  # cancelled (shutdown): the cache still hears the connection ended
+                session.receive_close(None, clock())
+            self.runtime.agents.pop(self.conn, None)
+
+    async def execute(self, actions: Actions) -> None:
+        """Run the session's actions in order."""
+        for action in actions:
+            if type(action) is SendFrame:
+                await self._send(action.data)
+            elif type(action) is WakeAt:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = self.runtime.scheduler.call_at(action.at, self._on_wake)
+            elif type(action) is Close:
+                if action.reason != ErrorReason.INTERNAL:  # internal_error already logged and counted it
+                    self.runtime.count_close("ingest", self.peer, action.code, action.reason, action.detail)
+                await self.runtime.close_ws(self.ws, action.code, action.reason.encode())
+            elif type(action) is Drop and self.request.transport is not None:
+                log.info("ingest %r: dropped: %s", self.peer, action.detail)
+                self.request.transport.abort()
+
+    def _on_wake(self) -> None:
+        """The session's timer fired: tick it; anything but a re-arm runs as a task (once per ack window)."""
+        self._timer = None
+        try:
+            actions = self.session.tick(self.runtime.clock())
+        except Exception as exc:  # noqa: BLE001 - as in run(): this connection only
+            self._spawn(self._fail(exc))
+            return
+        if len(actions) == 1 and type(actions[0]) is WakeAt:
+            self._timer = self.runtime.scheduler.call_at(actions[0].at, self._on_wake)
+        elif actions:
+            self._spawn(self._execute_guarded(actions))
+
+    def _spawn(self, coro: asyncio.Future[None] | object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _execute_guarded(self, actions: Actions) -> None:
+        try:
+            await self.execute(actions)
+        except Exception as exc:  # noqa: BLE001 - as in run(): this connection only
+            await self._fail(exc)
+
+    async def _fail(self, exc: Exception) -> None:
+        """Close this connection with 1011 after a bug of ours; if even that fails, abort it."""
+        self.runtime.internal_error("ingest", self.peer, exc)
+        try:
+            await self.execute(tuple(a for a in self.session.fail(self.runtime.clock()) if type(a) is not WakeAt))
+        except Exception:  # noqa: BLE001 - the connection is beyond saving; the collector is not
+            self.runtime.abort(self.ws)
+            with suppress(Exception):
+                await self.ws.close(code=CloseCode.INTERNAL_ERROR)
+
+    async def _send(self, data: bytes) -> None:
+        """Send one frame; an agent that stopped reading (send over ``send_timeout_s``) is aborted."""
+        ws = self.ws
+        transport = self.request.transport
+        try:
+            if isinstance(transport, asyncio.WriteTransport) and (
+                transport.get_write_buffer_size() < ACK_FAST_PATH_BYTES
+            ):
+                # Fast path (this runs once per ack): below the low-water mark the transport
+                # is not paused and a ~20-byte frame cannot pause it, so send_bytes will not wait
+                # and needs no timeout (an asyncio.timeout costs a timer per ack).
+                await ws.send_bytes(data)
+                return
+            async with asyncio.timeout(self.runtime.config.send_timeout_s):
+                await ws.send_bytes(data)
+        except TimeoutError:
+            self.runtime.abort(ws)
+        except ConnectionError:
+            # The agent went away between its heartbeat and our ack (aiohttp raises
+            # ClientConnectionResetError, a ConnectionResetError); the next receive() ends the loop.
+            return
+
+
+async def handle_ingest(runtime: CollectorRuntime, request: web.Request) -> web.StreamResponse:
+    """``GET /api/v1/ingest``: one agent's hello, then its heartbeats, each acked cumulatively."""
+    if not token_ok(request, runtime.agent_tokens):
+        return unauthorized(runtime, request, "ingest", "agent")
+    cfg = runtime.config
+    ws = web.WebSocketResponse(
+        # No pings: aiohttp re-arms its ping timer on every frame received (~5 % of the
+        # collector's CPU at 1 Hz per node), and heartbeats already prove the agent alive.
+        # A dead agent connection is dropped when its node goes offline (NodeCache.expire).
+        heartbeat=None,
+        max_msg_size=cfg.ingest_max_msg_bytes,
+        compress=False,
+        timeout=cfg.close_timeout_s,
+    )
+    if not await prepared(ws, request):
+        return peer_gone()
+    with runtime.tracked(ws, request, "ingest"):
+        await IngestConnection(runtime, ws, request).run()
+    return ws

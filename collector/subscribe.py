@@ -1,0 +1,180 @@
+"""``GET /api/v1/subscribe``: one viewer's snapshot, its batched updates and its history requests.
+
+Each subscriber has a ``PendingUpdates`` buffer that ingest merges changes
+into without waiting (``CollectorRuntime.publish``), and a send loop that
+drains it into at most one update per flush interval. A viewer that cannot
+take a frame within ``send_timeout_s`` is closed with 4429; nobody else waits
+for it (websockets' broadcast notes make the same choice).
+
+An unexpected exception on one subscriber closes that subscriber with 1011
+``internal``, counted and logged in one line; other viewers do not notice.
+
+Not here: what changed (``collector.cache``), how frames are packed
+(``collector.wire``), auth (``collector.http_api.token_ok``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from aiohttp import WSMessage, WSMsgType, web
+
+from collector import wire
+from collector.fanout import PendingUpdates
+from collector.history import HistoryRing
+from collector.http_api import json_error, peer_gone, prepared, token_ok, unauthorized
+from collector.runtime import CollectorRuntime
+from shared.codec import SUBSCRIBE_REQUEST_LIMITS, decode, decode_json, encode, encode_json
+from shared.errors import CloseCode, ErrorReason, ProtocolError
+from shared.messages import HistoryRequest, Message, NodeHistory
+
+log = logging.getLogger("nodewatch.collector")
+
+# A viewer asking for more histories than this before we sent the first ones is flooding; extra requests are dropped.
+MAX_PENDING_HISTORY_REQUESTS = 64
+
+
+@dataclass(eq=False, slots=True)
+class Subscriber:
+    """One viewer connection: its websocket, what it has not been sent yet, and its wake-up event."""
+
+    ws: web.WebSocketResponse
+    peer: str
+    json_format: bool
+    pending: PendingUpdates = field(default_factory=PendingUpdates)
+    history_requests: dict[str, None] = field(default_factory=dict)  # an ordered set
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def handle_subscribe(runtime: CollectorRuntime, request: web.Request) -> web.StreamResponse:
+    """``GET /api/v1/subscribe``: a snapshot, then batched updates; answers history requests."""
+    if not token_ok(request, runtime.viewer_tokens):
+        return unauthorized(runtime, request, "subscribe", "viewer")
+    fmt = request.query.get("format", "msgpack")
+    if fmt not in {"msgpack", "json"}:
+        return json_error(400, "bad_request", f"expected format=msgpack or format=json, got {fmt[:40]!r}")
+    cfg = runtime.config
+    ws = web.WebSocketResponse(
+        heartbeat=cfg.ws_heartbeat_s,
+        max_msg_size=cfg.subscribe_max_msg_bytes,
+        compress=False,
+        timeout=cfg.close_timeout_s,
+    )
+    if not await prepared(ws, request):
+        return peer_gone()
+    sub = Subscriber(ws=ws, peer=str(request.remote), json_format=fmt == "json")
+    with runtime.tracked(ws, request, "subscribe"):
+        try:
+            await _serve(runtime, sub)
+        except Exception as exc:  # noqa: BLE001 - a bug of ours costs this one viewer a 1011, never the collector
+            runtime.subscribers.discard(sub)
+            runtime.internal_error("subscribe", sub.peer, exc)
+            detail = "expected to serve this viewer, got an internal error in the collector"
+            await runtime.reject(
+                ws, sub.peer, "subscribe", ProtocolError(ErrorReason.INTERNAL, detail), text=fmt == "json"
+            )
+    return ws
+
+
+async def _serve(runtime: CollectorRuntime, sub: Subscriber) -> None:
+    # Snapshot and registration happen with no await between them, so no change is lost or doubled.
+    cfg = runtime.config
+    first: bytes | str
+    if sub.json_format:
+        first = encode_json(wire.snapshot(runtime.cache, runtime.wall_clock(), cfg.snapshot_history_points))
+    else:
+        first = wire.snapshot_frame(runtime.cache, runtime.wall_clock(), cfg.snapshot_history_points)
+    runtime.subscribers.add(sub)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            sender = tg.create_task(_send_loop(runtime, sub, first))
+            try:
+                await _receive_loop(runtime, sub)
+            finally:
+                sender.cancel()
+    finally:
+        runtime.subscribers.discard(sub)
+        runtime.stats.updates_dropped += len(sub.pending)
+
+
+async def _receive_loop(runtime: CollectorRuntime, sub: Subscriber) -> None:
+    try:
+        while (request := _decode_request(runtime, sub, await sub.ws.receive())) is not None:
+            if len(sub.history_requests) < MAX_PENDING_HISTORY_REQUESTS:
+                sub.history_requests[request.node_id] = None
+                sub.wake.set()
+    except ProtocolError as exc:
+        await runtime.reject(sub.ws, sub.peer, "subscribe", exc, text=sub.json_format)
+
+
+def _decode_request(runtime: CollectorRuntime, sub: Subscriber, msg: WSMessage) -> HistoryRequest | None:
+    """The viewer's request in a frame, None when the connection ended, ProtocolError for bad input."""
+    if msg.type is WSMsgType.BINARY:
+        message = decode(msg.data, SUBSCRIBE_REQUEST_LIMITS)
+    elif msg.type is WSMsgType.TEXT and sub.json_format:
+        message = decode_json(msg.data, SUBSCRIBE_REQUEST_LIMITS)
+    elif msg.type is WSMsgType.TEXT:
+        raise ProtocolError(
+            ErrorReason.TEXT_FRAME, f"expected binary frames (or ?format=json), got text {msg.data[:40]!r}"
+        )
+    else:
+        if msg.type is WSMsgType.ERROR:
+            runtime.count_transport_error("subscribe", msg)
+        return None
+    if not isinstance(message, HistoryRequest):
+        raise ProtocolError(ErrorReason.UNEXPECTED_MESSAGE, f"expected a history_request, got {message.type!r}")
+    return message
+
+
+async def _send_loop(runtime: CollectorRuntime, sub: Subscriber, snapshot: bytes | str) -> None:
+    """Send the snapshot, then at most one Update per flush interval; close 4429 if a send times out."""
+    loop = asyncio.get_running_loop()
+    cfg = runtime.config
+    try:
+        await _send_frame(runtime, sub, snapshot)
+        last_flush = loop.time()
+        while True:
+            await sub.wake.wait()
+            delay_s = last_flush + cfg.flush_interval_s - loop.time()
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)
+            sub.wake.clear()
+            while sub.history_requests:
+                node_id = next(iter(sub.history_requests))
+                del sub.history_requests[node_id]
+                record = runtime.cache.get(node_id)
+                history = record.history.to_history() if record is not None else HistoryRing(1).to_history()
+                await _send(runtime, sub, NodeHistory(node_id=node_id, history=history))
+            update: bytes | str | None
+            if sub.json_format:
+                model = sub.pending.take_update(runtime.cache, runtime.wall_clock())
+                update = None if model is None else encode_json(model)
+            else:
+                update = sub.pending.take_frame(runtime.cache, runtime.wall_clock())
+            if update is not None:
+                await _send_frame(runtime, sub, update)
+                runtime.stats.updates_sent += 1
+            last_flush = loop.time()
+    except TimeoutError:
+        reason = ErrorReason.SUBSCRIBER_TOO_SLOW
+        detail = f"expected each send to finish within {cfg.send_timeout_s:g} s, got one that did not"
+        runtime.count_close("subscribe", sub.peer, CloseCode.SUBSCRIBER_TOO_SLOW, reason.value, detail)
+        runtime.subscribers.discard(sub)
+        await runtime.close_ws(sub.ws, CloseCode.SUBSCRIBER_TOO_SLOW, reason.value.encode())
+        runtime.abort(sub.ws)
+    except ConnectionError:
+        return
+
+
+async def _send(runtime: CollectorRuntime, sub: Subscriber, message: Message) -> None:
+    await _send_frame(runtime, sub, encode_json(message) if sub.json_format else encode(message))
+
+
+async def _send_frame(runtime: CollectorRuntime, sub: Subscriber, frame: bytes | str) -> None:
+    async with asyncio.timeout(runtime.config.send_timeout_s):
+        if isinstance(frame, str):
+            await sub.ws.send_str(frame)
+        else:
+            await sub.ws.send_bytes(frame)
