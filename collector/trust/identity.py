@@ -16,8 +16,11 @@ keeps only its SHA-256 fingerprint, per node id, in a ``KeyRecord``:
   unverified (the old rules apply) unless ``require_keys`` is set.
 
 Operator actions, for the admin API: ``forget(node_id)`` drops the record (the
-next key is trusted on first use again) and ``rotate(node_id, wall)`` accepts
-the next different key once, within ``rotation_window_s``.
+next key is trusted on first use again), ``rotate(node_id, wall)`` accepts
+the next different key once, within ``rotation_window_s``, and
+``pin(node_id, fingerprint, wall)`` binds a node id to the fingerprint the
+agent printed (``nodewatch agent --print-fingerprint``), with no race: the way
+to evict a squatter, or to register a fleet before it starts.
 
 Pure: no I/O but the log lines; ``now`` is monotonic (log pacing), ``wall``
 is epoch seconds (persisted timestamps). Not here: the node table itself
@@ -41,6 +44,8 @@ from collector.trust.refusal import Refusal, TrustReason
 
 # The credential is 32 bytes as 64 lowercase hex digits (agent.identity.node_credential).
 CREDENTIAL_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+# What ``fingerprint`` prints: SHA-256 in base64 without its one "=" of padding, as ssh-keygen -l.
+FINGERPRINT_PATTERN = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
 # Domain separation: a fingerprint can never equal a hash some other part of nodewatch computes.
 _FINGERPRINT_DOMAIN = b"nodewatch node credential fingerprint v1\x00"
 # How long ``rotate`` waits for the new key: a day covers a reinstall started after the admin call.
@@ -180,6 +185,24 @@ class IdentityTable:
         pending = replace(record, rotate_until_at=wall + self.rotation_window_s)
         self._records[node_id] = pending
         return pending
+
+    def pin(self, node_id: str, fingerprint_text: str, wall: float) -> KeyRecord:
+        """Bind ``node_id`` to ``fingerprint_text`` now, replacing any record; the record to persist.
+
+        Unlike ``rotate`` there is no window in which someone else's key could win. A malformed
+        fingerprint raises ValueError (the admin API answers 400 with the message).
+        """
+        if FINGERPRINT_PATTERN.fullmatch(fingerprint_text) is None:
+            raise ValueError(f"fingerprint: expected 'SHA256:' and 43 base64 characters, got {fingerprint_text!r:.80}")
+        old = self._records.get(node_id)
+        if old is None:
+            record = KeyRecord(node_id, fingerprint_text, first_seen_at=wall, last_seen_at=wall)
+        else:
+            record = replace(old, fingerprint=fingerprint_text, rotate_until_at=None, mismatches=0)
+        self._records[node_id] = record
+        was = None if old is None else old.fingerprint
+        self._log.warning("node %r: key pinned by operator to %s (was %s)", node_id, fingerprint_text, was)
+        return record
 
     def _first_use(self, node_id: str, presented: str, *, peer: str, wall: float) -> IdentityDecision:
         if len(self._records) >= self.max_records:

@@ -173,6 +173,30 @@ class TestOperatorActions:
         assert record is not None
         assert record.rotate_until_at is None
 
+    def test_pin_evicts_a_squatter_with_no_race(self) -> None:
+        """Finding 2: the operator pins the real agent's printed fingerprint; the squatter is refused at once."""
+        table = _table()
+        table.check("web-01", KEY_B, peer="198.51.100.9", now=0.0, wall=WALL_T0)  # the squatter came first
+        record = table.pin("web-01", fingerprint(KEY_A), WALL_T0 + 60)
+        assert record.fingerprint == fingerprint(KEY_A)
+        assert record.first_seen_at == WALL_T0
+        assert isinstance(table.check("web-01", KEY_B, peer="198.51.100.9", now=1.0, wall=WALL_T0 + 61), Refusal)
+        assert _accepted(table.check("web-01", KEY_A, peer=PEER, now=2.0, wall=WALL_T0 + 62)).kind is AcceptKind.KNOWN
+
+    def test_pin_registers_a_node_before_it_starts(self) -> None:
+        """With keys required, pinning every node first makes the fleet closed: unknown ids are refused."""
+        table = _table(require_keys=True)
+        table.pin("web-01", fingerprint(KEY_A), WALL_T0)
+        assert _accepted(table.check("web-01", KEY_A, peer=PEER, now=0.0, wall=WALL_T0)).kind is AcceptKind.KNOWN
+
+    @pytest.mark.parametrize("text", ["", "SHA256:", "sha256:" + "A" * 43, "SHA256:" + "!" * 43, "SHA256:" + "A" * 44])
+    def test_pin_refuses_a_malformed_fingerprint(self, text: str) -> None:
+        """A typo in the fingerprint is a 400 with what was expected, and changes nothing."""
+        table = _table()
+        with pytest.raises(ValueError, match="expected 'SHA256:' and 43 base64 characters"):
+            table.pin("web-01", text, WALL_T0)
+        assert table.get("web-01") is None
+
     def test_rotate_an_unknown_node_is_none(self) -> None:
         """The admin API answers 404 for a node id with no key on record."""
         assert _table().rotate("ghost", WALL_T0) is None
