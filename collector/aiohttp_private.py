@@ -11,6 +11,7 @@ pyproject pins aiohttp to the minor range the canaries passed on.
   place of the runner's server, reading the site's private fields and
   ``BaseRunner._reg_site``.
 - ``site_server``: ``BaseSite._runner``, to reach the runner's ``web.Server``.
+- ``cancel_heartbeat``: ``WebSocketResponse._cancel_heartbeat()``, see its docstring.
 
 Not here: anything public (``request.transport``, ``ws.close``), and policy.
 """
@@ -50,3 +51,16 @@ async def serve_with_factory(site: web.TCPSite, factory: Callable[[], asyncio.Ba
         reuse_port=site._reuse_port,
     )
     site._bound_port = site._server.sockets[0].getsockname()[1] if site._server.sockets else site._port
+
+
+def cancel_heartbeat(ws: web.WebSocketResponse) -> None:
+    """Cancel the websocket's ping timer once its handler is done.
+
+    aiohttp 3.14 leaves a WebSocketResponse's ping timer scheduled (``heartbeat``
+    seconds ahead) when the connection ended by a protocol error of the peer or by
+    the peer vanishing, and that timer holds the request, its handler and its
+    transport. At thousands of refusals per second that kept ~100,000 dead
+    connections alive and a collector under a 256 MiB limit died of MemoryError.
+    ``tests/collector/test_aiohttp_private.py`` shows the leak without this call.
+    """
+    ws._cancel_heartbeat()

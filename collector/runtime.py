@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, WSMessage, web
 
+from collector import aiohttp_private
 from collector.cache import Change, NodeCache
 from collector.config import CollectorConfig
 from collector.meters import LagMeter, RateMeter
@@ -182,6 +183,7 @@ class CollectorRuntime:
         finally:
             self.stats.connections_active[endpoint] -= 1
             del self.websockets[ws]
+            aiohttp_private.cancel_heartbeat(ws)
 
     async def close_ws(self, ws: web.WebSocketResponse, code: int, reason: bytes) -> None:
         """Close politely within ``close_timeout_s``; a peer that does not read gets its transport aborted."""
