@@ -13,10 +13,12 @@ from collections.abc import Collection
 from dataclasses import replace
 
 from agent.cgroup import CgroupLimits
+from agent.extras import ExtrasBuilder
+from agent.netdev import first_interfaces
 from agent.rates import CounterRates, CounterRateTracker, CpuRateTracker
 from agent.readings import FastReading, ProcessRow, SlowReading
 from agent.wire import WireDict
-from shared.limits import MAX_CORES, MAX_INTERFACES, MAX_SHORT_TEXT
+from shared.limits import MAX_CORES, MAX_SHORT_TEXT
 
 
 class SlowCache:
@@ -51,10 +53,10 @@ class SlowCache:
         return reading
 
     def reuse(self, now: float) -> SlowReading | None:
-        """The last reading with its errors already counted, or None if there is none young enough."""
+        """The last reading, its errors already counted and its details already sent; None if none is young enough."""
         if self._reading is None or now - self._read_at > self.max_age_s:
             return None
-        return replace(self._reading, errors=0)
+        return replace(self._reading, errors=0, fresh=False)
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -80,14 +82,6 @@ def _counted_total(rates: CounterRates, counted: Collection[str] | None) -> tupl
     return (sum(rate[0] for rate in pairs), sum(rate[1] for rate in pairs))
 
 
-def _first_interfaces(
-    per_device: dict[str, tuple[float, float]], counted: Collection[str] | None
-) -> dict[str, tuple[float, float]]:
-    """At most MAX_INTERFACES, counted (physical) ones first so 64 veths never push eth0 out; sorted by name."""
-    ordered = sorted(per_device, key=lambda name: (counted is not None and name not in counted, name))
-    return {name: per_device[name] for name in sorted(ordered[:MAX_INTERFACES])}
-
-
 def _usage(rows: list[ProcessRow] | None) -> list[WireDict] | None:
     if rows is None:
         return None
@@ -105,6 +99,7 @@ class HeartbeatBuilder:
         self._cpu = CpuRateTracker()
         self._disk = CounterRateTracker()
         self._net = CounterRateTracker()
+        self._extras = ExtrasBuilder()
         self.sample_errors = 0
 
     def prime(self, fast: FastReading) -> None:
@@ -112,6 +107,7 @@ class HeartbeatBuilder:
         self._cpu.update(fast.cpu_total, fast.cpu_per_core)
         self._disk.update(fast.monotonic_s, fast.disk_io)
         self._net.update(fast.monotonic_s, fast.net_io)
+        self._extras.prime(fast)
 
     def build(self, seq: int, fast: FastReading, slow: SlowReading | None, late_ticks: int = 0) -> WireDict:
         """Return the heartbeat for ``seq``; ``slow`` is None when the slow reading did not finish in time."""
@@ -120,9 +116,10 @@ class HeartbeatBuilder:
         disk = self._disk.update(fast.monotonic_s, fast.disk_io)
         net = self._net.update(fast.monotonic_s, fast.net_io)
         net_total = _counted_total(net, fast.net_counted)
+        extras = self._extras.build(fast, slow) if slow is not None else {}
         slow = slow if slow is not None else SlowReading()
         cgroup = slow.cgroup if slow.cgroup is not None else CgroupLimits()
-        interfaces = _first_interfaces(net.per_device, fast.net_counted)
+        interfaces = {name: net.per_device[name] for name in first_interfaces(net.per_device, fast.net_counted)}
         uptime_s = None
         if self._boot_time_at is not None:
             uptime_s = round(max(0.0, fast.sampled_at - self._boot_time_at), 1)
@@ -144,6 +141,7 @@ class HeartbeatBuilder:
             "disks": {mount: [u.total_bytes, u.used_bytes, u.available_bytes] for mount, u in slow.disks.items()}
             if slow.disks
             else None,
+            **extras,  # in the model's field order, right after disks
             "disk_read_bytes_per_s": round(disk.total[0], 1) if disk.total is not None else None,
             "disk_write_bytes_per_s": round(disk.total[1], 1) if disk.total is not None else None,
             "net_rx_bytes_per_s": round(net_total[0], 1) if net_total is not None else None,

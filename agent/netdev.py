@@ -17,11 +17,12 @@ Not here: rates (``agent.rates``), or the non-Linux fallback through psutil
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
 from agent.procfs import HostPaths, read_text
+from shared.limits import MAX_INTERFACES
 
 LOOPBACK = "lo"
 # Intermediate functional blocks re-inject traffic for shaping (tc); their bytes are another device's.
@@ -82,6 +83,12 @@ def counted_interfaces(names: Iterable[str], sys_root: Path) -> frozenset[str]:
         return name.startswith(_IFB_PREFIX) or (net / name / "bridge").exists() or (net / name / "brport").exists()
 
     return frozenset(name for name in listed if not stacked(name))
+
+
+def first_interfaces(names: Iterable[str], counted: Collection[str] | None) -> list[str]:
+    """At most MAX_INTERFACES names, counted (physical) ones first so 64 veths never push eth0 out; sorted."""
+    ordered = sorted(names, key=lambda name: (counted is not None and name not in counted, name))
+    return sorted(ordered[:MAX_INTERFACES])
 
 
 def link_up(name: str, sys_root: Path) -> bool | None:

@@ -11,8 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from agent.blockdev import DiskStats
 from agent.cgroup import CgroupLimits
+from agent.kernelstats import FileHandles, Pressure, TcpCounts
 from agent.mounts import DiskUsage
+from agent.netdev import NetCounters
 from agent.rates import CounterPair, CpuTimes
 
 log = logging.getLogger(__name__)
@@ -53,8 +56,14 @@ class ProcessRow:
 
 @dataclass(frozen=True, slots=True)
 class SlowReading:
-    """What ``read_slow()`` found; None fields were not measured (or failed)."""
+    """What ``read_slow()`` found; None fields were not measured (or failed).
 
+    ``fresh`` is False when ``SlowCache`` repeats a reading: the node_exporter
+    style details (``agent.extras``) are sent once per reading, not repeated.
+    """
+
+    monotonic_s: float | None = None
+    fresh: bool = True
     disks: dict[str, DiskUsage] | None = None
     swap_total_bytes: int | None = None
     swap_used_bytes: int | None = None
@@ -64,6 +73,13 @@ class SlowReading:
     cgroup: CgroupLimits | None = None
     top_cpu: list[ProcessRow] | None = None
     top_memory: list[ProcessRow] | None = None
+    # Whole physical disks' cumulative I/O, every interface's counters (loopback too) and the down ones.
+    disk_stats: dict[str, DiskStats] | None = None
+    net_counters: dict[str, NetCounters] | None = None
+    links_down: frozenset[str] | None = None
+    pressure: dict[str, Pressure] | None = None
+    tcp: TcpCounts | None = None
+    file_handles: FileHandles | None = None
     errors: int = 0
 
 

@@ -34,6 +34,7 @@ from typing import Any
 from agent.blockdev import counted_disks, partition_names, read_diskstats
 from agent.cgroup import DEFAULT_ROOT, detect_container, read_cgroup_limits
 from agent.heartbeat import HeartbeatBuilder, SlowCache
+from agent.kernelstats import read_file_handles, read_pressure, read_tcp
 from agent.mounts import (
     DiskUsage,
     Partition,
@@ -42,7 +43,7 @@ from agent.mounts import (
     select_mounts,
     usage_from_statvfs,
 )
-from agent.netdev import LOOPBACK, counted_interfaces, read_net_dev
+from agent.netdev import LOOPBACK, counted_interfaces, link_up, read_net_dev
 from agent.procfs import HostPaths, read_mountinfo
 from agent.rates import CounterPair, CpuTimes
 from agent.readings import Attempts, FastReading, ProcessRow, SlowReading
@@ -144,16 +145,17 @@ class PsutilReader:
         return counters, None
 
     def read_slow(self) -> SlowReading:
-        """Read disk usage, process table, sensors and cgroup limits; run this in a worker thread."""
-        attempts = self._slow
+        """Read disk usage, process table, sensors, cgroup limits and the details; run this in a worker thread."""
+        attempts, host = self._slow, self._host
         before = attempts.errors
+        monotonic_s = self._clock()
         disks = attempts.run("disk_usage", self._disks)
         swap = attempts.run("swap_memory", self._ps.swap_memory)  # parses all of /proc/vmstat: not every tick
         process_count = attempts.run("pids", lambda: len(self._ps.pids()))
         temperatures = attempts.run("sensors_temperatures", self._temperatures)
         cgroup = None
         if self._cgroup_root is not None:
-            host, fallback = self._host, self._cgroup_root
+            fallback = self._cgroup_root
             cgroup = attempts.run("cgroup", lambda: read_cgroup_limits(host, fallback))
         top_cpu = top_memory = None
         if self._top_processes:
@@ -161,7 +163,10 @@ class PsutilReader:
             if rows is not None:
                 top_cpu = sorted(rows, key=lambda row: (-row.cpu_percent, row.pid))[:TOP_N]
                 top_memory = sorted(rows, key=lambda row: (-row.rss_bytes, row.pid))[:TOP_N]
+        stats = attempts.run("diskstats", lambda: read_diskstats(host))
+        net = attempts.run("net_dev", lambda: read_net_dev(host))
         return SlowReading(
+            monotonic_s=monotonic_s,
             disks=disks,
             swap_total_bytes=int(swap.total) if swap is not None else None,
             swap_used_bytes=int(swap.used) if swap is not None else None,
@@ -171,6 +176,14 @@ class PsutilReader:
             cgroup=cgroup,
             top_cpu=top_cpu,
             top_memory=top_memory,
+            disk_stats={name: s for name, s in stats.items() if name in counted_disks(stats, host.sys)}
+            if stats is not None
+            else None,
+            net_counters=net,
+            links_down=frozenset(name for name in net if link_up(name, host.sys) is False) if net is not None else None,
+            pressure=attempts.run("pressure", lambda: read_pressure(host)),
+            tcp=attempts.run("tcp", lambda: read_tcp(host)),
+            file_handles=attempts.run("file_handles", lambda: read_file_handles(host)),
             errors=attempts.errors - before,
         )
 

@@ -93,6 +93,16 @@ class TestDiskFullness:
             assert abs(fullness - df_shows[mount]) <= 1, mount
             assert df_use_percent(used, available) == df_shows[mount]
 
+    def test_inodes_and_read_only_mounts(self) -> None:
+        """Inodes as df -i counts them (none for vfat) and the mount mounted ro come with the details."""
+        beat = replay(TREES / "df", self.recorded())
+        assert beat.disk_inodes == {
+            "/": [6_553_600, 5_000_000],
+            "/mnt/backup disk": [131_072, 131_000],
+            "/srv/archive": [512_000, 511_000],
+        }
+        assert beat.disks_read_only == ["/srv/archive"]
+
 
 class TestNetworkTotals:
     """Defect 2: a bridge, its veth, ifb and tun counted the same bytes again."""

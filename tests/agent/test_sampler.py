@@ -63,7 +63,7 @@ class BigPsutil(FakePsutil):
 
 
 def write_tree(root: Path, second: int) -> None:
-    """A procfs with two busy physical interfaces (counters near 10^11 bytes) and two ext4 mounts."""
+    """A procfs at ``second``: two busy physical interfaces and disks (counters near 10^11), two ext4 mounts, PSI."""
     net = root / "proc" / "net"
     net.mkdir(parents=True, exist_ok=True)
     lines = ["Inter-| header", " face | header"]
@@ -76,6 +76,23 @@ def write_tree(root: Path, second: int) -> None:
     (root / "proc" / "self" / "mountinfo").write_text(
         "28 1 252:1 / / rw,relatime - ext4 /dev/vda1 rw\n29 28 252:17 / /home rw,relatime - ext4 /dev/vdb1 rw\n"
     )
+    stats = []
+    for index, name in enumerate(("vda", "vdb")):
+        sectors = 190_000_000 + second * 2048
+        stats.append(
+            f"254 {index * 16} {name} 9000000 0 {sectors} 4000000 8000000 0 {sectors} 9000000 0 {second * 500} 0"
+        )
+        (root / "sys" / "block" / name / "device").mkdir(parents=True, exist_ok=True)
+    (root / "proc" / "diskstats").write_text("\n".join(stats) + "\n")
+    (root / "proc" / "pressure").mkdir(exist_ok=True)
+    for resource in ("cpu", "io", "memory"):
+        (root / "proc" / "pressure" / resource).write_text(
+            "some avg10=12.34 avg60=8.65 avg300=4.08 total=26952732\nfull avg10=1.23 avg60=0.00 avg300=0.00 total=9\n"
+        )
+    (root / "proc" / "net" / "snmp").write_text("Tcp: CurrEstab InSegs\nTcp: 1234 99999999\n")
+    (root / "proc" / "net" / "sockstat").write_text("sockets: used 40\nTCP: inuse 12 orphan 0 tw 747 alloc 12 mem 67\n")
+    (root / "proc" / "sys" / "fs").mkdir(parents=True, exist_ok=True)
+    (root / "proc" / "sys" / "fs" / "file-nr").write_text("12345\t0\t9223372036854775807\n")
 
 
 class TestHeartbeatBuilder:
@@ -188,8 +205,12 @@ class TestHeartbeatBuilder:
         plain_reader, plain_builder = make_reader(ps, clock, tmp_path)
         assert build(plain_builder, 1, plain_reader.read_fast(), plain_reader.read_slow()).top_cpu is None
 
-    def test_heartbeat_round_trips_and_stays_small(self, tmp_path: Path) -> None:
-        """A 2-core, 2-terabyte-mount, 2-interface heartbeat with swap decodes to itself in at most 600 bytes."""
+
+class TestHeartbeatSize:
+    """The 1 Hz heartbeat fits its 600 bytes; the one with the slow-tier details every 5 s may be larger."""
+
+    def test_core_and_detailed_heartbeats(self, tmp_path: Path) -> None:
+        """A 2-core, 2-terabyte-mount, 2-disk, 2-interface node: 600 bytes at most between details, 1200 with them."""
         ps, clock = BigPsutil(), FakeClock()
         write_tree(tmp_path, 0)
         tib = 2**40 // 4096
@@ -197,24 +218,30 @@ class TestHeartbeatBuilder:
         reader = PsutilReader(ps, clock=clock, wall_clock=lambda: 1_700_000_000.123 + clock.now,
                               host=HostPaths.under(tmp_path), statvfs=lambda path: usage)  # fmt: skip
         builder = HeartbeatBuilder(boot_time_at=1_690_000_000.0)
+        cache = SlowCache(refresh_s=5.0, max_age_s=15.0)
         builder.prime(reader.read_fast())
-        clock.advance(1.0)
-        write_tree(tmp_path, 1)
-        ps.total = CpuTimes(123456.78, 12.5, 23456.7, 987654.3, 1234.5, 0)
-        ps.cores = [CpuTimes(61728.39, 6.2, 11728.3, 493827.1, 617.2, 0)] * 2
-        beat = build(builder, 123456, reader.read_fast(), reader.read_slow(), late_ticks=3)
-        assert beat.disks is not None
-        assert len(beat.disks) == 2
-        assert beat.net_interfaces is not None
-        assert len(beat.net_interfaces) == 2
-        frame = encode(beat)
-        assert len(frame) <= 600, f"heartbeat is {len(frame)} bytes"
-        assert len(frame) < len(encode_json(beat))
+        frames = []
+        for second in range(1, 7):
+            clock.advance(1.0)
+            write_tree(tmp_path, second)
+            ps.total = CpuTimes(123456.78 + second, 12.5, 23456.7, 987654.3 + second, 1234.5, 0)
+            ps.cores = [CpuTimes(61728.39 + second, 6.2, 11728.3, 493827.1 + second, 617.2, 0)] * 2
+            slow = cache.store(reader.read_slow(), clock.now) if second in {1, 6} else cache.reuse(clock.now)
+            beat = build(builder, 123455 + second, reader.read_fast(), slow, late_ticks=3)
+            assert len(encode(beat)) < len(encode_json(beat))
+            frames.append((beat, len(encode(beat))))
+        core, detailed = frames[1], frames[-1]
+        assert core[0].disk_devices is None
+        assert core[1] <= 600, f"heartbeat is {core[1]} bytes"
+        assert detailed[0].disk_devices is not None
+        assert detailed[0].pressure_avg10_percent is not None
+        # Every fifth heartbeat: with 584 between, a node averages under 700 bytes a second.
+        assert detailed[1] <= 1200, f"heartbeat with details is {detailed[1]} bytes"
 
 
 class TestSlowCache:
     def test_refresh_schedule_and_reuse(self) -> None:
-        """A slow reading is due every refresh_s; in between the last one is reused with no errors recounted."""
+        """A slow reading is due every refresh_s; in between it is reused, no errors recounted, details not resent."""
         cache = SlowCache(refresh_s=5.0, max_age_s=15.0)
         assert cache.due(0.0)
         assert cache.reuse(0.0) is None
@@ -222,7 +249,7 @@ class TestSlowCache:
         fresh = cache.store(SlowReading(process_count=7, errors=2), 0.1)
         assert fresh.errors == 2
         assert not cache.due(4.9)
-        assert cache.reuse(4.9) == SlowReading(process_count=7, errors=0)
+        assert cache.reuse(4.9) == SlowReading(process_count=7, errors=0, fresh=False)
         assert cache.due(5.0)
 
     def test_too_old_reading_is_dropped(self) -> None:
