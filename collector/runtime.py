@@ -61,12 +61,14 @@ class CollectorRuntime:
         self.clock = clock
         self.wall_clock = wall_clock
         self.scheduler = scheduler
-        self.cache = cache or NodeCache(
-            forget_after_s=config.forget_after_s,
-            max_nodes=config.max_nodes,
-            history_window_s=config.history_window_s,
-            history_max_points=config.history_max_points,
-        )
+        if cache is None:  # not `cache or ...`: an empty cache is falsy
+            cache = NodeCache(
+                forget_after_s=config.forget_after_s,
+                max_nodes=config.max_nodes,
+                history_window_s=config.history_window_s,
+                history_max_points=config.history_max_points,
+            )
+        self.cache = cache
         self.stats = CollectorStats()
         self.ingest_rate = RateMeter()
         self.lag = LagMeter()

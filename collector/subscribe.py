@@ -72,9 +72,7 @@ async def handle_subscribe(runtime: CollectorRuntime, request: web.Request) -> w
             runtime.subscribers.discard(sub)
             runtime.internal_error("subscribe", sub.peer, exc)
             detail = "expected to serve this viewer, got an internal error in the collector"
-            await runtime.reject(
-                ws, sub.peer, "subscribe", ProtocolError(ErrorReason.INTERNAL, detail), text=fmt == "json"
-            )
+            await runtime.send_error_and_close(ws, ProtocolError(ErrorReason.INTERNAL, detail), text=sub.json_format)
     return ws
 
 
