@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from collector.trust.refusal import (
     CAPACITY_REACHED_CODE,
     CLOSE_CODE_FOR_TRUST_REASON,
@@ -11,6 +14,8 @@ from collector.trust.refusal import (
     TrustReason,
 )
 from shared.errors import CLOSE_CODE_FOR_REASON, CloseCode, ErrorReason
+
+SECURITY_DOC = Path(__file__).resolve().parents[3] / "docs" / "security.md"
 
 
 class TestRefusal:
@@ -42,3 +47,12 @@ class TestRefusal:
         assert Refusal(TrustReason.NODE_KEY_MISMATCH, "x").code == 4403
         assert Refusal(TrustReason.RATE_EXCEEDED, "x").code == 4430
         assert Refusal(TrustReason.SEQ_OUT_OF_RANGE, "x").code == 1008
+
+    def test_the_security_doc_lists_every_new_reason_with_its_code(self) -> None:
+        """docs/security.md section 4 is the table operators read: it matches the code, row for row."""
+        text = SECURITY_DOC.read_text(encoding="utf-8")
+        section = text.split("## 4. Close codes", 1)[1].split("\n## ", 1)[0]
+        rows = {reason: int(code) for code, reason in re.findall(r"^\| (\d{4}) \| `([a-z_]+)` \|", section, re.M)}
+        expected = {r.value: code for r, code in CLOSE_CODE_FOR_TRUST_REASON.items()}
+        del expected[TrustReason.CAPACITY_REACHED.value]  # an existing reason, documented in docs/protocol.md
+        assert rows == expected
