@@ -12,8 +12,8 @@ every ext4 by default: ``used / total`` showed 10 % where ``df`` showed
 
 Network and FUSE filesystems are never measured: ``statvfs`` on a dead NFS
 or sshfs mount blocks in the kernel forever, and no timeout can get the
-thread back. Pseudo, overlay and squashfs mounts say nothing about the
-node's disks (squashfs snaps are always 100 % full).
+thread back. Pseudo, overlay, squashfs and erofs mounts say nothing about the
+node's disks (squashfs snaps and erofs images are always 100 % full).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ PSEUDO_FSTYPES = frozenset(
         "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devfs", "devpts",
         "devtmpfs", "efivarfs", "fusectl", "hugetlbfs", "mqueue", "nsfs", "overlay", "overlayfs", "proc",
         "pstore", "ramfs", "rpc_pipefs", "securityfs", "selinuxfs", "squashfs", "sysfs", "tmpfs", "tracefs",
-        "iso9660", "udf", "aufs", "shm", "none", "",
+        "iso9660", "udf", "aufs", "shm", "none", "", "erofs",
     }
 )  # fmt: skip
 NETWORK_FSTYPES = frozenset(
@@ -71,9 +71,27 @@ def select_mounts(partitions: Iterable[Partition]) -> list[str]:
     return sorted(by_device.values())
 
 
-def partitions_from_mountinfo(entries: Iterable[MountEntry]) -> list[Partition]:
-    """The mountinfo lines as partitions, for ``select_mounts``."""
-    return [Partition(entry.source, entry.mount_point, entry.fstype) for entry in entries]
+def block_fstypes(text: str) -> frozenset[str]:
+    """The filesystem types of ``/proc/filesystems`` that need a block device (no ``nodev`` mark)."""
+    kinds = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 1:
+            kinds.add(fields[0])
+    return frozenset(kinds)
+
+
+def partitions_from_mountinfo(entries: Iterable[MountEntry], block_kinds: frozenset[str] | None) -> list[Partition]:
+    """The mountinfo lines as partitions, for ``select_mounts``.
+
+    With ``block_kinds`` (from ``block_fstypes``) only filesystems on a block device are kept,
+    as ``psutil.disk_partitions(all=False)`` does, and zfs, which has none but is a real disk.
+    """
+    return [
+        Partition(entry.source, entry.mount_point, entry.fstype)
+        for entry in entries
+        if block_kinds is None or entry.fstype in block_kinds or entry.fstype == "zfs"
+    ]
 
 
 class Statvfs(Protocol):

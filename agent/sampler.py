@@ -27,7 +27,8 @@ import os
 import platform
 import socket
 import sys
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,13 @@ from agent.mounts import (
     DiskUsage,
     Partition,
     Statvfs,
+    block_fstypes,
     partitions_from_mountinfo,
     select_mounts,
     usage_from_statvfs,
 )
 from agent.netdev import LOOPBACK, counted_interfaces, link_up, read_net_dev
-from agent.procfs import HostPaths, read_mountinfo
+from agent.procfs import HostPaths, read_mountinfo, read_text
 from agent.rates import CounterPair, CpuTimes
 from agent.readings import Attempts, FastReading, ProcessRow, SlowReading
 from agent.wire import WireDict
@@ -63,6 +65,24 @@ def _per_core_times(ps: Any) -> list[CpuTimes]:
 
 def _sum_times(per_core: list[CpuTimes]) -> CpuTimes:
     return {name: sum(core.get(name, 0.0) for core in per_core) for name in per_core[0]}
+
+
+class _Classified:
+    """A classification of device names, worked out again only when the names change."""
+
+    def __init__(self, classify: Callable[[frozenset[str]], frozenset[str]]) -> None:
+        self._classify = classify
+        self._names: frozenset[str] | None = None
+        self._counted: frozenset[str] = frozenset()
+        self._lock = threading.Lock()  # read_fast runs on the loop, read_slow in a worker thread
+
+    def of(self, names: Iterable[str]) -> frozenset[str]:
+        """The counted subset of ``names``."""
+        key = frozenset(names)
+        with self._lock:
+            if key != self._names:
+                self._names, self._counted = key, self._classify(key)
+            return self._counted
 
 
 class PsutilReader:
@@ -90,6 +110,10 @@ class PsutilReader:
         self._cgroup_root = cgroup_root
         self._statvfs = statvfs
         self._top_processes = top_processes
+        # Which devices the totals count, by the set of names it was worked out for: sysfs is asked
+        # again only when a device comes or goes, not every tick (a stat per device per second).
+        self._counted_disks = _Classified(lambda names: counted_disks(names, self._host.sys))
+        self._counted_interfaces = _Classified(lambda names: counted_interfaces(names, self._host.sys))
         self._fast = Attempts()
         self._slow = Attempts()
 
@@ -124,7 +148,7 @@ class PsutilReader:
     def _disk_io(self) -> dict[str, CounterPair] | None:
         stats = read_diskstats(self._host)
         if stats is not None:
-            counted = counted_disks(stats, self._host.sys)
+            counted = self._counted_disks.of(stats)
             return {name: (s.read_bytes, s.write_bytes) for name, s in stats.items() if name in counted}
         # nowrap=False: agent.rates re-baselines on a decrease instead of psutil's global wrap cache.
         counters: Mapping[str, Any] | None = self._ps.disk_io_counters(perdisk=True, nowrap=False)
@@ -137,7 +161,7 @@ class PsutilReader:
         devices = read_net_dev(self._host)
         if devices is not None:
             counters = {name: (c.rx_bytes, c.tx_bytes) for name, c in devices.items() if name != LOOPBACK}
-            return counters, counted_interfaces(counters, self._host.sys)
+            return counters, self._counted_interfaces.of(counters)
         nics: Mapping[str, Any] | None = self._ps.net_io_counters(pernic=True, nowrap=False)
         if nics is None:
             return None
@@ -176,7 +200,7 @@ class PsutilReader:
             cgroup=cgroup,
             top_cpu=top_cpu,
             top_memory=top_memory,
-            disk_stats={name: s for name, s in stats.items() if name in counted_disks(stats, host.sys)}
+            disk_stats={name: s for name, s in stats.items() if name in self._counted_disks.of(stats)}
             if stats is not None
             else None,
             net_counters=net,
@@ -198,10 +222,12 @@ class PsutilReader:
                     usage[mount[:MAX_SHORT_TEXT]] = DiskUsage(int(value.total), int(value.used), int(value.free))
             return usage
         read_only = {entry.mount_point: "ro" in entry.mount_options for entry in mountinfo}
-        for mount in select_mounts(partitions_from_mountinfo(mountinfo))[:MAX_DISKS]:
+        filesystems = read_text(self._host.proc / "filesystems")
+        kinds = block_fstypes(filesystems) if filesystems is not None else None
+        for mount in select_mounts(partitions_from_mountinfo(mountinfo, kinds))[:MAX_DISKS]:
             path = str(self._host.mounted(mount))
             result = self._slow.run(f"statvfs({mount})", functools.partial(self._statvfs, path))
-            if result is not None:
+            if result is not None and result.f_blocks > 0:  # a filesystem of no blocks is no disk
                 usage[mount[:MAX_SHORT_TEXT]] = usage_from_statvfs(result, read_only=read_only[mount])
         return usage
 

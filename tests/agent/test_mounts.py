@@ -9,6 +9,7 @@ import pytest
 from agent.mounts import (
     DiskUsage,
     Partition,
+    block_fstypes,
     fullness_percent,
     is_measurable,
     partitions_from_mountinfo,
@@ -69,7 +70,18 @@ class TestMounts:
             "34 28 252:1 /var/lib/docker/containers/a/hosts /etc/hosts rw - ext4 /dev/vda1 rw\n"
             "30 28 0:25 / /run rw - tmpfs tmpfs rw\n"
         )
-        assert select_mounts(partitions_from_mountinfo(entries)) == ["/"]
+        assert select_mounts(partitions_from_mountinfo(entries, None)) == ["/"]
+
+    def test_only_block_filesystems_with_proc_filesystems(self) -> None:
+        """With /proc/filesystems, nodev types (nfsd, say) are skipped even if no list names them; zfs is kept."""
+        kinds = block_fstypes("nodev\tsysfs\nnodev\tnfsd\n\text4\nnodev\tzfs\n")
+        entries = parse_mountinfo(
+            "28 1 252:1 / / rw - ext4 /dev/vda1 rw\n"
+            "40 28 0:50 / /proc/fs/nfsd rw - nfsd nfsd rw\n"
+            "41 28 0:51 / /tank rw - zfs tank rw\n"
+        )
+        assert kinds == {"ext4"}
+        assert select_mounts(partitions_from_mountinfo(entries, kinds)) == ["/", "/tank"]
 
 
 class TestUsage:
