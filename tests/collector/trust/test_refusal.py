@@ -51,7 +51,7 @@ class TestRefusal:
     def test_the_security_doc_lists_every_new_reason_with_its_code(self) -> None:
         """docs/security.md section 4 is the table operators read: it matches the code, row for row."""
         text = SECURITY_DOC.read_text(encoding="utf-8")
-        section = text.split("## 4. Close codes", 1)[1].split("\n## ", 1)[0]
+        section = text.split("## 4. Proposed wire changes", 1)[1].split("\n## ", 1)[0]
         rows = {reason: int(code) for code, reason in re.findall(r"^\| (\d{4}) \| `([a-z_]+)` \|", section, re.M)}
         expected = {r.value: code for r, code in CLOSE_CODE_FOR_TRUST_REASON.items()}
         del expected[TrustReason.CAPACITY_REACHED.value]  # an existing reason, documented in docs/protocol.md
