@@ -12,7 +12,7 @@ to ``burst``), fed the monotonic ``now`` by the caller:
   so TCP flow control slows the agent and no frame is lost.
 - ``RateBudget``: a plain per-connection rate, for websocket pings (ingest
   and subscribe) and a viewer's history requests.
-- ``KeyedRate``: one bucket per key, bounded in keys: hellos per node id
+- ``KeyedBudget`` over ``KeyedRate``: one bucket per key, bounded in keys: hellos per node id
   (a reconnect or takeover loop) and new node ids per credential per minute.
 
 Each returns a value: None or ``Admit`` to go on, ``Pace`` to wait, or a
@@ -228,37 +228,32 @@ class KeyedRate:
             del self._buckets[next(iter(self._buckets))]
 
 
-class HelloBudget:
+class KeyedBudget:
+    """A ``KeyedRate`` whose excess is a ``Refusal`` with ``reason``; ``what`` names the limit in its detail."""
+
+    __slots__ = ("_rate", "reason", "what")
+
+    def __init__(self, reason: TrustReason, what: str, rate_per_s: float, burst: float, max_keys: int) -> None:
+        self.reason = reason
+        self.what = what
+        self._rate = KeyedRate(rate_per_s, burst, max_keys)
+
+    def admit(self, key: str, now: float) -> Refusal | None:
+        """None to go on; a refusal, with the seconds to wait, if ``key`` is over its rate."""
+        wait = self._rate.admit(key, now)
+        if wait is None:
+            return None
+        rate, burst = self._rate.rate_per_s, self._rate.burst
+        detail = f"expected at most {burst:g} {self.what} in a row, then {rate * 60:g} a minute, got more; "
+        return Refusal(self.reason, detail + f"retry in {wait:.0f} s", retry_after_s=wait)
+
+
+def hello_budget(rate_per_s: float = HELLO_RATE_PER_S, burst: float = HELLO_BURST) -> KeyedBudget:
     """Hellos per node id: bounds a reconnect loop, and two agents taking one node from each other."""
-
-    __slots__ = ("_rate",)
-
-    def __init__(self, rate_per_s: float = HELLO_RATE_PER_S, burst: float = HELLO_BURST) -> None:
-        self._rate = KeyedRate(rate_per_s, burst)
-
-    def admit(self, node_id: str, now: float) -> Refusal | None:
-        """None to go on with this hello; a refusal if the node id says hello too often."""
-        wait = self._rate.admit(node_id, now)
-        if wait is None:
-            return None
-        detail = f"expected at most {self._rate.burst:g} hellos for {node_id!r} in a row, then one every "
-        detail += f"{1 / self._rate.rate_per_s:g} s, got more; retry in {wait:.0f} s"
-        return Refusal(TrustReason.RATE_EXCEEDED, detail, retry_after_s=wait)
+    return KeyedBudget(TrustReason.RATE_EXCEEDED, "hellos per node id", rate_per_s, burst, DEFAULT_MAX_KEYS)
 
 
-class NewNodeBudget:
-    """New node ids per credential (the shell's label for a token, never the token itself)."""
-
-    __slots__ = ("_rate",)
-
-    def __init__(self, rate_per_s: float = NEW_NODE_RATE_PER_S, burst: float = NEW_NODE_BURST) -> None:
-        self._rate = KeyedRate(rate_per_s, burst, max_keys=4096)  # credentials are the operator's, few
-
-    def admit(self, credential: str, now: float) -> Refusal | None:
-        """None to create the node; a refusal if this credential creates node ids too fast."""
-        wait = self._rate.admit(credential, now)
-        if wait is None:
-            return None
-        detail = f"expected at most {self._rate.rate_per_s * 60:g} new nodes per minute per agent token, "
-        detail += f"got more; retry in {wait:.0f} s"
-        return Refusal(TrustReason.NEW_NODE_RATE_EXCEEDED, detail, retry_after_s=wait)
+def new_node_budget(rate_per_s: float = NEW_NODE_RATE_PER_S, burst: float = NEW_NODE_BURST) -> KeyedBudget:
+    """New node ids per credential: the key is the shell's label for a token, never the token itself."""
+    # Credentials are the operator's, and few: 4,096 labels is far beyond any token file.
+    return KeyedBudget(TrustReason.NEW_NODE_RATE_EXCEEDED, "new nodes per agent token", rate_per_s, burst, 4096)

@@ -11,11 +11,11 @@ from collector.trust.budget import (
     MAX_REPLAY_FRAMES,
     MIN_BURST_FRAMES,
     FrameBudget,
-    HelloBudget,
     KeyedRate,
-    NewNodeBudget,
     Pace,
     TokenBucket,
+    hello_budget,
+    new_node_budget,
     ping_budget,
 )
 from collector.trust.refusal import Refusal, TrustReason
@@ -145,7 +145,7 @@ class TestPingAndHelloBudgets:
     def test_a_reconnect_loop_on_one_node_id_is_refused(self) -> None:
         """Finding 2: a hello every 100 ms for one node id is refused after ten, and other ids are untouched."""
         clock = FakeClock()
-        budget = HelloBudget()
+        budget = hello_budget()
         results = []
         for _ in range(20):
             clock.advance(0.1)
@@ -161,7 +161,7 @@ class TestPingAndHelloBudgets:
     def test_new_nodes_per_credential_are_capped(self) -> None:
         """Finding 'node table filled': 10,000 junk ids from one token stop at the burst, then 10 a second."""
         clock = FakeClock()
-        budget = NewNodeBudget(rate_per_s=10.0, burst=600)
+        budget = new_node_budget(rate_per_s=10.0, burst=600)
         admitted = sum(budget.admit("agent-token-1", clock()) is None for _ in range(10_000))
         assert admitted == 600
         refusal = budget.admit("agent-token-1", clock())
