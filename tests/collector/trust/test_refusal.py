@@ -19,22 +19,28 @@ SECURITY_DOC = Path(__file__).resolve().parents[3] / "docs" / "security.md"
 
 
 class TestRefusal:
-    def test_new_codes_do_not_reuse_a_code_with_another_meaning(self) -> None:
-        """A client's retry table keys on the code: 4403 and 4430 must be free in shared.errors."""
-        assert {int(c) for c in TrustCloseCode}.isdisjoint({int(c) for c in CloseCode})
-        assert all(4000 <= int(c) <= 4999 for c in TrustCloseCode)
+    def test_a_code_means_one_thing_here_and_in_shared_errors(self) -> None:
+        """A client's retry table keys on the code: 4403 and 4430 carry only trust reasons, before and after wiring."""
+        trust_values = {r.value for r in TrustReason}
+        for code in TrustCloseCode:
+            assert 4000 <= int(code) <= 4999
+            shared_reasons = {r.value for r, c in CLOSE_CODE_FOR_REASON.items() if int(c) == int(code)}
+            assert shared_reasons <= trust_values, f"{int(code)} already means {shared_reasons} in shared.errors"
+        for reason, trust_code in CLOSE_CODE_FOR_TRUST_REASON.items():
+            if reason.value in {r.value for r in ErrorReason}:
+                assert int(CLOSE_CODE_FOR_REASON[ErrorReason(reason.value)]) == trust_code
 
-    def test_reasons_shared_with_shared_errors_keep_their_code(self) -> None:
+    def test_existing_codes_are_repeated_faithfully(self) -> None:
         """``capacity_reached`` means 4503 here as in shared.errors, and 1008 is its policy violation."""
         assert CLOSE_CODE_FOR_REASON[ErrorReason.CAPACITY_REACHED] == CAPACITY_REACHED_CODE
         assert int(CloseCode.POLICY_VIOLATION) == POLICY_VIOLATION_CODE
-        new_reasons = {r.value for r in TrustReason} - {r.value for r in ErrorReason}
-        assert new_reasons == {
+        assert {r.value for r in TrustReason} == {
             "node_key_mismatch",
             "node_key_required",
             "rate_exceeded",
             "new_node_rate_exceeded",
             "seq_out_of_range",
+            "capacity_reached",
         }
 
     def test_every_reason_has_a_code_and_fits_an_error_frame(self) -> None:
