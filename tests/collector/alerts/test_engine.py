@@ -195,6 +195,20 @@ class TestInstances:
         values = Flattener(["disk_fullness_percent"])(heartbeat(disks={"/": [100, 90, 5], "/old": [100, 25]}))
         assert values == {"disk_fullness_percent:/": 100 * 90 / 95, "disk_fullness_percent:/old": 25.0}
 
+    def test_derived_metrics(self) -> None:
+        """Load per core, the busiest core, skew magnitude and the loss counters are there to write rules on."""
+        flatten = Flattener(["load1_per_core", "cpu_max_core_percent", "clock_skew_abs_s", "dropped_samples"])
+        sample = heartbeat(load_avg=[6.0, 1.0, 1.0], cpu_per_core_percent=[5.0, 99.0])
+        values = flatten(sample, cpu_count=4, clock_skew_s=-3.0, dropped_samples=7, missing_samples=2)
+        assert values == {
+            "load1_per_core": 1.5,
+            "cpu_max_core_percent": 99.0,
+            "clock_skew_s": -3.0,
+            "clock_skew_abs_s": 3.0,
+            "dropped_samples": 7,
+            "missing_samples": 2,
+        }
+
     def test_a_mount_that_disappears_clears_its_alert(self) -> None:
         """An alert on an unmounted disk resolves after a few samples without it, instead of staying stuck."""
         eng = engine(builtin={"disk_full": {"for": "0s"}})
