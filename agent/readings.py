@@ -62,7 +62,7 @@ class SlowReading:
     style details (``agent.extras``) are sent once per reading, not repeated.
     """
 
-    monotonic_s: float | None = None
+    monotonic_s: float | None = None  # when disk_stats were read: the per-disk rates' clock
     fresh: bool = True
     disks: dict[str, DiskUsage] | None = None
     swap_total_bytes: int | None = None

@@ -172,7 +172,6 @@ class PsutilReader:
         """Read disk usage, process table, sensors, cgroup limits and the details; run this in a worker thread."""
         attempts, host = self._slow, self._host
         before = attempts.errors
-        monotonic_s = self._clock()
         disks = attempts.run("disk_usage", self._disks)
         swap = attempts.run("swap_memory", self._ps.swap_memory)  # parses all of /proc/vmstat: not every tick
         process_count = attempts.run("pids", lambda: len(self._ps.pids()))
@@ -187,10 +186,12 @@ class PsutilReader:
             if rows is not None:
                 top_cpu = sorted(rows, key=lambda row: (-row.cpu_percent, row.pid))[:TOP_N]
                 top_memory = sorted(rows, key=lambda row: (-row.rss_bytes, row.pid))[:TOP_N]
+        stats_at = self._clock()  # the per-disk rates' instant: right at the read, after the slow calls
         stats = attempts.run("diskstats", lambda: read_diskstats(host))
+        whole_disks = self._counted_disks.of(stats) if stats is not None else frozenset()
         net = attempts.run("net_dev", lambda: read_net_dev(host))
         return SlowReading(
-            monotonic_s=monotonic_s,
+            monotonic_s=stats_at,
             disks=disks,
             swap_total_bytes=int(swap.total) if swap is not None else None,
             swap_used_bytes=int(swap.used) if swap is not None else None,
@@ -200,9 +201,7 @@ class PsutilReader:
             cgroup=cgroup,
             top_cpu=top_cpu,
             top_memory=top_memory,
-            disk_stats={name: s for name, s in stats.items() if name in self._counted_disks.of(stats)}
-            if stats is not None
-            else None,
+            disk_stats={name: s for name, s in stats.items() if name in whole_disks} if stats is not None else None,
             net_counters=net,
             links_down=frozenset(name for name in net if link_up(name, host.sys) is False) if net is not None else None,
             pressure=attempts.run("pressure", lambda: read_pressure(host)),

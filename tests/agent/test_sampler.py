@@ -146,12 +146,13 @@ class TestHeartbeatBuilder:
         assert second.sample_errors == 4
 
     def test_slow_reading_missing_counts_one_error(self, tmp_path: Path) -> None:
-        """A slow reading that did not finish in time leaves disks and processes out and counts once."""
+        """A slow reading that did not finish in time leaves disks, processes and details out and counts once."""
         ps, clock = FakePsutil(), FakeClock()
         reader, builder = make_reader(ps, clock, tmp_path)
         beat = build(builder, 1, reader.read_fast(), None, late_ticks=3)
         assert beat.disks is None
         assert beat.process_count is None
+        assert beat.cpu_mode_percent is None
         assert beat.sample_errors == 1
         assert beat.late_ticks == 3
 
