@@ -94,12 +94,34 @@ class CollectorProc:
         return f"http://127.0.0.1:{self.port}"
 
 
+def collector_has_store() -> bool:
+    """Whether ``nodewatch collector`` takes ``--data-dir`` yet (issue 12, the durable store).
+
+    Until it does, collectors run in memory as they always did; once it does, every
+    collector of a group gets the group's own data dir instead of the system default
+    (/var/lib/nodewatch for root), so runs never share or inherit state. Drop this check,
+    and pass the flag always, once the store has landed.
+    """
+    from collector.cli import build_parser
+
+    return "--data-dir" in build_parser().format_help()
+
+
 @dataclass
 class ProcessGroup:
-    """Starts processes under ``workdir`` and kills every one of them in ``close()``."""
+    """Starts processes under ``workdir`` and kills every one of them in ``close()``.
+
+    Collectors of one group share one data dir, ``workdir/collector-data``, so a collector
+    restarted after a kill finds what its predecessor stored, as an operator's would.
+    """
 
     workdir: Path
     procs: list[Spawned] = field(default_factory=list)
+
+    @property
+    def data_dir(self) -> Path:
+        """Where this group's collectors keep their store."""
+        return self.workdir / "collector-data"
 
     def spawn(
         self,
@@ -139,9 +161,11 @@ class ProcessGroup:
 
         ``launcher`` runs it through ``bench._collector_proc`` to reach the
         settings the CLI does not expose (send/hello timeouts, ping interval).
+        Its store, once it has one, lives in ``data_dir``.
         """
         module = ["-m", "bench._collector_proc"] if launcher else ["-m", "nodewatch", "collector"]
-        argv = [*prefix, sys.executable, *module, "--bind", f"127.0.0.1:{port}", *args]
+        store = ["--data-dir", str(self.data_dir)] if collector_has_store() else []
+        argv = [*prefix, sys.executable, *module, "--bind", f"127.0.0.1:{port}", *store, *args]
         proc = self.spawn("collector", argv, env=env, preexec_fn=preexec_fn)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -170,6 +194,12 @@ class ProcessGroup:
             *args,
         ]
         return self.spawn(f"agent-{node_id}", argv, env=env)
+
+    def fleet(self, url: str, nodes: int, interval_s: float, duration_s: float, *args: str) -> Spawned:
+        """Start ``bench/fleet.py``: ``nodes`` simulated agents pushing to ``url`` every ``interval_s``."""
+        argv = [sys.executable, str(REPO / "bench" / "fleet.py"), "--collector", url, "--nodes", str(nodes)]
+        argv += ["--interval", str(interval_s), "--duration", str(duration_s), *args]
+        return self.spawn("fleet", argv)
 
     def subscriber(self, url: str) -> Spawned:
         """Start ``bench._subscriber_proc`` on ``url``: a subscriber process a test can SIGSTOP."""
@@ -230,6 +260,12 @@ async def metric(session: aiohttp.ClientSession, base: str, name: str, labels: s
         if key == wanted:
             return float(value)
     return 0.0
+
+
+async def protocol_errors(session: aiohttp.ClientSession, base: str, endpoint: str, reason: str) -> float:
+    """How many peers ``endpoint`` refused for ``reason``, from ``/metrics``."""
+    labels = f'endpoint="{endpoint}",reason="{reason}"'
+    return await metric(session, base, "nodewatch_collector_protocol_errors_total", labels)
 
 
 def gaps(seqs: Sequence[int]) -> list[tuple[int, int]]:

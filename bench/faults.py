@@ -36,8 +36,8 @@ from bench._procs import (
     gaps,
     get_json,
     health,
-    metric,
     node,
+    protocol_errors,
     rss_bytes,
     wait_until,
 )
@@ -196,26 +196,10 @@ async def network_fault(group: ProcessGroup, name: str) -> Row:
     )
 
 
-def fleet_argv(url: str, nodes: int, interval_s: float, duration_s: float) -> list[str]:
-    """bench/fleet.py's command line."""
-    return [
-        sys.executable,
-        str(REPO / "bench" / "fleet.py"),
-        "--collector",
-        url,
-        "--nodes",
-        str(nodes),
-        "--interval",
-        str(interval_s),
-        "--duration",
-        str(duration_s),
-    ]
-
-
 async def frozen_subscriber(group: ProcessGroup, nodes: int) -> Row:
     """SIGSTOP a JSON subscriber under a simulated fleet; collector send timeout 1 s."""
     collector = await asyncio.to_thread(group.collector, "--send-timeout", "1", launcher=True)
-    group.spawn("fleet", fleet_argv(collector.url, nodes, 0.1, 90))
+    group.fleet(collector.url, nodes, 0.1, 90)
     ws_url = collector.url.replace("http://", "ws://") + "/api/v1/subscribe?format=json"
     frozen = group.subscriber(ws_url)
     async with aiohttp.ClientSession() as session, StateRecorder(collector.url) as other:
@@ -299,9 +283,7 @@ async def fuzz(group: ProcessGroup, connections: int) -> Row:
     health_line = next((ln for ln in out.splitlines() if "/api/v1/health answered" in ln), "health: ?")
     async with aiohttp.ClientSession() as session:
         body: Any = await node(session, collector.url, "victim")
-        errors = await metric(
-            session, collector.url, "nodewatch_collector_protocol_errors_total", 'endpoint="ingest",reason="schema"'
-        )
+        errors = await protocol_errors(session, collector.url, "ingest", "schema")
     agent.terminate()
     return (
         "Fuzzing",
@@ -321,7 +303,7 @@ async def memory_limit(group: ProcessGroup, nodes: int, max_nodes: int) -> Row:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     collector = await asyncio.to_thread(group.collector, "--max-nodes", str(max_nodes), preexec_fn=limit_as)
-    group.spawn("fleet", fleet_argv(collector.url, nodes, 10.0, 120))
+    group.fleet(collector.url, nodes, 10.0, 120)
     async with aiohttp.ClientSession() as session:
         started = time.monotonic()
         peak = 0
@@ -331,12 +313,7 @@ async def memory_limit(group: ProcessGroup, nodes: int, max_nodes: int) -> Row:
             if body["nodes"]["total"] >= max_nodes and time.monotonic() - started > 20:
                 break
             await asyncio.sleep(0.5)
-        refused = await metric(
-            session,
-            collector.url,
-            "nodewatch_collector_protocol_errors_total",
-            'endpoint="ingest",reason="capacity_reached"',
-        )
+        refused = await protocol_errors(session, collector.url, "ingest", "capacity_reached")
         body = await health(session, collector.url)
     memory_errors = collector.proc.log_text().count("MemoryError")
     return (

@@ -158,9 +158,10 @@ def pack_heartbeat(heartbeat: dict[str, Any]) -> bytes:
     return frame
 
 
-def _facts(profile: NodeProfile) -> NodeFacts:
+def sim_facts(hostname: str) -> NodeFacts:
+    """The facts every simulated node reports (the other benches' agents report them too)."""
     return NodeFacts(
-        hostname=profile.node_id,
+        hostname=hostname,
         os="Linux",
         os_release="6.1.0-sim",
         platform="simulated",
@@ -308,7 +309,7 @@ async def _connect(node: SimNode, config: FleetConfig, local_host: str | None, c
         interval_s=config.interval_s,
         sent_at=time.time(),
         ack_every=SIMULATED_ACK_EVERY,
-        facts=_facts(node.profile),
+        facts=sim_facts(node.profile.node_id),
     )
     conn.send(encode(hello))
     node.conn = conn

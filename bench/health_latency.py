@@ -36,26 +36,13 @@ import aiohttp
 import msgpack
 
 from bench._stats import median, percentile
+from bench.fleet import sim_facts
 from shared.codec import encode, to_wire_dict
-from shared.messages import Heartbeat, Hello, NodeFacts
+from shared.messages import Heartbeat, Hello
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE_INTERVAL_S = 0.01
 CONNECT_CONCURRENCY = 64
-
-
-def _facts(i: int) -> NodeFacts:
-    return NodeFacts(
-        hostname=f"sim-{i:05d}",
-        os="Linux",
-        os_release="6.1.0",
-        platform="Linux-6.1.0-x86_64",
-        arch="x86_64",
-        cpu_count_logical=4,
-        memory_total_bytes=16 * 2**30,
-        agent_version="bench",
-        python_version="3.11",
-    )
 
 
 def _heartbeat_template(rng: random.Random) -> dict[str, Any]:
@@ -98,7 +85,7 @@ async def _agent(
                     agent_instance_id=uuid.uuid4().hex,
                     interval_s=1 / rate_hz,
                     sent_at=time.time(),
-                    facts=_facts(i),
+                    facts=sim_facts(f"sim-{i:05d}"),
                 )
             )
         )

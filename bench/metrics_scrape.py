@@ -26,10 +26,11 @@ if __package__ in {None, ""}:  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stats import median
+from bench.fleet import sim_facts
 from collector.cache import NodeCache
 from collector.metrics import CollectorStats, render_metrics, take_snapshot
 from shared.codec import encode
-from shared.messages import Heartbeat, Hello, NodeFacts
+from shared.messages import Heartbeat, Hello
 
 PROBE_SLEEP_S = 0.005
 WALL = 1_800_000_000.0
@@ -38,10 +39,7 @@ WALL = 1_800_000_000.0
 def build_cache(nodes: int) -> NodeCache:
     """A cache of ``nodes`` online nodes, each holding one realistic sample as its frame."""
     cache = NodeCache(max_nodes=nodes)
-    facts = NodeFacts(
-        hostname="h", os="Linux", os_release="6.1", platform="Linux", arch="x86_64",
-        memory_total_bytes=2**34, agent_version="0.1.0", python_version="3.11.7",
-    )  # fmt: skip
+    facts = sim_facts("h")
     for i in range(nodes):
         node_id = f"node-{i:05d}"
         hello = Hello(node_id=node_id, agent_instance_id=f"i{i}", interval_s=1.0, sent_at=WALL, facts=facts)

@@ -23,7 +23,7 @@ from tests.support.processes import (
     ProcessGroup,
     get_json,
     health,
-    metric,
+    protocol_errors,
     rss_bytes,
     storm,
     wait_until,
@@ -94,12 +94,7 @@ class TestFloods:
             started = time.monotonic()
             await asyncio.gather(*(silent(i) for i in range(50)))
             took_s = time.monotonic() - started
-            counted = await metric(
-                session,
-                collector.url,
-                "nodewatch_collector_protocol_errors_total",
-                'endpoint="ingest",reason="hello_timeout"',
-            )
+            counted = await protocol_errors(session, collector.url, "ingest", "hello_timeout")
         assert codes == [1008] * 50
         assert counted == 50
         assert took_s >= HELLO_TIMEOUT_S

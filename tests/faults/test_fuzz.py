@@ -25,7 +25,15 @@ from shared.codec import encode
 from shared.errors import CloseCode
 from shared.messages import HistoryRequest
 from tests.support.messages import heartbeat, hello
-from tests.support.processes import ProcessGroup, agent_connections, gaps, get_json, metric, node, wait_until
+from tests.support.processes import (
+    ProcessGroup,
+    agent_connections,
+    gaps,
+    get_json,
+    node,
+    protocol_errors,
+    wait_until,
+)
 
 # Codes the collector may close a fuzzing connection with; 1011 (a collector bug) is not among them.
 DOCUMENTED_CLOSES = {
@@ -134,9 +142,7 @@ class TestNetworkFuzz:
         outcomes = Outcomes()
         await asyncio.to_thread(run_fuzz, base, outcomes)
         async with aiohttp.ClientSession() as session:
-            refused = await metric(
-                session, base, "nodewatch_collector_protocol_errors_total", 'endpoint="ingest",reason="schema"'
-            )
+            refused = await protocol_errors(session, base, "ingest", "schema")
             status, body = await get_json(session, f"{base}/api/v1/health")
             assert status == 200, body
             victim: Any = await node(session, base, VICTIM)

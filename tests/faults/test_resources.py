@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import resource
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -21,7 +20,7 @@ import aiohttp
 from shared.codec import COLLECTOR_LIMITS, decode, encode
 from shared.messages import Error
 from tests.support.messages import hello
-from tests.support.processes import REPO, ProcessGroup, health, metric, rss_bytes, wait_until
+from tests.support.processes import ProcessGroup, health, protocol_errors, rss_bytes, wait_until
 
 LIMIT_BYTES = 256 * 2**20
 MAX_NODES = 200
@@ -41,33 +40,12 @@ class TestMemoryLimit:
         collector = await asyncio.to_thread(
             procs.collector, "--max-nodes", str(MAX_NODES), preexec_fn=limit_address_space
         )
-        fleet = procs.spawn(
-            "fleet",
-            [
-                sys.executable,
-                str(REPO / "bench" / "fleet.py"),
-                "--collector",
-                collector.url,
-                "--nodes",
-                str(FLEET_NODES),
-                "--interval",
-                "0.5",
-                "--duration",
-                "60",
-                "--processes",
-                "1",
-            ],
-        )
+        fleet = procs.fleet(collector.url, FLEET_NODES, 0.5, 60, "--processes", "1")
         url = collector.url.replace("http://", "ws://") + "/api/v1/ingest"
         async with aiohttp.ClientSession() as session:
 
             async def full() -> bool:
-                refused = await metric(
-                    session,
-                    collector.url,
-                    "nodewatch_collector_protocol_errors_total",
-                    'endpoint="ingest",reason="capacity_reached"',
-                )
+                refused = await protocol_errors(session, collector.url, "ingest", "capacity_reached")
                 return (await health(session, collector.url))["nodes"]["total"] == MAX_NODES and refused >= 50
 
             await wait_until(full, 40, "the collector to fill up and refuse the rest")

@@ -12,12 +12,18 @@ from __future__ import annotations
 import asyncio
 import signal
 import statistics
-import sys
 import time
 
 import aiohttp
 
-from tests.support.processes import REPO, ProcessGroup, StateRecorder, health, metric, rss_bytes, wait_until
+from tests.support.processes import (
+    ProcessGroup,
+    StateRecorder,
+    health,
+    protocol_errors,
+    rss_bytes,
+    wait_until,
+)
 
 NODES = 100
 INTERVAL_S = 0.1  # 1,000 heartbeats/s: a JSON update of 100 nodes every 100 ms fills socket buffers fast
@@ -33,23 +39,7 @@ class TestFrozenSubscriber:
     async def test_frozen_subscriber_is_cut_off_and_nothing_else_suffers(self, procs: ProcessGroup) -> None:
         """Cut off with 4429, memory bounded, ingest rate and the other subscriber's updates unaffected."""
         collector = await asyncio.to_thread(procs.collector, "--send-timeout", str(SEND_TIMEOUT_S), launcher=True)
-        procs.spawn(
-            "fleet",
-            [
-                sys.executable,
-                str(REPO / "bench" / "fleet.py"),
-                "--collector",
-                collector.url,
-                "--nodes",
-                str(NODES),
-                "--interval",
-                str(INTERVAL_S),
-                "--duration",
-                "60",
-                "--processes",
-                "1",
-            ],
-        )
+        procs.fleet(collector.url, NODES, INTERVAL_S, 60, "--processes", "1")
         ws_url = collector.url.replace("http://", "ws://") + "/api/v1/subscribe?format=json"
         frozen = procs.subscriber(ws_url)
         async with aiohttp.ClientSession() as session, StateRecorder(collector.url) as other:
@@ -72,12 +62,7 @@ class TestFrozenSubscriber:
                 rates.append((await health(session, collector.url))["ingest_heartbeats_per_s"])
                 await asyncio.sleep(0.25)
             cut_after_s = time.monotonic() - frozen_at
-            too_slow = await metric(
-                session,
-                collector.url,
-                "nodewatch_collector_protocol_errors_total",
-                'endpoint="subscribe",reason="subscriber_too_slow"',
-            )
+            too_slow = await protocol_errors(session, collector.url, "subscribe", "subscriber_too_slow")
             gaps_s = [b - a for a, b in zip(other.message_times, other.message_times[1:], strict=False)]
             during = [t for t in other.message_times if t >= frozen_at]
             assert other.running, "the healthy subscriber was disconnected"

@@ -17,9 +17,10 @@ What is where:
   (``connect_agent``, ``send_heartbeat``, ``receive_message``, ``expect_rejection``).
 - ``processes``: real subprocesses (``ProcessGroup``, ``Spawned``, ``CollectorProc``; its
   ``collector(launcher=True)`` reaches three timeouts the CLI does not expose and
-  ``subscriber(url)`` starts a subscriber process a test can SIGSTOP), ``wait_until`` and
-  operator-style queries (``get_json``, ``node``, ``health``, ``metric``, ``gaps``,
-  ``rss_bytes``, ``agent_connections``), ``StateRecorder`` (a real subscriber that logs every
+  ``subscriber(url)`` starts a subscriber process a test can SIGSTOP, ``fleet(...)`` runs
+  ``bench/fleet.py``; collectors of a group share ``data_dir``), ``wait_until`` and
+  operator-style queries (``get_json``, ``node``, ``health``, ``metric``, ``protocol_errors``,
+  ``gaps``, ``rss_bytes``, ``agent_connections``), ``StateRecorder`` (a real subscriber that logs every
   liveness transition), ``FaultProxy`` (a loopback TCP proxy that stalls, half-opens, slows
   and resets) and ``storm``/``HealthProbe`` (connection floods and a health poller).
 - ``swarm``: for Qt tests, ``CollectorProcess`` (the collector CLI, restartable on its port)

@@ -21,6 +21,7 @@ from bench._procs import (
     health,
     metric,
     node,
+    protocol_errors,
     rss_bytes,
     wait_until,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "health",
     "metric",
     "node",
+    "protocol_errors",
     "rss_bytes",
     "storm",
     "wait_until",
