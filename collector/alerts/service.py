@@ -31,6 +31,23 @@ Clock = Callable[[], float]
 TransitionSink = Callable[[list[AlertTransition]], None]
 # The timer task wakes at least this often: a wall-clock step (NTP) then costs at most this much delay.
 MAX_SLEEP_S = 5.0
+# psutil's boot_time() is /proc/stat's btime: whole seconds, and it moves when NTP steps the clock.
+# A move above this is a reboot; below it, a clock adjustment.
+BOOT_TIME_JITTER_S = 5.0
+# A sample older than this many intervals (collector time, skew removed) is backlog replayed after an
+# outage: history, not news. Three, like the missed intervals after which a node is stale.
+LIVE_SAMPLE_INTERVALS = 3
+
+
+def boot_changed(old_boot_at: float | None, new_boot_at: float | None) -> bool:
+    """Whether a hello's boot time says the node rebooted since the previous hello."""
+    return old_boot_at is not None and new_boot_at is not None and abs(new_boot_at - old_boot_at) > BOOT_TIME_JITTER_S
+
+
+def is_live_sample(sampled_at: float, wall: float, interval_s: float, clock_skew_s: float | None) -> bool:
+    """Whether a heartbeat is news to judge alerts on, not a replayed backlog sample."""
+    age_s = wall - (sampled_at - (clock_skew_s or 0.0))
+    return age_s <= LIVE_SAMPLE_INTERVALS * interval_s
 
 
 def _ignore(transitions: list[AlertTransition]) -> None:
@@ -95,6 +112,39 @@ class AlertService:
     def forget(self, node_id: str) -> list[AlertTransition]:
         """The cache forgot a node."""
         return self._emit(self.engine.forget(node_id, self._wall_clock()))
+
+    # ---- views -----------------------------------------------------------------------------
+
+    def api_alerts(self) -> dict[str, Any]:
+        """The body of ``GET /api/v1/alerts``: every pending, firing and unknown alert."""
+        alerts = [inst.view() for inst in self.engine.alerts()]
+        counts = dict.fromkeys(("pending", "firing", "unknown"), 0)
+        for alert in alerts:
+            counts[alert["state"]] += 1
+        return {"server_time_at": self._wall_clock(), "counts": counts, "alerts": alerts}
+
+    def metric_series(self) -> dict[tuple[str, str, str, str], int]:
+        """``nodewatch_alerts{alertname, node, severity, state}`` label sets and their values.
+
+        Like Prometheus's ALERTS, but the value counts instances: two full mounts of one
+        node under one rule share a label set, and a series may appear only once.
+        """
+        series: dict[tuple[str, str, str, str], int] = {}
+        for inst in self.engine.alerts():
+            labels = (inst.rule.name, inst.node_id, inst.rule.severity, inst.state)
+            series[labels] = series.get(labels, 0) + 1
+        return series
+
+    def health(self) -> dict[str, int]:
+        """For ``/api/v1/health``: firing alerts and the delivery counters."""
+        stats = self.worker.stats
+        return {
+            "firing": sum(1 for i in self.engine.alerts() if i.state == "firing"),
+            "notifications_delivered": stats.delivered,
+            "notifications_failed": stats.failed,
+            "notifications_dropped": stats.dropped,
+            "notifications_queued": self.worker.queued,
+        }
 
     # ---- persistence ---------------------------------------------------------------------
 
