@@ -140,27 +140,27 @@ def metric_text(sample: Heartbeat, column: Column) -> str:  # noqa: PLR0911 - on
     return ""
 
 
-def sort_key(row: NodeRow, column: Column, age_s: float | None) -> float | str | None:  # noqa: PLR0911
+def sort_key(row: NodeRow, column: int, age_s: float | None) -> float | str | None:  # noqa: PLR0911
     """The value ``row`` sorts by in ``column``; None (sorted last either way) when not measured or old."""
     sample = row.sample
-    if column is Column.STATE:
+    if column == Column.STATE:
         cpu = sample.cpu_percent if sample is not None and is_current(row) else None
         return STATE_ORDER[row.status.state] * _STATE_STEP + (cpu or 0.0)
-    if column is Column.NODE:
+    if column == Column.NODE:
         return row.node_id
-    if column is Column.LAST_SEEN:
+    if column == Column.LAST_SEEN:
         return age_s
     if sample is None or not is_current(row):
         return None
-    if column is Column.CPU:
+    if column == Column.CPU:
         return sample.cpu_percent
-    if column is Column.LOAD:
+    if column == Column.LOAD:
         return None if sample.load_avg is None else sample.load_avg[0]
-    if column is Column.MEMORY:
+    if column == Column.MEMORY:
         return sample.mem_percent
-    if column is Column.DISK:
+    if column == Column.DISK:
         return fullest_disk_percent(sample.disks)
-    if column is Column.NET:
+    if column == Column.NET:
         rx, tx = sample.net_rx_bytes_per_s, sample.net_tx_bytes_per_s
         return None if rx is None and tx is None else (rx or 0.0) + (tx or 0.0)
     return sample.uptime_s

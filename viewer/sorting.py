@@ -10,15 +10,19 @@ selection through ``layoutChanged`` with persistent indexes (never a reset).
 
 Behaviour: sort by any column (numbers by value, unmeasured last, ties by node id;
 by default State descending: problems first), filter with a ``viewer.filtering.NodeFilter``
-(re-checked for the rows each batch changes). While ``held`` (pointer over the table, or
-frozen by the user) the order does not move: changed rows repaint in place and new rows
-wait at the bottom until the hold ends. Rows appear, vanish and change through
-insert/remove/dataChanged signals like any model. UI thread only.
+(re-checked for the rows each batch changes). New figures move rows at most once a
+second (``RESORT_INTERVAL_S``); a user's sort, filter or release moves them at once.
+While ``held`` (pointer over the table, or frozen by the user) the order does not move:
+changed rows repaint in place and new rows wait at the bottom until the hold ends.
+Rows appear, vanish and change through insert/remove/dataChanged signals like any model.
+UI thread only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from typing import Final
 
 from PyQt6.QtCore import (
     QAbstractTableModel,
@@ -26,12 +30,16 @@ from PyQt6.QtCore import (
     QModelRoleDataSpan,
     QObject,
     Qt,
+    QTimer,
 )
 
 from viewer.cells import COLUMN_COUNT, Column
 from viewer.filtering import NodeFilter
 from viewer.model import AnyIndex, NodeTableModel, runs_descending
 
+# A live sort (CPU, ...) moves rows at most once a second, like top's refresh: rows that jump
+# every 100 ms make clicks land on the wrong node, and each move repaints the whole viewport.
+RESORT_INTERVAL_S: Final = 1.0
 # Beyond this many changed rows in one batch, one min..max dataChanged is cheaper than many.
 _MAX_RUNS = 400
 
@@ -39,13 +47,30 @@ _MAX_RUNS = 400
 class NodeSortFilterModel(QAbstractTableModel):
     """The rows of a ``NodeTableModel`` that pass the filter, in sort order."""
 
-    def __init__(self, source: NodeTableModel, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        source: NodeTableModel,
+        parent: QObject | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        resort_interval_s: float = RESORT_INTERVAL_S,
+    ) -> None:
         super().__init__(parent)
         self._source = source
+        self._clock = clock
+        self._resort_interval_s = resort_interval_s
+        self._last_live_resort_s = float("-inf")
+        # Trailing edge of the live re-sort throttle: one timer, restarted never more than once per interval.
+        self._resort_timer = QTimer(self)
+        self._resort_timer.setSingleShot(True)
+        self._resort_timer.timeout.connect(self._live_resort)
         self._sort_column = int(Column.STATE)
         self._descending = True
         self._filter = NodeFilter("")
         self._held = False
+        # Sort keys by source row for the current column, and each row's rank in node-id order:
+        # a batch recomputes only its changed rows' keys (~200 of 2,000), and skips the sort if none moved.
+        self._keys: dict[int, tuple[bool, float | str, int]] = {}
+        self._ranks: dict[int, int] = {}
         self._order: list[int] = []  # view row -> source row
         self._view_row: dict[int, int] = {}  # source row -> view row, for visible rows only
         # True while rows are being removed: the view then moves its current index to a
@@ -103,6 +128,7 @@ class NodeSortFilterModel(QAbstractTableModel):
         """Sort by ``column`` (QTableView calls this when a header is clicked)."""
         self._sort_column = column if 0 <= column < COLUMN_COUNT else int(Column.NODE)
         self._descending = order is Qt.SortOrder.DescendingOrder
+        self._keys.clear()
         self._resort()
 
     # -- what the window uses ---------------------------------------------------------------
@@ -163,11 +189,19 @@ class NodeSortFilterModel(QAbstractTableModel):
         first_col, last_col = top_left.column(), bottom_right.column()
         exact = self._source.changed_rows
         candidates = exact if exact is not None else range(top_left.row(), bottom_right.row() + 1)
+        # Node ids never change in place, so sorting by node needs no re-sort.
+        moved = False
+        if first_col <= self._sort_column <= last_col and self._sort_column != Column.NODE:
+            if exact is None:
+                self._keys.clear()
+                moved = True
+            else:
+                moved = self._rekey(exact)
         if not self._filter.empty and exact is not None:  # a batch: its rows may now pass or fail the filter
             self._hide([row for row in exact if row in self._view_row and not self._accepts(row)])
             self._show(sorted(row for row in exact if row not in self._view_row and self._accepts(row)))
-        if first_col <= self._sort_column <= last_col and self._sort_column != Column.NODE:
-            self._resort()  # node ids never change in place, so sorting by node needs no re-sort
+        if moved:
+            self._live_resort()
         rows = sorted(row for row in map(self._view_row.get, candidates) if row is not None)
         if not rows:
             return
@@ -180,6 +214,8 @@ class NodeSortFilterModel(QAbstractTableModel):
             self.dataChanged.emit(self.index(first, first_col), self.index(last, last_col))
 
     def _on_source_rows_inserted(self, _parent: QModelIndex, first: int, last: int) -> None:
+        self._keys.clear()
+        self._ranks.clear()
         self._show([row for row in range(first, last + 1) if self._accepts(row)])
 
     def _on_source_rows_about_to_be_removed(self, _parent: QModelIndex, first: int, last: int) -> None:
@@ -187,10 +223,14 @@ class NodeSortFilterModel(QAbstractTableModel):
 
     def _on_source_rows_removed(self, _parent: QModelIndex, first: int, last: int) -> None:
         removed = last - first + 1
+        self._keys.clear()
+        self._ranks.clear()
         self._order = [row - removed if row > last else row for row in self._order]
         self._view_row = {source_row: view_row for view_row, source_row in enumerate(self._order)}
 
     def _on_source_reset(self) -> None:
+        self._keys.clear()
+        self._ranks.clear()
         self.beginResetModel()
         self._order = self._sorted([row for row in range(self._source.rowCount()) if self._accepts(row)])
         self._view_row = {source_row: view_row for view_row, source_row in enumerate(self._order)}
@@ -231,17 +271,45 @@ class NodeSortFilterModel(QAbstractTableModel):
             self.removing = False
         self._view_row = {source_row: view_row for view_row, source_row in enumerate(self._order)}
 
+    def _key(self, source_row: int) -> tuple[bool, float | str, int]:
+        """The row's sort key: measured first either way, then the value, then node id ascending."""
+        key = self._keys.get(source_row)
+        if key is None:
+            if not self._ranks:
+                by_node = sorted(range(self._source.rowCount()), key=self._source.node_id_at)
+                self._ranks = {row: rank for rank, row in enumerate(by_node)}
+            value = self._source.sort_key(source_row, self._sort_column)
+            descending = self._descending
+            rank = self._ranks[source_row]
+            key = (
+                descending if value is not None else not descending,
+                0.0 if value is None else value,
+                -rank if descending else rank,  # reversed below when descending: node ids still ascend
+            )
+            self._keys[source_row] = key
+        return key
+
+    def _rekey(self, source_rows: Iterable[int]) -> bool:
+        """Recompute the keys of ``source_rows``; True if any changed."""
+        moved = False
+        for row in source_rows:
+            old = self._keys.pop(row, None)
+            moved = moved or old != self._key(row)
+        return moved
+
     def _sorted(self, rows: list[int]) -> list[int]:
-        """``rows`` in display order: by value (unmeasured last either way), ties by node id ascending."""
-        column, descending = self._sort_column, self._descending
-        key_of, node_id_at = self._source.sort_key, self._source.node_id_at
+        """``rows`` in display order."""
+        return sorted(rows, key=self._key, reverse=self._descending)
 
-        def key(source_row: int) -> tuple[bool, float | str]:
-            value = key_of(source_row, column)
-            return (descending if value is not None else not descending, 0.0 if value is None else value)
-
-        # Two stable sorts: ties keep node-id order even when the values sort high to low.
-        return sorted(sorted(rows, key=node_id_at), key=key, reverse=descending)
+    def _live_resort(self) -> None:
+        """Re-sort after figures changed, at most once per ``resort_interval_s`` (the rest waits on a timer)."""
+        wait_s = self._last_live_resort_s + self._resort_interval_s - self._clock()
+        if wait_s > 0:
+            if not self._resort_timer.isActive():
+                self._resort_timer.start(max(1, round(wait_s * 1000)))
+            return
+        self._last_live_resort_s = self._clock()
+        self._resort()
 
     def _resort(self) -> None:
         """Re-sort the visible rows; tell the view through layoutChanged only if the order moved."""

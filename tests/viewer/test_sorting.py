@@ -113,3 +113,47 @@ class TestNodeSortFilterModel:
         check_model(qtmodeltester, view)
         assert view.node_ids() == ["aa", "d", "a", "c"]
         assert view.data(QModelIndex()) is None
+
+
+class TestCalmResort:
+    def test_live_figures_move_rows_at_most_once_a_second(self, nodes: NodeTableModel) -> None:
+        """A CPU sort follows new figures at once, then waits a second before moving rows again."""
+        now = [100.0]
+        view = NodeSortFilterModel(nodes, clock=lambda: now[0])
+        view.sort(Column.CPU, Qt.SortOrder.DescendingOrder)
+        assert view.node_ids() == ["d", "b", "a", "c"]
+        nodes.apply_batch(batch_of(update(entry("a", seq=2, cpu=99.0, full=False))), BASE_AT)
+        assert view.node_ids() == ["a", "d", "b", "c"]
+        now[0] += 0.1
+        nodes.apply_batch(batch_of(update(entry("b", seq=3, cpu=98.0, full=False))), BASE_AT)
+        assert view.node_ids() == ["a", "d", "b", "c"]  # held for the rest of the second
+        now[0] += 1.0
+        nodes.apply_batch(batch_of(update(entry("c", seq=3, cpu=1.0, full=False))), BASE_AT)
+        assert view.node_ids() == ["a", "b", "d", "c"]
+
+    def test_held_order_moves_when_released(self, nodes: NodeTableModel) -> None:
+        """While held, changes and new nodes wait (new ones at the bottom); on release the order is right."""
+        view = NodeSortFilterModel(nodes)
+        view.sort(Column.CPU, Qt.SortOrder.DescendingOrder)
+        view.set_held(True)
+        nodes.apply_batch(batch_of(update(entry("a", seq=2, cpu=99.0, full=False), entry("e", cpu=50.0))), BASE_AT)
+        assert view.node_ids() == ["d", "b", "a", "c", "e"]
+        view.set_held(False)
+        assert view.node_ids() == ["a", "e", "d", "b", "c"]
+
+    def test_default_order_is_problems_first(self) -> None:
+        """Unsorted by the user: offline, then stale, then live nodes by CPU (busiest first), ties by node id."""
+        model = NodeTableModel()
+        model.apply_batch(
+            batch_of(
+                update(
+                    entry("b", cpu=5.0),
+                    entry("a", cpu=5.0),
+                    entry("z", state="stale"),
+                    entry("y", state="offline"),
+                    entry("hot", cpu=90.0),
+                )
+            ),
+            BASE_AT,
+        )
+        assert NodeSortFilterModel(model).node_ids() == ["y", "z", "hot", "a", "b"]
