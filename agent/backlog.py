@@ -2,13 +2,12 @@
 
 Every sample goes through here until a cumulative ack covers it, so a
 collector restart loses nothing while the buffer holds. Pure: no I/O, no
-clock. Not here: sending (``agent.pusher``) or encoding.
+clock. Not here: sending (``agent.session`` decides, ``agent.pusher`` sends) or encoding.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
 
 
 class Backlog:
@@ -50,13 +49,15 @@ class Backlog:
             removed += 1
         return removed
 
-    def after(self, seq: int) -> Iterator[tuple[int, bytes]]:
-        """Yield the held samples with a seq above ``seq``, oldest first."""
-        for item in list(self._items):
-            if item[0] > seq:
-                yield item
+    def after(self, seq: int, limit: int | None = None) -> list[tuple[int, bytes]]:
+        """The held samples with a seq above ``seq``, oldest first, at most ``limit`` of them.
 
-    @property
-    def newest_seq(self) -> int | None:
-        """The seq of the newest held sample, if any."""
-        return self._items[-1][0] if self._items else None
+        Walks from the newest end, so the live path (one new frame) costs O(1), not O(backlog).
+        """
+        newer: list[tuple[int, bytes]] = []
+        for item in reversed(self._items):
+            if item[0] <= seq:
+                break
+            newer.append(item)
+        newer.reverse()
+        return newer if limit is None else newer[:limit]

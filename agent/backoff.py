@@ -5,10 +5,11 @@ Not here: sleeping or connecting (``agent.pusher`` does that).
 
 Rules:
 - delay = uniform(0, min(cap, base * 2**attempt)); base 0.5 s, cap 30 s;
-- after a refusal the collector will repeat (HTTP 401, close 1008) the ceiling
-  is the long cap, 5 minutes, and the delay is at least the normal cap: a
-  misconfigured agent must not hammer the collector;
-- a floor from the collector (``Retry-After`` on a 503 or 429) raises the low
+- after a refusal the collector will repeat (HTTP 401, close 1008; ``shared.retry``
+  says which) the delay is uniform between the normal cap, or the floor if higher,
+  and the long cap, 5 minutes: a misconfigured agent must not hammer the collector;
+- a floor (the collector's ``Retry-After`` on a 503 or 429, else the least
+  delay ``shared.retry`` gives for the close code or status) raises the low
   end and keeps the jitter on top: delay = floor + uniform(0, ceiling), so a
   fleet sent away together does not come back in lockstep; a floor over the
   long cap counts as the long cap;
@@ -21,12 +22,18 @@ import math
 import random as _random
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.retry import RetryAction, RetryPolicy, retry_for_http
 
 BASE_S = 0.5
 CAP_S = 30.0
 LONG_CAP_S = 300.0  # five minutes: a wrong token will not fix itself quickly
 HEALTHY_RESET_S = 60.0
 
+# RFC 9110 section 10.2.3 defines Retry-After for 503, RFC 6585 section 4 for 429.
+BUSY_HTTP_STATUSES = frozenset({429, 503})
+MAX_PEER_TEXT = 200  # characters of a peer's status phrase kept in an outcome
 _DELTA_SECONDS = re.compile(r"[0-9]+")  # RFC 9110 delay-seconds; str.isdigit would also take "²"
 _DELTA_MAX_DIGITS = 9  # anything longer is over any cap; int() of thousands of digits raises
 
@@ -43,6 +50,38 @@ def retry_after_s(value: str | None) -> float | None:
     if _DELTA_SECONDS.fullmatch(text) is None:
         return None
     return math.inf if len(text) > _DELTA_MAX_DIGITS else float(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one connection attempt ended, for the backoff and the log; always the last action."""
+
+    reason: str
+    refused: bool = False  # the collector will repeat it: back off long (shared.retry, BACKOFF_LONG)
+    close_code: int | None = None
+    was_connected: bool = False
+    retry_after_s: float | None = None  # the collector's Retry-After on a 503 or 429, if it sent a usable one
+    busy: bool = False  # the collector is at capacity: HTTP 503/429 or close 4503
+    min_delay_s: float = 0.0  # the least delay before the next attempt: Retry-After, else the retry table's
+
+
+def backs_off_long(policy: RetryPolicy) -> bool:
+    """The retry table says the peer will repeat this: use the long range."""
+    return policy.action is RetryAction.BACKOFF_LONG
+
+
+def http_outcome(status: int, phrase: str, retry_after: str | None) -> Outcome:
+    """The outcome of an upgrade answered with HTTP ``status``; a usable Retry-After beats the table's delay."""
+    busy = status in BUSY_HTTP_STATUSES
+    floor = retry_after_s(retry_after) if busy else None
+    policy = retry_for_http(status)
+    return Outcome(
+        f"HTTP {status} {phrase[:MAX_PEER_TEXT]!r}",
+        refused=backs_off_long(policy),
+        retry_after_s=floor,
+        busy=busy,
+        min_delay_s=policy.min_delay_s if floor is None else floor,
+    )
 
 
 class Backoff:
@@ -84,7 +123,8 @@ class Backoff:
         self._connected_at = None
         floor = min(floor_s, self.long_cap_s) if floor_s is not None and floor_s > 0 else 0.0  # NaN > 0 is False
         if refused:
-            delay_s = max(self.cap_s, floor) + self._random() * (self.long_cap_s - self.cap_s)
+            low_s = max(self.cap_s, floor)
+            delay_s = low_s + self._random() * (self.long_cap_s - low_s)
         else:
             ceiling_s = min(self.cap_s, self.base_s * 2.0 ** min(self.attempt, 62))
             delay_s = floor + self._random() * ceiling_s

@@ -1,20 +1,20 @@
-"""The pusher: one websocket to the collector, hello first, then the backlog, then live heartbeats.
+"""The pusher: the aiohttp shell around ``AgentSession``, one websocket to the collector at a time.
 
-A thin aiohttp shell around pure parts: ``Backlog`` (what is unacked),
-``Backoff`` (when to retry), ``agent.wire`` (frames). Not here: sampling or encoding heartbeats; the
-runner appends encoded frames to the backlog and calls ``notify()``.
+All protocol decisions (hello, the hello's ack and its deadline, replay,
+cumulative acks, error frames, closes, the budget for a hostile collector,
+what a close means for the retry) are made by ``agent.session``; this module
+only does the I/O they ask for: connect, send, close, sleep until the next
+event or ``WakeAt``, and back off between attempts (``agent.backoff``). Not
+here: sampling or encoding heartbeats; the runner appends encoded frames to
+the backlog and calls ``notify()``.
 
-Per connection: send ``Hello``; the collector's first ``Ack(seq=N)`` says
-what it already holds, so the backlog is trimmed to N and everything after
-N is replayed oldest first; then live frames follow. A read loop always runs:
-it takes acks (cumulative: they trim the backlog), logs ``Error`` frames,
-answers pings (aiohttp's autoping) and sees the close frame. aiohttp's
-``heartbeat=`` pings after that much silence and gives up when no pong comes
-within half of it, so a collector that stalls is noticed within ~1.5x.
-
-A collector at capacity (HTTP 503 before the upgrade, or close 4503 after the
-hello) is an ordinary failure: samples wait in the backlog and the normal
-backoff applies, with a 503's ``Retry-After`` as the least delay.
+One task drives the session; it waits for whichever comes first: a received
+message (one ``ws.receive()`` task, never cancelled mid-conversation, since
+cancelling it breaks the websocket), a new sample, the stop event, or the
+session's timer. aiohttp's ``heartbeat=`` pings after that much silence and
+gives up when no pong comes within half of it, so a collector that stalls is
+noticed within ~1.5x. ``autoping`` is off so that pings reach the session,
+which answers them within its budget (a ping flood is closed, not served).
 """
 
 from __future__ import annotations
@@ -24,35 +24,32 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any, Literal
 
 import aiohttp
 
 from agent.backlog import Backlog
-from agent.backoff import Backoff, retry_after_s
-from agent.wire import MAX_INBOUND_BYTES, InboundAck, InboundError, decode_inbound
-from shared.errors import CloseCode, ProtocolError
+from agent.backoff import Backoff, Outcome, http_outcome
+from agent.session import (
+    FINAL_ACK_TIMEOUT_S,
+    Action,
+    AgentSession,
+    Close,
+    HelloAcked,
+    Log,
+    SendFrame,
+    SendPong,
+    SessionCounters,
+    WakeAt,
+)
+from agent.wire import MAX_INBOUND_BYTES
+
+__all__ = ["Outcome", "Pusher"]
 
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 1.0  # wait this long for the collector's close reply: shutdown must finish within 2 s
-# Closes that the collector will repeat if we retry soon: back off long (docs/protocol.md).
-REFUSING_CLOSE_CODES = frozenset({int(CloseCode.POLICY_VIOLATION)})
-REFUSING_HTTP_STATUSES = frozenset({401, 403})
-# Statuses whose Retry-After we take as the least delay before the next attempt.
-BUSY_HTTP_STATUSES = frozenset({429, 503})
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How one connection attempt ended, for the backoff and the log."""
-
-    reason: str
-    refused: bool = False
-    close_code: int | None = None
-    was_connected: bool = False
-    retry_after_s: float | None = None  # the collector's Retry-After on a 503 or 429, if it sent a usable one
-    busy: bool = False  # the collector is at capacity: HTTP 503/429 or close 4503
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 section 5.5: a control frame's payload is at most 125 bytes, 2 are the code
 
 
 class Pusher:
@@ -68,6 +65,7 @@ class Pusher:
         ws_heartbeat_s: float = 10.0,
         connect_timeout_s: float = 10.0,
         hello_ack_timeout_s: float = 10.0,
+        final_ack_timeout_s: float = FINAL_ACK_TIMEOUT_S,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_retry: Callable[[float, Outcome], None] | None = None,
@@ -75,17 +73,27 @@ class Pusher:
         self.url = url
         self.backlog = backlog
         self.backoff = backoff if backoff is not None else Backoff()
+        self.session = AgentSession(
+            backlog,
+            make_hello,
+            peer=url,
+            hello_ack_timeout_s=hello_ack_timeout_s,
+            final_ack_timeout_s=final_ack_timeout_s,
+        )
         self.connections = 0
         self.last_outcome: Outcome | None = None
-        self._make_hello = make_hello
         self._token = token
         self._ws_heartbeat_s = ws_heartbeat_s
         self._connect_timeout_s = connect_timeout_s
-        self._hello_ack_timeout_s = hello_ack_timeout_s
         self._clock = clock
         self._on_retry = on_retry
         self._new_frames = asyncio.Event()
         self._logged_failure: str | None = None
+
+    @property
+    def counters(self) -> SessionCounters:
+        """What the session counted: acks, refused acks, floods, suppressed log lines..."""
+        return self.session.counters
 
     def notify(self) -> None:
         """Tell the writer that the backlog has a new frame."""
@@ -99,7 +107,7 @@ class Pusher:
                 self.last_outcome = outcome
                 if stop.is_set():
                     break
-                delay_s = self.backoff.failure(self._clock(), refused=outcome.refused, floor_s=outcome.retry_after_s)
+                delay_s = self.backoff.failure(self._clock(), refused=outcome.refused, floor_s=outcome.min_delay_s)
                 self._log_failure(outcome, delay_s)
                 if self._on_retry is not None:
                     self._on_retry(delay_s, outcome)
@@ -128,8 +136,10 @@ class Pusher:
         if not outcome.busy:
             return ""
         floor_s = self.backoff.last_floor_s
-        if floor_s > 0:
+        if outcome.retry_after_s is not None and floor_s > 0:
             return f" (collector at capacity: Retry-After {floor_s:g} s)"
+        if floor_s > 0:
+            return f" (collector at capacity: waiting at least {floor_s:g} s)"
         return " (collector at capacity)"
 
     async def _attempt(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> Outcome:
@@ -163,103 +173,101 @@ class Pusher:
                     heartbeat=self._ws_heartbeat_s,
                     max_msg_size=MAX_INBOUND_BYTES,
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT_S),
-                    autoping=True,
+                    autoping=False,
                 )
         except aiohttp.WSServerHandshakeError as exc:
-            busy = exc.status in BUSY_HTTP_STATUSES
-            return Outcome(
-                f"HTTP {exc.status} {exc.message}"[:200],
-                refused=exc.status in REFUSING_HTTP_STATUSES,
-                retry_after_s=retry_after_s(exc.headers.get("Retry-After")) if busy and exc.headers else None,
-                busy=busy,
-            )
+            return http_outcome(exc.status, exc.message, exc.headers.get("Retry-After") if exc.headers else None)
         except TimeoutError:
             return Outcome(f"no answer within {self._connect_timeout_s:g} s")
         except (aiohttp.ClientError, OSError) as exc:
-            return Outcome(f"{type(exc).__name__}: {exc}"[:200])
+            return Outcome(f"{exc!r:.200}")
 
     async def _converse(self, ws: aiohttp.ClientWebSocketResponse, stop: asyncio.Event) -> Outcome:
-        held_seq: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        await ws.send_bytes(self._make_hello(self.backlog.dropped))
-        reader = asyncio.ensure_future(self._read(ws, held_seq))
-        writer = asyncio.ensure_future(self._write(ws, held_seq))
+        """Drive the session over one open websocket until it returns an ``Outcome``."""
+        session = self.session
+        receiver: asyncio.Future[aiohttp.WSMessage] | None = None
+        sampler: asyncio.Future[Literal[True]] | None = None
         stopper = asyncio.ensure_future(stop.wait())
-        tasks = {reader, writer, stopper}
+        stopping = False
+        actions = session.connected(self._clock())
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if stopper.done():
-                writer.cancel()
-                await asyncio.gather(writer, return_exceptions=True)
-                await ws.close(code=CloseCode.NORMAL, message=b"agent stopping")
-                log.info("closed the connection to %s (agent stopping)", self.url)
-                return Outcome("stopped", close_code=int(CloseCode.NORMAL), was_connected=True)
-            if writer.done() and not writer.cancelled() and writer.exception() is not None:
-                exc = writer.exception()
-                return Outcome(
-                    "collector did not ack the hello in time"
-                    if isinstance(exc, TimeoutError)
-                    else f"send failed: {exc!r:.200}",
-                    was_connected=held_seq.done(),
-                )
-            await asyncio.wait({reader})
-            return reader.result()
+            while True:
+                outcome, wake_at = await self._execute(ws, actions)
+                if outcome is not None:
+                    return outcome
+                if receiver is None:
+                    receiver = asyncio.ensure_future(ws.receive())
+                if sampler is None:
+                    sampler = asyncio.ensure_future(self._new_frames.wait())
+                waiting: set[asyncio.Future[Any]] = {receiver, sampler} if stopping else {receiver, sampler, stopper}
+                timeout_s = None if wake_at is None else max(0.0, wake_at - self._clock())
+                done, _ = await asyncio.wait(waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+                now = self._clock()
+                if not stopping and stopper in done:
+                    stopping = True
+                    actions = session.stop(now)
+                elif receiver in done:
+                    message, receiver = receiver.result(), None
+                    actions = self._feed(ws, message, now)
+                elif sampler in done:
+                    sampler = None
+                    self._new_frames.clear()
+                    actions = session.sample_added(now)
+                else:
+                    actions = session.tick(now)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for task in (receiver, sampler, stopper):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(*(t for t in (receiver, sampler, stopper) if t is not None), return_exceptions=True)
+            if session.is_open:  # cancelled from outside: the next connection starts from a clean state
+                session.connection_lost("abandoned", self._clock())
 
-    async def _write(self, ws: aiohttp.ClientWebSocketResponse, held_seq: asyncio.Future[int]) -> None:
-        async with asyncio.timeout(self._hello_ack_timeout_s):
-            sent = await asyncio.shield(held_seq)
-        while True:
-            self._new_frames.clear()
-            for seq, frame in self.backlog.after(sent):
-                await ws.send_bytes(frame)
-                sent = seq
-            await self._new_frames.wait()
+    def _feed(self, ws: aiohttp.ClientWebSocketResponse, message: aiohttp.WSMessage, now: float) -> list[Action]:
+        """Hand one received websocket message to the session."""
+        session = self.session
+        match message.type:
+            case aiohttp.WSMsgType.BINARY:
+                actions = session.frame_received(message.data, now)
+            case aiohttp.WSMsgType.TEXT:
+                actions = session.text_received(message.data, now)
+            case aiohttp.WSMsgType.PING:
+                actions = session.ping_received(message.data, now)
+            case aiohttp.WSMsgType.PONG:
+                actions = session.pong_received(now)
+            case aiohttp.WSMsgType.CLOSE:
+                actions = session.close_received(ws.close_code, message.extra or "", now)
+            case aiohttp.WSMsgType.ERROR:
+                actions = session.connection_lost(f"connection lost: {ws.exception()!r:.200}", now)
+            case _:  # CLOSING or CLOSED
+                actions = session.close_received(ws.close_code, "", now)
+        return actions
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse, held_seq: asyncio.Future[int]) -> Outcome:
-        while True:
-            msg = await ws.receive()
-            if msg.type == aiohttp.WSMsgType.BINARY:
-                bad = self._handle_frame(msg.data, held_seq)
-                if bad is not None:
-                    await ws.close(code=CloseCode.POLICY_VIOLATION, message=bad.reason.value.encode())
-                    return Outcome(f"bad frame from collector: {bad.detail:.200}", was_connected=held_seq.done())
-            elif msg.type == aiohttp.WSMsgType.TEXT:
-                log.warning("collector %s sent a text frame, expected binary: %r", self.url, msg.data[:100])
-            elif msg.type in {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED}:
-                code = ws.close_code
-                extra = msg.extra if msg.type == aiohttp.WSMsgType.CLOSE else None
-                return Outcome(
-                    f"closed by the collector (code {code}{f', {extra!r:.100}' if extra else ''})",
-                    refused=code in REFUSING_CLOSE_CODES,
-                    close_code=code,
-                    busy=code == CloseCode.CAPACITY_REACHED,
-                    was_connected=held_seq.done(),
-                )
-            elif msg.type == aiohttp.WSMsgType.ERROR:
-                return Outcome(f"connection lost: {ws.exception()!r:.200}", was_connected=held_seq.done())
-
-    def _handle_frame(self, data: bytes, held_seq: asyncio.Future[int]) -> ProtocolError | None:
-        try:
-            message = decode_inbound(data)
-        except ProtocolError as exc:
-            log.warning("collector %s sent a bad frame (%s): %r", self.url, exc.reason, data[:64])
-            return exc
-        if isinstance(message, InboundAck):
-            self.backlog.ack(message.seq)
-            if not held_seq.done():
-                held_seq.set_result(message.seq)
+    async def _execute(
+        self, ws: aiohttp.ClientWebSocketResponse, actions: list[Action]
+    ) -> tuple[Outcome | None, float | None]:
+        """Do what the session asked, in order; return its outcome (if the connection ended) and its timer."""
+        wake_at: float | None = None
+        for action in actions:
+            if isinstance(action, SendFrame | SendPong):
+                try:
+                    if isinstance(action, SendFrame):
+                        await ws.send_bytes(action.data)
+                    else:
+                        await ws.pong(action.data)
+                except (aiohttp.ClientError, OSError) as exc:
+                    lost = self.session.connection_lost(f"send failed: {exc!r:.200}", self._clock())
+                    return await self._execute(ws, lost)
+            elif isinstance(action, Close):
+                await ws.close(code=action.code, message=action.reason.encode()[:MAX_CLOSE_REASON_BYTES])
+            elif isinstance(action, WakeAt):
+                wake_at = action.at
+            elif isinstance(action, Log):
+                log.log(action.level, action.msg, *action.args)
+            elif isinstance(action, HelloAcked):
                 self.connections += 1
                 self.backoff.connected(self._clock())
                 self._logged_failure = None
-                log.info(
-                    "connected to %s; collector holds seq %d, %d sample(s) to send",
-                    self.url,
-                    message.seq,
-                    len(self.backlog),
-                )
-        elif isinstance(message, InboundError):
-            log.warning("collector %s reported %s: %r", self.url, message.reason, message.detail[:200])
-        return None
+            else:
+                return action, None
+        return None, wake_at

@@ -1,7 +1,10 @@
-"""The agent's tick schedule: sample N is due at ``start + N * interval_s`` on the monotonic clock.
+"""The agent's pure timing: the tick schedule, and the rate limits on what a peer can make it do.
 
-Pure: the caller passes ``now``; nothing here sleeps. Not here: the sleeping
-loop (``agent.runner``).
+``TickSchedule``: sample N is due at ``start + N * interval_s`` on the monotonic
+clock. ``TokenBucket`` and ``LogThrottle`` bound, per unit of time, the frames a
+collector may make the agent answer and the log lines it may make it write
+(``agent.session`` uses them). Pure: the caller passes ``now``; nothing here
+sleeps. Not here: the sleeping loop (``agent.runner``).
 
 A tick found more than ``tolerance_s`` past its due time is late: it is
 counted and skipped, never bunched up with the next one, so the collector
@@ -48,3 +51,40 @@ class TickSchedule:
             self.late_ticks += 1
             return None
         return latest
+
+
+class TokenBucket:
+    """``burst`` events at once, refilled at ``per_s``: what a peer may make us do, and how fast."""
+
+    def __init__(self, burst: int, per_s: float) -> None:
+        self.burst = burst
+        self.per_s = per_s
+        self._tokens = float(burst)
+        self._last: float | None = None
+
+    def take(self, now: float) -> bool:
+        """Spend one token at ``now``; False when none is left."""
+        if self._last is not None and now > self._last:
+            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.per_s)
+        self._last = now if self._last is None else max(now, self._last)
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class LogThrottle:
+    """One line per key per ``every_s``; says how many were held back when it speaks again."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._next_at: dict[str, float] = {}  # bounded: callers use a fixed set of keys
+        self._held: dict[str, int] = {}
+
+    def allow(self, key: str, now: float) -> int | None:
+        """None: suppress this line; else the number of lines suppressed since the last one."""
+        if now < self._next_at.get(key, -float("inf")):
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._next_at[key] = now + self.every_s
+        return self._held.pop(key, 0)

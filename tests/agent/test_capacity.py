@@ -24,13 +24,16 @@ from collector.admission import AdmissionSite
 from collector.app import RUNTIME_KEY, CollectorRuntime, create_app
 from collector.config import CollectorConfig
 from shared.codec import encode
-from tests.collector.helpers import hello
+from shared.retry import CAPACITY_DELAY_S
+from tests.support.messages import hello
 
-from .fakes import FakeClock
 from .ingest_server import running, wait_until
 
 NODE = "full-node"
 WINDOW_S = 1.0  # the bounded time in which refused attempts are counted
+
+
+FORGET_AFTER_S = 0.5  # the collector forgets an offline node this soon, so a test can free the one slot
 
 
 @dataclass
@@ -39,28 +42,22 @@ class FullCollector:
 
     runtime: CollectorRuntime
     port: int
-    clock: FakeClock  # the collector's liveness clock
     other: aiohttp.ClientWebSocketResponse  # the connection of the node that holds the one slot
 
     async def free_the_slot(self) -> None:
-        """The other node says goodbye and, a day later on the fake clock, the collector forgets it."""
+        """The other node says goodbye (offline at once) and the collector forgets it FORGET_AFTER_S later."""
         await self.other.close()
-        cache = self.runtime.cache
-        await wait_until(lambda: getattr(cache.get("other-node"), "state", None) == "offline")
-        self.clock.advance(self.runtime.config.forget_after_s + 1.0)
-        self.runtime.poke_liveness()
-        await wait_until(lambda: "other-node" not in cache)
+        await wait_until(lambda: "other-node" not in self.runtime.cache)
 
 
 @asynccontextmanager
 async def full_collector(*, admission_limit: int | None = None) -> AsyncIterator[FullCollector]:
-    """A real collector with ``max_nodes=1`` whose one slot "other-node" holds; its liveness clock is fake.
+    """A real collector with ``max_nodes=1`` whose one slot "other-node" holds.
 
     With ``admission_limit``, it listens behind the ``AdmissionSite`` the CLI uses, so once that many
     connections are open (the other node's is one) a new ingest request gets the canned 503.
     """
-    clock = FakeClock(1000.0)
-    app = create_app(CollectorConfig(host="127.0.0.1", port=0, max_nodes=1), clock=clock)
+    app = create_app(CollectorConfig(host="127.0.0.1", port=0, max_nodes=1, forget_after_s=FORGET_AFTER_S))
     runtime = app[RUNTIME_KEY]
     runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
@@ -78,7 +75,7 @@ async def full_collector(*, admission_limit: int | None = None) -> AsyncIterator
             ack = await other.receive(timeout=5.0)
             assert ack.type is aiohttp.WSMsgType.BINARY
             assert "other-node" in runtime.cache
-            yield FullCollector(runtime, port, clock, other)
+            yield FullCollector(runtime, port, other)
             await other.close()
     finally:
         await runner.cleanup()
@@ -98,12 +95,11 @@ def history_seqs(runtime: CollectorRuntime) -> list[int]:
 
 
 class TestNodeCapReached:
-    async def test_4503_is_spaced_by_the_backoff_keeps_samples_and_gets_in_later(
+    @pytest.mark.slow
+    async def test_4503_waits_the_tables_delay_keeps_samples_and_gets_in_later(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """Refused with 4503, the agent retries on the backoff schedule, drops nothing, and replays all once in."""
-        # random() = 0.1: delays 0.05, 0.1, 0.2, 0.4, 0.8, 1.6 s; by WINDOW_S after the first refusal at most
-        # 4 more attempts fit (0.05 + 0.1 + 0.2 + 0.4 = 0.75 <= 1.0 < 1.55). A tight loop would make hundreds.
+        """Refused with 4503, the agent waits at least 15 s (shared.retry) plus jitter, drops nothing, then replays."""
         refusals = ("ingest", "capacity_reached")
         async with full_collector() as full:
             runtime = full.runtime
@@ -112,12 +108,13 @@ class TestNodeCapReached:
                 async with running(agent):
                     await wait_until(lambda: bool(retries))
                     await asyncio.sleep(WINDOW_S)
-                    attempts = runtime.stats.protocol_errors[refusals]
-                    assert 2 <= attempts <= 5
-                    seen = list(retries)
-                    assert len(seen) in {attempts - 1, attempts}  # one backoff delay per refusal (+1 in flight)
-                    assert [delay for delay, _ in seen] == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.8][: len(seen)])
-                    assert all(o.close_code == 4503 and o.busy and not o.refused for _, o in seen)
+                    # A tight loop would make hundreds of attempts; the floor allows one.
+                    assert runtime.stats.protocol_errors[refusals] == 1
+                    [(delay, outcome)] = retries
+                    assert delay == pytest.approx(CAPACITY_DELAY_S + 0.1 * 0.5)  # floor + random() * first ceiling
+                    assert outcome.close_code == 4503
+                    assert outcome.busy
+                    assert not outcome.refused
                     assert agent.pusher.connections == 0
                     # Nothing was acked and nothing overflowed: every sample taken so far is still held.
                     assert agent.seq >= 5
@@ -126,7 +123,9 @@ class TestNodeCapReached:
 
                     await full.free_the_slot()
                     freed_at = agent.seq
-                    await wait_until(lambda: len(history_seqs(runtime)) >= freed_at + 5)
+                    await wait_until(
+                        lambda: len(history_seqs(runtime)) >= freed_at + 5, timeout_s=CAPACITY_DELAY_S + 10
+                    )
         seqs = history_seqs(runtime)
         assert seqs == list(range(1, len(seqs) + 1))  # every sample taken while refused arrived, no gap
         record = runtime.cache.get(NODE)
@@ -134,11 +133,10 @@ class TestNodeCapReached:
         assert record.dropped_samples == 0
         assert record.missing_samples == 0
         assert agent.pusher.connections == 1
-        assert runtime.stats.protocol_errors[refusals] == len([o for _, o in retries if o.close_code == 4503])
-        # One warning for the refusal, not one per attempt.
+        assert runtime.stats.protocol_errors[refusals] == 1
         capacity_lines = [r.getMessage() for r in caplog.records if "code 4503" in r.getMessage()]
         assert len(capacity_lines) == 1
-        assert "(collector at capacity)" in capacity_lines[0]
+        assert "(collector at capacity: waiting at least 15 s)" in capacity_lines[0]
 
 
 class TestConnectionLimitReached:
@@ -190,10 +188,15 @@ async def busy_endpoint(status: int, retry_after: str) -> AsyncIterator[int]:
 class TestRetryAfterValues:
     @pytest.mark.parametrize(
         ("status", "header", "floor"),
-        [(429, "2", 2.0), (503, "99999", 300.0), (503, "soon", 0.0), (503, "Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+        [
+            (429, "2", 2.0),
+            (503, "99999", 300.0),
+            (503, "soon", CAPACITY_DELAY_S),
+            (503, "Wed, 21 Oct 2015 07:28:00 GMT", CAPACITY_DELAY_S),
+        ],
     )
     async def test_header_reaches_the_backoff(self, status: int, header: str, floor: float) -> None:
-        """aiohttp hands the 503/429 headers over; huge values are capped at 5 min and garbage is ignored."""
+        """aiohttp hands the 503/429 headers over; huge values are capped at 5 min; garbage means the table's delay."""
         async with busy_endpoint(status, header) as port:
             agent, retries = make_agent(port, random_value=1.0)
             async with running(agent):

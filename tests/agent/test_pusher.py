@@ -10,6 +10,7 @@ import pytest
 from agent.config import AgentConfig
 from agent.pusher import Outcome
 from agent.runner import Agent
+from shared.retry import LONG_DELAY_S
 
 from .ingest_server import IngestServer, StallingProxy, running, wait_until
 
@@ -133,7 +134,7 @@ class TestSilence:
 
 class TestRefusals:
     async def test_401_backs_off_long(self) -> None:
-        """A wrong token gets HTTP 401 and the next attempt is scheduled in the 30 s - 5 min range."""
+        """A wrong token gets HTTP 401 and the next attempt is scheduled between the table's 60 s and 5 min."""
         server = IngestServer(tokens=frozenset({"right"}))
         await server.start()
         try:
@@ -145,7 +146,7 @@ class TestRefusals:
         delay, outcome = retries[0]
         assert "401" in outcome.reason
         assert outcome.refused
-        assert delay == pytest.approx(165.0)
+        assert delay == pytest.approx(LONG_DELAY_S + 0.5 * (300.0 - LONG_DELAY_S))
         assert agent.pusher.backoff.last_was_long
         assert server.log.hellos == []
 
@@ -162,7 +163,7 @@ class TestRefusals:
         assert retries == []
 
     async def test_1008_close_backs_off_long_and_logs_error(self, caplog: pytest.LogCaptureFixture) -> None:
-        """An Error frame is logged with its reason and a 1008 close leads to the long backoff."""
+        """An Error frame is logged with its reason and a 1008 close leads to the long backoff (60 s at least)."""
         server = IngestServer(refuse_hello=True)
         await server.start()
         try:
@@ -175,5 +176,5 @@ class TestRefusals:
         delay, outcome = retries[0]
         assert outcome.close_code == 1008
         assert outcome.refused
-        assert delay == 30.0
-        assert "reported schema: 'refused by test'" in caplog.text
+        assert delay == LONG_DELAY_S
+        assert "reported 'schema': 'refused by test'" in caplog.text
