@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import os
 import re
 import signal
@@ -260,6 +261,39 @@ async def metric(session: aiohttp.ClientSession, base: str, name: str, labels: s
         if key == wanted:
             return float(value)
     return 0.0
+
+
+async def last_seqs(session: aiohttp.ClientSession, base: str) -> dict[str, int]:
+    """Every node's last_seq, from one ``/api/v1/nodes`` call."""
+    status, body = await get_json(session, f"{base}/api/v1/nodes")
+    if status != 200 or not isinstance(body, dict):
+        raise AssertionError(f"/api/v1/nodes answered {status}: {body!r:.200}")
+    return {entry["status"]["node_id"]: entry["status"]["last_seq"] for entry in body["nodes"]}
+
+
+@dataclass(frozen=True)
+class Restart:
+    """What ``kill_and_restart`` saw: the new collector and what the old one held when killed."""
+
+    collector: CollectorProc
+    held: dict[str, int]  # every node's last_seq, read just before the kill
+    slack: int  # samples an agent may have taken between that read and the kill
+    listening_mono: float  # when the new collector listened (monotonic)
+
+
+async def kill_and_restart(
+    group: ProcessGroup, session: aiohttp.ClientSession, collector: CollectorProc, *, down_s: float, interval_s: float
+) -> Restart:
+    """SIGKILL ``collector`` right after reading every node's last_seq; restart it on its port ``down_s`` later."""
+    before = time.monotonic()
+    held = await last_seqs(session, collector.url)
+    collector.proc.kill()
+    slack = math.ceil((time.monotonic() - before) / interval_s) + 1
+    await asyncio.sleep(down_s)
+    restarted = await asyncio.to_thread(group.collector, port=collector.port)
+    if restarted.port != collector.port:
+        raise AssertionError(f"expected the collector back on port {collector.port}, got {restarted.port}")
+    return Restart(restarted, held, slack, time.monotonic())
 
 
 async def protocol_errors(session: aiohttp.ClientSession, base: str, endpoint: str, reason: str) -> float:

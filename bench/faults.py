@@ -34,8 +34,9 @@ from bench._procs import (
     ProcessGroup,
     agent_connections,
     gaps,
-    get_json,
     health,
+    kill_and_restart,
+    last_seqs,
     node,
     protocol_errors,
     rss_bytes,
@@ -47,12 +48,6 @@ from bench._stats import median
 
 MIB = 2**20
 Row = tuple[str, str, str]
-
-
-async def last_seqs(session: aiohttp.ClientSession, base: str) -> dict[str, int]:
-    """Every node's last_seq."""
-    _, body = await get_json(session, f"{base}/api/v1/nodes")
-    return {e["status"]["node_id"]: e["status"]["last_seq"] for e in body["nodes"]}
 
 
 async def collector_kill(group: ProcessGroup, agents: int) -> Row:
@@ -69,13 +64,8 @@ async def collector_kill(group: ProcessGroup, agents: int) -> Row:
             return all(seqs.get(n, 0) >= 3 for n in ids)
 
         await wait_until(running, 120, "all agents to push")
-        before = time.monotonic()
-        held = await last_seqs(session, collector.url)
-        collector.proc.kill()
-        slack = math.ceil((time.monotonic() - before) / interval_s) + 1
-        await asyncio.sleep(down_s)
-        collector = await asyncio.to_thread(group.collector, port=collector.port)
-        restarted = time.monotonic()
+        restart = await kill_and_restart(group, session, collector, down_s=down_s, interval_s=interval_s)
+        collector, held, slack, restarted = restart.collector, restart.held, restart.slack, restart.listening_mono
         back: dict[str, float] = {}
         while len(back) < agents and time.monotonic() - restarted < 60:
             for n, seq in (await last_seqs(session, collector.url)).items():
@@ -111,10 +101,8 @@ async def backlog_overflow(group: ProcessGroup) -> Row:
             return (await last_seqs(session, collector.url)).get("ovf", 0) >= 3
 
         await wait_until(running, 30, "the agent")
-        held = (await last_seqs(session, collector.url))["ovf"]
-        collector.proc.kill()
-        await asyncio.sleep(3.0)
-        collector = await asyncio.to_thread(group.collector, port=collector.port)
+        restart = await kill_and_restart(group, session, collector, down_s=3.0, interval_s=0.2)
+        collector, held = restart.collector, restart.held["ovf"]
 
         async def back() -> bool:
             body = await node(session, collector.url, "ovf")
