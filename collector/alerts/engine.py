@@ -66,6 +66,7 @@ class AlertEngine:
         self._by_metric: dict[str, list[int]] = {}
         for index, rule in enumerate(self._metric_rules):
             self._by_metric.setdefault(rule.metric, []).append(index)
+        self._counters = tuple(dict.fromkeys(r.metric for r in self._metric_rules if r.increase))
         self._offline = [r for r in self.rules if r.kind == "offline"]
         self._reboot = [r for r in self.rules if r.kind == "reboot"]
         self._nodes: dict[str, _Node] = {}
@@ -91,17 +92,27 @@ class AlertEngine:
             self._set_liveness(node, "online", now, out)
         node.samples += 1
         plan = node.plan
-        instances = node.instances
+        live = bool(node.instances)  # a live alert must be judged even on a quiet value, to clear
         for key, value in values.items():
             key_plan = plan.get(key)
             if key_plan is None:
                 key_plan = self._key_plan(node, key)
+            low, high, entries = key_plan
             # The quiet band: no rule on this key can hold for a value strictly inside it, so a node
             # with no live alert skips the key after one look-up and two comparisons.
-            if instances or not key_plan[0] < value < key_plan[1]:
-                self._judge_key(node, key_plan[2], key, value, now=now, out=out)
-        if instances:
+            if live or not low < value < high:
+                self._judge_key(node, entries, key, value, now=now, out=out)
+        if live:
             self._judge_absent(node, now, out)
+        elif self._counters:
+            # increase() rules: a counter that did not move cannot have risen. (With live alerts,
+            # the loop above took the slow path for every key, counters included.)
+            previous = node.previous
+            for key in self._counters:
+                count = values.get(key)
+                if count is not None and count != previous.get(key):
+                    entries = (plan.get(key) or self._key_plan(node, key))[2]
+                    self._judge_key(node, entries, key, count, now=now, out=out)
         return out
 
     def liveness(

@@ -68,8 +68,10 @@ def compile_key(key: str, rules: Iterable[Rule]) -> KeyPlan:
     low, high = -math.inf, math.inf
     for entry in entries:
         rule = entry.rule
-        if rule.increase or rule.op in ("==", "!="):
-            return math.inf, -math.inf, entries  # always judged: a counter's rise needs every value
+        if rule.increase:
+            continue  # judged when the counter moves (AlertEngine.observe), not by the band
+        if rule.op in ("==", "!="):
+            return math.inf, -math.inf, entries  # no band: always judged
         if rule.op in (">", ">="):
             high = min(high, rule.threshold)
         else:

@@ -230,6 +230,17 @@ class TestInstances:
             ("agent_dropped_samples", "", "firing", "resolved")
         ]
 
+    def test_increase_is_seen_beside_other_alerts_and_across_agent_restarts(self) -> None:
+        """A counter's rise fires while another alert is live, and a counter reset to a new count is a rise too."""
+        eng = engine({**CPU, "for": "0s"})
+        eng.observe("n", WEB, {"cpu_percent": 99.0, "dropped_samples": 40.0}, T0)
+        rose = eng.observe("n", WEB, {"cpu_percent": 99.0, "dropped_samples": 41.0}, T0 + 1)
+        assert moves(rose) == [("agent_dropped_samples", "", "inactive", "firing")]
+        other = engine()
+        other.observe("m", WEB, {"dropped_samples": 40.0}, T0)
+        reset = other.observe("m", WEB, {"dropped_samples": 3.0}, T0 + 1)  # a new agent instance counts from 0
+        assert [(t.new, t.value) for t in reset] == [("firing", 3.0)]
+
 
 class TestRestart:
     def test_a_restart_keeps_firing_alerts_without_notifying_again(self) -> None:
