@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "collector": ("collector.cli", "hold the fleet's state and serve it over HTTP and websockets"),
     "viewer": ("viewer.cli", "the PyQt6 desktop window that follows a collector live"),
     "up": ("nodewatch.up", "run a collector, a local agent and the viewer together"),
+    "simulate": ("nodewatch.simulate", "run N simulated agents against a loopback collector (load, demos)"),
 }
 
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from nodewatch.cli import main
-from nodewatch.up import format_table, has_display
+from nodewatch.up import RestartBackoff, Supervisor, format_table, has_display, viewer_ends_run
 from shared.messages import Heartbeat, NodeEntry, NodeStatus
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,6 +75,56 @@ class TestUpHelpers:
         assert lines[2].split() == ["stale", "b-node", "12.2", "50.0", "0.50"]
 
 
+class TestRestartBackoff:
+    def test_delays_double_up_to_thirty_seconds(self) -> None:
+        """A child that keeps dying at once is restarted after 1, 2, 4 ... then every 30 s."""
+        backoff = RestartBackoff()
+        assert [backoff.next_delay_s(ran_for_s=0.5) for _ in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+
+    def test_a_stable_run_resets_the_delay(self) -> None:
+        """A child that ran a minute or more before dying is restarted after 1 s again."""
+        backoff = RestartBackoff()
+        backoff.next_delay_s(0.5)
+        backoff.next_delay_s(0.5)
+        assert backoff.next_delay_s(ran_for_s=120.0) == 1
+
+
+class TestViewerEndsRun:
+    @pytest.mark.parametrize(
+        ("returncode", "ends"),
+        [(0, True), (-signal.SIGTERM, True), (-signal.SIGINT, True), (-signal.SIGHUP, True), (3, False), (1, False)],
+    )
+    def test_closed_or_signalled_viewer_ends_the_run(self, returncode: int, ends: bool) -> None:
+        """Closing the viewer or a signal to it stops everything; a viewer that failed to start falls back."""
+        assert viewer_ends_run(returncode) is ends
+
+
+class TestSupervisor:
+    def test_a_dead_child_is_reported_and_restarted_after_its_delay(self) -> None:
+        """A child that exits is named with its status, then started again once its backoff has passed."""
+        now = [0.0]
+        said: list[str] = []
+
+        def spawn(args: Sequence[str]) -> subprocess.Popen[bytes]:
+            return subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+
+        supervisor = Supervisor(spawn, said.append, clock=lambda: now[0])
+        child = supervisor.start("collector", "collector")
+        assert child.proc is not None
+        child.proc.wait(timeout=10)
+        first = child.proc
+        supervisor.watch()
+        assert said == ["the collector exited with status 3; restarting in 1 s"]
+        now[0] += 0.5
+        supervisor.watch()
+        assert child.proc is first
+        now[0] += 0.6
+        supervisor.watch()
+        assert said[-1] == "restarting the collector"
+        assert child.proc is not first
+        supervisor.stop()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -113,3 +166,120 @@ class TestUpHeadless:
         assert code == 0
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, "the collector outlived nodewatch up"
+
+
+_NO_DISPLAY = {"DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"}
+# What the wheel ships (pyproject's packages.find): no bench/, no tests/.
+_WHEEL_PACKAGES = ("agent", "collector", "nodewatch", "shared", "viewer")
+
+
+class UpRun:
+    """``nodewatch up`` in its own session, its output in a file, stopped (SIGINT to the group) at the end."""
+
+    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> None:
+        self.port = _free_port()
+        self.out_path = tmp_path / "up.out"
+        environ = {k: v for k, v in os.environ.items() if k not in _NO_DISPLAY}
+        environ.update(env or {})
+        with self.out_path.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "nodewatch", "up", "--port", str(self.port), "--interval", "0.5", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=environ,
+                cwd=cwd,
+                start_new_session=True,
+            )
+
+    @property
+    def text(self) -> str:
+        """Everything printed so far."""
+        return self.out_path.read_text(errors="replace")
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout_s: float = 30.0) -> None:
+        """Wait until ``predicate(output)`` holds; fail with the output's tail."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if predicate(self.text):
+                return
+            time.sleep(0.2)
+        pytest.fail(self.text[-3000:])
+
+    def child(self, subcommand: str) -> int:
+        """The pid of the running child ``python -m nodewatch SUBCOMMAND`` (read from /proc)."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for proc_dir in Path("/proc").iterdir():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    stat = (proc_dir / "stat").read_text()
+                    parent = int(stat.rsplit(")", 1)[1].split()[1])
+                    argv = (proc_dir / "cmdline").read_bytes().split(b"\0")
+                    if parent == self.proc.pid and argv[3:4] == [subcommand.encode()]:
+                        return int(proc_dir.name)
+            time.sleep(0.2)
+        pytest.fail(f"no {subcommand} child: {self.text[-2000:]}")
+
+    def stop(self) -> int:
+        """SIGINT the whole group (Ctrl-C) and return the exit status."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+        return self.proc.wait(timeout=20)
+
+
+def shows_online(node_id: str) -> Callable[[str], bool]:
+    """A predicate: the headless table lists ``node_id`` as online."""
+    return lambda text: any(line.split()[:2] == ["online", node_id] for line in text.splitlines() if line.strip())
+
+
+@pytest.mark.slow
+class TestUpWatchesItsChildren:
+    def test_a_dead_collector_is_reported_and_restarted(self, tmp_path: Path) -> None:
+        """kill -9 of the collector is reported, the collector comes back, and the table goes on."""
+        run = UpRun(tmp_path, "--headless")
+        try:
+            run.wait_for(shows_online(socket.gethostname()))
+            os.kill(run.child("collector"), signal.SIGKILL)
+            run.wait_for(lambda text: "the collector exited with status -9; restarting in 1 s" in text)
+            run.wait_for(lambda text: "restarting the collector" in text)
+            mark = len(run.text)
+            run.wait_for(lambda text: shows_online(socket.gethostname())(text[mark:]))
+        finally:
+            assert run.stop() == 0
+
+    def test_the_url_line_is_not_buried_by_per_node_log_lines(self, tmp_path: Path) -> None:
+        """Children log at WARNING: the output has the collector's URL and no INFO lines."""
+        run = UpRun(tmp_path, "--headless", "--simulate", "5")
+        try:
+            run.wait_for(shows_online("sim-00004"))
+            assert f"collector at http://127.0.0.1:{run.port}" in run.text
+            assert " INFO " not in run.text
+        finally:
+            assert run.stop() == 0
+
+    def test_a_viewer_ended_by_sigterm_ends_the_run(self, tmp_path: Path) -> None:
+        """SIGTERM to the viewer stops everything; no 'no viewer' fallback to the headless table."""
+        run = UpRun(tmp_path, env={"QT_QPA_PLATFORM": "offscreen"})
+        try:
+            viewer = run.child("viewer")
+            time.sleep(1.0)  # let it open its window and connect
+            os.kill(viewer, signal.SIGTERM)
+            assert run.proc.wait(timeout=20) == 0
+            assert "the viewer was closed" in run.text
+            assert "no viewer" not in run.text
+        finally:
+            run.stop()
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", run.port)) != 0, "the collector outlived nodewatch up"
+
+    def test_simulate_works_from_the_wheel_packages_alone(self, tmp_path: Path) -> None:
+        """With only the packages the wheel ships (no bench/), --simulate runs a fleet and says what it does."""
+        site = tmp_path / "site"
+        for package in _WHEEL_PACKAGES:
+            shutil.copytree(REPO / package, site / package, ignore=shutil.ignore_patterns("__pycache__"))
+        run = UpRun(tmp_path, "--headless", "--simulate", "3", env={"PYTHONPATH": str(site)}, cwd=tmp_path)
+        try:
+            run.wait_for(shows_online("sim-00002"))
+            assert "3 simulated nodes" in run.text
+            assert "stops after 60 min" in run.text
+        finally:
+            assert run.stop() == 0

@@ -111,8 +111,10 @@ def _run(config: ViewerConfig) -> int:
     window = MainWindow(link, collector_url=config.collector_url)
     window.setWindowTitle(f"nodewatch — {config.collector_url}")
     window.snapshot_applied.connect(freeze_gc)
-    # Ctrl-C: Python runs signal handlers only when it has control, hence the idle timer.
-    signal.signal(signal.SIGINT, lambda _signum, _frame: window.close())
+    # Ctrl-C or SIGTERM close the window like the user would (exit 0, link stopped). Python runs
+    # signal handlers only when it has control, hence the idle timer.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: window.close())
     wake = QTimer()
     wake.timeout.connect(lambda: None)
     wake.start(_SIGNAL_POLL_MS)
@@ -122,4 +124,5 @@ def _run(config: ViewerConfig) -> int:
     wake.stop()
     window.shutdown()
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return status
