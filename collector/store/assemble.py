@@ -1,72 +1,90 @@
-"""Turning stored points and buckets into a ``RangeResult`` or ``RawPoints``: pure, no SQL.
+"""Turning stored columns and buckets into a ``RangeResult`` or ``RawPoints``: pure, no SQL.
 
-A point here is ``(seq, sampled_at, v0 .. v6)`` with values in stored units
-(``collector.store.codec``). Averages are ``sum / count`` in stored units,
-scaled once at the end, so a 1-min average of 10.00 % and 20.00 % is 15.0 exactly.
+Averages are ``sum / count`` in stored units, scaled once at the end, so a 1-min
+average of 10.00 % and 20.00 % is 15.0 exactly. ``rollup_columns`` is
+``policy.rollup_points`` for columns sorted by time, with the per-bucket work on
+array slices (min, max and sum run in C); a test keeps the two equal.
 
-Not here: fetching (``collector.store.sqlite_engine``), choosing the tier (``collector.store.policy``).
+Not here: fetching (``collector.store.sqlite_reader``), choosing the tier (``collector.store.policy``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+import bisect
+import math
+from collections.abc import Iterable
 
 from collector.history import SERIES
-from collector.store.codec import SCALES, decode_raw, from_stored
+from collector.store.codec import MISSING, SCALES, Columns, from_stored
 from collector.store.model import RangeResult, RawPoints
-from collector.store.policy import Buckets, find_gaps, rollup_points
-
-Point = tuple[Any, ...]
+from collector.store.policy import Buckets, find_gaps
 
 
-def raw_points(blobs: Iterable[bytes], head_rows: Iterable[Point], from_at: float, to_at: float) -> list[Point]:
-    """Points of chunks and head rows inside [from_at, to_at], sorted by time, each seq once."""
-    points: dict[int, Point] = {}
-    for blob in blobs:
-        seq, at, series = decode_raw(blob)
-        for point in zip(seq, at, *series, strict=True):
-            if from_at <= point[1] <= to_at:
-                points[point[0]] = point
-    for row in head_rows:
-        if from_at <= row[1] <= to_at:
-            points[row[0]] = tuple(row)
-    return sorted(points.values(), key=lambda p: p[1])
+def merged(parts: Iterable[Columns], from_at: float, to_at: float) -> Columns:
+    """The points of ``parts`` inside [from_at, to_at], sorted by time, each (seq, time) once."""
+    lo_us = math.ceil(from_at * 1e6) if math.isfinite(from_at) else -(2**63)
+    hi_us = math.floor(to_at * 1e6) if math.isfinite(to_at) else 2**63 - 1
+    everything = Columns.empty()
+    for part in parts:
+        everything.extend(part)
+    seen: dict[tuple[int, int], int] = {}
+    for i, (seq, at_us) in enumerate(zip(everything.seq, everything.at_us, strict=True)):
+        if lo_us <= at_us <= hi_us:
+            seen[seq, at_us] = i
+    order = sorted(seen.values(), key=everything.at_us.__getitem__)
+    return everything.take(order)
 
 
-def to_raw_points(instance_id: str, points: Sequence[Point]) -> RawPoints:
-    """Sorted points as the columns the cache's history ring is refilled from."""
+def rollup_columns(cols: Columns, step_s: float) -> Buckets:
+    """Buckets of ``step_s`` over points sorted by time; the same numbers as ``policy.rollup_points``."""
+    out = Buckets.empty(len(SERIES))
+    isnan = math.isnan
+    step_us = round(step_s * 1e6)
+    at_us, n, i = cols.at_us, len(cols), 0
+    while i < n:
+        start_us = at_us[i] // step_us * step_us
+        j = bisect.bisect_left(at_us, start_us + step_us, i)
+        out.start.append(start_us / 1e6)
+        for s, column in enumerate(cols.series):
+            missing = MISSING[s]
+            part = column[i:j]
+            values = [v for v in part if not isnan(v)] if missing is None else [v for v in part if v != missing]
+            out.count[s].append(len(values))
+            out.min[s].append(min(values) if values else None)
+            out.max[s].append(max(values) if values else None)
+            out.sum[s].append(float(sum(values)))
+        i = j
+    return out
+
+
+def to_raw_points(instance_id: str, cols: Columns) -> RawPoints:
+    """Sorted columns as what the cache's history ring is refilled from."""
     return RawPoints(
         instance_id=instance_id,
-        seq=[p[0] for p in points],
-        sampled_at=[p[1] for p in points],
-        series=tuple([from_stored(p[2 + s], s) for p in points] for s in range(len(SERIES))),
+        seq=list(cols.seq),
+        sampled_at=[us / 1e6 for us in cols.at_us],
+        series=tuple([from_stored(v, s) for v in column] for s, column in enumerate(cols.series)),
     )
 
 
-def points_buckets(points: Sequence[Point], step_s: float) -> Buckets:
-    """Raw points rolled into buckets of ``step_s``."""
-    return rollup_points([p[1] for p in points], [[p[2 + s] for p in points] for s in range(len(SERIES))], step_s)
-
-
 def raw_result(
-    node_id: str, points: Sequence[Point], from_at: float, to_at: float, *, step_s: float, interval_s: float
+    node_id: str, cols: Columns, from_at: float, to_at: float, *, step_s: float, interval_s: float
 ) -> RangeResult:
     """Raw points as they are when ``step_s`` asks no coarser than the node's interval, else bucketed on the fly."""
     if step_s > interval_s:
-        return bucket_result(node_id, "raw", points_buckets(points, step_s), from_at, to_at, step_s=step_s)
-    at = [p[1] for p in points]
+        return bucket_result(node_id, "raw", rollup_columns(cols, step_s), from_at, to_at, step_s=step_s)
+    at = [us / 1e6 for us in cols.at_us]
     return RangeResult(
         node_id=node_id,
         tier="raw",
         step_s=interval_s,
         at=at,
-        avg={name: [from_stored(p[2 + s], s) for p in points] for s, name in enumerate(SERIES)},
+        avg={name: [from_stored(v, s) for v in cols.series[s]] for s, name in enumerate(SERIES)},
         min=None,
         max=None,
-        count=[1] * len(points),
+        count=[1] * len(at),
         gaps=find_gaps(at, from_at, to_at, interval_s),
-        seq=[p[0] for p in points],
+        seq=list(cols.seq),
     )
 
 
@@ -85,7 +103,6 @@ def bucket_result(
         highs[name] = [from_stored(buckets.max[s][i], s) for i in keep]
     at = [buckets.start[i] for i in keep]
     samples = buckets.samples()
-    # Bucket starts are step_s apart, the first at most one step before from_at.
     return RangeResult(
         node_id=node_id,
         tier=tier,
@@ -95,6 +112,7 @@ def bucket_result(
         min=lows,
         max=highs,
         count=[samples[i] for i in keep],
+        # Bucket starts are step_s apart, the first up to one step before from_at.
         gaps=find_gaps(at, min([from_at, *at[:1]]), to_at, step_s),
     )
 

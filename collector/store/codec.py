@@ -1,13 +1,17 @@
 """Columnar chunk encoding for the store: raw points and rollup buckets to compact bytes and back.
 
-A chunk is one node's points as columns, in the widths of ``collector.history``
-(percents and load as integer hundredths, rates as float32, "not measured" as the
-all-ones integer or NaN). Integer columns are delta-encoded (seq steps by 1, times
-by about one interval), every column is byte-shuffled (all first bytes, then all
-second bytes, as blosc does), and the whole is one zlib stream: after shuffling,
-the slowly varying high bytes form long runs zlib packs to almost nothing.
-Chosen by measurement (bench/store_size.py): shuffling alone halves the size of
-plain zlib on 1-Hz data.
+A chunk is one node's points as columns (``Columns``), in the widths of
+``collector.history``: percents and load as integer hundredths, rates as float32,
+"not measured" as the all-ones integer or NaN. Seq and time are delta-encoded (seq
+steps by 1, time by about one interval); every column is byte-shuffled (all first
+bytes, then all second bytes, as blosc does), and the whole is one zlib stream:
+after shuffling, the slowly varying high bytes form runs zlib packs to almost
+nothing. Chosen by measurement on noisy 1-Hz data: delta-encoding the value columns
+too saved under 0.2 byte a point and cost a Python loop per value, so they are
+only shuffled; seq and time deltas use ``itertools.accumulate`` to decode in C.
+
+A head batch (``Batch``) is one commit's samples of every node, with node and
+instance columns, sorted by them, so one node's rows are a bisect away.
 
 Times are kept in whole microseconds (an epoch float64 resolves ~0.24 us, so a
 time read back differs from the original by at most 0.5 us).
@@ -17,12 +21,16 @@ Pure: bytes in, columns out. Not here: SQL, rollup maths (``collector.store.poli
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import struct
 import sys
 import zlib
 from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from collector.history import FLOAT32_MAX, LOAD_MAX, PERCENT_MAX, SERIES
 from collector.store.policy import Buckets, StoredValue
@@ -37,30 +45,84 @@ MISSING: tuple[int | None, ...] = tuple(
     None if code == "f" else 2 ** (8 * array(code).itemsize) - 1 for code in TYPECODES
 )
 _MAXES: tuple[float, ...] = (PERCENT_MAX, PERCENT_MAX, LOAD_MAX, FLOAT32_MAX, FLOAT32_MAX, FLOAT32_MAX, FLOAT32_MAX)
-# zlib level 6 (its default): levels 7-9 gained under 2 % on 1-Hz data and cost twice the CPU.
-_ZLIB_LEVEL = 6
+# zlib levels, measured on an hour of noisy 1-Hz points: 6 (its default) is 2.4 % smaller than 1
+# at 1.7x the CPU, and 9 gains 0.4 % more at 4x. Rows rewritten later (head batches, partial rows)
+# use FAST; consolidated rows, which stay for days, use SMALL.
+FAST = 1
+SMALL = 6
 assert len(TYPECODES) == len(SERIES)
 
 
-def to_stored(values: Sequence[float | None]) -> tuple[StoredValue | None, ...]:
-    """A sample's values in stored units, clamped as ``collector.history`` clamps; None stays None."""
-    out: list[StoredValue | None] = []
-    for value, scale, top in zip(values, SCALES, _MAXES, strict=True):
-        if value is None or math.isnan(value):
-            out.append(None)
-        elif scale == 1:
-            # Rounded to float32 here, so head rows and chunks hold the very same numbers.
-            out.append(_F32.unpack(_F32.pack(max(-top, min(top, value))))[0])
+def to_stored(values: Sequence[float | None]) -> tuple[int | float, ...]:
+    """A sample's values as the columns hold them: clamped as ``collector.history`` clamps, missing as sentinels."""
+    out: list[int | float] = []
+    for value, scale, top, missing in zip(values, SCALES, _MAXES, MISSING, strict=True):
+        if missing is None:
+            if value is None or math.isnan(value):
+                out.append(math.nan)
+            else:
+                # Rounded to float32 here, so a head batch and a chunk hold the very same number.
+                out.append(_F32.unpack(_F32.pack(max(-top, min(top, value))))[0])
+        elif value is None or math.isnan(value):
+            out.append(missing)
         else:
             out.append(round(max(0.0, min(top, value)) * scale))
     return tuple(out)
 
 
+def _stored_column(values: Sequence[float | None], series: int) -> array[Any]:
+    """``to_stored`` for one series of many samples, with the same clamping."""
+    missing, top = MISSING[series], _MAXES[series]
+    if missing is None:
+        nan, copysign, isnan = math.nan, math.copysign, math.isnan
+        # array("f") rounds to float32 in C; out-of-range values are clamped first (it would make them inf).
+        return array("f", [
+            nan if v is None else v if -top <= v <= top else nan if isnan(v) else copysign(top, v) for v in values
+        ])  # fmt: skip
+    high, isnan = missing - 1, math.isnan
+    return array(TYPECODES[series], [
+        missing if v is None or isnan(v) else round(v * 100) if 0.0 <= v <= top else 0 if v < 0 else high
+        for v in values
+    ])  # fmt: skip
+
+
+def quantize_rates(cols: Columns, mantissa_bits: int) -> None:
+    """Round the float32 rate columns in place to ``mantissa_bits`` of mantissa (23: unchanged, lossless).
+
+    A relative error of at most 2**-(mantissa_bits + 1): the low mantissa bits of a measured rate are
+    noise, and they are most of what does not compress. NaN and inf are left alone.
+    """
+    drop = 23 - mantissa_bits
+    if drop <= 0:
+        return
+    half, keep = 1 << (drop - 1), ~((1 << drop) - 1) & 0xFFFFFFFF
+    for s, column in enumerate(cols.series):
+        if MISSING[s] is not None:
+            continue
+        bits = array("I")
+        bits.frombytes(column.tobytes())
+        # Round half up on the magnitude; a carry into the exponent is the correct rounding too.
+        rounded = array("I", [b if b & 0x7F800000 == 0x7F800000 else (b + half) & keep for b in bits])
+        for i, (before, after) in enumerate(zip(bits, rounded, strict=True)):
+            if after & 0x7F800000 == 0x7F800000 and before & 0x7F800000 != 0x7F800000:
+                rounded[i] = before & keep  # rounding up the largest finite values would make them inf
+        column[:] = array("f", rounded.tobytes())
+
+
 def from_stored(value: StoredValue | None, series: int) -> float | None:
-    """A stored value back in its unit: n / 100 is the float nearest the two-decimal number."""
-    if value is None:
+    """A column value back in its unit, None for "not measured": n / 100 is the float nearest n hundredths."""
+    missing = MISSING[series]
+    if value is None or value == missing or (missing is None and math.isnan(value)):
         return None
-    return value / 100 if SCALES[series] == 100 else float(value)
+    return value / 100 if missing is not None else float(value)
+
+
+def present(value: StoredValue, series: int) -> StoredValue | None:
+    """A column value, None if it is the series' "not measured" sentinel (stored units kept)."""
+    missing = MISSING[series]
+    if missing is None:
+        return None if math.isnan(value) else value
+    return None if value == missing else value
 
 
 def _shuffle(data: bytes, width: int) -> bytes:
@@ -77,47 +139,131 @@ def _unshuffle(data: bytes, width: int) -> bytes:
     return bytes(out)
 
 
-def _delta(values: Sequence[int], typecode: str) -> array[int]:
-    """Differences from the previous value, wrapping in the column's width so they stay unsigned."""
-    mask = 2 ** (8 * array(typecode).itemsize) - 1
-    signed = typecode.islower()
-    out = array(typecode)
-    previous = 0
-    for v in values:
-        d = (v - previous) & mask
-        out.append(d - mask - 1 if signed and d > mask >> 1 else d)
-        previous = v
-    return out
-
-
-def _undelta(column: array[int], typecode: str) -> list[int]:
-    mask = 2 ** (8 * array(typecode).itemsize) - 1
-    signed = typecode.islower()
-    out = []
-    total = 0
-    for d in column:
-        total = (total + d) & mask
-        out.append(total - mask - 1 if signed and total > mask >> 1 else total)
-    return out
-
-
-def _column_bytes(values: Sequence[StoredValue | None], series: int) -> bytes:
-    code, missing = TYPECODES[series], MISSING[series]
-    if missing is None:
-        return _shuffle(array(code, [math.nan if v is None else v for v in values]).tobytes(), 4)
-    ints = [missing if v is None else int(v) for v in values]
-    return _shuffle(_delta(ints, code).tobytes(), array(code).itemsize)
-
-
-def _read_column(raw: bytes, series: int, n: int) -> list[StoredValue | None]:
-    code, missing = TYPECODES[series], MISSING[series]
+def _column(code: str, data: bytes) -> array[Any]:
     column = array(code)
-    column.frombytes(_unshuffle(raw, column.itemsize))
-    if sys.byteorder != "little":  # pragma: no cover - chunks are little-endian on every host
+    column.frombytes(_unshuffle(data, column.itemsize))
+    if sys.byteorder != "little":  # pragma: no cover - chunks are little-endian on every host we run on
         column.byteswap()
-    if missing is None:
-        return [None if math.isnan(v) else v for v in column]
-    return [None if v == missing else v for v in _undelta(column, code)]
+    return column
+
+
+def _packed(column: array[Any]) -> bytes:
+    if sys.byteorder != "little":  # pragma: no cover
+        column = array(column.typecode, column)
+        column.byteswap()
+    return _shuffle(column.tobytes(), column.itemsize)
+
+
+def _deltas(column: Sequence[int]) -> array[int]:
+    """First value, then differences: seq steps by 1 and times by about one interval, so they pack to little."""
+    return array("q", [b - a for a, b in zip(itertools.chain((0,), column), column, strict=False)])
+
+
+@dataclass(slots=True)
+class Columns:
+    """Raw points as columns: seq, sampled_at in microseconds, and each series in stored units with sentinels."""
+
+    seq: array[int]
+    at_us: array[int]
+    series: list[array[Any]]
+
+    @classmethod
+    def empty(cls) -> Columns:
+        """No points."""
+        return cls(array("q"), array("q"), [array(code) for code in TYPECODES])
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[int, float, Sequence[int | float]]]) -> Columns:
+        """Columns of ``(seq, sampled_at, to_stored(values))`` rows."""
+        return cls(
+            array("q", [r[0] for r in rows]),
+            array("q", [round(r[1] * 1e6) for r in rows]),
+            [array(code, [r[2][s] for r in rows]) for s, code in enumerate(TYPECODES)],
+        )
+
+    @classmethod
+    def from_values(
+        cls, seq: Sequence[int], sampled_at: Sequence[float], values: Sequence[Sequence[float | None]]
+    ) -> Columns:
+        """Columns of samples' raw values: ``to_stored`` applied column by column (one comprehension each)."""
+        if not seq:
+            return cls.empty()
+        by_series = list(zip(*values, strict=True))
+        return cls(
+            array("q", seq),
+            array("q", [round(t * 1e6) for t in sampled_at]),
+            [_stored_column(column, s) for s, column in enumerate(by_series)],
+        )
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def slice(self, lo: int, hi: int) -> Columns:
+        """Points [lo, hi): array slices, copied in C."""
+        return Columns(self.seq[lo:hi], self.at_us[lo:hi], [c[lo:hi] for c in self.series])
+
+    def extend(self, other: Columns) -> None:
+        """Append ``other``'s points."""
+        self.seq.extend(other.seq)
+        self.at_us.extend(other.at_us)
+        for mine, theirs in zip(self.series, other.series, strict=True):
+            mine.extend(theirs)
+
+    def take(self, order: Sequence[int]) -> Columns:
+        """The points at ``order``'s positions, in that order."""
+        return Columns(
+            array("q", map(self.seq.__getitem__, order)),
+            array("q", map(self.at_us.__getitem__, order)),
+            [array(c.typecode, map(c.__getitem__, order)) for c in self.series],
+        )
+
+    def points(self) -> list[tuple[Any, ...]]:
+        """``(seq, sampled_at, v0 .. v6)`` tuples, values in stored units, None where not measured."""
+        values = [[present(v, s) for v in column] for s, column in enumerate(self.series)]
+        return list(zip(self.seq, (us / 1e6 for us in self.at_us), *values, strict=True))
+
+
+def encode_raw(cols: Columns, level: int = SMALL) -> bytes:
+    """One node's raw points as a compressed chunk (zlib ``level``)."""
+    parts = [_packed(_deltas(cols.seq)), _packed(_deltas(cols.at_us))]
+    parts.extend(_packed(column) for column in cols.series)
+    return _pack(len(cols), parts, level)
+
+
+def decode_raw(blob: bytes) -> Columns:
+    """``encode_raw``'s input back. Raises ValueError for a damaged chunk."""
+    reader = _Reader(blob)
+    seq = array("q", itertools.accumulate(_column("q", reader.take(8))))
+    at_us = array("q", itertools.accumulate(_column("q", reader.take(8))))
+    return Columns(seq, at_us, [_column(code, reader.take(array(code).itemsize)) for code in TYPECODES])
+
+
+@dataclass(slots=True)
+class Batch:
+    """One commit's samples of every node: node and instance columns beside the points, sorted by them."""
+
+    node: array[int]
+    inst: array[int]
+    cols: Columns
+
+    def node_range(self, node_idx: int) -> tuple[int, int]:
+        """The rows of ``node_idx``: [lo, hi)."""
+        return bisect.bisect_left(self.node, node_idx), bisect.bisect_right(self.node, node_idx)
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """A head batch as one compressed blob. No deltas: it is decoded whole on every read of recent data."""
+    parts = [_packed(batch.node), _packed(batch.inst), _packed(batch.cols.seq), _packed(batch.cols.at_us)]
+    parts.extend(_packed(column) for column in batch.cols.series)
+    return _pack(len(batch.node), parts, FAST)
+
+
+def decode_batch(blob: bytes) -> Batch:
+    """``encode_batch``'s input back. Raises ValueError for a damaged blob."""
+    reader = _Reader(blob)
+    node, inst = _column("I", reader.take(4)), _column("I", reader.take(4))
+    seq, at_us = _column("q", reader.take(8)), _column("q", reader.take(8))
+    return Batch(node, inst, Columns(seq, at_us, [_column(c, reader.take(array(c).itemsize)) for c in TYPECODES]))
 
 
 class _Reader:
@@ -125,6 +271,8 @@ class _Reader:
 
     def __init__(self, blob: bytes) -> None:
         """Raises ValueError for a damaged chunk."""
+        if len(blob) < _HEADER.size:
+            raise ValueError(f"expected a chunk of at least {_HEADER.size} bytes, got {len(blob)}")
         version, self.n = _HEADER.unpack_from(blob)
         if version != FORMAT_VERSION:
             raise ValueError(f"expected chunk format {FORMAT_VERSION}, got {version}")
@@ -141,63 +289,37 @@ class _Reader:
         part, self._pos = self._data[self._pos : end], end
         return part
 
-    def ints(self, typecode: str) -> list[int]:
-        column = array(typecode)
-        column.frombytes(_unshuffle(self.take(column.itemsize), column.itemsize))
-        return _undelta(column, typecode)
 
-    def floats(self, typecode: str) -> list[float]:
-        column = array(typecode)
-        column.frombytes(_unshuffle(self.take(column.itemsize), column.itemsize))
-        return list(column)
-
-    def series(self, series: int) -> list[StoredValue | None]:
-        return _read_column(self.take(array(TYPECODES[series]).itemsize), series, self.n)
+def _pack(n: int, parts: list[bytes], level: int) -> bytes:
+    return _HEADER.pack(FORMAT_VERSION, n) + zlib.compress(b"".join(parts), level)
 
 
-def _pack(n: int, parts: list[bytes]) -> bytes:
-    return _HEADER.pack(FORMAT_VERSION, n) + zlib.compress(b"".join(parts), _ZLIB_LEVEL)
+def _with_sentinels(values: Sequence[StoredValue | None], series: int) -> array[Any]:
+    missing = MISSING[series]
+    fill = math.nan if missing is None else missing
+    return array(TYPECODES[series], [fill if v is None else v for v in values])
 
 
-def _int_column(values: Sequence[int], typecode: str) -> bytes:
-    return _shuffle(_delta(values, typecode).tobytes(), array(typecode).itemsize)
-
-
-def encode_raw(seq: Sequence[int], at: Sequence[float], series: Sequence[Sequence[StoredValue | None]]) -> bytes:
-    """One node's raw points (stored units, see ``to_stored``) as a compressed chunk."""
-    at_us = [round(t * 1e6) for t in at]
-    parts = [_int_column(seq, "q"), _int_column(at_us, "q")]
-    parts.extend(_column_bytes(column, s) for s, column in enumerate(series))
-    return _pack(len(seq), parts)
-
-
-def decode_raw(blob: bytes) -> tuple[list[int], list[float], list[list[StoredValue | None]]]:
-    """``encode_raw``'s input back: seq, sampled_at, and each series in stored units."""
-    reader = _Reader(blob)
-    seq = reader.ints("q")
-    at = [us / 1e6 for us in reader.ints("q")]
-    return seq, at, [reader.series(s) for s in range(len(SERIES))]
-
-
-def encode_buckets(b: Buckets) -> bytes:
+def encode_buckets(b: Buckets, level: int = SMALL) -> bytes:
     """Rollup buckets as a compressed chunk: start, then per series count, min, max (stored units), sum."""
-    parts = [_int_column([round(s) for s in b.start], "q")]
+    parts = [_packed(_deltas([round(s) for s in b.start]))]
     for s in range(len(SERIES)):
-        parts.append(_int_column(b.count[s], "I"))
-        parts.append(_column_bytes(b.min[s], s))
-        parts.append(_column_bytes(b.max[s], s))
-        parts.append(_shuffle(array("d", b.sum[s]).tobytes(), 8))
-    return _pack(len(b.start), parts)
+        parts.append(_packed(array("I", b.count[s])))
+        parts.append(_packed(_with_sentinels(b.min[s], s)))
+        parts.append(_packed(_with_sentinels(b.max[s], s)))
+        parts.append(_packed(array("d", b.sum[s])))
+    return _pack(len(b.start), parts, level)
 
 
 def decode_buckets(blob: bytes) -> Buckets:
-    """``encode_buckets``'s input back."""
+    """``encode_buckets``'s input back. Raises ValueError for a damaged chunk."""
     reader = _Reader(blob)
     out = Buckets.empty(len(SERIES))
-    out.start = [float(s) for s in reader.ints("q")]
-    for s in range(len(SERIES)):
-        out.count[s] = reader.ints("I")
-        out.min[s] = reader.series(s)
-        out.max[s] = reader.series(s)
-        out.sum[s] = reader.floats("d")
+    out.start = [float(s) for s in itertools.accumulate(_column("q", reader.take(8)))]
+    for s, code in enumerate(TYPECODES):
+        width = array(code).itemsize
+        out.count[s] = list(_column("I", reader.take(4)))
+        out.min[s] = [present(v, s) for v in _column(code, reader.take(width))]
+        out.max[s] = [present(v, s) for v in _column(code, reader.take(width))]
+        out.sum[s] = list(_column("d", reader.take(8)))
     return out

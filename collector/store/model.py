@@ -98,10 +98,11 @@ class MaintenanceReport:
     """What one ``maintain`` pass did, for logs and the bench."""
 
     compacted_samples: int = 0
-    chunks_written: int = 0
-    rollups_built: int = 0
+    chunks_written: int = 0  # raw chunks; each also adds partial buckets to every rollup tier
+    segments_consolidated: int = 0
     chunks_dropped: dict[str, int] = field(default_factory=dict)
-    late_dropped: int = 0  # samples older than raw retention when they arrived, counted not kept
+    late_dropped: int = 0  # samples older than raw retention when they were compacted: counted, not kept
+    more_work: bool = False  # consolidation stopped at its time budget: call again soon
 
 
 class StoreBackend(Protocol):
@@ -111,7 +112,7 @@ class StoreBackend(Protocol):
         """Append ``samples`` and upsert ``nodes`` in one transaction; durable when it returns."""
 
     def maintain(self, now_at: float) -> MaintenanceReport:
-        """Compact, roll up and drop expired chunks, as of wall time ``now_at``."""
+        """Compact, roll up and drop expired chunks, as of wall time ``now_at``; bounded in time (see ``more_work``)."""
 
     def load_nodes(self) -> list[NodeRow]:
         """Every node in the registry, sorted by node id (registry get)."""

@@ -3,8 +3,10 @@
 Data is kept in tiers. Each tier's points live in chunks (partitions) of
 ``chunk_s`` seconds, aligned to the epoch; a chunk leaves whole, once all of it
 is older than the tier's ``keep_s``, never row by row (Prometheus's blocks, tsdb/db.go).
-Tier 0 is raw; each later tier holds min/sum/max/count buckets of ``step_s``
-built from the tier before it, chunk by chunk, once a chunk has closed.
+Tier 0 is raw; each later tier holds min/sum/max/count buckets of ``step_s``.
+Rollups are incremental: every batch of raw points compacted adds partial buckets
+to every tier at once, and partial buckets merge exactly, so a late sample only
+adds one more partial, and nothing is ever recomputed.
 
 Rollup maths runs on stored units (hundredths as integers for percents and load,
 float32 values for rates), so sums are exact integers where the inputs are, and
@@ -32,12 +34,22 @@ StoredValue = int | float
 
 @dataclass(frozen=True, slots=True)
 class Tier:
-    """One resolution: ``step_s`` 0 means raw points; chunks of ``chunk_s`` kept ``keep_s``."""
+    """One resolution: ``step_s`` 0 means raw points; kept ``keep_s``, dropped by chunks of ``chunk_s``.
+
+    A segment (``segment_s``, dividing ``chunk_s``) is what one stored row covers once consolidated:
+    compaction writes partial rows as samples come, and once a segment has closed its partial rows
+    are merged into one (fewer rows, better compression).
+    """
 
     name: str
     step_s: float
     keep_s: float
     chunk_s: float
+    segment_s: float
+
+    def segment_start(self, at: float) -> float:
+        """The start of the segment holding time ``at``."""
+        return math.floor(at / self.segment_s) * self.segment_s
 
     def chunk_start(self, at: float) -> float:
         """The start of the chunk holding time ``at``."""
@@ -58,21 +70,24 @@ class RetentionPolicy:
     """The tiers, finest first, plus when a chunk counts as closed and may be rolled up."""
 
     tiers: tuple[Tier, ...] = (
-        Tier("raw", 0.0, 24 * 3600.0, 3600.0),
-        Tier("1m", 60.0, 30 * 86400.0, 86400.0),
-        Tier("1h", 3600.0, 400 * 86400.0, 30 * 86400.0),
+        Tier("raw", 0.0, 24 * 3600.0, 3600.0, 3600.0),
+        Tier("1m", 60.0, 30 * 86400.0, 86400.0, 3600.0),
+        Tier("1h", 3600.0, 400 * 86400.0, 30 * 86400.0, 86400.0),
     )
-    # A chunk is rolled up this long after it ends, so samples still in flight have reached it
-    # first: a sample waits up to two head windows (2 x 120 s) plus one maintenance interval
-    # (60 s) before it is in a chunk. Later ones (replayed backlogs) mark the chunk for a rebuild.
+    # A segment is consolidated this long after it ends, so samples still in flight have reached
+    # it first: a sample waits up to two head windows (2 x 120 s) plus one maintenance interval
+    # (60 s) before compaction. Later ones (replayed backlogs) add a partial row: still exact.
     close_grace_s: float = 600.0
 
     def __post_init__(self) -> None:
         if not self.tiers or self.tiers[0].step_s != 0.0:
             raise RuntimeError("expected the first tier to be raw (step_s 0)")
+        for tier in self.tiers:
+            if tier.chunk_s % tier.segment_s or (tier.step_s and tier.segment_s % tier.step_s):
+                raise RuntimeError(f"expected tier {tier.name!r}'s chunk in whole segments, in whole steps")
         for finer, coarser in zip(self.tiers, self.tiers[1:], strict=False):
-            if coarser.step_s <= finer.step_s or coarser.chunk_s % coarser.step_s:
-                raise RuntimeError(f"expected tier {coarser.name!r} coarser than {finer.name!r}, in whole steps")
+            if coarser.step_s <= finer.step_s:
+                raise RuntimeError(f"expected tier {coarser.name!r} coarser than {finer.name!r}")
 
     def tier(self, name: str) -> Tier:
         """The tier called ``name``."""
@@ -81,9 +96,9 @@ class RetentionPolicy:
                 return tier
         raise RuntimeError(f"expected one of {[t.name for t in self.tiers]}, got {name!r}")
 
-    def closed(self, tier: Tier, chunk_start: float, now_at: float) -> bool:
-        """Whether the chunk starting at ``chunk_start`` is complete enough to roll into the next tier."""
-        return chunk_start + tier.chunk_s + self.close_grace_s <= now_at
+    def closed(self, tier: Tier, segment_start: float, now_at: float) -> bool:
+        """Whether the segment starting at ``segment_start`` is complete enough to consolidate."""
+        return segment_start + tier.segment_s + self.close_grace_s <= now_at
 
     def accepts(self, sampled_at: float, now_at: float) -> bool:
         """Whether a raw sample is still inside raw retention (late replays beyond it are counted, not kept)."""
@@ -127,6 +142,15 @@ class Buckets:
 
     def __len__(self) -> int:
         return len(self.start)
+
+    def extend(self, other: Buckets) -> None:
+        """Append ``other``'s buckets (unmerged: ``merge_buckets`` folds equal starts)."""
+        self.start.extend(other.start)
+        for s in range(len(self.count)):
+            self.count[s].extend(other.count[s])
+            self.min[s].extend(other.min[s])
+            self.sum[s].extend(other.sum[s])
+            self.max[s].extend(other.max[s])
 
     def samples(self) -> list[int]:
         """Samples per bucket: the largest series count (a series missing in some samples counts fewer)."""

@@ -1,51 +1,53 @@
-"""The SQLite backend of the store: the only module with SQL. stdlib ``sqlite3``, WAL, one writer.
+"""The SQLite backend of the store: writes and maintenance. stdlib ``sqlite3``, WAL, one writer thread.
 
-Layout (docs/store.md): every commit appends raw samples to one of two head tables,
-one row per sample (Prometheus's head). ``maintain`` compacts the head not being
-written into per-node columnar chunks (``collector.store.codec``), then empties it
-with one ``DELETE`` (SQLite truncates a table deleted without WHERE in one step).
-Closed hours become 1-min buckets, closed days 1-h buckets; expired chunks leave
-whole, per tier.
+Layout (docs/store.md). Every commit appends one row to one of two head tables:
+that commit's samples of every node as one columnar blob (``codec.Batch``), so a
+commit writes about one page per few hundred samples. ``maintain`` compacts the
+head not being written: per node and hour, a raw chunk (``codec.encode_raw``)
+plus partial 1-min and 1-h buckets; then it empties that head with one ``DELETE``
+(SQLite truncates a table deleted without WHERE in one step, no row-by-row work).
+Once a segment has closed, its partial rows are consolidated into one; expired
+chunks leave whole, per tier.
 
-Durability: WAL with ``synchronous=NORMAL`` survives a process crash (kill -9) but may
-lose the last commits on power loss; ``synchronous="FULL"`` fsyncs every commit
-(https://sqlite.org/wal.html, https://sqlite.org/pragma.html#pragma_synchronous).
+Durability: WAL with ``synchronous=NORMAL`` keeps every commit through a process crash
+(kill -9) but may lose the last commits on power loss; ``synchronous="FULL"`` also fsyncs
+the WAL at every commit (https://sqlite.org/wal.html, https://sqlite.org/pragma.html#pragma_synchronous).
 
+SQL lives here, in ``sqlite_reader`` (reads) and ``sqlite_schema`` (DDL), nowhere else.
 Not here: the thread (``collector.store.writer``), policy maths, encoding.
 """
 
 # ruff: noqa: S608 - f-strings here insert only our own table and column names; every value is bound.
 from __future__ import annotations
 
+import bisect
 import contextlib
 import math
 import os
 import sqlite3
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from collector.store import codec, model
-from collector.store.datadir import REMEDY_CORRUPT, REMEDY_DIR, REMEDY_FOREIGN, SQLITE_HEADER, take_lock
-from collector.store.policy import Buckets, RetentionPolicy, merge_buckets, rollup_points
-from collector.store.sqlite_reader import ROW_COLUMNS, VALUE_COLUMNS, SqliteReader
-from collector.store.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION, Txn, migrate
+from collector.store import assemble, codec, model
+from collector.store.codec import Batch, Columns
+from collector.store.datadir import take_lock
+from collector.store.policy import Buckets, RetentionPolicy, merge_buckets
+from collector.store.sqlite_reader import ROW_COLUMNS, SqliteReader, decode_heads
+from collector.store.sqlite_schema import Txn, open_database
 
 DB_NAME = "nodewatch.db"
-# The head table being written is swapped for the other (empty) one after this long: it bounds
-# the uncompressed rows on disk (2 x 120 s of samples) and how stale the compacted chunks are.
+# The head being written is swapped for the other (empty) one after this long: it bounds the
+# uncompressed-by-node data (two windows of batches) and how stale the compacted chunks are.
 HEAD_WINDOW_S = 120.0
-# A node's last_seq and last_seen_at in the registry are refreshed at most this often by commits
-# (besides every registry put): after a kill -9 "last seen" is at most this early.
+# A node's last_seen_at is refreshed at most this often by commits (and at every registry put):
+# after a kill -9 "last seen" is at most this early.
 PROGRESS_EVERY_S = 10.0
+# One maintain() call consolidates segments for at most this long, then lets commits through.
+MAINTAIN_BUDGET_S = 0.2
 Sync = Literal["NORMAL", "FULL"]
-
-
-def _connect(path: Path, sync: Sync) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
-    conn.execute("PRAGMA busy_timeout = 5000")
-    return conn
 
 
 class SqliteEngine:
@@ -60,15 +62,19 @@ class SqliteEngine:
         wall_clock: Callable[[], float] = time.time,
         head_window_s: float = HEAD_WINDOW_S,
         max_bytes: int | None = None,
+        rate_mantissa_bits: int = 23,
     ) -> None:
         self.data_dir = data_dir
         self.path = data_dir / DB_NAME
         self.policy = policy or RetentionPolicy()
         self.wall_clock = wall_clock
         self.head_window_s = head_window_s
+        # 23 keeps rates exactly as the history ring does (float32); fewer bits trade precision
+        # for size (codec.quantize_rates; bench/store_size.py measures it).
+        self.rate_mantissa_bits = rate_mantissa_bits
         self._lock_fd = take_lock(data_dir)
         try:
-            self._conn = self._open(sync)
+            self._conn = open_database(self.path, sync, wall_clock())
             self.reader = SqliteReader(self.path, self.policy)
         except BaseException:
             os.close(self._lock_fd)
@@ -81,7 +87,6 @@ class SqliteEngine:
         self._progress_at: dict[int, float] = {}
         self._max_bytes: int | None = None
         self.max_bytes = max_bytes
-        self._apply_max_bytes()
 
     def _reload(self) -> None:
         """Read the ids and head state the engine caches; after a failed transaction, to forget its effects."""
@@ -93,56 +98,16 @@ class SqliteEngine:
         self._head = int(meta.get("head_current", "0"))
         self._head_opened_at = float(meta.get("head_opened_at", self._head_opened_at))
 
-    # ---- open ------------------------------------------------------------------------------
-
-    def _open(self, sync: Sync) -> sqlite3.Connection:
-        if self.path.exists():
-            with self.path.open("rb") as f:
-                header = f.read(len(SQLITE_HEADER))
-            if header and header != SQLITE_HEADER:
-                raise model.StoreCorruptError(self.path, "not an SQLite database", REMEDY_CORRUPT)
-        try:
-            conn = _connect(self.path, sync)
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if app_id != APPLICATION_ID and tables:
-                conn.close()
-                raise model.StoreForeignError(self.path, "a SQLite database of another application", REMEDY_FOREIGN)
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode != "wal":
-                raise model.StoreUnwritableError(self.path, f"expected WAL journal mode, got {mode!r}", REMEDY_DIR)
-            conn.execute(f"PRAGMA synchronous = {sync}")
-            migrate(conn, SCHEMA_VERSION, self.wall_clock())
-            check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and ("readonly" in str(exc) or "unable to open" in str(exc)):
-                raise model.StoreUnwritableError(self.path, f"cannot write the database ({exc})", REMEDY_DIR) from exc
-            raise model.StoreCorruptError(self.path, f"damaged database ({exc})", REMEDY_CORRUPT) from exc
-        if check != "ok":
-            conn.close()
-            raise model.StoreCorruptError(self.path, f"damaged database (quick_check: {check[:200]!r})", REMEDY_CORRUPT)
-        return conn
-
-    # ---- write -----------------------------------------------------------------------------
-
-    def write(self, samples: Sequence[model.Sample], nodes: Sequence[model.NodeRow]) -> None:
-        """Append ``samples`` and upsert ``nodes`` in one transaction (durable as ``synchronous`` says)."""
-        try:
-            self._write(samples, nodes)
-        except sqlite3.Error as exc:
-            raise self._write_error(exc) from exc
-
-    def _write_error(self, exc: sqlite3.Error) -> model.StoreWriteError:
+    def _failure(self, exc: sqlite3.Error) -> model.StoreWriteError:
         with contextlib.suppress(sqlite3.Error):  # a dead disk may fail this too; the next write retries it
             self._reload()
         full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-        what = "disk full" if full else "write failed"
-        return model.StoreWriteError(f"{what}: {exc} ({self.path})", disk_full=full)
+        return model.StoreWriteError(f"{'disk full' if full else 'write failed'}: {exc} ({self.path})", disk_full=full)
 
     def _apply_max_bytes(self) -> None:
-        """Cap the database file at ``max_bytes`` (a disk quota; past it commits fail with SQLITE_FULL).
+        """Cap the file at ``max_bytes`` (a disk quota: past it, commits fail with SQLITE_FULL).
 
-        Set ``max_bytes`` from any thread; it takes effect at the next write, on the writer's thread.
+        ``max_bytes`` may be set from any thread; it takes effect at the next write, on the writer's.
         """
         if self.max_bytes == self._max_bytes:
             return
@@ -152,36 +117,43 @@ class SqliteEngine:
         self._conn.execute(f"PRAGMA max_page_count = {pages}")
         self._max_bytes = self.max_bytes
 
-    def _write(self, samples: Sequence[model.Sample], nodes: Sequence[model.NodeRow]) -> None:
-        self._apply_max_bytes()
-        now = self.wall_clock()
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+    # ---- write -----------------------------------------------------------------------------
+
+    def write(self, samples: Sequence[model.Sample], nodes: Sequence[model.NodeRow]) -> None:
+        """Append ``samples`` and upsert ``nodes`` in one transaction (durable as ``synchronous`` says)."""
         try:
-            for row in nodes:
-                self._put(row)
-            self._rotate_if_due(now)
-            rows = []
-            newest: dict[int, int] = {}
-            for s in samples:
-                node_idx = self._node_idx(s.node_id, s.instance_id)
-                rows.append((node_idx, self._inst_idx(node_idx, s.instance_id), s.seq, s.sampled_at,
-                             *codec.to_stored(s.values)))  # fmt: skip
-                newest[node_idx] = max(newest.get(node_idx, 0), s.seq)
-            conn.executemany(f"INSERT OR IGNORE INTO head_{self._head} VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-            due = [
-                (seq, now, n)
-                for n, seq in newest.items()
-                if now - self._progress_at.get(n, -math.inf) >= PROGRESS_EVERY_S
-            ]
-            conn.executemany("UPDATE nodes SET last_seq = max(last_seq, ?), last_seen_at = ? WHERE node_idx = ?", due)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # SQLITE_FULL has already rolled it back (https://sqlite.org/lang_transaction.html)
-                conn.execute("ROLLBACK")
-            raise
-        for _, _, n in due:
-            self._progress_at[n] = now
+            self._apply_max_bytes()
+            with Txn(self._conn):
+                due = self._write(samples, nodes)
+        except sqlite3.Error as exc:
+            raise self._failure(exc) from exc
+        now = self.wall_clock()
+        for node_idx in due:
+            self._progress_at[node_idx] = now
+
+    def _write(self, samples: Sequence[model.Sample], nodes: Sequence[model.NodeRow]) -> list[int]:
+        now = self.wall_clock()
+        for row in nodes:
+            self._put(row)
+        self._rotate_if_due(now)
+        if not samples:
+            return []
+        keyed = []
+        for s in samples:
+            node_idx = self._node_idx(s.node_id, s.instance_id)
+            keyed.append((node_idx, self._inst_idx(node_idx, s.instance_id), s.seq, s.sampled_at, s.values))
+        keyed.sort(key=lambda k: (k[0], k[1], k[2]))
+        cols = Columns.from_values([k[2] for k in keyed], [k[3] for k in keyed], [k[4] for k in keyed])
+        codec.quantize_rates(cols, self.rate_mantissa_bits)
+        batch = Batch(array("I", [k[0] for k in keyed]), array("I", [k[1] for k in keyed]), cols)
+        at = [k[3] for k in keyed]
+        self._conn.execute(
+            f"INSERT INTO head_{self._head} (first_at, last_at, n, data) VALUES (?, ?, ?, ?)",
+            (min(at), max(at), len(keyed), codec.encode_batch(batch)),
+        )
+        due = sorted({k[0] for k in keyed if now - self._progress_at.get(k[0], -math.inf) >= PROGRESS_EVERY_S})
+        self._conn.executemany("INSERT OR REPLACE INTO progress VALUES (?, ?)", [(n, now) for n in due])
+        return due
 
     def _put(self, row: model.NodeRow) -> None:
         values = (row.instance_id, row.facts, row.interval_s, row.state, row.state_since_at, row.reason,
@@ -189,7 +161,7 @@ class SqliteEngine:
                   row.key_fingerprint, row.labels)  # fmt: skip
         sets = ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in ROW_COLUMNS.split(","))
         cur = self._conn.execute(
-            f"INSERT INTO nodes (node_id, {ROW_COLUMNS}) VALUES (?, {', '.join('?' * 13)}) "
+            f"INSERT INTO nodes (node_id, {ROW_COLUMNS}) VALUES (?, {', '.join('?' * len(values))}) "
             f"ON CONFLICT (node_id) DO UPDATE SET {sets} RETURNING node_idx",
             (row.node_id, *values),
         )
@@ -213,8 +185,10 @@ class SqliteEngine:
         return idx
 
     def _rotate_if_due(self, now: float) -> bool:
-        """Inside a transaction: write the other head table from now on, if this one's window is over."""
-        if now - self._head_opened_at < self.head_window_s or not self._empty(1 - self._head):
+        """Inside a transaction: write the other head from now on, if this one's window is over and that one empty."""
+        if now - self._head_opened_at < self.head_window_s:
+            return False
+        if self._conn.execute(f"SELECT 1 FROM head_{1 - self._head} LIMIT 1").fetchone() is not None:
             return False
         self._head, self._head_opened_at = 1 - self._head, now
         self._conn.executemany(
@@ -223,126 +197,119 @@ class SqliteEngine:
         )
         return True
 
-    def _empty(self, head: int) -> bool:
-        return self._conn.execute(f"SELECT 1 FROM head_{head} LIMIT 1").fetchone() is None
-
     # ---- maintenance -----------------------------------------------------------------------
 
-    def maintain(self, now_at: float) -> model.MaintenanceReport:
-        """Compact the idle head, build rollups of closed chunks, drop expired chunks: one transaction each."""
+    def maintain(self, now_at: float, budget_s: float = MAINTAIN_BUDGET_S) -> model.MaintenanceReport:
+        """Compact the idle head, consolidate closed segments for about ``budget_s``, drop expired chunks."""
         try:
-            return self._maintain(now_at)
+            return self._maintain(now_at, budget_s)
         except sqlite3.Error as exc:
-            raise self._write_error(exc) from exc
+            raise self._failure(exc) from exc
 
-    def _maintain(self, now_at: float) -> model.MaintenanceReport:
-        compacted, written, late = self._compact(1 - self._head, now_at)
-        with self._txn():
+    def _maintain(self, now_at: float, budget_s: float) -> model.MaintenanceReport:
+        compacted, chunks, late = self._compact(1 - self._head, now_at)
+        with Txn(self._conn):
             # No writes for a whole window (a quiet fleet) must not leave samples in the head forever.
             rotated = self._rotate_if_due(self.wall_clock())
         if rotated:
             more = self._compact(1 - self._head, now_at)
-            compacted, written, late = compacted + more[0], written + more[1], late + more[2]
-        built = 0
-        for level in range(1, len(self.policy.tiers)):
-            built += self._rollup(level, now_at)
+            compacted, chunks, late = compacted + more[0], chunks + more[1], late + more[2]
+        consolidated, more_work = self._consolidate(now_at, time.perf_counter() + budget_s)
         dropped = {}
-        with self._txn():
+        with Txn(self._conn):
             for level, tier in enumerate(self.policy.tiers):
                 cutoff = tier.drop_before(now_at)
                 cur = self._conn.execute("DELETE FROM chunks WHERE tier = ? AND chunk_start < ?", (level, cutoff))
                 dropped[tier.name] = cur.rowcount
-                self._conn.execute("DELETE FROM dirty WHERE tier = ? AND span_start < ?", (level, cutoff))
-        return model.MaintenanceReport(compacted, written, built, dropped, late)
-
-    def _txn(self) -> Txn:
-        return Txn(self._conn)
+                self._conn.execute("DELETE FROM pending WHERE tier = ? AND span_start < ?", (level, cutoff))
+        return model.MaintenanceReport(compacted, chunks, consolidated, dropped, late, more_work)
 
     def _compact(self, head: int, now_at: float) -> tuple[int, int, int]:
-        rows = self._conn.execute(
-            f"SELECT node_idx, inst_idx, seq, sampled_at, {VALUE_COLUMNS} FROM head_{head} "
-            "ORDER BY node_idx, inst_idx, sampled_at"
-        ).fetchall()
-        if not rows:
+        """Head ``head``'s batches -> per node, instance and segment: one raw chunk, and partial buckets per tier."""
+        blobs = [blob for (blob,) in self._conn.execute(f"SELECT data FROM head_{head} ORDER BY id")]
+        if not blobs:
             return 0, 0, 0
+        runs = decode_heads(blobs)
         raw = self.policy.tiers[0]
-        groups: dict[tuple[int, int, float], list[Any]] = {}
-        late = 0
-        for row in rows:
-            if not self.policy.accepts(row[3], now_at):
-                late += 1
-                continue
-            groups.setdefault((row[0], row[1], raw.chunk_start(row[3])), []).append(row)
-        with self._txn():
-            for (node_idx, inst_idx, start), points in groups.items():
-                self._insert_raw(node_idx, inst_idx, start, points)
-                self._conn.execute("INSERT OR IGNORE INTO dirty VALUES (1, ?, ?)", (node_idx, start))
+        floor_us = round(raw.drop_before(now_at) * 1e6)
+        total = chunks = late = 0
+        with Txn(self._conn):
+            for (node_idx, inst_idx), run in runs.items():
+                total += len(run)
+                first = bisect.bisect_left(run.at_us, floor_us)
+                late += first
+                cols = run.slice(first, len(run))
+                for lo, hi, span in _segments(cols, raw.segment_s):
+                    self._insert(0, node_idx, inst_idx, span, cols.slice(lo, hi), zlevel=codec.FAST)
+                    chunks += 1
+                for level, tier in enumerate(self.policy.tiers[1:], start=1):
+                    for lo, hi, span in _segments(cols, tier.segment_s):
+                        buckets = assemble.rollup_columns(cols.slice(lo, hi), tier.step_s)
+                        self._insert(level, node_idx, 0, span, buckets, zlevel=codec.FAST)
             self._conn.execute(f"DELETE FROM head_{head}")
-        return len(rows), len(groups), late
+        return total, chunks, late
 
-    def _insert_raw(self, node_idx: int, inst_idx: int, start: float, points: Sequence[Any]) -> None:
-        series = [[p[4 + s] for p in points] for s in range(len(codec.TYPECODES))]
-        blob = codec.encode_raw([p[2] for p in points], [p[3] for p in points], series)
+    def _insert(
+        self, level: int, node_idx: int, inst_idx: int, span: float, data: Columns | Buckets, *, zlevel: int
+    ) -> None:
+        """One (partial) row of a segment; the segment is marked for consolidation if it now has several."""
+        tier = self.policy.tiers[level]
+        if isinstance(data, Columns):
+            first_at, last_at, last_seq = data.at_us[0] / 1e6, data.at_us[-1] / 1e6, max(data.seq)
+            blob = codec.encode_raw(data, zlevel)
+        else:
+            first_at, last_at, last_seq = data.start[0], data.start[-1], 0
+            blob = codec.encode_buckets(data, zlevel)
+        cur = self._conn.execute(
+            "INSERT INTO chunks (tier, node_idx, inst_idx, chunk_start, span_start, first_at, last_at, n, last_seq, "
+            "data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (level, node_idx, inst_idx, tier.chunk_start(span), span, first_at, last_at, len(data), last_seq, blob),
+        )
+        new_id = cur.fetchone()[0]
+        older = self._conn.execute(
+            "SELECT 1 FROM chunks WHERE node_idx = ? AND tier = ? AND span_start = ? AND id != ? LIMIT 1",
+            (node_idx, level, span, new_id),
+        ).fetchone()
+        if older is not None:
+            self._conn.execute("INSERT OR IGNORE INTO pending VALUES (?, ?, ?)", (level, node_idx, span))
+
+    def _consolidate(self, now_at: float, deadline: float) -> tuple[int, bool]:
+        """Merge the partial rows of closed segments into one row each, until ``deadline`` (perf_counter)."""
+        done = 0
+        todo = self._conn.execute("SELECT tier, node_idx, span_start FROM pending ORDER BY span_start").fetchall()
+        todo = [t for t in todo if self.policy.closed(self.policy.tiers[t[0]], t[2], now_at)]
+        while todo and time.perf_counter() < deadline:
+            with Txn(self._conn):
+                for level, node_idx, span in todo[:100]:
+                    self._merge_segment(level, node_idx, span)
+                    done += 1
+            todo = todo[100:]
+        return done, bool(todo)
+
+    def _merge_segment(self, level: int, node_idx: int, span: float) -> None:
+        where = "WHERE node_idx = ? AND tier = ? AND span_start = ?"
+        rows = self._conn.execute(f"SELECT inst_idx, data FROM chunks {where}", (node_idx, level, span)).fetchall()
+        self._conn.execute(f"DELETE FROM chunks {where}", (node_idx, level, span))
         self._conn.execute(
-            "INSERT INTO chunks (tier, node_idx, inst_idx, chunk_start, span_start, first_at, last_at, n, "
-            "last_seq, data) VALUES (0, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (node_idx, inst_idx, start, start, points[0][3], points[-1][3], len(points),
-             max(p[2] for p in points), blob),
-        )  # fmt: skip
+            "DELETE FROM pending WHERE tier = ? AND node_idx = ? AND span_start = ?", (level, node_idx, span)
+        )
+        if level == 0:
+            per_inst: dict[int, list[Columns]] = {}
+            for inst_idx, blob in rows:
+                per_inst.setdefault(inst_idx, []).append(codec.decode_raw(blob))
+            for inst_idx, raw_parts in per_inst.items():
+                self._insert(
+                    0, node_idx, inst_idx, span, assemble.merged(raw_parts, -math.inf, math.inf), zlevel=codec.SMALL
+                )
+            return
+        buckets = Buckets.empty(len(codec.TYPECODES))
+        for _, blob in rows:
+            buckets.extend(codec.decode_buckets(blob))
+        self._insert(
+            level, node_idx, 0, span, merge_buckets(buckets, self.policy.tiers[level].step_s), zlevel=codec.SMALL
+        )
 
-    def _rollup(self, level: int, now_at: float) -> int:
-        source, tier = self.policy.tiers[level - 1], self.policy.tiers[level]
-        spans = self._conn.execute("SELECT node_idx, span_start FROM dirty WHERE tier = ?", (level,)).fetchall()
-        built = 0
-        for node_idx, span in spans:
-            if not self.policy.closed(source, span, now_at):
-                continue
-            with self._txn():
-                if level == 1:
-                    buckets = self._merge_raw_span(node_idx, span)
-                else:
-                    finer = self.reader.stored_buckets(node_idx, level - 1, span, span + source.chunk_s)
-                    buckets = merge_buckets(finer, tier.step_s)
-                self._conn.execute("DELETE FROM chunks WHERE tier = ? AND node_idx = ? AND span_start = ?",
-                                   (level, node_idx, span))  # fmt: skip
-                if len(buckets):
-                    self._conn.execute(
-                        "INSERT INTO chunks (tier, node_idx, inst_idx, chunk_start, span_start, first_at, last_at, "
-                        "n, last_seq, data) VALUES (?, ?, 0, ?, ?, ?, ?, ?, 0, ?)",
-                        (level, node_idx, tier.chunk_start(span), span, buckets.start[0], buckets.start[-1],
-                         len(buckets), codec.encode_buckets(buckets)),
-                    )  # fmt: skip
-                    if level + 1 < len(self.policy.tiers):
-                        self._conn.execute("INSERT OR IGNORE INTO dirty VALUES (?, ?, ?)",
-                                           (level + 1, node_idx, tier.chunk_start(span)))  # fmt: skip
-                self._conn.execute("DELETE FROM dirty WHERE tier = ? AND node_idx = ? AND span_start = ?",
-                                   (level, node_idx, span))  # fmt: skip
-            built += 1
-        return built
-
-    def _merge_raw_span(self, node_idx: int, span: float) -> Buckets:
-        """Rewrite one node-hour's raw segments as one chunk per instance; return its 1-min buckets."""
-        chunks = self._conn.execute(
-            "SELECT inst_idx, data FROM chunks WHERE tier = 0 AND node_idx = ? AND span_start = ?", (node_idx, span)
-        ).fetchall()
-        per_inst: dict[int, list[Any]] = {}
-        for inst_idx, blob in chunks:
-            seq, at, series = codec.decode_raw(blob)
-            per_inst.setdefault(inst_idx, []).extend(
-                (q, t, *vals) for q, t, *vals in zip(seq, at, *series, strict=True)
-            )
-        all_points = []
-        if len(chunks) > len(per_inst):
-            self._conn.execute(
-                "DELETE FROM chunks WHERE tier = 0 AND node_idx = ? AND span_start = ?", (node_idx, span)
-            )
-        for inst_idx, merged in per_inst.items():
-            points = sorted({p[0]: p for p in merged}.values(), key=lambda p: p[1])
-            if len(chunks) > len(per_inst):
-                self._insert_raw(node_idx, inst_idx, span, [(0, 0, *p) for p in points])
-            all_points.extend(points)
-        return rollup_points([p[1] for p in all_points], [[p[2 + s] for p in all_points] for s in range(7)],
-                             self.policy.tiers[1].step_s)  # fmt: skip
+    # ---- reads and close -------------------------------------------------------------------
 
     def query(self, node_id: str, from_at: float, to_at: float, step_s: float, now_at: float) -> model.RangeResult:
         """One node's history (``SqliteReader.query``)."""
@@ -357,9 +324,22 @@ class SqliteEngine:
         return self.reader.load_recent(since_at)
 
     def close(self) -> None:
-        """Checkpoint, close both connections, release the lock."""
+        """Close both connections (the last one out checkpoints the WAL), release the lock."""
         try:
             self.reader.close()
             self._conn.close()
         finally:
             os.close(self._lock_fd)
+
+
+def _segments(cols: Columns, segment_s: float) -> list[tuple[int, int, float]]:
+    """(lo, hi, segment start) of each segment the time-sorted ``cols`` touch."""
+    out = []
+    step_us = round(segment_s * 1e6)
+    lo, n = 0, len(cols)
+    while lo < n:
+        start_us = cols.at_us[lo] // step_us * step_us
+        hi = bisect.bisect_left(cols.at_us, start_us + step_us, lo)
+        out.append((lo, hi, start_us / 1e6))
+        lo = hi
+    return out

@@ -5,29 +5,63 @@ beside the writer: in WAL mode a reader sees the last committed state and never
 blocks the writer (https://sqlite.org/wal.html, "Concurrency"). One lock
 serializes this connection's users.
 
+Recent data is in the head batches (not compacted yet); every read merges them
+with the chunks, so nothing is missing between a commit and its compaction.
+
 Not here: writes (``collector.store.sqlite_engine``), point maths (``collector.store.assemble``).
 """
 
 # ruff: noqa: S608 - f-strings here insert only our own table and column names; every value is bound.
-
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import math
 import sqlite3
 import threading
+from array import array
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from collector.store import assemble, codec, model
-from collector.store.policy import Buckets, RetentionPolicy, chunk_spans, merge_buckets
+from collector.store.codec import Columns
+from collector.store.policy import Buckets, RetentionPolicy, merge_buckets
 
-VALUE_COLUMNS = "cpu, mem, load1, rx, tx, rd, wr"
 ROW_COLUMNS = (
     "instance_id, facts, interval_s, state, state_since_at, reason, last_seen_at, last_seq, "
     "missing_samples, dropped_samples, last_sample, key_fingerprint, labels"
 )
-_VALUE_COLUMNS = VALUE_COLUMNS
-_ROW = ROW_COLUMNS
+_HEADS = "SELECT data FROM head_0 WHERE {w} UNION ALL SELECT data FROM head_1 WHERE {w}"
+
+
+def decode_heads(blobs: Iterable[bytes], node_idx: int | None = None) -> dict[tuple[int, int], Columns]:
+    """Head batches -> each (node_idx, inst_idx)'s points, sorted by time; only ``node_idx``'s if given.
+
+    Batches are concatenated column by column and put in order with one stable sort on a
+    (node, instance) key, so the work per sample stays a few C-level steps.
+    """
+    node, inst, cols = array("I"), array("I"), Columns.empty()
+    for blob in blobs:
+        batch = codec.decode_batch(blob)
+        lo, hi = (0, len(batch.node)) if node_idx is None else batch.node_range(node_idx)
+        node.extend(batch.node[lo:hi])
+        inst.extend(batch.inst[lo:hi])
+        cols.extend(batch.cols.slice(lo, hi))
+    key = array("q", [(n << 32) | i for n, i in zip(node, inst, strict=True)])
+    order = sorted(range(len(key)), key=key.__getitem__)  # stable: arrival order within a key
+    key = array("q", map(key.__getitem__, order))
+    cols = cols.take(order)
+    runs: dict[tuple[int, int], Columns] = {}
+    lo = 0
+    while lo < len(key):
+        hi = bisect.bisect_right(key, key[lo], lo)
+        run = cols.slice(lo, hi)
+        if any(b < a for a, b in zip(run.at_us, run.at_us[1:], strict=False)):  # a replay out of time order
+            run = run.take(sorted(range(len(run)), key=run.at_us.__getitem__))
+        runs[key[lo] >> 32, key[lo] & 0xFFFFFFFF] = run
+        lo = hi
+    return runs
 
 
 class SqliteReader:
@@ -40,144 +74,119 @@ class SqliteReader:
         self._conn.execute("PRAGMA query_only = 1")
         self._lock = threading.Lock()
 
-    def stored_buckets(self, node_idx: int, level: int, from_at: float, to_at: float) -> Buckets:
-        """Every stored bucket of one node at tier ``level`` with a start in [from_at, to_at)."""
-        parts = Buckets.empty(len(codec.TYPECODES))
+    def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            blobs = self._conn.execute(
-                "SELECT data FROM chunks WHERE node_idx = ? AND tier = ? AND last_at >= ? AND first_at < ?",
-                (node_idx, level, from_at, to_at),
-            ).fetchall()
+            return self._conn.execute(sql, params).fetchall()
+
+    def _heads(self, node_idx: int | None, from_at: float, to_at: float) -> dict[tuple[int, int], Columns]:
+        blobs = self._rows(_HEADS.format(w="last_at >= ? AND first_at <= ?"), (from_at, to_at, from_at, to_at))
+        return decode_heads((b for (b,) in blobs), node_idx)
+
+    def raw(self, node_idx: int, from_at: float, to_at: float, inst_idx: int | None = None) -> Columns:
+        """One node's raw points in [from_at, to_at] (of one instance if given), sorted by time."""
+        blobs = self._rows(
+            "SELECT inst_idx, data FROM chunks WHERE node_idx = ? AND tier = 0 AND last_at >= ? AND first_at <= ?",
+            (node_idx, from_at, to_at),
+        )
+        parts = [codec.decode_raw(b) for i, b in blobs if inst_idx is None or i == inst_idx]
+        parts += [c for (_, i), c in self._heads(node_idx, from_at, to_at).items() if inst_idx is None or i == inst_idx]
+        return assemble.merged(parts, from_at, to_at)
+
+    def buckets(self, node_idx: int, level: int, from_at: float, to_at: float) -> Buckets:
+        """Tier ``level``'s buckets of one node starting in the range: stored partials plus the head's, merged."""
+        tier = self.policy.tiers[level]
+        first = math.floor(from_at / tier.step_s) * tier.step_s
+        blobs = self._rows(
+            "SELECT data FROM chunks WHERE node_idx = ? AND tier = ? AND last_at >= ? AND first_at <= ?",
+            (node_idx, level, first, to_at),
+        )
+        parts = Buckets.empty(len(codec.TYPECODES))
         for (blob,) in blobs:
-            b = codec.decode_buckets(blob)
-            keep = [i for i, start in enumerate(b.start) if from_at <= start < to_at]
-            parts.start.extend(b.start[i] for i in keep)
-            for s in range(len(codec.TYPECODES)):
-                parts.count[s].extend(b.count[s][i] for i in keep)
-                parts.min[s].extend(b.min[s][i] for i in keep)
-                parts.sum[s].extend(b.sum[s][i] for i in keep)
-                parts.max[s].extend(b.max[s][i] for i in keep)
-        return parts
-
-    def _raw(self, node_idx: int, from_at: float, to_at: float, inst_idx: int | None = None) -> list[Any]:
-        inst = "" if inst_idx is None else f" AND inst_idx = {int(inst_idx)}"
-        with self._lock:
-            blobs = self._conn.execute(
-                f"SELECT data FROM chunks WHERE node_idx = ? AND tier = 0 AND last_at >= ? AND first_at <= ?{inst}",
-                (node_idx, from_at, to_at),
-            ).fetchall()
-            head = self._conn.execute(
-                f"SELECT seq, sampled_at, {_VALUE_COLUMNS} FROM head_0 WHERE node_idx = ?{inst} UNION ALL "
-                f"SELECT seq, sampled_at, {_VALUE_COLUMNS} FROM head_1 WHERE node_idx = ?{inst}",
-                (node_idx, node_idx),
-            ).fetchall()
-        return assemble.raw_points((b for (b,) in blobs), head, from_at, to_at)
-
-    def _buckets(self, node_idx: int, level: int, from_at: float, to_at: float, now_at: float) -> Buckets:
-        """Tier ``level``'s buckets in the range: stored ones, and computed from the tier below where a
-        chunk is not built yet (still open, or dirty from late samples), so recent data has no hole."""
-        source, tier = self.policy.tiers[level - 1], self.policy.tiers[level]
-        with self._lock:
-            dirty = {s for (s,) in self._conn.execute(
-                "SELECT span_start FROM dirty WHERE tier = ? AND node_idx = ?", (level, node_idx))}  # fmt: skip
-            built = {s for (s,) in self._conn.execute(
-                "SELECT span_start FROM chunks WHERE tier = ? AND node_idx = ? AND span_start >= ? AND span_start <= ?",
-                (level, node_idx, source.chunk_start(from_at), to_at))}  # fmt: skip
-        parts = Buckets.empty(len(codec.TYPECODES))
-        for span in chunk_spans(source, from_at, to_at):
-            end = span + source.chunk_s
-            if span in built and span not in dirty:
-                got = self.stored_buckets(node_idx, level, span, end)
-            elif level == 1:
-                got = assemble.points_buckets(self._raw(node_idx, span, end - 1e-6), tier.step_s)
-            else:
-                got = self._buckets(node_idx, level - 1, span, end - 1e-6, now_at)
-            _extend(parts, got)
-        return merge_buckets(parts, tier.step_s)
+            parts.extend(codec.decode_buckets(blob))
+        head = assemble.merged(self._heads(node_idx, first, to_at).values(), first, to_at)
+        parts.extend(assemble.rollup_columns(head, tier.step_s))
+        out = merge_buckets(parts, tier.step_s)
+        lo, hi = bisect.bisect_left(out.start, first), bisect.bisect_right(out.start, to_at)
+        return Buckets(
+            out.start[lo:hi], [c[lo:hi] for c in out.count], [c[lo:hi] for c in out.min],
+            [c[lo:hi] for c in out.sum], [c[lo:hi] for c in out.max],
+        )  # fmt: skip
 
     def query(self, node_id: str, from_at: float, to_at: float, step_s: float, now_at: float) -> model.RangeResult:
         """One node's history: the tier by ``RetentionPolicy.choose``, gaps listed, nothing interpolated."""
         tier = self.policy.choose(from_at, to_at, step_s, now_at)
         step_s = self.policy.effective_step(from_at, to_at, step_s)
-        with self._lock:
-            found = self._conn.execute(
-                "SELECT node_idx, interval_s FROM nodes WHERE node_id = ?", (node_id,)
-            ).fetchone()
-        if found is None:
+        found = self._rows("SELECT node_idx, interval_s FROM nodes WHERE node_id = ?", (node_id,))
+        if not found:
             return assemble.empty_result(node_id, tier.name, from_at, to_at, max(step_s, tier.step_s))
-        node_idx, interval_s = found
+        node_idx, interval_s = found[0]
         if tier.step_s == 0:
-            return assemble.raw_result(
-                node_id, self._raw(node_idx, from_at, to_at), from_at, to_at, step_s=step_s, interval_s=interval_s
-            )
-        level = self.policy.tiers.index(tier)
+            cols = self.raw(node_idx, from_at, to_at)
+            return assemble.raw_result(node_id, cols, from_at, to_at, step_s=step_s, interval_s=interval_s)
         step = max(step_s, tier.step_s)
-        buckets = merge_buckets(self._buckets(node_idx, level, from_at, to_at, now_at), step)
+        buckets = merge_buckets(self.buckets(node_idx, self.policy.tiers.index(tier), from_at, to_at), step)
         return assemble.bucket_result(node_id, tier.name, buckets, from_at, to_at, step_s=step)
 
     def load_nodes(self) -> list[model.NodeRow]:
-        """The registry; ``last_seq`` is at least the highest stored seq of the node's current instance."""
-        with self._lock:
-            stored = dict(self._conn.execute(
-                "SELECT i.inst_idx, max(m) FROM instances i JOIN ("
-                "SELECT inst_idx, max(last_seq) AS m FROM chunks WHERE tier = 0 GROUP BY inst_idx UNION ALL "
-                "SELECT inst_idx, max(seq) FROM head_0 GROUP BY inst_idx UNION ALL "
-                "SELECT inst_idx, max(seq) FROM head_1 GROUP BY inst_idx) USING (inst_idx) GROUP BY i.inst_idx"
-            ).fetchall())  # fmt: skip
-            rows = self._conn.execute(f"SELECT node_idx, node_id, {_ROW} FROM nodes ORDER BY node_id").fetchall()
-            inst = {
-                (n, i): k for k, n, i in self._conn.execute("SELECT inst_idx, node_idx, instance_id FROM instances")
-            }
+        """The registry. ``last_seq`` is the highest stored seq of the node's current instance when any is stored:
+        only committed samples count, so a hello acked with it never covers a sample the store lacks."""
+        stored: dict[int, int] = dict(
+            self._rows("SELECT inst_idx, max(last_seq) FROM chunks WHERE tier = 0 GROUP BY inst_idx")
+        )
+        for (blob,) in self._rows(_HEADS.format(w="1")):
+            batch = codec.decode_batch(blob)
+            for inst_idx, seq in zip(batch.inst, batch.cols.seq, strict=True):
+                if seq > stored.get(inst_idx, 0):
+                    stored[inst_idx] = seq
+        seen = dict(self._rows("SELECT node_idx, last_seen_at FROM progress"))
+        inst = {(n, i): k for k, n, i in self._rows("SELECT inst_idx, node_idx, instance_id FROM instances")}
         out = []
-        for node_idx, node_id, *values in rows:
+        for node_idx, node_id, *values in self._rows(
+            f"SELECT node_idx, node_id, {ROW_COLUMNS} FROM nodes ORDER BY node_id"
+        ):
             row = model.NodeRow(node_id, *values)
             top = stored.get(inst.get((node_idx, row.instance_id), -1), 0)
-            out.append(row if top <= row.last_seq else _replace_seq(row, top))
+            last_seen = max((t for t in (row.last_seen_at, seen.get(node_idx)) if t is not None), default=None)
+            out.append(dataclasses.replace(row, last_seq=top or row.last_seq, last_seen_at=last_seen))
         return out
 
     def load_recent(self, since_at: float) -> dict[str, model.RawPoints]:
-        """Each node's current instance's raw points sampled at or after ``since_at``."""
-        with self._lock:
-            current = self._conn.execute(
-                "SELECT n.node_id, n.node_idx, n.instance_id, i.inst_idx FROM nodes n "
-                "JOIN instances i ON i.node_idx = n.node_idx AND i.instance_id = n.instance_id"
-            ).fetchall()
-        result = {}
-        for node_id, node_idx, instance_id, inst_idx in current:
-            points = self._raw(node_idx, since_at, float("inf"), inst_idx)
-            if points:
-                result[node_id] = assemble.to_raw_points(instance_id, points)
-        return result
+        """Each node's raw points sampled at or after ``since_at``, of its current instance: one pass for all."""
+        current = self._rows(
+            "SELECT n.node_id, n.instance_id, i.node_idx, i.inst_idx FROM nodes n "
+            "JOIN instances i ON i.node_idx = n.node_idx AND i.instance_id = n.instance_id"
+        )
+        parts: dict[tuple[int, int], list[Columns]] = {}
+        for node_idx, inst_idx, blob in self._rows(
+            "SELECT node_idx, inst_idx, data FROM chunks WHERE tier = 0 AND last_at >= ?", (since_at,)
+        ):
+            parts.setdefault((node_idx, inst_idx), []).append(codec.decode_raw(blob))
+        for key, cols in self._heads(None, since_at, math.inf).items():
+            parts.setdefault(key, []).append(cols)
+        out = {}
+        for node_id, instance_id, node_idx, inst_idx in current:
+            found = parts.get((node_idx, inst_idx))
+            if found:
+                cols = assemble.merged(found, since_at, math.inf)
+                out[node_id] = assemble.to_raw_points(instance_id, cols)
+        return out
 
     def stats(self) -> dict[str, int]:
         """Bytes on disk (database + WAL) and chunk rows per tier, for the bench and /metrics."""
         sizes = {"db_bytes": _size(self.path), "wal_bytes": _size(self.path.with_name(self.path.name + "-wal"))}
-        with self._lock:
-            for level, n, total in self._conn.execute(
-                "SELECT tier, count(*), sum(length(data)) FROM chunks GROUP BY tier"
-            ):
-                name = self.policy.tiers[level].name
-                sizes[f"{name}_chunks"] = n
-                sizes[f"{name}_chunk_bytes"] = total
+        for level, n, total in self._rows("SELECT tier, count(*), sum(length(data)) FROM chunks GROUP BY tier"):
+            name = self.policy.tiers[level].name
+            sizes[f"{name}_chunks"] = n
+            sizes[f"{name}_chunk_bytes"] = total
+        for head in (0, 1):
+            for n, total in self._rows(f"SELECT count(*), coalesce(sum(length(data)), 0) FROM head_{head}"):
+                sizes[f"head_{head}_rows"], sizes[f"head_{head}_bytes"] = n, total
         return sizes
 
     def close(self) -> None:
         """Close the read connection."""
         with self._lock:
             self._conn.close()
-
-
-def _extend(parts: Buckets, more: Buckets) -> None:
-    parts.start.extend(more.start)
-    for s in range(len(parts.count)):
-        parts.count[s].extend(more.count[s])
-        parts.min[s].extend(more.min[s])
-        parts.sum[s].extend(more.sum[s])
-        parts.max[s].extend(more.max[s])
-
-
-def _replace_seq(row: model.NodeRow, seq: int) -> model.NodeRow:
-    return dataclasses.replace(row, last_seq=seq)
 
 
 def _size(path: Path) -> int:

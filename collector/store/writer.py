@@ -226,6 +226,8 @@ class StoreWriter:
         except StoreWriteError as exc:
             self._failed(f"store maintenance failed: {exc}")
             return False
+        if report.more_work:  # consolidation hit its time budget: go on after the next commit
+            self._next_maintain = self.clock()
         if report.late_dropped:
             log.warning("store: %d replayed samples were older than raw retention; not kept", report.late_dropped)
         with self._lock:

@@ -122,16 +122,25 @@ class TestRollupsAndRetention:
             60.0,
         )
 
-    def test_built_rollups_match_rollups_computed_on_the_fly(self, engine: SqliteEngine, clock: FakeClock) -> None:
-        """A query over an hour not yet rolled up gives the same buckets as after its rollup."""
+    def test_consolidation_does_not_change_the_numbers(self, engine: SqliteEngine, clock: FakeClock) -> None:
+        """An hour's partial buckets merged into one row answer exactly as the partials did."""
         engine.write([], [row()])
         write_hours(engine, clock, 1)
         before = engine.query("n1", T0, T0 + 3599, 60.0, clock.now)
         clock.advance(3600)
         report = engine.maintain(clock.now)
-        assert report.rollups_built >= 1
+        assert report.segments_consolidated >= 1
         after = engine.query("n1", T0, T0 + 3599, 60.0, clock.now)
         assert (before.at, before.avg, before.min, before.max) == (after.at, after.avg, after.min, after.max)
+        assert len(after.at) == 60
+
+    def test_samples_not_compacted_yet_are_in_every_tier(self, engine: SqliteEngine, clock: FakeClock) -> None:
+        """Ten minutes just committed (still in the head): the 1-min answer has them, no gap at the end."""
+        engine.write([], [row()])
+        engine.write(samples(600), [])
+        r = engine.query("n1", T0, T0 + 599, 60.0, T0 + 600)
+        assert r.tier == "1m"
+        assert (len(r.at), r.count, r.gaps) == (10, [60] * 10, [])
 
     def test_retention_drops_whole_expired_chunks(self, engine: SqliteEngine, clock: FakeClock) -> None:
         """Two hours of raw data, 25 h later: the first hour's chunk is gone, the minute rollups stay."""
@@ -147,20 +156,21 @@ class TestRollupsAndRetention:
         assert raw.seq[0] == 3601  # the first hour left as one chunk
         assert len(engine.query("n1", T0, T0 + 3599, 60.0, clock.now).at) == 60
 
-    def test_a_late_replay_rebuilds_its_rollup(self, engine: SqliteEngine, clock: FakeClock) -> None:
-        """Samples of an hour already rolled up arrive late: that hour's buckets are rebuilt to include them."""
-        engine.write([], [row(), row("n2", "j")])
-        engine.write(samples(1800, node_id="n2", instance="j"), [])
-        clock.advance(3 * 3600)
+    def test_a_late_replay_adds_to_its_hours_buckets(self, engine: SqliteEngine, clock: FakeClock) -> None:
+        """The second half-hour arrives after the hour was consolidated: it still joins that hour's buckets."""
+        engine.write([], [row()])
+        engine.write(samples(1800), [])
+        clock.advance(2 * 3600)
         engine.maintain(clock.now)
-        engine.write(samples(1800, 1801, T0 + 1800, node_id="n2", instance="j"), [])
+        engine.maintain(clock.now)  # the second pass compacts the head written before the jump
+        engine.write(samples(1800, 1801, T0 + 1800), [])
         for _ in range(3):
             clock.advance(200)
             engine.maintain(clock.now)
-        clock.advance(3600)
-        engine.maintain(clock.now)
-        r = engine.query("n2", T0, T0 + 3599, 60.0, clock.now)
-        assert len(r.at) == 60
+        r = engine.query("n1", T0, T0 + 3599, 60.0, clock.now)
+        assert (len(r.at), set(r.count), r.gaps) == (60, {60}, [])
+        hourly = engine.query("n1", T0, T0 + 3599, 3600.0, clock.now)
+        assert (hourly.tier, hourly.count) == ("1h", [3600])
 
 
 class TestOpenFailures:
@@ -250,8 +260,8 @@ class TestDiskFull:
     """A full disk fails the commit as a whole with a disk-full error; writes resume when space returns."""
 
     def test_sqlite_full_is_reported_and_recovers(self, tmp_path: Path, clock: FakeClock) -> None:
-        """With a 300 KiB cap the commit fails with SQLITE_FULL and nothing of it is kept; raising the cap heals it."""
-        e = SqliteEngine(tmp_path, wall_clock=clock, max_bytes=300 * 1024)
+        """Capped below its size, the file cannot grow: SQLITE_FULL, nothing of the commit kept; uncapped, it heals."""
+        e = SqliteEngine(tmp_path, wall_clock=clock, max_bytes=1)
         try:
             e.write(samples(10), [row()])
             with pytest.raises(StoreWriteError, match="disk full") as info:

@@ -15,12 +15,12 @@ class TestTier:
 
     def test_chunk_start_aligns_to_the_epoch(self) -> None:
         """A sample at 01:30 lives in the chunk that starts at 01:00."""
-        raw = Tier("raw", 0.0, DAY, 3600.0)
+        raw = Tier("raw", 0.0, DAY, 3600.0, 3600.0)
         assert raw.chunk_start(T0 + 5400) == T0 + 3600
 
     def test_a_chunk_expires_only_once_all_of_it_is_older_than_retention(self) -> None:
         """With 24 h retention, yesterday's 00:00 chunk goes at 01:00 today, not a second earlier."""
-        raw = Tier("raw", 0.0, DAY, 3600.0)
+        raw = Tier("raw", 0.0, DAY, 3600.0, 3600.0)
         starts = [T0 - DAY, T0 - DAY + 3600, T0]
         assert raw.expired(starts, T0 + 3599) == []
         assert raw.expired(starts, T0 + 3600) == [T0 - DAY]
@@ -28,19 +28,23 @@ class TestTier:
 
     def test_retention_is_configurable(self) -> None:
         """A 2-hour raw tier drops a 3-hour-old chunk."""
-        policy = RetentionPolicy(tiers=(Tier("raw", 0.0, 7200.0, 3600.0), Tier("1m", 60.0, DAY, DAY)))
+        policy = RetentionPolicy(tiers=(Tier("raw", 0.0, 7200.0, 3600.0, 3600.0), Tier("1m", 60.0, DAY, DAY, 3600.0)))
         assert policy.tiers[0].expired([T0], T0 + 3 * 3600) == [T0]
 
     @pytest.mark.parametrize(
         "tiers",
         [
-            (Tier("1m", 60.0, DAY, DAY),),
-            (Tier("raw", 0.0, DAY, 3600.0), Tier("1m", 60.0, DAY, 90.0)),
-            (Tier("raw", 0.0, DAY, 3600.0), Tier("1h", 3600.0, DAY, DAY), Tier("1m", 60.0, DAY, DAY)),
+            (Tier("1m", 60.0, DAY, DAY, 3600.0),),
+            (Tier("raw", 0.0, DAY, 3600.0, 3600.0), Tier("1m", 60.0, DAY, DAY, 90.0)),
+            (
+                Tier("raw", 0.0, DAY, 3600.0, 3600.0),
+                Tier("1h", 3600.0, DAY, DAY, DAY),
+                Tier("1m", 60.0, DAY, DAY, 3600.0),
+            ),
         ],
     )
     def test_bad_tier_lists_are_refused(self, tiers: tuple[Tier, ...]) -> None:
-        """A tier list without raw first, with a chunk not in whole steps, or out of order is a RuntimeError."""
+        """A tier list without raw first, with segments not in whole steps, or out of order is a RuntimeError."""
         with pytest.raises(RuntimeError, match="expected"):
             RetentionPolicy(tiers=tiers)
 

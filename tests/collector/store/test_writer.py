@@ -85,7 +85,7 @@ class TestStoreWriter:
 
     def test_disk_full_degrades_keeps_the_batch_and_recovers(self, tmp_path: Path, reports: Reports) -> None:
         """A real SQLITE_FULL: no durable report, health says disk full; once space returns, the same samples commit."""
-        engine, writer = make_writer(tmp_path, reports, max_bytes=256 * 1024, batch_max=100_000)
+        engine, writer = make_writer(tmp_path, reports, max_bytes=1, batch_max=100_000)
         try:
             writer.put_node(node())
             for s in range(1, 20_001):
