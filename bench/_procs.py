@@ -164,9 +164,7 @@ class ProcessGroup:
         settings the CLI does not expose (send/hello timeouts, ping interval).
         Its store, once it has one, lives in ``data_dir``.
         """
-        module = ["-m", "bench._collector_proc"] if launcher else ["-m", "nodewatch", "collector"]
-        store = ["--data-dir", str(self.data_dir)] if collector_has_store() else []
-        argv = [*prefix, sys.executable, *module, "--bind", f"127.0.0.1:{port}", *store, *args]
+        argv = [*prefix, *self._collector_argv(port, launcher), *args]
         proc = self.spawn("collector", argv, env=env, preexec_fn=preexec_fn)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -178,6 +176,21 @@ class ProcessGroup:
             time.sleep(POLL_S)
         proc.kill()
         raise RuntimeError(f"collector did not listen within {START_TIMEOUT_S} s: {proc.log_text()[-2000:]}")
+
+    def collector_refusal(self, *args: str) -> tuple[int, str]:
+        """Start a collector that must refuse to start; its exit status and everything it wrote."""
+        proc = self.spawn("collector", [*self._collector_argv(0, launcher=False), *args])
+        try:
+            status = proc.popen.wait(START_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError(f"expected the collector to refuse to start: {proc.log_text()[-2000:]}") from None
+        return status, proc.log_text()
+
+    def _collector_argv(self, port: int, launcher: bool) -> list[str]:
+        module = ["-m", "bench._collector_proc"] if launcher else ["-m", "nodewatch", "collector"]
+        store = ["--data-dir", str(self.data_dir)] if collector_has_store() else []
+        return [sys.executable, *module, "--bind", f"127.0.0.1:{port}", *store]
 
     def agent(self, url: str, node_id: str, *args: str, env: dict[str, str] | None = None) -> Spawned:
         """Start ``nodewatch agent`` pushing to ``url`` as ``node_id`` (logging at DEBUG)."""
