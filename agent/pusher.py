@@ -235,8 +235,8 @@ class Pusher:
                 actions = session.ping_received(message.data, now)
             case aiohttp.WSMsgType.PONG:
                 actions = session.pong_received(now)
-            case aiohttp.WSMsgType.CLOSE:
-                actions = session.close_received(ws.close_code, message.extra or "", now)
+            case aiohttp.WSMsgType.CLOSE:  # the code the collector sent; ws.close_code is 1006 if our reply failed
+                actions = session.close_received(int(message.data), message.extra or "", now)
             case aiohttp.WSMsgType.ERROR:
                 actions = session.connection_lost(f"connection lost: {ws.exception()!r:.200}", now)
             case _:  # CLOSING or CLOSED

@@ -269,13 +269,8 @@ class AgentSession:
     def _ack(self, seq: int, now: float) -> list[Action]:
         if seq > self.highest_sent:
             self.counters.acks_refused += 1
-            line = Log(
-                logging.WARNING,
-                "collector %s acked seq %d, above the highest seq sent (%d); closing, %d sample(s) kept",
-                (self.peer, seq, self.highest_sent, len(self.backlog)),
-            )
-            why = f"collector acked seq {seq}, above the highest sent {self.highest_sent}"
-            return [line, *self._fail(int(CloseCode.POLICY_VIOLATION), "ack_above_sent", why)]
+            why = f"collector acked seq {seq}, above the highest seq sent ({self.highest_sent}); backlog kept"
+            return self._fail(int(CloseCode.POLICY_VIOLATION), "ack_above_sent", why)
         self.counters.acks += 1
         if self.state is SessionState.AWAIT_ACK:
             self.backlog.ack(seq)
@@ -320,11 +315,9 @@ class AgentSession:
         """None while the budget lasts; else the actions that close the connection."""
         if self._bucket.take(now):
             return None
-        self.counters.floods += 1
-        msg = "collector %s sent too many unsolicited frames (last: %s); closing"
-        lines = self._log("flood", now, logging.WARNING, msg, (self.peer, kind))
+        self.counters.floods += 1  # the shell logs the outcome, once per connection
         why = f"collector sent too many unsolicited frames (over {UNSOLICITED_BURST} at once, last: {kind})"
-        return [*lines, *self._fail(int(CloseCode.POLICY_VIOLATION), "too_many_frames", why)]
+        return self._fail(int(CloseCode.POLICY_VIOLATION), "too_many_frames", why)
 
     def _log(self, key: str, now: float, level: int, msg: str, args: tuple[object, ...]) -> list[Action]:
         held = self._throttle.allow(key, now)

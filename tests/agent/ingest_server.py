@@ -5,13 +5,18 @@ bearer token checked before the upgrade (401 + JSON body), Hello first,
 ``Ack(held seq)`` for the hello, a cumulative ``Ack`` after every heartbeat,
 duplicates ignored. It records what arrived so tests can assert on it.
 It is not the collector (no liveness, no history API).
+
+With ``hostile=script`` its first ``hostile_connections`` connections run the
+script after the hello instead (a collector that lies or floods, issue 13),
+while a reader records what the agent sends back: heartbeats, pongs and its
+close code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -24,6 +29,20 @@ from shared.messages import Ack, Error, Heartbeat, Hello
 
 
 @dataclass
+class HostileLog:
+    """What the agent did on one hostile connection."""
+
+    seqs: list[int] = field(default_factory=list)  # heartbeats that arrived
+    pongs: int = 0
+    close_code: int | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # the agent ended the connection
+
+
+# A hostile script: what the fake collector does after the hello; it must not read (a reader runs beside it).
+Script = Callable[[web.WebSocketResponse, HostileLog], Awaitable[None]]
+
+
+@dataclass
 class IngestLog:
     """What the server saw; survives server restarts so a test can follow one agent across them."""
 
@@ -33,6 +52,7 @@ class IngestLog:
     close_codes: list[int | None] = field(default_factory=list)
     held: dict[str, int] = field(default_factory=dict)  # agent_instance_id -> highest seq held
     connections: int = 0
+    hostile: list[HostileLog] = field(default_factory=list)
 
 
 class IngestServer:
@@ -45,11 +65,15 @@ class IngestServer:
         tokens: frozenset[str] = frozenset(),
         refuse_hello: bool = False,
         mute: bool = False,
+        hostile: Script | None = None,
+        hostile_connections: int = 1,
     ) -> None:
         self.log = log if log is not None else IngestLog()
         self.tokens = tokens
         self.refuse_hello = refuse_hello
         self.mute = mute  # read everything, never answer: a collector stuck before its first ack
+        self.hostile = hostile
+        self.hostile_connections = hostile_connections
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
@@ -87,17 +111,19 @@ class IngestServer:
             header = request.headers.get("Authorization", "")
             if header.removeprefix("Bearer ") not in self.tokens:
                 return web.json_response({"error": "unauthorized", "detail": "missing or unknown token"}, status=401)
-        ws = web.WebSocketResponse(heartbeat=5.0, max_msg_size=64 * 1024)
+        self.log.connections += 1
+        hostile = self.hostile is not None and self.log.connections <= self.hostile_connections
+        # A hostile connection counts the agent's pongs, so it answers pings itself.
+        ws = web.WebSocketResponse(heartbeat=5.0, max_msg_size=64 * 1024, autoping=not hostile)
         await ws.prepare(request)
         self._sockets.add(ws)
-        self.log.connections += 1
         try:
-            await self._converse(ws)
+            await self._converse(ws, self.hostile if hostile else None)
         finally:
             self._sockets.discard(ws)
         return ws
 
-    async def _converse(self, ws: web.WebSocketResponse) -> None:
+    async def _converse(self, ws: web.WebSocketResponse, hostile: Script | None) -> None:
         first = await ws.receive(timeout=10.0)
         if first.type != WSMsgType.BINARY:
             return
@@ -109,6 +135,9 @@ class IngestServer:
             await ws.close(code=CloseCode.POLICY_VIOLATION, message=b"schema")
             return
         instance = hello.agent_instance_id
+        if hostile is not None:
+            await self._run_hostile(ws, hostile)
+            return
         if self.mute:
             async for _ in ws:
                 pass
@@ -125,6 +154,26 @@ class IngestServer:
             self.log.held[instance] = held
             await ws.send_bytes(encode(Ack(seq=held)))
         self.log.close_codes.append(ws.close_code)
+
+    async def _run_hostile(self, ws: web.WebSocketResponse, script: Script) -> None:
+        record = HostileLog()
+        self.log.hostile.append(record)
+        attack = asyncio.ensure_future(script(ws, record))
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.PONG:
+                    record.pongs += 1
+                elif msg.type is WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    beat = decode(msg.data)
+                    assert isinstance(beat, Heartbeat)
+                    record.seqs.append(beat.seq)
+        finally:
+            attack.cancel()
+            await asyncio.gather(attack, return_exceptions=True)
+            record.close_code = ws.close_code
+            record.done.set()
 
 
 class StallingProxy:

@@ -204,7 +204,7 @@ class TestHostileAcks:
         assert not outcome.refused
         assert len(agent.backlog) == 3
         assert agent.session.counters.acks_refused == 1
-        assert "above the highest seq sent (3); closing, 3 sample(s) kept" in lines(actions)[0]
+        assert outcome.reason == "collector acked seq 9223372036854775807, above the highest seq sent (3); backlog kept"
 
     def test_a_hello_ack_for_samples_never_sent_is_refused(self) -> None:
         """A fresh instance has sent nothing, so a hello ack above 0 is a lie: nothing is forgotten."""
@@ -242,9 +242,10 @@ class TestFloods:
         assert counters.text_frames == UNSOLICITED_BURST + 1
         assert Close(1008, "too_many_frames") in all_actions
         assert lines(all_actions)[0] == f"collector {PEER} sent a text frame, expected binary: 'spam\\nline'"
-        assert len(lines(all_actions)) == 2  # the first text frame, then the flood
+        assert len(lines(all_actions)) == 1  # the first text frame; the shell logs the flood's outcome
         assert counters.floods == 1
         assert counters.log_lines_suppressed == UNSOLICITED_BURST - 1
+        assert "too many unsolicited frames" in outcome_of(all_actions).reason
 
     def test_a_ping_flood_is_answered_within_the_budget_then_closed(self) -> None:
         """Pings get pongs until the budget is spent, then the connection is closed 1008."""
@@ -381,9 +382,11 @@ class TestCloses:
             agent.session.connected(agent.clock())
 
     def test_log_levels(self) -> None:
-        """Refusals of a hostile collector are warnings, the connection line is info."""
+        """Peer misbehaviour is a warning, the connection line is info."""
         agent = Agent()
         agent.session.connected(agent.clock())
-        [line] = only(agent.session.frame_received(ack(5), agent.clock()), Log)
-        assert isinstance(line, Log)
-        assert line.level == logging.WARNING
+        [connected] = only(agent.session.frame_received(ack(0), agent.clock()), Log)
+        [reported] = only(agent.session.frame_received(error("schema", ""), agent.clock()), Log)
+        assert isinstance(connected, Log)
+        assert isinstance(reported, Log)
+        assert (connected.level, reported.level) == (logging.INFO, logging.WARNING)
