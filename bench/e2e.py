@@ -50,7 +50,7 @@ import aiohttp
 import msgpack
 
 from bench._stats import percentile
-from bench.fleet import (
+from nodewatch.simnodes import (
     DEFAULT_CONNECT_RATE_PER_S,
     NODES_PER_PROCESS,
     SUMMARY_PREFIX,
@@ -58,8 +58,8 @@ from bench.fleet import (
     make_heartbeat,
     make_profiles,
     pack_heartbeat,
-    raise_nofile_limit,
 )
+from nodewatch.simulate import raise_nofile_limit
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "e2e.json"

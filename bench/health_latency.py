@@ -36,7 +36,7 @@ import aiohttp
 import msgpack
 
 from bench._stats import median, percentile
-from bench.fleet import sim_facts
+from nodewatch.simnodes import sim_facts
 from shared.codec import encode, to_wire_dict
 from shared.messages import Heartbeat, Hello
 

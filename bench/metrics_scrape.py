@@ -26,9 +26,9 @@ if __package__ in {None, ""}:  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stats import median
-from bench.fleet import sim_facts
 from collector.cache import NodeCache
 from collector.metrics import CollectorStats, render_metrics, take_snapshot
+from nodewatch.simnodes import sim_facts
 from shared.codec import encode
 from shared.messages import Heartbeat, Hello
 

@@ -1,6 +1,6 @@
 """A small simulated fleet against a real collector on loopback: nothing lost, nothing reordered.
 
-This keeps ``bench/fleet.py`` honest in CI (the big runs stay in ``bench/``):
+This keeps the simulator (``nodewatch simulate``, ``bench/fleet.py``) honest in CI (the big runs stay in ``bench/``):
 50 simulated agents speak the real protocol over real websockets to a real
 collector for a few seconds while a real subscriber watches.
 """
@@ -16,9 +16,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bench.fleet import FleetConfig, FleetCounters, make_profiles, run_worker
 from collector.app import create_app
 from collector.config import CollectorConfig
+from nodewatch.simnodes import FleetConfig, FleetCounters, make_profiles
+from nodewatch.simulate import run_worker
 from shared.codec import COLLECTOR_LIMITS, decode
 from shared.messages import Snapshot, Update
 
