@@ -164,10 +164,6 @@ class NodeSortFilterModel(QAbstractTableModel):
         self._hide(gone)
         self._show(sorted(wanted.difference(self._view_row)))
 
-    def total_count(self) -> int:
-        """Rows before filtering."""
-        return self._source.rowCount()
-
     def mapToSource(self, index: AnyIndex) -> QModelIndex:  # noqa: N802 - the proxy-model name people expect
         """The source index of a view index."""
         if not index.isValid() or not 0 <= index.row() < len(self._order):

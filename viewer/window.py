@@ -25,37 +25,24 @@ from typing import Final
 
 from PyQt6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QCloseEvent, QKeySequence, QShortcut
-from PyQt6.QtWidgets import QHBoxLayout, QLineEdit, QMainWindow, QSplitter, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import QMainWindow, QSplitter, QVBoxLayout, QWidget
 
 from shared.messages import NodeHistory
 from viewer.batching import NodeBatch
 from viewer.cells import Column
 from viewer.detail import DetailPane, plain_label
-from viewer.filtering import FilterError, parse
-from viewer.format import plain_tooltip
+from viewer.filterbar import FilterBar
+from viewer.filtering import NodeFilter
 from viewer.link import CollectorLink, LinkState, Phase
 from viewer.model import MAX_ROWS, NODE_ID_ROLE, NodeTableModel
 from viewer.sorting import NodeSortFilterModel
-from viewer.status import BannerKind, banner, counts_text, describe_state
+from viewer.status import banner, counts_text
+from viewer.statuswidgets import BannerLabel, ConnectionLabel
 from viewer.table import NodeTableView
-
-__all__ = ["MainWindow", "describe_state"]
 
 # "last seen" counts whole seconds, so a 1 s tick is as fine as the text gets.
 AGE_TICK_MS: Final = 1000
 _AGE_TICK_S: Final = AGE_TICK_MS / 1000.0
-_PHASE_COLOUR: Final[dict[Phase, str]] = {
-    Phase.CONNECTING: "#8a6d00",
-    Phase.CONNECTED: "#1e7b1e",
-    Phase.RECONNECTING: "#b35c00",
-    Phase.AUTH_FAILED: "#b00020",
-    Phase.STOPPED: "#555555",
-}
-_BANNER_STYLE: Final[dict[BannerKind, str]] = {
-    BannerKind.PROBLEM: "background: #fde2e1; color: #6b0f0f; padding: 6px; font-weight: bold;",
-    BannerKind.HINT: "background: #e6eefc; color: #1a3c6e; padding: 6px;",
-}
-_FILTER_HELP: Final = "Filter: text, state:offline, cpu>80, mem>90, disk>90, label:role=web, /regex/  (Ctrl+F)"
 _PAUSED_HOVER: Final = "⏸ order paused (pointer over the table)"
 _PAUSED_FROZEN: Final = "⏸ frozen: press Z or Space to let rows move"
 
@@ -97,7 +84,7 @@ class MainWindow(QMainWindow):
         self._build_central()
 
         self.counts_label = plain_label()
-        self.connection_label = plain_label()
+        self.connection_label = ConnectionLabel()
         status_bar = self.statusBar()
         assert status_bar is not None
         status_bar.addWidget(self.counts_label, 1)
@@ -116,21 +103,14 @@ class MainWindow(QMainWindow):
 
     def _build_central(self) -> None:
         """Filter row, banner and table on the left, detail pane on the right."""
-        self.filter_box = QLineEdit()
-        self.filter_box.setPlaceholderText(_FILTER_HELP)
-        self.filter_box.setClearButtonEnabled(True)
-        self.filter_box.textChanged.connect(self._on_filter_text)
+        self.filter_bar = FilterBar()
+        self.filter_bar.filter_changed.connect(self._on_filter)
+        self.filter_box = self.filter_bar.filter_box
         self.filter_box.returnPressed.connect(self._open_first_row)
-        self.filter_error = plain_label()
-        self.filter_error.setStyleSheet("color: #b00020;")
-        self.filter_error.hide()
-        self.shown_label = plain_label()
-        self.paused_label = plain_label()
-        self.paused_label.setStyleSheet("color: #8a5a00; font-weight: bold;")
-        self.paused_label.hide()
-        self.banner = plain_label()
-        self.banner.setWordWrap(True)
-        self.banner.hide()
+        self.filter_error = self.filter_bar.filter_error
+        self.shown_label = self.filter_bar.shown_label
+        self.paused_label = self.filter_bar.paused_label
+        self.banner = BannerLabel()
 
         self.table = NodeTableView()
         self.table.setModel(self.proxy)
@@ -144,15 +124,10 @@ class MainWindow(QMainWindow):
         selection_model.selectionChanged.connect(self._on_selection_changed)
 
         self.detail = DetailPane()
-        top = QHBoxLayout()
-        top.addWidget(self.filter_box, 1)
-        top.addWidget(self.paused_label)
-        top.addWidget(self.shown_label)
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addLayout(top)
-        left_layout.addWidget(self.filter_error)
+        left_layout.addWidget(self.filter_bar)
         left_layout.addWidget(self.banner)
         left_layout.addWidget(self.table)
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -313,14 +288,7 @@ class MainWindow(QMainWindow):
         if selection_model is not None:
             selection_model.clear()
 
-    def _on_filter_text(self, text: str) -> None:
-        try:
-            node_filter = parse(text)
-        except FilterError as exc:
-            self.filter_error.setText(f"Filter not applied: {exc}")
-            self.filter_error.show()
-            return
-        self.filter_error.hide()
+    def _on_filter(self, node_filter: NodeFilter) -> None:
         self.proxy.set_filter(node_filter)
         self._drop_hidden_selection()
         self._update_counts()
@@ -331,9 +299,8 @@ class MainWindow(QMainWindow):
 
     def _update_hold(self) -> None:
         self.proxy.set_held(self._hovered or self._frozen)
-        text = _PAUSED_FROZEN if self._frozen else _PAUSED_HOVER
-        self.paused_label.setText(text)
-        self.paused_label.setVisible(self._hovered or self._frozen)
+        held = self._hovered or self._frozen
+        self.filter_bar.set_paused((_PAUSED_FROZEN if self._frozen else _PAUSED_HOVER) if held else None)
 
     def _on_age_tick(self) -> None:
         self._refresh_ages_if_due(force=False)
@@ -357,13 +324,7 @@ class MainWindow(QMainWindow):
 
     def _show_state(self, state: LinkState) -> None:
         now_s = self._monotonic()
-        text = "● " + describe_state(state, now_s)
-        if text != self.connection_label.text():
-            self.connection_label.setText(text)
-        style = f"color: {_PHASE_COLOUR[state.phase]}; font-weight: bold;"
-        if style != self.connection_label.styleSheet():  # restyling is costly: only on a change
-            self.connection_label.setStyleSheet(style)
-        self.connection_label.setToolTip(plain_tooltip(state.detail) or "")
+        self.connection_label.show_state(state, now_s)
         was_connected = self.model.connected
         self.model.set_connected(state.phase is Phase.CONNECTED)
         if was_connected != self.model.connected:
@@ -374,30 +335,21 @@ class MainWindow(QMainWindow):
         self._update_banner(state, now_s)
 
     def _update_banner(self, state: LinkState, now_s: float) -> None:
-        shown = banner(
-            state,
-            now_s,
-            collector_url=self._collector_url,
-            rows=self.model.rowCount(),
-            as_of_at=self._last_batch_at,
-            refused_nodes=self.model.refused_nodes,
-            max_rows=self.model.max_rows,
+        self.banner.show_banner(
+            banner(
+                state,
+                now_s,
+                collector_url=self._collector_url,
+                rows=self.model.rowCount(),
+                as_of_at=self._last_batch_at,
+                refused_nodes=self.model.refused_nodes,
+                max_rows=self.model.max_rows,
+            )
         )
-        if shown is None:
-            self.banner.hide()
-            return
-        if self.banner.text() != shown.text:
-            self.banner.setText(shown.text)
-        style = _BANNER_STYLE[shown.kind]
-        if self.banner.styleSheet() != style:
-            self.banner.setStyleSheet(style)
-        self.banner.show()
 
     def _update_counts(self) -> None:
         text = counts_text(self.model.state_counts(), self._as_of())
         if self.counts_label.text() != text:
             self.counts_label.setText(text)
-        shown = f"{self.proxy.rowCount():,} of {self.model.rowCount():,} shown"
-        if self.shown_label.text() != shown:
-            self.shown_label.setText(shown)
+        self.filter_bar.set_counts(self.proxy.rowCount(), self.model.rowCount())
         self._update_banner(self._link.state, self._monotonic())

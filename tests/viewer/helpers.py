@@ -22,7 +22,6 @@ from viewer.link import CollectorLink, LinkConfig
 if TYPE_CHECKING:  # importing it at collection time runs before pytest-qt picks its Qt binding
     from pytestqt.modeltest import ModelTester
 
-    from viewer.model import NodeTableModel
     from viewer.window import MainWindow
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # git-ignored: screenshots for people
@@ -93,8 +92,3 @@ def rendered_text(text: str) -> str:
     else:
         document.setPlainText(text)
     return document.toPlainText()
-
-
-def shown_node_count(model: NodeTableModel) -> int:
-    """Rows in the source model (a function, so mypy does not narrow it)."""
-    return model.rowCount()

@@ -15,7 +15,8 @@ from tests.viewer.helpers import greyed, link_threads, make_link, visible_nodes
 from tests.viewer.subscribe_server import SubscribeServer
 from viewer.cells import Column
 from viewer.link import LinkState, Phase
-from viewer.window import MainWindow, describe_state
+from viewer.status import describe_state
+from viewer.window import MainWindow
 
 
 @pytest.fixture

@@ -1,0 +1,69 @@
+"""``FilterBar``: the row above the table: filter box, "paused" mark, "N of M shown", and the inline filter error.
+
+The box's text is parsed by ``viewer.filtering``; a good filter is emitted as
+``filter_changed(NodeFilter)``, a bad one is said under the box (and the table keeps its
+last good filter, so it is never silently empty). Every label is plain text.
+
+Not here: the table, or what the filter does to rows (``viewer.sorting``). UI thread only.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from PyQt6.QtCore import pyqtSignal
+from PyQt6.QtWidgets import QHBoxLayout, QLineEdit, QVBoxLayout, QWidget
+
+from viewer.detail import plain_label
+from viewer.filtering import FilterError, parse
+
+_PLACEHOLDER: Final = "Filter: text, state:offline, cpu>80, mem>90, disk>90, label:role=web, /regex/  (Ctrl+F)"
+
+
+class FilterBar(QWidget):
+    """The filter box and the small labels around it."""
+
+    filter_changed = pyqtSignal(object)  # a viewer.filtering.NodeFilter
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.filter_box = QLineEdit()
+        self.filter_box.setPlaceholderText(_PLACEHOLDER)
+        self.filter_box.setClearButtonEnabled(True)
+        self.filter_box.textChanged.connect(self._on_text)
+        self.filter_error = plain_label()
+        self.filter_error.setStyleSheet("color: #b00020;")
+        self.filter_error.hide()
+        self.shown_label = plain_label()
+        self.paused_label = plain_label()
+        self.paused_label.setStyleSheet("color: #8a5a00; font-weight: bold;")
+        self.paused_label.hide()
+        row = QHBoxLayout()
+        row.addWidget(self.filter_box, 1)
+        row.addWidget(self.paused_label)
+        row.addWidget(self.shown_label)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.filter_error)
+
+    def set_counts(self, shown: int, total: int) -> None:
+        """Say how many rows the filter keeps."""
+        text = f"{shown:,} of {total:,} shown"
+        if self.shown_label.text() != text:
+            self.shown_label.setText(text)
+
+    def set_paused(self, text: str | None) -> None:
+        """Show the "paused" mark with ``text``, or hide it."""
+        self.paused_label.setText(text or "")
+        self.paused_label.setVisible(text is not None)
+
+    def _on_text(self, text: str) -> None:
+        try:
+            node_filter = parse(text)
+        except FilterError as exc:
+            self.filter_error.setText(f"Filter not applied: {exc}")
+            self.filter_error.show()
+            return
+        self.filter_error.hide()
+        self.filter_changed.emit(node_filter)
