@@ -48,6 +48,17 @@ def backoff_delays_s(first_s: float = 2.0, factor: float = 4.0, retries: int = 3
         delay *= factor
 
 
+def silence_apprise_logs() -> None:
+    """Keep Apprise's own log lines out of the collector's log; call it from ``main``, with the logging setup.
+
+    At DEBUG Apprise logs every URL it loads with only the password masked: user names,
+    ntfy topics, webhook paths and tokens in the host part show. Its warnings quote peers'
+    error bodies, which may echo a token. The worker's own line (route, ``scheme://host``,
+    why, how many) is what an operator needs.
+    """
+    logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)
+
+
 def apprise_senders(routes: Iterable[Route]) -> dict[str, Sender]:
     """One sender per route, each URL checked by Apprise now; raises ``AlertConfigError`` on a bad one."""
     routes = tuple(routes)

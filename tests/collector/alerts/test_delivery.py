@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from collector.alerts.delivery import DeliveryWorker, apprise_senders, backoff_delays_s
+from collector.alerts.delivery import DeliveryWorker, apprise_senders, backoff_delays_s, silence_apprise_logs
 from collector.alerts.notify import Notification
 from collector.alerts.routes import AlertsConfig, parse_alerts_config
 from collector.alerts.service import AlertService
@@ -51,6 +53,16 @@ async def receiver(aiohttp_server: Any) -> tuple[Receiver, str]:
     app.router.add_post("/hook", hook.handle)
     server: TestServer = await aiohttp_server(app, host="127.0.0.1", port=0)
     return hook, f"json://127.0.0.1:{server.port}/hook"
+
+
+@pytest.fixture
+def quiet_apprise() -> Iterator[None]:
+    """Apprise's logger as ``main`` sets it, restored afterwards (loggers are process-wide)."""
+    apprise_log = logging.getLogger("apprise")
+    level = apprise_log.level
+    silence_apprise_logs()
+    yield
+    apprise_log.setLevel(level)
 
 
 def alerts_config(url: str) -> AlertsConfig:
@@ -135,6 +147,28 @@ class TestRetries:
         assert (worker.stats.failed, worker.stats.retries, worker.stats.delivered) == (2, 4, 0)
         [warning] = caplog.records
         assert "route 'r' (json://hooks.example)" in warning.getMessage()
+
+    async def test_a_failing_real_route_logs_no_secret(
+        self, caplog: pytest.LogCaptureFixture, quiet_apprise: None
+    ) -> None:
+        """A webhook that refuses connections is reported as scheme and host only, at every log level."""
+        with socket.socket() as probe:  # a port nobody listens on: bind, read it, close
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        url = f"json://admin:SECRET-PW@127.0.0.1:{port}/SECRET-PATH?token=SECRET-TOKEN"
+        config = parse_alerts_config({"route": [{"name": "r", "urls": [url]}]})
+        caplog.set_level(logging.DEBUG)
+        worker = DeliveryWorker(
+            apprise_senders(config.routes), targets={"r": config.routes[0].targets}, retry_delays_s=()
+        )
+        task = asyncio.create_task(worker.run())
+        worker.submit([Notification("r", ("node_offline",), (), (), 0.0)])
+        async with asyncio.timeout(WAIT_S):
+            while worker.stats.failed < 1:  # noqa: ASYNC110 - the counter is what health shows; it has no event
+                await asyncio.sleep(0.01)
+        await stop(task)
+        assert "SECRET" not in caplog.text
+        assert "route 'r' (json://127.0.0.1): every attempt failed (1)" in caplog.text
 
     def test_a_full_queue_drops_instead_of_waiting(self) -> None:
         """Submitting never blocks ingest: past the bound, notifications are dropped and counted."""
