@@ -1,8 +1,13 @@
 """The agent's settings: parsing, validation and precedence (flag > environment > TOML file).
 
-Pure apart from reading the TOML file it is pointed at: the environment
-comes in as a mapping, so ``main`` is the only place that reads ``os.environ``.
-Not here: logging setup or running anything.
+Pure apart from reading the TOML file and the token file it is pointed at:
+the environment comes in as a mapping, so ``main`` is the only place that
+reads ``os.environ``. Not here: logging setup or running anything.
+
+A token file (``--token-file``, for systemd's ``LoadCredential``) holds one
+line; one trailing newline is stripped. A file that every local user can read
+is refused, not merely warned about, as ssh refuses an unprotected key: the
+token would already have leaked, and a warning in a journal goes unread.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import math
 import os
 import re
 import socket
+import stat
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +30,7 @@ DEFAULT_INTERVAL_S = 1.0
 BACKLOG_SECONDS = 3600  # one hour of samples rides out a collector upgrade or a long network cut
 DEFAULT_WS_HEARTBEAT_S = 10.0  # a dead collector is noticed within ~15 s (aiohttp waits heartbeat/2 for the pong)
 _NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
+MAX_TOKEN_FILE_BYTES = 4096  # a token is a line; anything longer is the wrong file
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -120,6 +127,29 @@ def _token(raw: str) -> str:
     return raw
 
 
+def read_token_file(path: str) -> str:
+    """The token in ``path``: one line, one trailing newline stripped, not readable by others."""
+    try:
+        with Path(path).open("rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            data = handle.read(MAX_TOKEN_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"token_file: expected a readable file, got {path!r} ({exc.strerror})") from exc
+    if mode & stat.S_IROTH:
+        raise ConfigError(
+            f"token_file: expected a file other users cannot read (chmod 600), got {path!r} with mode"
+            f" {stat.S_IMODE(mode):04o}"
+        )
+    if len(data) > MAX_TOKEN_FILE_BYTES:
+        raise ConfigError(f"token_file: expected at most {MAX_TOKEN_FILE_BYTES} bytes, got more in {path!r}")
+    text = data.decode("utf-8", errors="replace")
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text or any(ch.isspace() for ch in text) or "\ufffd" in text:
+        # Never echo the file's content: it is a secret, even when malformed.
+        raise ConfigError(f"token_file: expected one line holding a token without spaces, got {path!r}")
+    return text
+
+
 def _log_level(raw: str) -> str:
     level = raw.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -131,6 +161,7 @@ def _log_level(raw: str) -> str:
 SETTINGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "collector": (ingest_url, "NODEWATCH_COLLECTOR"),
     "token": (_token, "NODEWATCH_TOKEN"),
+    "token_file": (str, "NODEWATCH_TOKEN_FILE"),
     "interval": (_positive_float("interval", 0.05, 3600.0), "NODEWATCH_INTERVAL"),
     "node_id": (_node_id, "NODEWATCH_NODE_ID"),
     "backlog_samples": (_positive_int("backlog_samples"), "NODEWATCH_BACKLOG_SAMPLES"),
@@ -154,7 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--collector", metavar="URL", help="collector address: ws://HOST:8765, http://HOST:8765 or HOST:PORT")
-    add("--token", metavar="T", help="agent token (prefer NODEWATCH_TOKEN: flags show up in ps)")
+    add("--token", metavar="T", help="agent token (prefer --token-file or NODEWATCH_TOKEN: flags show up in ps)")
+    add(
+        "--token-file",
+        metavar="PATH",
+        help="read the agent token from this file: one line, not readable by other users (else refused)",
+    )
     add("--interval", metavar="SECONDS", help=f"sampling interval, 0.05-3600 (default {DEFAULT_INTERVAL_S:g})")
     add("--node-id", metavar="ID", help="node id shown by the collector (default: the hostname)")
     add("--config", metavar="FILE.toml", help="TOML file with the same settings")
@@ -215,6 +251,10 @@ def load_config(
             raw[name] = _file_value(name, file_values[name])
     if "backlog_samples" in raw and "backlog_bytes" in raw:
         raise ConfigError("backlog: expected backlog_samples or backlog_bytes, not both")
+    if "token" in raw and "token_file" in raw:
+        raise ConfigError(
+            "token_file: expected a token or a token file, not both (--token-file and --token/NODEWATCH_TOKEN)"
+        )
     values = {name: SETTINGS[name][0](text) for name, text in raw.items()}
     if "collector" not in values:
         raise ConfigError("collector: expected --collector URL, NODEWATCH_COLLECTOR or 'collector' in the config file")
@@ -227,7 +267,7 @@ def load_config(
     return AgentConfig(
         ingest_url=values["collector"],
         node_id=values.get("node_id") or default_node_id(),
-        token=values.get("token"),
+        token=read_token_file(values["token_file"]) if "token_file" in values else values.get("token"),
         interval_s=interval_s,
         backlog_samples=backlog_samples,
         backlog_bytes=backlog_bytes,

@@ -56,6 +56,25 @@ class TestAgentProcess:
         assert ingest_server.log.hellos[0].node_id == "proc-node"
         assert "connected to ws://127.0.0.1" in stderr
 
+    async def test_token_file_reaches_the_collector(self, tmp_path: Path) -> None:
+        """A real agent started with --token-file is let in by a collector that wants that token."""
+        server = IngestServer(tokens=frozenset({"from-the-file"}))
+        await server.start()
+        token_file = tmp_path / "agent.token"
+        token_file.write_text("from-the-file\n")
+        token_file.chmod(0o600)
+        argv = ["--collector", server.url, "--interval", "0.1", "--token-file", str(token_file)]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "nodewatch", "agent", *argv, cwd=REPO, env=dict(os.environ),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            await wait_until(lambda: len(server.log.seqs) >= 2, timeout_s=30.0)
+        finally:
+            proc.terminate()
+            await proc.wait()
+            await server.stop()
+
     def test_bad_setting_exits_2_naming_it(self) -> None:
         """A bad NODEWATCH_INTERVAL stops the agent at once with the setting's name."""
         import subprocess

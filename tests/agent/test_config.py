@@ -137,3 +137,59 @@ class TestLeanImports:
         code = "import sys, agent.runner, agent.cli\nprint('PYDANTIC', 'pydantic' in sys.modules)\n"
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
         assert "PYDANTIC False" in result.stdout
+
+
+class TestTokenFile:
+    def write(self, tmp_path: Path, content: bytes, mode: int = 0o600) -> str:
+        path = tmp_path / "agent.token"
+        path.write_bytes(content)
+        path.chmod(mode)
+        return str(path)
+
+    @pytest.mark.parametrize(
+        ("content", "token"), [(b"s3cret\n", "s3cret"), (b"s3cret", "s3cret"), (b"tok\r\n", "tok")]
+    )
+    def test_token_comes_from_the_file_without_its_newline(self, tmp_path: Path, content: bytes, token: str) -> None:
+        """--token-file reads the token and strips one trailing newline, as `echo tok > file` writes it."""
+        path = self.write(tmp_path, content)
+        assert load(["--collector", "c:1", "--token-file", path]).token == token
+
+    def test_file_from_env_and_toml(self, tmp_path: Path) -> None:
+        """NODEWATCH_TOKEN_FILE and token_file in the TOML file work like the flag."""
+        path = self.write(tmp_path, b"from-file\n")
+        assert load(["--collector", "c:1"], {"NODEWATCH_TOKEN_FILE": path}).token == "from-file"
+        toml = tmp_path / "agent.toml"
+        toml.write_text(f'collector = "c:1"\ntoken_file = "{path}"\n')
+        assert load(["--config", str(toml)]).token == "from-file"
+
+    @pytest.mark.parametrize("mode", [0o644, 0o604, 0o666])
+    def test_a_world_readable_file_is_refused(self, tmp_path: Path, mode: int) -> None:
+        """A token file every local user can read is an error naming the setting, the file and its mode."""
+        path = self.write(tmp_path, b"s3cret\n", mode)
+        with pytest.raises(ConfigError, match=rf"^token_file: expected a file other users cannot read .*{mode:04o}$"):
+            load(["--collector", "c:1", "--token-file", path])
+
+    def test_a_group_readable_file_is_accepted(self, tmp_path: Path) -> None:
+        """0640 (root:nodewatch) is a common way to share a secret with a service's group."""
+        path = self.write(tmp_path, b"s3cret\n", 0o640)
+        assert load(["--collector", "c:1", "--token-file", path]).token == "s3cret"
+
+    @pytest.mark.parametrize("content", [b"", b"\n", b"two words\n", b"tok\n\n", b"\xff\xfe\n", b"x" * 5000])
+    def test_a_malformed_file_is_refused_without_echoing_it(self, tmp_path: Path, content: bytes) -> None:
+        """An empty, multi-line, spaced, non-UTF-8 or huge file is refused, and the message never shows its bytes."""
+        path = self.write(tmp_path, content)
+        with pytest.raises(ConfigError, match=r"^token_file: expected") as info:
+            load(["--collector", "c:1", "--token-file", path])
+        assert "words" not in str(info.value)
+        assert "xxxx" not in str(info.value)
+
+    def test_a_missing_file_names_the_setting(self, tmp_path: Path) -> None:
+        """A path that does not exist is an error naming token_file and the path."""
+        with pytest.raises(ConfigError, match=r"^token_file: expected a readable file, got '.*nope'"):
+            load(["--collector", "c:1", "--token-file", str(tmp_path / "nope")])
+
+    def test_token_and_token_file_together_are_refused(self, tmp_path: Path) -> None:
+        """Two sources for one secret are ambiguous: an error, whichever way each was given."""
+        path = self.write(tmp_path, b"a\n")
+        with pytest.raises(ConfigError, match=r"^token_file: expected a token or a token file, not both"):
+            load(["--collector", "c:1", "--token-file", path], {"NODEWATCH_TOKEN": "b"})
