@@ -13,22 +13,24 @@ alert again). docs/alerts.md has the semantics in full.
 Cost: one heartbeat is one pass over its flat values with one dict look-up each; the
 rules a key concerns (for this node's selectors) are found once per key and cached per
 set of matching rules, and a value that breaks no rule leaves nothing behind.
-Not here: notifications (``collector.alerts.notify``) or storage.
+Not here: how one value moves one alert (``collector.alerts.judge``), notifications
+(``collector.alerts.notify``) or storage.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from collector.alerts.judge import fire, increase, judge, judge_absent, start
 from collector.alerts.model import (
     NO_LABELS,
     STATE_FORMAT_VERSION,
     AlertInstance,
     AlertState,
     AlertTransition,
+    NodeAlerts,
     SavedNode,
     alert_key,
     instance_from_dict,
@@ -39,21 +41,6 @@ from collector.alerts.plan import MAX_CACHED_KEYS, Entry, KeyPlan, compile_key, 
 from collector.alerts.rules import Rule
 from collector.alerts.samples import split_key
 from shared.messages import NodeState
-
-# A metric missing from this many samples in a row is gone (an unmounted disk): its alert may clear.
-# Three, like the three missed intervals that make a node stale; one missing sample is noise.
-ABSENT_SAMPLES_TO_CLEAR = 3
-
-
-@dataclass(slots=True)
-class _Node:
-    node_id: str
-    labels: Mapping[str, str]
-    plan: dict[str, KeyPlan]
-    liveness: NodeState = "online"
-    instances: dict[str, AlertInstance] = field(default_factory=dict)
-    previous: dict[str, float] = field(default_factory=dict)  # last value of each increase() metric
-    samples: int = 0
 
 
 class AlertEngine:
@@ -69,7 +56,7 @@ class AlertEngine:
         self._counters = tuple(dict.fromkeys(r.metric for r in self._metric_rules if r.increase))
         self._offline = [r for r in self.rules if r.kind == "offline"]
         self._reboot = [r for r in self.rules if r.kind == "reboot"]
-        self._nodes: dict[str, _Node] = {}
+        self._nodes: dict[str, NodeAlerts] = {}
         self._plans: dict[tuple[int, ...], dict[str, KeyPlan]] = {}
         self._heap: list[tuple[float, str, str]] = []
 
@@ -103,7 +90,7 @@ class AlertEngine:
             if live or not low < value < high:
                 self._judge_key(node, entries, key, value, now=now, out=out)
         if live:
-            self._judge_absent(node, now, out)
+            judge_absent(node, now, out)
         elif self._counters:
             # increase() rules: a counter that did not move cannot have risen. (With live alerts,
             # the loop above took the slow path for every key, counters included.)
@@ -177,7 +164,7 @@ class AlertEngine:
                 del node.instances[slot]
                 out.append(inst.transition("firing", "resolved", now, node.labels))
             elif inst.state == "pending":
-                self._fire(node, inst, due, out)
+                fire(node, inst, due, out)
         return out
 
     # ---- views and persistence -----------------------------------------------------------
@@ -225,7 +212,7 @@ class AlertEngine:
 
     # ---- internals -----------------------------------------------------------------------
 
-    def _enter(self, node_id: str, labels: Mapping[str, str]) -> _Node:
+    def _enter(self, node_id: str, labels: Mapping[str, str]) -> NodeAlerts:
         """Create or re-label a node: work out which metric rules cover it, share the plan of that set."""
         node = self._nodes.get(node_id)
         if node is not None and node.labels == labels:
@@ -234,17 +221,24 @@ class AlertEngine:
         group = tuple(i for i, r in enumerate(self._metric_rules) if r.applies_to(node_id, labels))
         plan = self._plans.setdefault(group, {})
         if node is None:
-            node = self._nodes[node_id] = _Node(node_id, labels, plan)
+            node = self._nodes[node_id] = NodeAlerts(node_id, labels, plan)
         else:
             node.labels, node.plan = labels, plan
         return node
 
     def _judge_key(
-        self, node: _Node, entries: tuple[Entry, ...], key: str, value: float, *, now: float, out: list[AlertTransition]
+        self,
+        node: NodeAlerts,
+        entries: tuple[Entry, ...],
+        key: str,
+        value: float,
+        *,
+        now: float,
+        out: list[AlertTransition],
     ) -> None:
         """Judge every rule on ``key`` against ``value``: the slow path, for values outside the quiet band."""
         instances = node.instances
-        rise = self._increase(node, key, value) if entries and entries[0].rule.increase else None
+        rise = increase(node, key, value) if entries and entries[0].rule.increase else None
         for entry in entries:
             tested = value
             if entry.rule.increase:
@@ -254,11 +248,11 @@ class AlertEngine:
             inst = instances.get(entry.slot)
             if inst is None:
                 if entry.holds(tested):
-                    self._start(node, entry, tested, now, out)
+                    start(node, entry, tested, now, out)
             else:
-                self._judge(node, inst, entry, tested, now=now, out=out)
+                judge(node, inst, entry, tested, now=now, out=out)
 
-    def _key_plan(self, node: _Node, key: str) -> KeyPlan:
+    def _key_plan(self, node: NodeAlerts, key: str) -> KeyPlan:
         metric, _ = split_key(key)
         rules = [
             r
@@ -270,94 +264,7 @@ class AlertEngine:
             node.plan[key] = key_plan
         return key_plan
 
-    def _increase(self, node: _Node, key: str, value: float) -> float | None:
-        """The rise of a counter since the previous sample; a fall is a restart, so the rise is the value."""
-        previous = node.previous.get(key)
-        node.previous[key] = value
-        if previous is None:
-            return None  # the first value is a baseline, not a rise
-        return value - previous if value >= previous else value
-
-    def _start(self, node: _Node, entry: Entry, value: float, now: float, out: list[AlertTransition]) -> None:
-        inst = AlertInstance(
-            entry.rule, node.node_id, entry.key, entry.instance, "pending", now, last_true_at=now, value=value
-        )
-        inst.seen = node.samples
-        node.instances[entry.slot] = inst
-        if entry.rule.for_s <= 0:
-            self._fire(node, inst, now, out, old="inactive")
-        else:
-            out.append(inst.transition("inactive", "pending", now, node.labels))
-
-    def _judge(
-        self, node: _Node, inst: AlertInstance, entry: Entry, value: float, *, now: float, out: list[AlertTransition]
-    ) -> None:
-        """One fresh value for a live instance: keep it, promote it, or end it."""
-        inst.seen = node.samples
-        inst.absent = 0
-        inst.value = value
-        old = inst.state
-        if old == "unknown":
-            # Fresh data after a quiet spell: judged as what it was, with the clocks of the quiet spell reset.
-            inst.state = inst.prior or "pending"
-            inst.prior = None
-            inst.clear_since = None
-            if inst.state == "pending":
-                inst.active_since = now
-        held = entry.holds(value)
-        active = held or (inst.state == "firing" and entry.in_band(value))
-        self._step(node, inst, active=active, held=held, now=now, old=old, out=out)
-
-    def _step(
-        self,
-        node: _Node,
-        inst: AlertInstance,
-        *,
-        active: bool,
-        held: bool,
-        now: float,
-        old: AlertState,
-        out: list[AlertTransition],
-    ) -> None:
-        rule = inst.rule
-        if active:
-            inst.last_true_at = now
-            inst.clear_since = None
-            if inst.state == "pending" and held and now - inst.active_since >= rule.for_s:
-                self._fire(node, inst, now, out, old=old)
-            elif old != inst.state:
-                out.append(inst.transition(old, inst.state, now, node.labels))
-            return
-        if inst.clear_since is None:
-            inst.clear_since = now
-        cleared = now - inst.clear_since >= rule.clear_for_s
-        if inst.state == "firing":
-            last_true = inst.last_true_at if inst.last_true_at is not None else now
-            cleared = cleared and now - last_true >= rule.keep_firing_for_s
-        if cleared:
-            del node.instances[slot_of(rule.name, inst.key)]
-            out.append(inst.transition(old, "resolved" if inst.state == "firing" else "inactive", now, node.labels))
-        elif old != inst.state:
-            out.append(inst.transition(old, inst.state, now, node.labels))
-
-    def _judge_absent(self, node: _Node, now: float, out: list[AlertTransition]) -> None:
-        """Metric alerts whose metric this sample lacked: after a few such samples, the metric is gone."""
-        for inst in list(node.instances.values()):
-            if inst.rule.kind != "metric" or inst.seen == node.samples or inst.state == "unknown":
-                continue
-            inst.absent += 1
-            if inst.absent >= ABSENT_SAMPLES_TO_CLEAR:
-                inst.value = None
-                self._step(node, inst, active=False, held=False, now=now, old=inst.state, out=out)
-
-    def _fire(
-        self, node: _Node, inst: AlertInstance, at: float, out: list[AlertTransition], old: AlertState = "pending"
-    ) -> None:
-        inst.state = "firing"
-        inst.fired_at = at
-        out.append(inst.transition(old, "firing", at, node.labels))
-
-    def _set_liveness(self, node: _Node, state: NodeState, now: float, out: list[AlertTransition]) -> None:
+    def _set_liveness(self, node: NodeAlerts, state: NodeState, now: float, out: list[AlertTransition]) -> None:
         if node.liveness == state:
             return
         node.liveness = state
@@ -370,7 +277,9 @@ class AlertEngine:
             if rule.applies_to(node.node_id, node.labels):
                 self._offline_rule(node, rule, state, now, out)
 
-    def _offline_rule(self, node: _Node, rule: Rule, state: NodeState, now: float, out: list[AlertTransition]) -> None:
+    def _offline_rule(
+        self, node: NodeAlerts, rule: Rule, state: NodeState, now: float, out: list[AlertTransition]
+    ) -> None:
         slot = slot_of(rule.name, "")
         inst = node.instances.get(slot)
         if state == "online":
@@ -388,7 +297,7 @@ class AlertEngine:
         due = now + wait_s if inst.due is None else min(inst.due, now + wait_s)
         if due <= now:
             inst.due = None
-            self._fire(node, inst, now, out, old="inactive" if created else "pending")
+            fire(node, inst, now, out, old="inactive" if created else "pending")
             return
         if created:
             out.append(inst.transition("inactive", "pending", now, node.labels))

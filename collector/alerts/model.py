@@ -13,11 +13,13 @@ Not here: when states change (``collector.alerts.engine``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias, cast
 
+from collector.alerts.plan import KeyPlan
 from collector.alerts.rules import Rule, Severity
+from shared.messages import NodeState
 
 AlertState: TypeAlias = Literal["inactive", "pending", "firing", "resolved", "unknown"]
 # States an instance can be stored in; inactive and resolved instances are not kept.
@@ -127,6 +129,19 @@ class AlertInstance:
             "condition": self.rule.describe(),
             "summary": self.rule.summary,
         }
+
+
+@dataclass(slots=True)
+class NodeAlerts:
+    """The engine's record of one node: its labels, liveness, live alerts and shared per-key plans."""
+
+    node_id: str
+    labels: Mapping[str, str]
+    plan: dict[str, KeyPlan]
+    liveness: NodeState = "online"
+    instances: dict[str, AlertInstance] = field(default_factory=dict)
+    previous: dict[str, float] = field(default_factory=dict)  # last value of each increase() metric
+    samples: int = 0
 
 
 def instance_to_dict(inst: AlertInstance) -> dict[str, Any]:

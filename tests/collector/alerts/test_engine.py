@@ -6,7 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from collector.alerts.engine import ABSENT_SAMPLES_TO_CLEAR, AlertEngine
+from collector.alerts.engine import AlertEngine
+from collector.alerts.judge import ABSENT_SAMPLES_TO_CLEAR
 from collector.alerts.model import AlertTransition
 from collector.alerts.rules import parse_rules
 from collector.alerts.samples import Flattener
