@@ -194,17 +194,22 @@ class AlertEngine:
         Returns the keys of saved alerts whose rule no longer exists; they are dropped.
         Raises ``AlertStateError`` (a ValueError) on a document of another shape.
         """
-        dropped = []
-        for saved in parse_state(state):
-            node = self._enter(saved.node_id, saved.labels)
-            node.liveness, node.previous = saved.liveness, saved.previous
+        dropped: list[str] = []
+        loaded: list[tuple[SavedNode, list[AlertInstance]]] = []
+        for saved in parse_state(state):  # parse everything first: a bad document changes nothing
+            instances = []
             for data in saved.alerts:
                 rule = self._by_name.get(str(data.get("rule")))
                 if rule is None:
-                    dropped.append(alert_key(str(data.get("rule")), node.node_id, str(data.get("instance", ""))))
-                    continue
-                inst = instance_from_dict(data, rule, node.node_id)
-                slot = slot_of(rule.name, inst.key)
+                    dropped.append(alert_key(str(data.get("rule")), saved.node_id, str(data.get("instance", ""))))
+                else:
+                    instances.append(instance_from_dict(data, rule, saved.node_id))
+            loaded.append((saved, instances))
+        for saved, instances in loaded:
+            node = self._enter(saved.node_id, saved.labels)
+            node.liveness, node.previous = saved.liveness, saved.previous
+            for inst in instances:
+                slot = slot_of(inst.rule.name, inst.key)
                 node.instances[slot] = inst
                 if inst.due is not None:
                     heapq.heappush(self._heap, (inst.due, node.node_id, slot))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.alerts.model import AlertTransition
+from collector.alerts.model import AlertStateError, AlertTransition
 from collector.alerts.routes import Route
 
 # A notification lists at most this many alerts, then "and N more": chat services cut long
@@ -216,21 +216,28 @@ class Dispatcher:
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        """Load ``to_state``'s output; groups of routes no longer configured are dropped."""
+        """Load ``to_state``'s output; groups of routes no longer configured are dropped.
+
+        Raises ``AlertStateError`` on a document of another shape.
+        """
         routes = {route.name: route for route in self.routes}
-        for saved in state.get("groups", []):
-            route = routes.get(saved["route"])
-            if route is None:
-                continue
-            group = _Group(route, tuple(saved["key"]))
-            group.firing = {a["key"]: NotifiedAlert(**a) for a in saved["firing"]}
-            group.held = {a["key"]: NotifiedAlert(**a) for a in saved["held"]}
-            group.resolved = {a["key"]: NotifiedAlert(**a) for a in saved["resolved"]}
-            group.told = set(saved["told"])
-            group.changed = bool(saved["changed"])
-            group.last_sent_at = saved["last_sent_at"]
-            group.next_at = math.inf if saved["next_at"] is None else float(saved["next_at"])
-            self._groups[(route.name, group.key)] = group
+        try:
+            for saved in state.get("groups", []):
+                route = routes.get(saved["route"])
+                if route is None:
+                    continue
+                group = _Group(route, tuple(str(v) for v in saved["key"]))
+                group.firing = {a["key"]: NotifiedAlert(**a) for a in saved["firing"]}
+                group.held = {a["key"]: NotifiedAlert(**a) for a in saved["held"]}
+                group.resolved = {a["key"]: NotifiedAlert(**a) for a in saved["resolved"]}
+                group.told = {str(key) for key in saved["told"]}
+                group.changed = bool(saved["changed"])
+                last_sent, next_at = saved["last_sent_at"], saved["next_at"]
+                group.last_sent_at = None if last_sent is None else float(last_sent)
+                group.next_at = math.inf if next_at is None else float(next_at)
+                self._groups[(route.name, group.key)] = group
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise AlertStateError(f"dispatcher state: expected what to_state writes, got {exc!r}") from exc
 
 
 def _alert_dict(alert: NotifiedAlert) -> dict[str, Any]:

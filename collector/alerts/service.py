@@ -21,7 +21,7 @@ from typing import Any
 
 from collector.alerts.delivery import DeliveryWorker, Sender
 from collector.alerts.engine import AlertEngine
-from collector.alerts.model import AlertTransition
+from collector.alerts.model import AlertStateError, AlertTransition
 from collector.alerts.notify import Dispatcher
 from collector.alerts.routes import AlertsConfig
 from collector.alerts.samples import Flattener
@@ -153,9 +153,18 @@ class AlertService:
         return {"engine": self.engine.to_state(), "dispatcher": self.dispatcher.to_state()}
 
     def restore(self, state: Mapping[str, Any]) -> list[str]:
-        """Load ``to_state``'s output; returns the keys of alerts dropped because their rule is gone."""
-        dropped = self.engine.restore(state["engine"])
-        self.dispatcher.restore(state.get("dispatcher", {}))
+        """Load ``to_state``'s output; returns the keys of alerts dropped because their rule is gone.
+
+        Raises ``AlertStateError`` (a ValueError) on a document of another shape, before
+        changing anything: the caller logs it and runs on with no saved alerts.
+        """
+        engine, dispatcher = state.get("engine"), state.get("dispatcher", {})
+        if not isinstance(engine, Mapping) or not isinstance(dispatcher, Mapping):
+            raise AlertStateError(f"alert state: expected engine and dispatcher tables, got {sorted(state)!r:.80}")
+        checked = Dispatcher(self.config.routes)
+        checked.restore(dispatcher)  # check it before the engine takes anything
+        dropped = self.engine.restore(engine)
+        self.dispatcher = checked
         self._wake.set()
         return dropped
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.alerts.model import AlertTransition
+from collector.alerts.model import AlertStateError, AlertTransition
 from collector.alerts.routes import parse_alerts_config
 from collector.alerts.service import AlertService, boot_changed, is_live_sample
 from tests.support.messages import heartbeat
@@ -85,6 +85,27 @@ class TestViews:
         clock.now += 10
         service.liveness("web-1", "offline", clock.now)
         assert service.api_alerts()["counts"] == {"pending": 0, "firing": 1, "unknown": 3}
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {},
+        {"engine": []},
+        {"engine": {"version": 2, "nodes": []}},
+        {"engine": {"version": 1, "nodes": [{"node_id": 5}]}},
+        {"engine": {"version": 1, "nodes": [{"node_id": "n", "alerts": [{"rule": "node_offline", "state": "on"}]}]}},
+        {"engine": {"version": 1, "nodes": []}, "dispatcher": {"groups": [{"route": "r"}]}},
+        {"engine": {"version": 1, "nodes": []}, "dispatcher": {"groups": [{"route": "r", "key": 1}]}},
+    ],
+)
+def test_a_damaged_saved_state_is_one_clear_error(state: dict[str, object]) -> None:
+    """A saved document of another shape raises AlertStateError (the caller logs it and starts empty)."""
+    config = parse_alerts_config({"route": [{"name": "r", "urls": ["json://127.0.0.1/x"]}]})
+    service = AlertService(config, {})
+    with pytest.raises(AlertStateError):
+        service.restore(state)
+    assert service.engine.to_state() == {"version": 1, "nodes": []}
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
