@@ -33,9 +33,7 @@ Clock = Callable[[], float]
 # Notifications waiting to be sent. Grouping keeps the rate low (one per group per group_interval),
 # so 1,000 waiting means every target is down; past it new ones are dropped and counted, not queued.
 MAX_QUEUED = 1000
-# Three retries at 2, 8 and 32 s: a webhook restarting or a flaky network gets through within a
-# minute; a longer outage is a failed delivery, counted in health, instead of an ever-growing backlog.
-RETRY_DELAYS_S = (2.0, 8.0, 32.0)
+
 # At most one warning per this interval about failed deliveries, with the count since the last one.
 FAILURE_LOG_INTERVAL_S = 300.0
 
@@ -46,6 +44,11 @@ def backoff_delays_s(first_s: float = 2.0, factor: float = 4.0, retries: int = 3
     for _ in range(retries):
         yield delay
         delay *= factor
+
+
+# Three retries at 2, 8 and 32 s: a webhook restarting or a flaky network gets through within a
+# minute; a longer outage is a failed delivery, counted in health, instead of an ever-growing backlog.
+RETRY_DELAYS_S = tuple(backoff_delays_s(2.0, 4.0, 3))
 
 
 def silence_apprise_logs() -> None:
