@@ -31,11 +31,14 @@ if __package__ in {None, ""}:  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collector.history import BYTES_PER_POINT
+from collector.store.codec import Columns, encode_raw, quantize_rates
 from collector.store.model import NodeRow, Sample
 from collector.store.sqlite_engine import SqliteEngine, Sync
 
 T0 = 1_800_000_000.0 // 86400 * 86400  # a midnight, so hours and days line up with chunks
 MAINTAIN_EVERY_S = 60
+# Rate precisions to size the raw tier at (23: float32 as the ring keeps it, lossless).
+RATE_BITS = (23, 15, 11, 7)
 
 
 class Node:
@@ -103,6 +106,14 @@ def simulate(data_dir: Path, nodes: int, hours: float, seed: int) -> dict[str, f
     maintain_s += time.perf_counter() - started
     written = io_written() - written_before
     stats = engine.reader.stats()
+    recent = engine.load_recent(T0)
+    for bits in RATE_BITS:
+        total = 0
+        for points in recent.values():
+            cols = Columns.from_values(points.seq, points.sampled_at, list(zip(*points.series, strict=True)))
+            quantize_rates(cols, bits)
+            total += len(encode_raw(cols))
+        stats[f"raw_bytes_{bits}_bits"] = total
     # Past the day's end too, for the 1-h tier (raw retention has dropped the raw chunks by then).
     clock[0] = T0 + 86400 + engine.policy.close_grace_s + 1
     drain(engine, clock[0])
@@ -150,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = Path(tmp)
         r = simulate(root / "size", args.nodes, args.hours, args.seed)
         cost = {
-            sync: commit_cost(root / sync, sync, args.nodes, args.commits, args.seed) for sync in ("NORMAL", "FULL")
+            (sync, n): commit_cost(root / f"{sync}-{n}", sync, n, args.commits, args.seed)
+            for n in (args.nodes, 10 * args.nodes)
+            for sync in ("NORMAL", "FULL")
         }
     days, hours = r["node_days"], r["node_hours"]
     raw_per_day = r["raw_chunk_bytes"] / days
@@ -168,23 +181,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"| {tier} | {int(r[f'{tier}_chunks'])} | {total / (hours * per_hour):.1f} | {per_day:,.0f} | "
             f"{per_day * 1000 / 2**30:.3f} GiB |"
         )
+    print("\n| rates kept to | max relative error | raw bytes per sample | per 1,000 node-days |")
+    print("|---|---|---|---|")
+    for bits in RATE_BITS:
+        size = r[f"raw_bytes_{bits}_bits"]
+        error = "0 (lossless float32)" if bits == 23 else f"{2.0 ** -(bits + 1):.1e}"
+        print(f"| {bits} mantissa bits | {error} | {size / r['samples']:.2f} | {size / days * 1000 / 2**30:.3f} GiB |")
     on_disk = r["db_bytes"] + r["wal_bytes"]
     print(f"\ndatabase file {r['db_bytes'] / 2**20:.1f} MiB + WAL {r['wal_bytes'] / 2**20:.1f} MiB after the run")
+    ring_bytes = r["samples"] * BYTES_PER_POINT
     print(
-        f"write amplification: {r['wchar'] / 2**20:.0f} MiB written for {r['samples'] * BYTES_PER_POINT / 2**20:.0f} "
-        f"MiB of samples at the ring's {BYTES_PER_POINT} B/point = {r['wchar'] / (r['samples'] * BYTES_PER_POINT):.2f}x; "
+        f"write amplification: {r['wchar'] / 2**20:.0f} MiB written for {ring_bytes / 2**20:.0f} MiB of samples "
+        f"at the ring's {BYTES_PER_POINT} B/point = {r['wchar'] / ring_bytes:.2f}x; "
         f"{r['wchar'] / max(1.0, r['raw_chunk_bytes']):.0f}x the raw chunks' size; file now {on_disk / 2**20:.1f} MiB"
     )
     print(
         f"insert: {r['write_us_per_sample']:.2f} us per sample in write() (one commit per second), "
         f"+ {r['maintain_us_per_sample']:.2f} us per sample in maintain() (compaction, rollups, retention)\n"
     )
-    print(f"| synchronous | commits | ms per commit of {args.nodes} samples, median | p99 | us per sample |")
-    print("|---|---|---|---|---|")
-    for sync, times in cost.items():
+    print("| synchronous | samples per commit | commits | ms per commit, median | p99 | us per sample |")
+    print("|---|---|---|---|---|---|")
+    for (sync, n), times in cost.items():
         p99 = sorted(times)[min(len(times) - 1, int(len(times) * 0.99))]
         median = statistics.median(times)
-        print(f"| {sync} | {len(times)} | {median:.2f} | {p99:.2f} | {median * 1000 / args.nodes:.2f} |")
+        print(f"| {sync} | {n} | {len(times)} | {median:.2f} | {p99:.2f} | {median * 1000 / n:.2f} |")
     return 0
 
 

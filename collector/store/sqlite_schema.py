@@ -50,8 +50,6 @@ MIGRATIONS: dict[int, tuple[str, tuple[str, ...]]] = {
         "reason TEXT, last_seen_at REAL, last_seq INTEGER NOT NULL DEFAULT 0, "
         "missing_samples INTEGER NOT NULL DEFAULT 0, dropped_samples INTEGER NOT NULL DEFAULT 0, "
         "last_sample BLOB, key_fingerprint TEXT, labels BLOB)",
-        # Refreshed by commits every few seconds: narrow rows, so a refresh of every node touches few pages.
-        "CREATE TABLE progress (node_idx INTEGER PRIMARY KEY, last_seen_at REAL NOT NULL)",
         "CREATE TABLE instances (inst_idx INTEGER PRIMARY KEY, node_idx INTEGER NOT NULL, instance_id TEXT NOT NULL, "
         "UNIQUE (node_idx, instance_id))",
         f"CREATE TABLE head_0 {_HEAD}",
@@ -59,14 +57,18 @@ MIGRATIONS: dict[int, tuple[str, tuple[str, ...]]] = {
         "CREATE TABLE chunks (id INTEGER PRIMARY KEY, tier INTEGER NOT NULL, node_idx INTEGER NOT NULL, "
         "inst_idx INTEGER NOT NULL, chunk_start REAL NOT NULL, span_start REAL NOT NULL, first_at REAL NOT NULL, "
         "last_at REAL NOT NULL, n INTEGER NOT NULL, last_seq INTEGER NOT NULL, data BLOB NOT NULL)",
+        # One node-major index only: each compaction inserts a row per node, touching one leaf per
+        # node in every node-major index, so each extra one costs a page write per node.
         "CREATE INDEX chunks_by_node ON chunks (node_idx, tier, last_at)",
         "CREATE INDEX chunks_by_age ON chunks (tier, chunk_start)",
         # Segments holding more than one partial row, to consolidate once closed.
         "CREATE TABLE pending (tier INTEGER NOT NULL, node_idx INTEGER NOT NULL, span_start REAL NOT NULL, "
         "PRIMARY KEY (tier, node_idx, span_start)) WITHOUT ROWID",
     )),
-    2: ("chunks by node and segment, for consolidating one segment", (
-        "CREATE INDEX chunks_by_span ON chunks (node_idx, tier, span_start)",
+    # Commits refresh last_seen_at every few seconds per node: in nodes' wide rows (facts, last sample)
+    # a refresh of every node rewrote most of that table's pages; narrow rows touch a few.
+    2: ("progress: last seen per node, refreshed by commits", (
+        "CREATE TABLE progress (node_idx INTEGER PRIMARY KEY, last_seen_at REAL NOT NULL)",
     )),
 }  # fmt: skip
 SCHEMA_VERSION = max(MIGRATIONS)
