@@ -229,6 +229,7 @@ class AlertEngine:
             node = self._nodes[node_id] = NodeAlerts(node_id, labels, plan)
         else:
             node.labels, node.plan = labels, plan
+        node.rules = frozenset(group)
         return node
 
     def _judge_key(
@@ -259,11 +260,7 @@ class AlertEngine:
 
     def _key_plan(self, node: NodeAlerts, key: str) -> KeyPlan:
         metric, _ = split_key(key)
-        rules = [
-            r
-            for i in self._by_metric.get(metric, ())
-            if (r := self._metric_rules[i]).applies_to(node.node_id, node.labels)
-        ]
+        rules = [self._metric_rules[i] for i in self._by_metric.get(metric, ()) if i in node.rules]
         key_plan = compile_key(key, rules)
         if len(node.plan) < MAX_CACHED_KEYS:
             node.plan[key] = key_plan

@@ -138,6 +138,7 @@ class NodeAlerts:
     node_id: str
     labels: Mapping[str, str]
     plan: dict[str, KeyPlan]
+    rules: frozenset[int] = frozenset()  # indices of the metric rules whose selectors match the node
     liveness: NodeState = "online"
     instances: dict[str, AlertInstance] = field(default_factory=dict)
     previous: dict[str, float] = field(default_factory=dict)  # last value of each increase() metric
