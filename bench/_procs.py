@@ -95,17 +95,22 @@ class CollectorProc:
         return f"http://127.0.0.1:{self.port}"
 
 
-def collector_has_store() -> bool:
-    """Whether ``nodewatch collector`` takes ``--data-dir`` yet (issue 12, the durable store).
+def store_flags(data_dir: Path | None) -> list[str]:
+    """The collector flags that put its store in ``data_dir``, or keep it in memory (``None``).
 
-    Until it does, collectors run in memory as they always did; once it does, every
-    collector of a group gets the group's own data dir instead of the system default
-    (/var/lib/nodewatch for root), so runs never share or inherit state. Drop this check,
-    and pass the flag always, once the store has landed.
+    Issue 12 gives the collector a durable store by default, in a system-wide data dir
+    (/var/lib/nodewatch for root); a test or bench run must neither share that nor inherit
+    yesterday's nodes from it. Until the CLI has the flags this is ``[]``, today's in-memory
+    collector. Drop the check, and pass the flags always, once the store has landed.
     """
     from collector.cli import build_parser
 
-    return "--data-dir" in build_parser().format_help()
+    known = build_parser().format_help()
+    if data_dir is not None and "--data-dir" in known:
+        return ["--data-dir", str(data_dir)]
+    if data_dir is None and "--ephemeral" in known:
+        return ["--ephemeral"]
+    return []
 
 
 @dataclass
@@ -189,8 +194,7 @@ class ProcessGroup:
 
     def _collector_argv(self, port: int, launcher: bool) -> list[str]:
         module = ["-m", "bench._collector_proc"] if launcher else ["-m", "nodewatch", "collector"]
-        store = ["--data-dir", str(self.data_dir)] if collector_has_store() else []
-        return [sys.executable, *module, "--bind", f"127.0.0.1:{port}", *store]
+        return [sys.executable, *module, "--bind", f"127.0.0.1:{port}", *store_flags(self.data_dir)]
 
     def agent(self, url: str, node_id: str, *args: str, env: dict[str, str] | None = None) -> Spawned:
         """Start ``nodewatch agent`` pushing to ``url`` as ``node_id`` (logging at DEBUG)."""

@@ -1,7 +1,8 @@
 """Real parts for end-to-end tests driven from a Qt test: a collector subprocess and websocket "agents" in a thread.
 
 ``CollectorProcess`` runs ``python -m nodewatch collector`` (the real CLI) on 127.0.0.1 and can
-be stopped (SIGTERM) and restarted on the same port. ``AgentSwarm`` speaks the ingest
+be stopped (SIGTERM) and restarted on the same port; it keeps its store (issue 12) in
+memory unless given a ``data_dir``. ``AgentSwarm`` speaks the ingest
 protocol (Hello, then Heartbeats) over real websockets from its own asyncio loop, so the
 Qt event loop of the test keeps running on the main thread. Neither is the agent package:
 tests decide exactly which heartbeat is sent when. For subprocess collectors
@@ -22,10 +23,12 @@ import threading
 import time
 import urllib.request
 from collections.abc import Coroutine, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 
+from bench._procs import store_flags
 from shared.codec import INGEST_LIMITS, decode, encode
 from shared.messages import Ack
 from tests.support.messages import GIB, heartbeat, hello
@@ -39,8 +42,9 @@ _URL_RE = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))")
 class CollectorProcess:
     """The real collector CLI in a subprocess on loopback."""
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, data_dir: Path | None = None) -> None:
         self.env = {**os.environ, **(env or {})}
+        self.data_dir = data_dir
         self.port = 0
         self.url = ""
         self._process: subprocess.Popen[str] | None = None
@@ -48,7 +52,7 @@ class CollectorProcess:
     def start(self) -> str:
         """Start (on the previous port after a stop) and return the http URL it prints."""
         command = [sys.executable, "-m", "nodewatch", "collector", "--bind", f"127.0.0.1:{self.port}"]
-        command += ["--log-level", "WARNING"]
+        command += ["--log-level", "WARNING", *store_flags(self.data_dir)]
         self._process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env
         )
