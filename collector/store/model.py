@@ -108,8 +108,9 @@ class MaintenanceReport:
 class StoreBackend(Protocol):
     """Storage engine interface: every call is blocking and made from one writer thread (reads from any)."""
 
-    def write(self, samples: Sequence[Sample], nodes: Sequence[NodeRow]) -> None:
-        """Append ``samples`` and upsert ``nodes`` in one transaction; durable when it returns."""
+    def write(self, samples: Sequence[Sample], nodes: Sequence[NodeRow], forgotten: Sequence[str] = ()) -> None:
+        """Append ``samples``, upsert ``nodes``, drop ``forgotten`` from the registry: one transaction, durable
+        when it returns. A forgotten node's history stays until retention drops it; a later put revives it."""
 
     def maintain(self, now_at: float) -> MaintenanceReport:
         """Compact, roll up and drop expired chunks, as of wall time ``now_at``; bounded in time (see ``more_work``)."""

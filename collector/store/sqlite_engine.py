@@ -119,12 +119,17 @@ class SqliteEngine:
 
     # ---- write -----------------------------------------------------------------------------
 
-    def write(self, samples: Sequence[model.Sample], nodes: Sequence[model.NodeRow]) -> None:
-        """Append ``samples`` and upsert ``nodes`` in one transaction (durable as ``synchronous`` says)."""
+    def write(
+        self, samples: Sequence[model.Sample], nodes: Sequence[model.NodeRow], forgotten: Sequence[str] = ()
+    ) -> None:
+        """Append ``samples``, upsert ``nodes``, mark ``forgotten``: one transaction, durable per ``synchronous``."""
         try:
             self._apply_max_bytes()
             with Txn(self._conn):
                 due = self._write(samples, nodes)
+                self._conn.executemany(
+                    "UPDATE nodes SET forgotten_at = ? WHERE node_id = ?", [(self.wall_clock(), n) for n in forgotten]
+                )
         except sqlite3.Error as exc:
             raise self._failure(exc) from exc
         now = self.wall_clock()
@@ -162,7 +167,7 @@ class SqliteEngine:
         sets = ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in ROW_COLUMNS.split(","))
         cur = self._conn.execute(
             f"INSERT INTO nodes (node_id, {ROW_COLUMNS}) VALUES (?, {', '.join('?' * len(values))}) "
-            f"ON CONFLICT (node_id) DO UPDATE SET {sets} RETURNING node_idx",
+            f"ON CONFLICT (node_id) DO UPDATE SET {sets}, forgotten_at = NULL RETURNING node_idx",
             (row.node_id, *values),
         )
         self._idx[row.node_id] = cur.fetchone()[0]

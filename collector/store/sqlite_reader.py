@@ -142,7 +142,7 @@ class SqliteReader:
         inst = {(n, i): k for k, n, i in self._rows("SELECT inst_idx, node_idx, instance_id FROM instances")}
         out = []
         for node_idx, node_id, *values in self._rows(
-            f"SELECT node_idx, node_id, {ROW_COLUMNS} FROM nodes ORDER BY node_id"
+            f"SELECT node_idx, node_id, {ROW_COLUMNS} FROM nodes WHERE forgotten_at IS NULL ORDER BY node_id"
         ):
             row = model.NodeRow(node_id, *values)
             top = stored.get(inst.get((node_idx, row.instance_id), -1), 0)
@@ -154,7 +154,7 @@ class SqliteReader:
         """Each node's raw points sampled at or after ``since_at``, of its current instance: one pass for all."""
         current = self._rows(
             "SELECT n.node_id, n.instance_id, i.node_idx, i.inst_idx FROM nodes n "
-            "JOIN instances i ON i.node_idx = n.node_idx AND i.instance_id = n.instance_id"
+            "JOIN instances i ON i.node_idx = n.node_idx AND i.instance_id = n.instance_id WHERE n.forgotten_at IS NULL"
         )
         parts: dict[tuple[int, int], list[Columns]] = {}
         for node_idx, inst_idx, blob in self._rows(

@@ -49,7 +49,7 @@ MIGRATIONS: dict[int, tuple[str, tuple[str, ...]]] = {
         "facts BLOB NOT NULL, interval_s REAL NOT NULL, state TEXT NOT NULL, state_since_at REAL NOT NULL, "
         "reason TEXT, last_seen_at REAL, last_seq INTEGER NOT NULL DEFAULT 0, "
         "missing_samples INTEGER NOT NULL DEFAULT 0, dropped_samples INTEGER NOT NULL DEFAULT 0, "
-        "last_sample BLOB, key_fingerprint TEXT, labels BLOB)",
+        "last_sample BLOB, key_fingerprint TEXT, labels BLOB, forgotten_at REAL)",
         "CREATE TABLE instances (inst_idx INTEGER PRIMARY KEY, node_idx INTEGER NOT NULL, instance_id TEXT NOT NULL, "
         "UNIQUE (node_idx, instance_id))",
         f"CREATE TABLE head_0 {_HEAD}",

@@ -67,9 +67,10 @@ class StoreWriter:
         self.clock = clock
         self.wall_clock = wall_clock
         self._queue: deque[Sample] = deque()
-        self._nodes: dict[str, NodeRow] = {}  # registry puts, latest per node (bounded by the node count)
+        # Registry puts (None: forget), latest per node, so bounded by the node count.
+        self._nodes: dict[str, NodeRow | None] = {}
         self._pending: list[Sample] = []
-        self._pending_nodes: dict[str, NodeRow] = {}
+        self._pending_nodes: dict[str, NodeRow | None] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._done = threading.Condition(self._lock)
@@ -105,6 +106,11 @@ class StoreWriter:
         """Queue a registry write; a later put of the same node replaces one not yet written."""
         with self._lock:
             self._nodes[row.node_id] = row
+
+    def forget_node(self, node_id: str) -> None:
+        """Queue a registry removal (the cache forgot the node); its history stays until retention drops it."""
+        with self._lock:
+            self._nodes[node_id] = None
 
     def health(self) -> StoreHealth:
         """The store's state for /api/v1/health."""
@@ -185,10 +191,12 @@ class StoreWriter:
                 room -= 1
             self._pending_nodes.update(self._nodes)
             self._nodes.clear()
-            samples, nodes = self._pending, list(self._pending_nodes.values())
+            samples = self._pending
+            nodes = [row for row in self._pending_nodes.values() if row is not None]
+            forgotten = [node_id for node_id, row in self._pending_nodes.items() if row is None]
         ok = True
-        if samples or nodes:
-            ok = self._commit(samples, nodes)
+        if samples or self._pending_nodes:
+            ok = self._commit(samples, nodes, forgotten)
         if ok and self.clock() >= self._next_maintain:
             self._next_maintain = self.clock() + self.maintain_interval_s
             ok = self._maintain()
@@ -197,10 +205,10 @@ class StoreWriter:
             self._done.notify_all()
         return ok
 
-    def _commit(self, samples: list[Sample], nodes: list[NodeRow]) -> bool:
+    def _commit(self, samples: list[Sample], nodes: list[NodeRow], forgotten: list[str]) -> bool:
         started = time.perf_counter()
         try:
-            self.backend.write(samples, nodes)
+            self.backend.write(samples, nodes, forgotten)
         except StoreWriteError as exc:
             self._failed(str(exc))
             return False

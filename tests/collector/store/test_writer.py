@@ -118,3 +118,50 @@ class TestStoreWriter:
         writer.close()
         assert reports.items == [Durable("n1", "i1", 1)]
         assert writer.health().lost_samples == 0
+
+
+class TestRegistryThroughTheWriter:
+    """Registry puts and removals reach the file in queue order."""
+
+    def test_a_forgotten_node_does_not_come_back_after_a_restart(self, tmp_path: Path, reports: Reports) -> None:
+        """The cache forgot node n2: after a restart only n1 is in the registry; a new hello revives n2."""
+        _, writer = make_writer(tmp_path, reports)
+        writer.put_node(node("n1"))
+        writer.put_node(node("n2"))
+        writer.append(sample(1, "n2"))
+        assert writer.flush()
+        writer.forget_node("n2")
+        assert writer.flush()
+        writer.close()
+        reopened = SqliteEngine(tmp_path)
+        try:
+            assert [n.node_id for n in reopened.load_nodes()] == ["n1"]
+            assert "n2" not in reopened.load_recent(0.0)
+            reopened.write([], [node("n2")])
+            assert [n.node_id for n in reopened.load_nodes()] == ["n1", "n2"]
+            assert reopened.load_recent(0.0)["n2"].seq == [1]  # its history was kept
+        finally:
+            reopened.close()
+
+    def test_maintenance_runs_on_the_writer_thread(self, tmp_path: Path, reports: Reports) -> None:
+        """With maintenance due at every cycle, committed samples get compacted into chunks and stay readable."""
+        clock = [T0]
+        engine = SqliteEngine(tmp_path, wall_clock=lambda: clock[0], head_window_s=1.0)
+        writer = StoreWriter(
+            engine, reports, commit_interval_s=NEVER_S, maintain_interval_s=0.0, wall_clock=lambda: clock[0]
+        )
+        writer.start()
+        try:
+            writer.put_node(node())
+            for s in range(1, 11):
+                writer.append(sample(s))
+            assert writer.flush()
+            clock[0] += 10.0  # the head's window is over: the next cycles rotate it and compact it
+            assert writer.flush()
+            assert writer.flush()
+            stats = engine.reader.stats()
+            assert stats.get("raw_chunks") == 1
+            assert (stats["head_0_rows"], stats["head_1_rows"]) == (0, 0)
+            assert engine.load_recent(0.0)["n1"].seq == list(range(1, 11))
+        finally:
+            writer.close()
