@@ -115,10 +115,6 @@ class HistoryRing:
         """Memory held by the columns, headers included (what the per-node memory bound is about)."""
         return sys.getsizeof(self._seq) + sys.getsizeof(self._at) + sum(sys.getsizeof(c) for c in self._series)
 
-    def newest_at(self) -> float | None:
-        """``sampled_at`` of the newest point, or None when empty."""
-        return self._at[self._phys(self._len - 1)] if self._len else None
-
     def add(self, seq: int, sampled_at: float, values: Sequence[float | None]) -> bool:
         """Insert one point in ``sampled_at`` order; False if it is older than everything a full ring keeps."""
         if len(values) != len(SERIES):

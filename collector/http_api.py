@@ -73,6 +73,13 @@ def json_error(status: int, error: str, detail: str) -> web.Response:
     return web.json_response({"error": error, "detail": detail}, status=status)
 
 
+def upgrade_refused(ws: web.WebSocketResponse, request: web.Request) -> web.Response | None:
+    """A JSON 400 for a request that is no websocket upgrade (aiohttp would answer text/plain), else None."""
+    if ws.can_prepare(request).ok:
+        return None
+    return json_error(400, "bad_request", f"expected a websocket upgrade on {request.path!r}, got a plain request")
+
+
 async def prepared(ws: web.WebSocketResponse, request: web.Request) -> bool:
     """Send the 101; False if the peer hung up first (agents give up on a collector slow to answer)."""
     try:

@@ -21,7 +21,7 @@ from contextlib import suppress
 
 from aiohttp import WSMsgType, web
 
-from collector.http_api import peer_gone, prepared, token_ok, unauthorized
+from collector.http_api import peer_gone, prepared, token_ok, unauthorized, upgrade_refused
 from collector.ingest_session import (
     Actions,
     CachePort,
@@ -208,6 +208,8 @@ async def handle_ingest(runtime: CollectorRuntime, request: web.Request) -> web.
         compress=False,
         timeout=cfg.close_timeout_s,
     )
+    if (refused := upgrade_refused(ws, request)) is not None:
+        return refused
     if not await prepared(ws, request):
         return peer_gone()
     with runtime.tracked(ws, request, "ingest"):

@@ -24,7 +24,7 @@ from aiohttp import WSMessage, WSMsgType, web
 from collector import wire
 from collector.fanout import PendingUpdates
 from collector.history import HistoryRing
-from collector.http_api import json_error, peer_gone, prepared, token_ok, unauthorized
+from collector.http_api import json_error, peer_gone, prepared, token_ok, unauthorized, upgrade_refused
 from collector.runtime import CollectorRuntime
 from shared.codec import SUBSCRIBE_REQUEST_LIMITS, decode, decode_json, encode, encode_json
 from shared.errors import CloseCode, ErrorReason, ProtocolError
@@ -62,6 +62,8 @@ async def handle_subscribe(runtime: CollectorRuntime, request: web.Request) -> w
         compress=False,
         timeout=cfg.close_timeout_s,
     )
+    if (refused := upgrade_refused(ws, request)) is not None:
+        return refused
     if not await prepared(ws, request):
         return peer_gone()
     sub = Subscriber(ws=ws, peer=str(request.remote), json_format=fmt == "json")

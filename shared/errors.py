@@ -39,6 +39,7 @@ class ErrorReason(StrEnum):
     MALFORMED_JSON = "malformed_json"
     TRAILING_BYTES = "trailing_bytes"
     CONTAINER_TOO_LARGE = "container_too_large"
+    STRING_TOO_LONG = "string_too_long"
     NESTING_TOO_DEEP = "nesting_too_deep"
     BAD_MAP_KEY = "bad_map_key"
     INVALID_UTF8 = "invalid_utf8"
@@ -63,6 +64,7 @@ CLOSE_CODE_FOR_REASON: dict[ErrorReason, CloseCode] = {
     ErrorReason.MALFORMED_JSON: CloseCode.POLICY_VIOLATION,
     ErrorReason.TRAILING_BYTES: CloseCode.POLICY_VIOLATION,
     ErrorReason.CONTAINER_TOO_LARGE: CloseCode.MESSAGE_TOO_BIG,
+    ErrorReason.STRING_TOO_LONG: CloseCode.MESSAGE_TOO_BIG,
     ErrorReason.NESTING_TOO_DEEP: CloseCode.POLICY_VIOLATION,
     ErrorReason.BAD_MAP_KEY: CloseCode.POLICY_VIOLATION,
     ErrorReason.INVALID_UTF8: CloseCode.POLICY_VIOLATION,

@@ -18,6 +18,7 @@ from shared.codec import (
     DecodeLimits,
     _check_shape,
     decode,
+    decode_frame,
     decode_json,
     encode,
     encode_json,
@@ -175,13 +176,13 @@ MSGPACK_CASES: list[tuple[str, bytes, DecodeLimits, ErrorReason]] = [
     ("str-claiming-4GiB", b"\xdb\xff\xff\xff\xff", INGEST_LIMITS, ErrorReason.MALFORMED_MSGPACK),
     ("bin-claiming-4GiB", b"\xc6\xff\xff\xff\xff", INGEST_LIMITS, ErrorReason.MALFORMED_MSGPACK),
     ("bin-of-4097-bytes", _pack(_with(HELLO_MAP, node_id=b"a" * 4097)), INGEST_LIMITS,
-     ErrorReason.CONTAINER_TOO_LARGE),
+     ErrorReason.STRING_TOO_LONG),
     ("array-of-4097", _pack(_with(HEARTBEAT_MAP, cpu_per_core_percent=[1.0] * 4097)), INGEST_LIMITS,
      ErrorReason.CONTAINER_TOO_LARGE),
     ("request-array-of-65", _pack({"type": "history_request", "node_id": "a", "x": [0] * 65}),
      SUBSCRIBE_REQUEST_LIMITS, ErrorReason.CONTAINER_TOO_LARGE),
     ("str-of-4097-bytes", _pack(_with(HELLO_MAP, node_id="a" * 4097)), INGEST_LIMITS,
-     ErrorReason.CONTAINER_TOO_LARGE),
+     ErrorReason.STRING_TOO_LONG),
     ("cores-over-model-limit", _pack(_with(HEARTBEAT_MAP, cpu_per_core_percent=[1.0] * 1025)), INGEST_LIMITS,
      ErrorReason.SCHEMA),
     # deep nesting: over the limit, and far past msgpack's own parser stack (1024)
@@ -365,6 +366,33 @@ class TestRoundTrip:
         assert b"\xcb" + struct.pack(">d", sampled_at) in frame
         assert decode(frame).sampled_at == sampled_at  # type: ignore[union-attr]
 
+    def test_float32_from_a_peer_is_read_and_relayed_as_float64(self) -> None:
+        """A frame with float32 decodes to the same values, and decode_frame hands back a float64-only frame."""
+        frame = msgpack.packb(_with(HEARTBEAT_MAP, cpu_percent=12.5), use_single_float=True)
+        assert b"\xca" + struct.pack(">f", 12.5) in frame
+        message, relay = decode_frame(frame)
+        assert isinstance(message, Heartbeat)
+        assert message.cpu_percent == 12.5
+        assert b"\xca" not in relay
+        assert decode(relay) == message
+
+    def test_a_float64_frame_is_relayed_as_its_own_bytes(self) -> None:
+        """A frame the peer packed canonically is forwarded byte for byte, even when a 0xca byte sits in a value."""
+        frame = encode(
+            Heartbeat(
+                seq=1, sampled_at=1_700_000_000.0, cpu_percent=struct.unpack(">d", b"\x40\x29\xca" + b"\0" * 5)[0]
+            )
+        )
+        assert b"\xca" in frame
+        _, relay = decode_frame(frame)
+        assert relay is frame
+
+    def test_a_float_for_an_int_field_is_refused_even_when_whole(self) -> None:
+        """1024.0 is not an int: an int field refuses any float with reason schema (docs/protocol.md, 2)."""
+        with pytest.raises(ProtocolError) as info:
+            decode(_pack(_with(HEARTBEAT_MAP, seq=1024.0)))
+        assert info.value.reason is ErrorReason.SCHEMA
+
     def test_int_given_for_a_float_field_is_accepted(self) -> None:
         """Strict mode still takes a whole number where a float is expected: some encoders pack 5.0 as 5."""
         decoded = decode(_pack(_with(HEARTBEAT_MAP, sampled_at=1_700_000_000, cpu_percent=5)))
@@ -401,6 +429,7 @@ class TestMalformedMsgpack:
             ErrorReason.MALFORMED_MSGPACK,
             ErrorReason.TRAILING_BYTES,
             ErrorReason.CONTAINER_TOO_LARGE,
+            ErrorReason.STRING_TOO_LONG,
             ErrorReason.NESTING_TOO_DEEP,
             ErrorReason.BAD_MAP_KEY,
             ErrorReason.INVALID_UTF8,

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from shared.codec import COLLECTOR_LIMITS, decode_json, encode
-from shared.errors import CloseCode, ErrorReason
+from shared.errors import CLOSE_CODE_FOR_REASON, CloseCode, ErrorReason
 from shared.messages import MESSAGE_TYPES, History, NodeEntry, NodeFacts, NodeStatus, ProcessUsage, WireModel
+from shared.retry import ABNORMAL_CLOSURE, RETRY_BY_CLOSE_CODE, RETRY_BY_HTTP_STATUS, RetryAction, RetryPolicy
 
 PROTOCOL_MD = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 NESTED_MODELS: tuple[type[WireModel], ...] = (NodeFacts, NodeStatus, History, NodeEntry, ProcessUsage)
@@ -81,3 +82,56 @@ class TestProtocolExamples:
             message = decode_json(body, COLLECTOR_LIMITS)
             assert type(message).__name__ == name
             assert len(encode(message)) == size, f"{name}: {len(encode(message))} bytes, docs say {size}"
+
+
+def _section(title_prefix: str) -> str:
+    """The text of the section whose heading starts with ``title_prefix``, up to the next heading of its level."""
+    text = _protocol_md()
+    match = re.search(rf"^(#+) {re.escape(title_prefix)}.*?$", text, re.MULTILINE)
+    assert match, f"docs/protocol.md has no section {title_prefix!r}"
+    level = len(match.group(1))
+    rest = text[match.end() :]
+    end = re.search(rf"^#{{1,{level}}} ", rest, re.MULTILINE)
+    return rest[: end.start()] if end else rest
+
+
+def render_retry_table() -> str:
+    """The retry table as docs/protocol.md section 7 shows it, rendered from shared/retry.py."""
+    action = {
+        RetryAction.BACKOFF: "reconnect with backoff",
+        RetryAction.BACKOFF_LONG: "back off long: at least the delay, every time",
+    }
+
+    def row(what: str, policy: RetryPolicy) -> str:
+        return f"| {what} | {action[policy.action]} | {policy.min_delay_s:g} s | {policy.meaning} |"
+
+    lines = ["| after | the peer | waits at least | meaning |", "|---|---|---|---|"]
+    lines += [row(f"close {code}", policy) for code, policy in sorted(RETRY_BY_CLOSE_CODE.items())]
+    lines += [row(f"HTTP {status}", policy) for status, policy in sorted(RETRY_BY_HTTP_STATUS.items())]
+    return "\n".join(lines)
+
+
+class TestTablesMatchTheCode:
+    """The doc's tables are the code's tables, so a third party reads what the programs do."""
+
+    def test_retry_table_is_shared_retry(self) -> None:
+        """Section 7's retry table is exactly shared/retry.py's (regenerate it from render_retry_table)."""
+        match = re.search(r"<!-- retry-table:[^>]*-->\n(.*?)\n<!-- retry-table: end -->", _protocol_md(), re.DOTALL)
+        assert match, "docs/protocol.md has no retry-table markers in section 7"
+        assert match.group(1) == render_retry_table(), "the doc's retry table differs; paste:\n" + render_retry_table()
+
+    def test_every_close_code_row_lists_exactly_its_reasons(self) -> None:
+        """Each row of section 7's close-code table names exactly the reasons shared/errors.py closes with it."""
+        rows: dict[int, set[str]] = {}
+        for line in _section("7. Close codes").splitlines():
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if len(cells) == 4 and cells[0].isdigit():
+                rows[int(cells[0])] = set(re.findall(r"`([a-z_0-9]+)`", cells[2]))
+        expected: dict[int, set[str]] = {int(code): set() for code in CloseCode}
+        for reason, code in CLOSE_CODE_FOR_REASON.items():
+            expected[int(code)].add(reason.value)
+        assert rows == expected
+
+    def test_every_code_in_the_retry_table_is_a_close_code_or_1006(self) -> None:
+        """The retry table covers every close code the collector sends, and 1006 for a dropped connection."""
+        assert set(RETRY_BY_CLOSE_CODE) == {int(code) for code in CloseCode} | {ABNORMAL_CLOSURE}
