@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from collector.store.durability import StoreHealth, health_reason
+from collector.store.durability import StoreHealth, accepting, health_reason
 from collector.store.model import Durable, NodeRow, Sample, StoreBackend, StoreWriteError
 
 log = logging.getLogger("nodewatch.collector.store")
@@ -111,6 +111,11 @@ class StoreWriter:
         """Queue a registry removal (the cache forgot the node); its history stays until retention drops it."""
         with self._lock:
             self._nodes[node_id] = None
+
+    def accepting(self) -> bool:
+        """Whether refused samples may be replayed now: no failing write, and the queue half empty at most."""
+        with self._lock:
+            return accepting(len(self._queue), self.queue_max, self._failure)
 
     def health(self) -> StoreHealth:
         """The store's state for /api/v1/health."""
