@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 if __package__ in {None, ""}:  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._stats import median
 from collector.alerts.engine import AlertEngine
 from collector.alerts.rules import Rule, parse_rules
 from collector.alerts.samples import Flattener
@@ -135,9 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("| --- | ---: | ---: | ---: |")
     for name, rules in rule_sets.items():
         runs = [one_run(rules, args.nodes, args.rounds, args.seed + run) for run in range(args.runs)]
-        engine_us = statistics.median(r[0] for r in runs)
-        flatten_us = statistics.median(r[1] for r in runs)
-        both_us = statistics.median(r[0] + r[1] for r in runs)
+        engine_us = median(r[0] for r in runs)
+        flatten_us = median(r[1] for r in runs)
+        both_us = median(r[0] + r[1] for r in runs)
         print(f"| {name} | {engine_us:.2f} | {flatten_us:.2f} | {both_us:.2f} |")
     return 0
 
