@@ -16,12 +16,31 @@ import heapq
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from enum import IntFlag
 
+from collector.changes import (
+    REMOVED_BIT,
+    STATUS_AND_SAMPLE,
+    Change,
+    ChangeKind,
+    ExpireResult,
+    HeartbeatResult,
+    HelloResult,
+)
 from collector.history import HistoryRing, point_values
 from shared.codec import INGEST_LIMITS, decode
 from shared.errors import ErrorReason, ProtocolError
 from shared.messages import Heartbeat, Hello, NodeFacts, NodeState
+
+__all__ = [  # the change vocabulary lives in collector.changes; callers may import it from here too
+    "REMOVED_BIT",
+    "Change",
+    "ChangeKind",
+    "ExpireResult",
+    "HeartbeatResult",
+    "HelloResult",
+    "NodeCache",
+    "NodeRecord",
+]
 
 # docs/protocol.md: stale after 3 missed intervals, offline after 10.
 STALE_AFTER_INTERVALS = 3
@@ -37,59 +56,6 @@ REASON_HELLO = "hello"
 REASON_HEARTBEAT = "heartbeat_resumed"
 REASON_NO_HEARTBEAT = "no_heartbeat"
 REASON_AGENT_CLOSED = "agent_closed"
-
-
-class ChangeKind(IntFlag):
-    """What about a node changed, so a subscriber knows which NodeEntry fields to send."""
-
-    STATUS = 1
-    SAMPLE = 2
-    FACTS = 4
-    REMOVED = 8
-
-
-_STATUS_AND_SAMPLE = ChangeKind.STATUS | ChangeKind.SAMPLE
-REMOVED_BIT = ChangeKind.REMOVED.value
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One node changed in the ways ``kind`` says."""
-
-    node_id: str
-    kind: ChangeKind
-
-
-@dataclass(frozen=True, slots=True)
-class HelloResult:
-    """What the shell does after a hello: ack ``ack_seq``, close ``replaced_conn``, publish ``changes``."""
-
-    ack_seq: int
-    replaced_conn: int | None
-    changes: list[Change]
-
-
-@dataclass(frozen=True, slots=True)
-class ExpireResult:
-    """What the shell does after a liveness pass: publish ``changes``, abort ``drop_conns``.
-
-    A node that goes offline while its connection is still open has a dead
-    peer or a half-open socket behind it (the collector does not ping agents):
-    the shell aborts that connection; a live agent reconnects and replays.
-    """
-
-    changes: list[Change]
-    drop_conns: list[int]
-
-
-@dataclass(frozen=True, slots=True)
-class HeartbeatResult:
-    """What the shell does after a heartbeat; ``current`` is False for a connection that was replaced."""
-
-    ack_seq: int
-    duplicate: bool
-    current: bool
-    changes: list[Change]
 
 
 def stored_sample(frame: bytes | None, model: Heartbeat | None) -> Heartbeat | None:
@@ -285,7 +251,7 @@ class NodeCache:
             node.last_sample_at = heartbeat.sampled_at
             node.last_sample_frame = frame
             node.last_sample_model = heartbeat if frame is None else None
-            kind = _STATUS_AND_SAMPLE  # a constant: IntFlag's | costs ~0.5 us, and this runs per heartbeat
+            kind = STATUS_AND_SAMPLE  # a constant: IntFlag's | costs ~0.5 us, and this runs per heartbeat
         return HeartbeatResult(ack_seq=node.last_seq, duplicate=False, current=True, changes=[Change(node_id, kind)])
 
     def close(self, node_id: str, conn: int, *, clean: bool, now: float, wall: float) -> list[Change]:

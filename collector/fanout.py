@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from collector import wire
-from collector.cache import REMOVED_BIT, Change, ChangeKind, NodeCache, NodeRecord
+from collector.cache import NodeCache, NodeRecord
+from collector.changes import REMOVED_BIT, Change, ChangeKind
 from shared.messages import Update
 
 

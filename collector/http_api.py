@@ -20,7 +20,8 @@ from aiohttp.typedefs import Handler
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from collector import wire
-from collector.cache import STATES, ChangeKind
+from collector.cache import STATES
+from collector.changes import ChangeKind
 from collector.metrics import render_metrics, take_snapshot
 from collector.runtime import CollectorRuntime
 from shared import __version__

@@ -46,7 +46,8 @@ from typing import Protocol
 
 import msgpack
 
-from collector.cache import Change, NodeCache
+from collector.cache import NodeCache
+from collector.changes import Change
 from shared.codec import INGEST_LIMITS, decode_frame, encode
 from shared.errors import CLOSE_CODE_FOR_REASON, ErrorReason, ProtocolError
 from shared.messages import Error, Heartbeat, Hello, Message

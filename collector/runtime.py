@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 from aiohttp import WSCloseCode, WSMessage, web
 
 from collector import aiohttp_private
-from collector.cache import Change, NodeCache
+from collector.cache import NodeCache
+from collector.changes import Change
 from collector.config import CollectorConfig
 from collector.meters import LagMeter, RateMeter
 from collector.metrics import CollectorStats

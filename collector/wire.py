@@ -28,7 +28,8 @@ from typing import Any
 
 import msgpack
 
-from collector.cache import ChangeKind, NodeCache, NodeRecord
+from collector.cache import NodeCache, NodeRecord
+from collector.changes import ChangeKind
 from shared.codec import to_wire_dict
 from shared.messages import History, NodeEntry, NodeStatus, Snapshot
 

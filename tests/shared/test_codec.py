@@ -39,7 +39,7 @@ from shared.messages import (
     Update,
     WireModel,
 )
-from tests.shared.strategies import MESSAGE_STRATEGIES, messages
+from tests.support.strategies import MESSAGE_STRATEGIES, messages
 
 # The limits of the endpoint that receives each message type in production.
 RECEIVER_LIMITS: dict[type[WireModel], DecodeLimits] = {
