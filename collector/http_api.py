@@ -74,30 +74,27 @@ def json_error(status: int, error: str, detail: str) -> web.Response:
     return web.json_response({"error": error, "detail": detail}, status=status)
 
 
-def upgrade_refused(ws: web.WebSocketResponse, request: web.Request) -> web.Response | None:
-    """A JSON 400 for a request that is no websocket upgrade (aiohttp would answer text/plain), else None."""
-    if ws.can_prepare(request).ok:
-        return None
-    return json_error(400, "bad_request", f"expected a websocket upgrade on {request.path!r}, got a plain request")
+async def upgrade(
+    request: web.Request, *, heartbeat_s: float | None, max_msg_bytes: int, close_timeout_s: float
+) -> web.WebSocketResponse | web.Response:
+    """The prepared websocket, or the answer for a request that cannot have one.
 
-
-async def prepared(ws: web.WebSocketResponse, request: web.Request) -> bool:
-    """Send the 101; False if the peer hung up first (agents give up on a collector slow to answer)."""
+    A request that is no websocket upgrade gets a JSON 400 (aiohttp would answer
+    text/plain). A peer that hung up before the 101 went out gets a response that is
+    never delivered: aiohttp's writer raises ConnectionError on the closed transport and
+    handles it quietly, instead of logging a 500 traceback per impatient client.
+    """
+    ws = web.WebSocketResponse(
+        heartbeat=heartbeat_s, max_msg_size=max_msg_bytes, compress=False, timeout=close_timeout_s
+    )
+    if not ws.can_prepare(request).ok:
+        return json_error(400, "bad_request", f"expected a websocket upgrade on {request.path!r}, got a plain request")
     try:
         await ws.prepare(request)
     except ConnectionError:
         log.debug("%r: the peer left before the websocket handshake finished", request.remote)
-        return False
-    return True
-
-
-def peer_gone() -> web.Response:
-    """What a handler returns for a peer that left during the upgrade.
-
-    Never delivered: aiohttp's writer raises ConnectionError on the closed transport and
-    handles it quietly, instead of logging a 500 traceback per impatient client.
-    """
-    return web.Response(status=400)
+        return web.Response(status=400)
+    return ws
 
 
 class HttpApi:

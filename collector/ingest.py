@@ -21,7 +21,7 @@ from contextlib import suppress
 
 from aiohttp import WSMsgType, web
 
-from collector.http_api import peer_gone, prepared, token_ok, unauthorized, upgrade_refused
+from collector.http_api import token_ok, unauthorized, upgrade
 from collector.ingest_session import (
     Actions,
     CachePort,
@@ -199,19 +199,17 @@ async def handle_ingest(runtime: CollectorRuntime, request: web.Request) -> web.
     if not token_ok(request, runtime.agent_tokens):
         return unauthorized(runtime, request, "ingest", "agent")
     cfg = runtime.config
-    ws = web.WebSocketResponse(
+    ws = await upgrade(
+        request,
         # No pings: aiohttp re-arms its ping timer on every frame received (~5 % of the
         # collector's CPU at 1 Hz per node), and heartbeats already prove the agent alive.
         # A dead agent connection is dropped when its node goes offline (NodeCache.expire).
-        heartbeat=None,
-        max_msg_size=cfg.ingest_max_msg_bytes,
-        compress=False,
-        timeout=cfg.close_timeout_s,
+        heartbeat_s=None,
+        max_msg_bytes=cfg.ingest_max_msg_bytes,
+        close_timeout_s=cfg.close_timeout_s,
     )
-    if (refused := upgrade_refused(ws, request)) is not None:
-        return refused
-    if not await prepared(ws, request):
-        return peer_gone()
+    if not isinstance(ws, web.WebSocketResponse):
+        return ws
     with runtime.tracked(ws, request, "ingest"):
         await IngestConnection(runtime, ws, request).run()
     return ws

@@ -24,7 +24,7 @@ from aiohttp import WSMessage, WSMsgType, web
 from collector import wire
 from collector.fanout import PendingUpdates
 from collector.history import HistoryRing
-from collector.http_api import json_error, peer_gone, prepared, token_ok, unauthorized, upgrade_refused
+from collector.http_api import json_error, token_ok, unauthorized, upgrade
 from collector.runtime import CollectorRuntime
 from shared.codec import SUBSCRIBE_REQUEST_LIMITS, decode, decode_json, encode, encode_json
 from shared.errors import CloseCode, ErrorReason, ProtocolError
@@ -56,16 +56,14 @@ async def handle_subscribe(runtime: CollectorRuntime, request: web.Request) -> w
     if fmt not in {"msgpack", "json"}:
         return json_error(400, "bad_request", f"expected format=msgpack or format=json, got {fmt[:40]!r}")
     cfg = runtime.config
-    ws = web.WebSocketResponse(
-        heartbeat=cfg.ws_heartbeat_s,
-        max_msg_size=cfg.subscribe_max_msg_bytes,
-        compress=False,
-        timeout=cfg.close_timeout_s,
+    ws = await upgrade(
+        request,
+        heartbeat_s=cfg.ws_heartbeat_s,
+        max_msg_bytes=cfg.subscribe_max_msg_bytes,
+        close_timeout_s=cfg.close_timeout_s,
     )
-    if (refused := upgrade_refused(ws, request)) is not None:
-        return refused
-    if not await prepared(ws, request):
-        return peer_gone()
+    if not isinstance(ws, web.WebSocketResponse):
+        return ws
     sub = Subscriber(ws=ws, peer=str(request.remote), json_format=fmt == "json")
     with runtime.tracked(ws, request, "subscribe"):
         try:
