@@ -125,6 +125,8 @@ class Chart:
         if link_to is not None:
             self.plot.setXLink(link_to.plot)
         self._shades: list[pg.LinearRegionItem] = []
+        self._percent = percent
+        self._leads_time = link_to is None  # linked charts follow the leader's time axis
 
     @property
     def percent_range(self) -> tuple[float, float]:
@@ -158,6 +160,15 @@ class Chart:
     def show_recent(self, now_at: float, span_s: float = 300.0) -> None:
         """Frame the last ``span_s`` seconds (an empty chart shows a readable time axis, not '00.250')."""
         self.plot.setXRange(now_at - span_s, now_at, padding=0.0)
+        if not self._percent:  # and a readable rate axis until data comes (autoscaled again then)
+            self.plot.setYRange(0.0, 1000.0, padding=0.0)
+
+    def follow_data(self) -> None:
+        """Fit the axes to the data again (after ``show_recent``): time on the leading chart, rates too."""
+        if self._leads_time:
+            self.plot.enableAutoRange(axis="x")
+        if not self._percent:
+            self.plot.enableAutoRange(axis="y")
 
 
 def gap_spans(x: FloatArray, gaps: npt.NDArray[np.bool_]) -> list[tuple[float, float]]:

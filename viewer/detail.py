@@ -77,6 +77,7 @@ class DetailPane(QWidget):
             label = plain_label()
             label.setObjectName(f"fact-{name.lower().replace(' ', '-')}")
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            label.setWordWrap(True)  # a long state or hostname wraps instead of widening the pane
             form.addRow(name + ":", label)
             self._facts[name] = label
         layout.addWidget(facts_box)
@@ -93,6 +94,7 @@ class DetailPane(QWidget):
         self._charts = (self.cpu_chart, self.memory_chart, self.net_chart)
         for chart in self._charts:
             layout.addWidget(chart.plot, stretch=1)
+            chart.show_recent(time.time())
 
     def fact(self, name: str) -> QLabel:
         """The label showing fact ``name`` (e.g. "Hostname")."""
@@ -144,7 +146,8 @@ class DetailPane(QWidget):
         self._last_sampled_at = float(x[-1]) if x.size else None
         self._last_seq = history.seq[-1] if history.seq else None
         self._gaps = gap_spans(x, gaps)
-        self.cpu_chart.plot.enableAutoRange(axis="x")  # the others follow: their x axes are linked
+        for chart in self._charts:  # x axes are linked; the network chart rescales its y axis too
+            chart.follow_data()
         self._shade()
 
     def extend(self, node_id: str, sample: Heartbeat) -> None:
@@ -167,7 +170,8 @@ class DetailPane(QWidget):
         self._rx.append(sample.sampled_at, sample.net_rx_bytes_per_s, after_gap=after_gap)
         self._tx.append(sample.sampled_at, sample.net_tx_bytes_per_s, after_gap=after_gap)
         if first:
-            self.cpu_chart.plot.enableAutoRange(axis="x")
+            for chart in self._charts:
+                chart.follow_data()
         if after_gap:
             self._shade()
 

@@ -23,9 +23,14 @@ def format_bytes(value: float | None) -> str:
     size = float(value)
     for unit in _BYTE_UNITS[:-1]:
         if abs(size) < _KIB:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.3g} {unit}"
+            return f"{size:.0f} {unit}" if unit == "B" else f"{_three_digits(size)} {unit}"
         size /= _KIB
-    return f"{size:.3g} {_BYTE_UNITS[-1]}"
+    return f"{_three_digits(size)} {_BYTE_UNITS[-1]}"
+
+
+def _three_digits(size: float) -> str:
+    # 1000-1023 of a unit: ".3g" would write "1e+03"; whole numbers read better there.
+    return f"{size:.0f}" if abs(size) >= 999.5 else f"{size:.3g}"
 
 
 def format_rate(bytes_per_s: float | None) -> str:

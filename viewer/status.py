@@ -8,6 +8,7 @@ and when the row cap turned nodes away. The window shows every string as plain t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -33,7 +34,12 @@ class Banner:
 
 
 def _countdown(state: LinkState, now_s: float) -> str:
-    return "" if state.retry_at is None else f"{max(0, round(state.retry_at - now_s))} s"
+    # Rounded up: "retry in 0 s" would read as "never".
+    return "" if state.retry_at is None else f"{max(0, math.ceil(state.retry_at - now_s - 0.05))} s"
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "?", "!")) else text + "."
 
 
 def describe_state(state: LinkState, now_s: float) -> str:
@@ -65,7 +71,7 @@ def banner(
         if state.retry_at is None and state.phase is not Phase.STOPPED:
             line = f"Connecting to {collector_url}..."
         else:
-            line = f"Not connected to {collector_url}: {state.detail or state.phase.value}."
+            line = _sentence(f"Not connected to {collector_url}: {state.detail or state.phase.value}")
         if state.retry_at is not None:
             line += f" Retrying in {_countdown(state, now_s)}." if state.retry_at > now_s else " Retrying now."
         if as_of_at is not None and rows:

@@ -6,6 +6,7 @@
 - ``hover_changed(bool)`` says when the pointer enters or leaves the table: the window
   holds the row order still while it is over the rows, so a click lands where aimed.
 - The first click on a metric header sorts descending (the model's InitialSortOrderRole).
+- A selected row keeps its State cell's colour (``StateDelegate``).
 
 Not here: what the cells say (``viewer.model``) or the order (``viewer.sorting``). UI thread only.
 """
@@ -14,9 +15,18 @@ from __future__ import annotations
 
 from typing import Final
 
-from PyQt6.QtCore import QEvent, QPoint, Qt, pyqtSignal
+from PyQt6.QtCore import QEvent, QModelIndex, QPoint, Qt, pyqtSignal
 from PyQt6.QtGui import QAction, QEnterEvent
-from PyQt6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableView, QWidget
+from PyQt6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QMenu,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QTableView,
+    QWidget,
+)
 
 from viewer.cells import HEADERS, Column
 
@@ -28,13 +38,23 @@ _SAMPLE_TEXT: Final[dict[Column, str]] = {
     Column.LOAD: "10.00 10.00 10.00",
     Column.MEMORY: "100.0 %",
     Column.DISK: "100.0 %",
-    Column.NET: "↓ 999 KiB/s ↑ 999 KiB/s",
+    Column.NET: "↓ 1023 KiB/s  ↑ 1023 KiB/s",
     Column.UPTIME: "30 d 23 h",
     Column.LAST_SEEN: "59 m ago",
 }
 # Room for the cell's margins and the sort arrow.
 _PADDING_PX: Final = 18
 _ALWAYS_SHOWN: Final = frozenset({Column.NODE, Column.STATE})
+
+
+class StateDelegate(QStyledItemDelegate):
+    """Paints the State cell in its state colour even when its row is selected: the highlight hid it."""
+
+    def initStyleOption(self, option: QStyleOptionViewItem | None, index: QModelIndex) -> None:  # noqa: N802 - Qt's name
+        """Qt's options, minus "selected"."""
+        super().initStyleOption(option, index)
+        if option is not None:
+            option.state &= ~QStyle.StateFlag.State_Selected
 
 
 class NodeTableView(QTableView):
@@ -55,6 +75,8 @@ class NodeTableView(QTableView):
         # Every row the same height: the view never asks the model to measure rows.
         rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         rows.setDefaultSectionSize(self.fontMetrics().height() + 8)
+        self._state_delegate = StateDelegate(self)
+        self.setItemDelegateForColumn(Column.STATE, self._state_delegate)
 
     def configure_columns(self) -> None:
         """Widths from the font, State first, the chooser in the header menu; call after ``setModel``."""

@@ -43,6 +43,7 @@ from viewer.table import NodeTableView
 # "last seen" counts whole seconds, so a 1 s tick is as fine as the text gets.
 AGE_TICK_MS: Final = 1000
 _AGE_TICK_S: Final = AGE_TICK_MS / 1000.0
+_DISCONNECTED_SELECTION: Final = "QTableView { selection-background-color: #9e9e9e; }"
 _PAUSED_HOVER: Final = "⏸ order paused (pointer over the table)"
 _PAUSED_FROZEN: Final = "⏸ frozen: press Z or Space to let rows move"
 
@@ -328,6 +329,8 @@ class MainWindow(QMainWindow):
         was_connected = self.model.connected
         self.model.set_connected(state.phase is Phase.CONNECTED)
         if was_connected != self.model.connected:
+            # A bright selection while disconnected reads as live: grey it like the rows.
+            self.table.setStyleSheet("" if self.model.connected else _DISCONNECTED_SELECTION)
             self._update_counts()
             row = None if self._selected_node_id is None else self.model.node(self._selected_node_id)
             if row is not None:

@@ -20,7 +20,16 @@ from viewer.format import (
 class TestFormat:
     @pytest.mark.parametrize(
         ("value", "text"),
-        [(None, ""), (0, "0 B"), (1023, "1023 B"), (1024, "1 KiB"), (1536, "1.5 KiB"), (8 * 1024**3, "8 GiB")],
+        [
+            (None, ""),
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1 KiB"),
+            (1536, "1.5 KiB"),
+            (1000 * 1024, "1000 KiB"),
+            (1023 * 1024, "1023 KiB"),
+            (8 * 1024**3, "8 GiB"),
+        ],
     )
     def test_bytes(self, value: float | None, text: str) -> None:
         """Sizes use binary prefixes and three significant digits; None is an empty cell."""
@@ -77,3 +86,18 @@ class TestFormat:
         assert fullest_disk_percent({}) is None
         assert fullest_disk_percent({"/empty": [0, 0]}) is None
         assert fullest_disk_name(None) is None
+
+
+class TestDisks:
+    @pytest.mark.parametrize(
+        ("values", "percent"),
+        [
+            ([100, 50], 50.0),  # [total, used]: used / total
+            ([100, 50, 30], 62.5),  # [total, used, available], like df: used / (used + available)
+            ([100, 0, 0], None),
+            ([0, 0], None),
+        ],
+    )
+    def test_fullness_like_df(self, values: list[int], percent: float | None) -> None:
+        """With three values the fullest disk reads as df does (reserved blocks count as full)."""
+        assert fullest_disk_percent({"/": values}) == percent

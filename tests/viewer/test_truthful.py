@@ -167,6 +167,7 @@ class TestDisconnectedIsSaid:
         server.stop()
         qtbot.waitUntil(lambda: window.counts_label.text().startswith("as of "), timeout=5000)
         assert "as of " in window.detail.fact("State").text()
+        assert "selection-background-color" in window.table.styleSheet()  # the selected row greys too
         assert window.banner.isVisible()
         assert "as of" in window.banner.text()
         server.start()

@@ -38,7 +38,7 @@ class TestDescribeState:
             (LinkState(Phase.CONNECTING), "connecting..."),
             (LinkState(Phase.CONNECTING, retry_at=12.0), "connecting: retry in 2 s"),
             (LinkState(Phase.CONNECTED), "connected"),
-            (LinkState(Phase.RECONNECTING, retry_at=13.4), "reconnecting: retry in 3 s"),
+            (LinkState(Phase.RECONNECTING, retry_at=13.4), "reconnecting: retry in 4 s"),
             (LinkState(Phase.RECONNECTING), "reconnecting..."),
             (
                 LinkState(Phase.AUTH_FAILED, "auth failed: bad token", retry_at=70.0),
