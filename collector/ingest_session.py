@@ -32,9 +32,17 @@ bound is a real timer (``WakeAt``), armed once per ack window, never per frame: 
 single heartbeat followed by silence is acked ``ack_interval_s`` later.
 
 What the samples do to the node is not decided here: the session hands each
-decoded message to an ``IngestPort`` (``CachePort`` binds one to a ``NodeCache``),
-which answers with the seq to ack. Not here: sockets, timers, logging and
-counters (``collector.ingest`` is the aiohttp shell).
+decoded message to an ``IngestPort``, which answers with the seq to ack.
+``CachePort(cache, conn, wall_clock, observer=None)`` is the one over a
+``NodeCache``; its optional ``IngestObserver`` hears of each accepted hello, the
+changes to fan out, the connection a hello replaced and every heartbeat applied
+(``NullObserver`` ignores them all). A heartbeat reaches the port with the frame
+to relay it as: the agent's own bytes, or those bytes re-packed with float64
+when the agent packed a float as float32 (``shared.codec.decode_frame``).
+``session.phase`` says where the conversation is (``Phase``).
+
+Not here: sockets, timers, logging and counters (``collector.ingest`` is the
+aiohttp shell).
 """
 
 from __future__ import annotations
