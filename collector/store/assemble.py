@@ -11,11 +11,13 @@ Not here: fetching (``collector.store.sqlite_reader``), choosing the tier (``col
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
+import operator
 from collections.abc import Iterable
 
 from collector.history import SERIES
-from collector.store.codec import MISSING, SCALES, Columns, from_stored
+from collector.store.codec import MISSING, SCALES, Columns, from_stored, values_of
 from collector.store.model import RangeResult, RawPoints
 from collector.store.policy import Buckets, find_gaps
 
@@ -24,11 +26,19 @@ def merged(parts: Iterable[Columns], from_at: float, to_at: float) -> Columns:
     """The points of ``parts`` inside [from_at, to_at], sorted by time, each (seq, time) once."""
     lo_us = math.ceil(from_at * 1e6) if math.isfinite(from_at) else -(2**63)
     hi_us = math.floor(to_at * 1e6) if math.isfinite(to_at) else 2**63 - 1
+    pieces = sorted((p for p in parts if len(p)), key=lambda p: p.at_us[0])
     everything = Columns.empty()
-    for part in parts:
+    for part in pieces:
         everything.extend(part)
+    times = everything.at_us
+    # The usual case (restart, queries): chunks and head runs that follow each other in time.
+    # Then the range is two bisections and the copy is in C; the general case dedups point by point.
+    if all(a.at_us[-1] < b.at_us[0] for a, b in itertools.pairwise(pieces)) and all(
+        all(map(operator.lt, p.at_us[:-1], p.at_us[1:])) for p in pieces
+    ):
+        return everything.slice(bisect.bisect_left(times, lo_us), bisect.bisect_right(times, hi_us))
     seen: dict[tuple[int, int], int] = {}
-    for i, (seq, at_us) in enumerate(zip(everything.seq, everything.at_us, strict=True)):
+    for i, (seq, at_us) in enumerate(zip(everything.seq, times, strict=True)):
         if lo_us <= at_us <= hi_us:
             seen[seq, at_us] = i
     order = sorted(seen.values(), key=everything.at_us.__getitem__)
@@ -59,12 +69,7 @@ def rollup_columns(cols: Columns, step_s: float) -> Buckets:
 
 def to_raw_points(instance_id: str, cols: Columns) -> RawPoints:
     """Sorted columns as what the cache's history ring is refilled from."""
-    return RawPoints(
-        instance_id=instance_id,
-        seq=list(cols.seq),
-        sampled_at=[us / 1e6 for us in cols.at_us],
-        series=tuple([from_stored(v, s) for v in column] for s, column in enumerate(cols.series)),
-    )
+    return RawPoints(instance_id, cols)
 
 
 def raw_result(
@@ -79,7 +84,7 @@ def raw_result(
         tier="raw",
         step_s=interval_s,
         at=at,
-        avg={name: [from_stored(v, s) for v in cols.series[s]] for s, name in enumerate(SERIES)},
+        avg={name: values_of(cols.series[s], s) for s, name in enumerate(SERIES)},
         min=None,
         max=None,
         count=[1] * len(at),

@@ -117,6 +117,15 @@ def from_stored(value: StoredValue | None, series: int) -> float | None:
     return value / 100 if missing is not None else float(value)
 
 
+def values_of(column: array[Any], series: int) -> list[float | None]:
+    """A stored column in its unit, None for "not measured": ``from_stored`` as one comprehension."""
+    missing = MISSING[series]
+    if missing is None:
+        isnan = math.isnan
+        return [None if isnan(v) else v for v in column]
+    return [None if v == missing else v / 100 for v in column]
+
+
 def present(value: StoredValue, series: int) -> StoredValue | None:
     """A column value, None if it is the series' "not measured" sentinel (stored units kept)."""
     missing = MISSING[series]

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from collector.store.codec import Columns, values_of
+
 
 class Sample(NamedTuple):
     """One heartbeat as the store keeps it; ``values`` follow ``collector.history.SERIES``."""
@@ -65,12 +67,30 @@ class NodeRow:
 
 @dataclass(frozen=True, slots=True)
 class RawPoints:
-    """One node's raw points of one instance, oldest first, as parallel columns (None: not measured)."""
+    """One node's raw points of one instance, oldest first.
+
+    ``columns`` holds them in the history ring's own widths and sentinels (``collector.history``):
+    a ring can take them by slice assignment, with no per-point work. ``seq``, ``sampled_at`` and
+    ``series`` are the same points as plain values (None: not measured), built on each access.
+    """
 
     instance_id: str
-    seq: list[int]
-    sampled_at: list[float]
-    series: tuple[list[float | None], ...]
+    columns: Columns
+
+    @property
+    def seq(self) -> list[int]:
+        """Sequence numbers."""
+        return list(self.columns.seq)
+
+    @property
+    def sampled_at(self) -> list[float]:
+        """Sample times, epoch seconds (kept to the microsecond)."""
+        return [us / 1e6 for us in self.columns.at_us]
+
+    @property
+    def series(self) -> tuple[list[float | None], ...]:
+        """Each of ``collector.history.SERIES``, in its unit."""
+        return tuple(values_of(column, s) for s, column in enumerate(self.columns.series))
 
 
 @dataclass(frozen=True, slots=True)

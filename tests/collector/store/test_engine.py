@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.history import SERIES, HistoryRing
 from collector.store.model import (
     NodeRow,
     Sample,
@@ -273,3 +274,26 @@ class TestDiskFull:
             assert e.load_nodes()[0].last_seq == 20_010
         finally:
             e.close()
+
+
+class TestSameNumbersAsTheRing:
+    """After a restart the history ring can show exactly what it showed before."""
+
+    def test_store_round_trip_equals_ring_round_trip(self, engine: SqliteEngine) -> None:
+        """Edge values (clamped, missing, float32-rounded) come back from the store as the ring returns them."""
+        values: list[tuple[float | None, ...]] = [
+            (12.34, 99.99, 0.01, 1234.5678, 0.0, None, 3.0e38),
+            (-3.0, 150.0, 1e9, 1e40, 7.1, 0.1, None),
+            (None, None, None, None, None, None, None),
+        ]
+        ring = HistoryRing(10)
+        batch = []
+        for i, v in enumerate(values, start=1):
+            ring.add(i, T0 + i, v)
+            batch.append(Sample("n1", "i1", i, T0 + i, v))
+        engine.write(batch, [row()])
+        wire = ring.to_wire()
+        stored = engine.load_recent(T0)["n1"]
+        assert stored.seq == wire["seq"]
+        assert stored.sampled_at == wire["sampled_at"]
+        assert dict(zip(SERIES, stored.series, strict=True)) == {name: wire[name] for name in SERIES}
