@@ -64,16 +64,20 @@ class TestStoreLink:
             link.writer.close()
 
     def test_a_full_queue_holds_acks_below_the_hole_until_a_resync(self, tmp_path: Path) -> None:
-        """Queue of 2: seq 3 is refused, acks stop at 2 even after seq 4 arrives; a reconnect replays from 3."""
+        """Queue of 2: seq 3 is refused; seq 4 would fit once the queue drained, but acks stay at 2 until a replay."""
         loop = Loop()
         link = start(tmp_path, loop, queue_max=2)
         try:
             link.hello("n1", "i1", None, NOW)
-            for s in (1, 2, 3, 4):
+            for s in (1, 2, 3):
                 link.heartbeat("n1", "i1", s, T0 + s, VALUES)
             assert link.health().status == "degraded"
             assert link.writer.flush()
             assert loop.run(link) == [AckAction("n1", "i1", 2)]
+            assert link.heartbeat("n1", "i1", 4, T0 + 4, VALUES) == 2  # room again, but 4 must not pass the hole
+            assert link.writer.flush()
+            assert loop.run(link) == []
+            assert link.ack_seq("n1") == 2
             assert link.resyncs() == ["n1"]
             assert link.hello("n1", "i1", None, NOW) == 2  # the agent replays 3 and 4
             assert [link.heartbeat("n1", "i1", s, T0 + s, VALUES) for s in (3, 4)] == [2, 2]
