@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.cache import NodeCache
 from collector.ingest_session import (
@@ -20,6 +22,8 @@ from shared.messages import Ack, Error, Hello
 from tests.support.messages import WALL_T0, heartbeat, hello
 
 T0 = 1000.0
+# Frames a fuzzer would rarely build by chance: the ones that move the conversation forward.
+VALID = (encode(hello()), encode(heartbeat(1)), encode(heartbeat(2)), encode(hello(ack_every=3)))
 
 
 def new_session(
@@ -250,3 +254,25 @@ class TestAckPacing:
         session.receive_frame(encode(hello()), T0)
         session.receive_frame(encode(heartbeat(5)), T0 + 1)
         assert acks(session.receive_frame(encode(heartbeat(3)), T0 + 2)) == [5]
+
+
+class TestAnyInput:
+    @settings(max_examples=200, deadline=None)
+    @given(
+        frames=st.lists(st.one_of(st.binary(max_size=300), st.text(max_size=50), st.sampled_from(VALID)), max_size=8),
+        ticks=st.lists(st.floats(min_value=0.0, max_value=30.0), max_size=4),
+    )
+    def test_nothing_but_actions_come_out(self, frames: list[bytes | str], ticks: list[float]) -> None:
+        """Whatever a peer sends, the session answers with actions; no exception escapes, and it ends at most once."""
+        session = new_session()
+        closes = 0
+        now = T0
+        for data in frames:
+            now += 0.5
+            for action in session.receive_frame(data, now):
+                assert isinstance(action, SendFrame | Close | Drop | WakeAt)
+                closes += isinstance(action, Close | Drop)
+        for at in ticks:
+            closes += sum(isinstance(a, Close | Drop) for a in session.tick(now + at))
+        session.receive_close(None, now + 31.0)
+        assert closes <= 1
