@@ -214,12 +214,11 @@ class Pusher:
                     self._new_frames.clear()
                     actions = session.sample_added(now)
                 else:
-                    actions = session.tick(now)
+                    actions = []
+                if wake_at is not None and now >= wake_at and session.is_open:  # due, even under a stream of frames
+                    actions += session.tick(now)
         finally:
-            for task in (receiver, sampler, stopper):
-                if task is not None:
-                    task.cancel()
-            await asyncio.gather(*(t for t in (receiver, sampler, stopper) if t is not None), return_exceptions=True)
+            await _cancel(receiver, sampler, stopper)
             if session.is_open:  # cancelled from outside: the next connection starts from a clean state
                 session.connection_lost("abandoned", self._clock())
 
@@ -271,3 +270,11 @@ class Pusher:
             else:
                 return action, None
         return None, wake_at
+
+
+async def _cancel(*tasks: asyncio.Future[Any] | None) -> None:
+    """Cancel the tasks that exist and wait for them to finish."""
+    pending = [task for task in tasks if task is not None]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
