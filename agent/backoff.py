@@ -1,7 +1,9 @@
 """Reconnect delays: full-jitter exponential backoff (AWS architecture blog, "Exponential Backoff
 And Jitter", 2015), as a pure class with the random source and the clock passed in.
 
-Not here: sleeping or connecting (``agent.pusher`` does that).
+Also here: ``Outcome``, how one connection attempt ended (what the backoff is
+fed), and ``http_outcome`` for an upgrade refused with an HTTP status; both read
+``shared.retry``. Not here: sleeping or connecting (``agent.pusher`` does that).
 
 Rules:
 - delay = uniform(0, min(cap, base * 2**attempt)); base 0.5 s, cap 30 s;
