@@ -210,6 +210,10 @@ class SqliteEngine:
             return self._maintain(now_at, budget_s)
         except sqlite3.Error as exc:
             raise self._failure(exc) from exc
+        except ValueError as exc:  # a chunk or batch that does not decode: bit rot, or a bug
+            with contextlib.suppress(sqlite3.Error):
+                self._reload()
+            raise model.StoreWriteError(f"damaged data: {exc} ({self.path})", disk_full=False) from exc
 
     def _maintain(self, now_at: float, budget_s: float) -> model.MaintenanceReport:
         compacted, chunks, late = self._compact(1 - self._head, now_at)

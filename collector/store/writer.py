@@ -77,7 +77,8 @@ class StoreWriter:
         self._cycles = 0  # started
         self._finished = 0
         self._stopping = False
-        self._failure: str | None = None
+        # What is failing, by kind ("commit", "maintain"), with the reason health shows.
+        self._failures: dict[str, str] = {}
         self._since_at = wall_clock()
         self._retry_s = RETRY_S
         self._counts = {"committed": 0, "refused": 0, "lost": 0, "failures": 0}
@@ -115,13 +116,15 @@ class StoreWriter:
     def accepting(self) -> bool:
         """Whether refused samples may be replayed now: no failing write, and the queue half empty at most."""
         with self._lock:
-            return accepting(len(self._queue), self.queue_max, self._failure)
+            return accepting(len(self._queue), self.queue_max, self._failures.get("commit"))
 
     def health(self) -> StoreHealth:
         """The store's state for /api/v1/health."""
         with self._lock:
             queued = len(self._queue)
-            reason = health_reason(queued, self.queue_max, self._failure)
+            reason = health_reason(queued, self.queue_max, self._failures.get("commit")) or self._failures.get(
+                "maintain"
+            )
             last = self._last_commit
             return StoreHealth(
                 status="ok" if reason is None else "degraded",
@@ -146,7 +149,7 @@ class StoreWriter:
             target = self._cycles + 1  # the next cycle to start: one running now may have drained before our append
             self._wake.set()
             self._done.wait_for(lambda: self._finished >= target or self._stopping, timeout_s)
-            return self._failure is None and not self._pending and not self._queue
+            return "commit" not in self._failures and not self._pending and not self._queue
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Commit what is left, stop the thread, close the backend; what could not be written is counted lost."""
@@ -160,7 +163,7 @@ class StoreWriter:
             lost = len(self._pending) + len(self._queue)
             self._counts["lost"] += lost
         if lost:
-            log.error("store: %d samples could not be written before shutdown (%s)", lost, self._failure)
+            log.error("store: %d samples could not be written before shutdown (%s)", lost, self._failures)
         self.backend.close()
 
     # ---- the thread ------------------------------------------------------------------------
@@ -179,7 +182,7 @@ class StoreWriter:
             except Exception as exc:  # the thread's last line: a bug must show in health, not vanish
                 log.exception("store: writer thread stopped")
                 with self._lock:
-                    self._failure = f"store writer crashed: {exc!r:.200}"
+                    self._failures["commit"] = f"store writer crashed: {exc!r:.200}"
                     self._stopping = True
                     self._done.notify_all()
                 return
@@ -203,8 +206,9 @@ class StoreWriter:
         if samples or self._pending_nodes:
             ok = self._commit(samples, nodes, forgotten)
         if ok and self.clock() >= self._next_maintain:
+            # A failed maintenance is retried at the next interval; commits go on meanwhile.
             self._next_maintain = self.clock() + self.maintain_interval_s
-            ok = self._maintain()
+            self._maintain()
         with self._lock:
             self._finished += 1
             self._done.notify_all()
@@ -215,7 +219,7 @@ class StoreWriter:
         try:
             self.backend.write(samples, nodes, forgotten)
         except StoreWriteError as exc:
-            self._failed(str(exc))
+            self._failed("commit", str(exc))
             return False
         elapsed_ms = (time.perf_counter() - started) * 1000
         newest: dict[tuple[str, str], int] = {}
@@ -228,38 +232,39 @@ class StoreWriter:
             self._pending_nodes = {}
             self._counts["committed"] += len(samples)
             self._last_commit = (self.wall_clock(), elapsed_ms)
-            self._recovered()
+            self._recovered("commit")
         if newest:
             self.on_durable([Durable(node, inst, seq) for (node, inst), seq in newest.items()])
         return True
 
-    def _maintain(self) -> bool:
+    def _maintain(self) -> None:
         try:
             report = self.backend.maintain(self.wall_clock())
         except StoreWriteError as exc:
-            self._failed(f"store maintenance failed: {exc}")
-            return False
+            self._failed("maintain", f"store maintenance failed: {exc}")
+            return
         if report.more_work:  # consolidation hit its time budget: go on after the next commit
             self._next_maintain = self.clock()
         if report.late_dropped:
             log.warning("store: %d replayed samples were older than raw retention; not kept", report.late_dropped)
         with self._lock:
-            self._recovered()
-        return True
+            self._recovered("maintain")
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, kind: str, reason: str) -> None:
         with self._lock:
-            if self._failure is None:
+            if not self._failures:
                 log.error("store: degraded: %s", reason)
                 self._since_at = self.wall_clock()
-            self._failure = reason
+            self._failures[kind] = reason
             self._counts["failures"] += 1
-            self._retry_s = min(RETRY_MAX_S, self._retry_s * 2)
+            if kind == "commit":
+                self._retry_s = min(RETRY_MAX_S, self._retry_s * 2)
 
-    def _recovered(self) -> None:
-        """Called with the lock held after a success."""
-        if self._failure is not None:
-            log.warning("store: recovered after %d failed attempts", self._counts["failures"])
-            self._failure = None
-            self._since_at = self.wall_clock()
-        self._retry_s = RETRY_S
+    def _recovered(self, kind: str) -> None:
+        """Called with the lock held after a success of ``kind``."""
+        if self._failures.pop(kind, None) is not None:
+            log.warning("store: %s recovered (%d failed attempts so far)", kind, self._counts["failures"])
+            if not self._failures:
+                self._since_at = self.wall_clock()
+        if kind == "commit":
+            self._retry_s = RETRY_S

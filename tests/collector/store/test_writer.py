@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from collector.store.model import Durable, NodeRow, Sample
+from collector.store.model import Durable, MaintenanceReport, NodeRow, RangeResult, RawPoints, Sample, StoreWriteError
 from collector.store.sqlite_engine import SqliteEngine
 from collector.store.writer import StoreWriter
 
@@ -163,5 +164,58 @@ class TestRegistryThroughTheWriter:
             assert stats.get("raw_chunks") == 1
             assert (stats["head_0_rows"], stats["head_1_rows"]) == (0, 0)
             assert engine.load_recent(0.0)["n1"].seq == list(range(1, 11))
+        finally:
+            writer.close()
+
+
+class MaintenanceFails:
+    """A backend whose maintenance fails (an injected fault) while writes work: the real engine underneath."""
+
+    def __init__(self, engine: SqliteEngine) -> None:
+        self.engine = engine
+        self.failing = True
+
+    def write(self, samples: Sequence[Sample], nodes: Sequence[NodeRow], forgotten: Sequence[str] = ()) -> None:
+        self.engine.write(samples, nodes, forgotten)
+
+    def maintain(self, now_at: float) -> MaintenanceReport:
+        if self.failing:
+            raise StoreWriteError("damaged data: expected a zlib stream (test)", disk_full=False)
+        return self.engine.maintain(now_at)
+
+    def load_nodes(self) -> list[NodeRow]:
+        return self.engine.load_nodes()
+
+    def load_recent(self, since_at: float) -> dict[str, RawPoints]:
+        return self.engine.load_recent(since_at)
+
+    def query(self, node_id: str, from_at: float, to_at: float, step_s: float, now_at: float) -> RangeResult:
+        return self.engine.query(node_id, from_at, to_at, step_s, now_at)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class TestMaintenanceFailure:
+    """A failing compaction shows in health but does not stop commits or acks."""
+
+    def test_commits_go_on_while_maintenance_fails(self, tmp_path: Path, reports: Reports) -> None:
+        """Health says degraded with the maintenance reason, yet every flush commits and reports; then it clears."""
+        backend = MaintenanceFails(SqliteEngine(tmp_path))
+        writer = StoreWriter(backend, reports, commit_interval_s=NEVER_S, maintain_interval_s=0.0)
+        writer.start()
+        try:
+            writer.append(sample(1))
+            assert writer.flush()
+            health = writer.health()
+            assert (health.status, health.reason) == ("degraded", "store maintenance failed: damaged data: "
+                                                      "expected a zlib stream (test)")  # fmt: skip
+            writer.append(sample(2))
+            assert writer.flush()
+            assert reports.items == [Durable("n1", "i1", 1), Durable("n1", "i1", 2)]
+            assert writer.accepting()  # a maintenance failure does not hold replays back
+            backend.failing = False
+            assert writer.flush()
+            assert writer.health().status == "ok"
         finally:
             writer.close()
