@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from collector.store.codec import Columns, values_of
 
@@ -111,6 +111,23 @@ class RangeResult:
     count: list[int]
     gaps: list[tuple[float, float]]
     seq: list[int] | None = None
+
+    def to_map(self) -> dict[str, Any]:
+        """The answer as the one map JSON and msgpack both carry (a raw answer has no min/max, a rollup no seq)."""
+        out: dict[str, Any] = {
+            "node_id": self.node_id,
+            "tier": self.tier,
+            "step_s": self.step_s,
+            "at": self.at,
+            "count": self.count,
+            "avg": self.avg,
+            "gaps": [list(gap) for gap in self.gaps],
+        }
+        if self.min is not None and self.max is not None:
+            out["min"], out["max"] = self.min, self.max
+        if self.seq is not None:
+            out["seq"] = self.seq
+        return out
 
 
 @dataclass(frozen=True, slots=True)

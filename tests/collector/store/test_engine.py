@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from collector.history import SERIES, HistoryRing
@@ -94,6 +96,15 @@ class TestRoundTrip:
         assert r.seq == [*range(1, 101), *range(201, 301)]
         assert r.avg["mem_percent"][0] == 50.5
         assert r.gaps == [(T0 + 99, T0 + 200)]
+
+    def test_the_answer_is_one_plain_map(self, engine: SqliteEngine) -> None:
+        """A rollup answer packs to the same map in JSON and msgpack: min/avg/max per series, gaps as pairs."""
+        engine.write(samples(120), [row()])
+        wire = engine.query("n1", T0, T0 + 119, 60.0, T0 + 120).to_map()
+        assert json.loads(json.dumps(wire)) == msgpack.unpackb(msgpack.packb(wire)) == wire
+        assert (wire["tier"], wire["at"], wire["count"], wire["gaps"]) == ("1m", [T0, T0 + 60], [60, 60], [])
+        assert wire["avg"]["cpu_percent"] == [30.5, 55.5]  # seq 61-120: cpu 61..99 then 0..20
+        assert "seq" not in wire
 
     def test_unknown_node_is_one_gap(self, engine: SqliteEngine) -> None:
         """A node the store never saw: no points, the whole range is a gap."""
