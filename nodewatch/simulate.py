@@ -243,7 +243,9 @@ def describe_run(config: FleetConfig, profiles: Sequence[NodeProfile]) -> str:
             f"; {len(dying)} of them die on purpose within 2 minutes ({clean} close their connection, "
             f"{len(dying) - clean} go silent) so stale and offline nodes show"
         )
-    return text + f"; stops after {config.duration_s / 60:g} min (--duration)."
+    minutes, seconds = divmod(round(config.duration_s), 60)
+    stops = f"{minutes} min" + (f" {seconds} s" if seconds else "") if minutes else f"{seconds} s"
+    return text + f"; stops after {stops} (--duration)."
 
 
 def main(argv: Sequence[str] | None = None) -> int:

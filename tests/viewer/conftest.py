@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.viewer.factories import snapshot
+from tests.support.messages import snapshot
 from tests.viewer.subscribe_server import SubscribeServer
 
 

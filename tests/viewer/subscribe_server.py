@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 
 from shared.codec import SUBSCRIBE_REQUEST_LIMITS, decode, encode
 from shared.messages import History, HistoryRequest, NodeHistory, Snapshot, Update
-from tests.viewer.factories import history
+from tests.support.messages import history
 
 _START_TIMEOUT_S = 5.0
 

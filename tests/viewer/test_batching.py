@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.viewer.factories import entry, snapshot, update
+from tests.support.messages import entry, snapshot, update
 from viewer.batching import PendingBatch
 
 

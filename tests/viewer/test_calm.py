@@ -11,7 +11,7 @@ from PyQt6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from shared.messages import NodeEntry, Snapshot
-from tests.viewer.factories import BASE_AT, entry, heartbeat, status, update
+from tests.support.messages import WALL_T0, entry, heartbeat, status, update
 from tests.viewer.helpers import make_link, visible_nodes
 from tests.viewer.subscribe_server import SubscribeServer
 from viewer.cells import Column
@@ -28,7 +28,7 @@ def mixed_fleet() -> Snapshot:
         NodeEntry(status=status("gone", "offline"), last_sample=heartbeat(cpu=98.6)),
         entry("idle", cpu=1.0),
     ]
-    return Snapshot(server_time_at=BASE_AT, nodes=nodes)
+    return Snapshot(server_time_at=WALL_T0, nodes=nodes)
 
 
 @pytest.fixture
@@ -178,11 +178,11 @@ class TestCharts:
     def test_time_axes_are_linked(self, window: MainWindow) -> None:
         """Zooming the CPU chart in time zooms memory and network too."""
         cpu = window.detail.cpu_chart.plot
-        cpu.setXRange(BASE_AT - 10, BASE_AT, padding=0.0)
+        cpu.setXRange(WALL_T0 - 10, WALL_T0, padding=0.0)
         for chart in (window.detail.memory_chart, window.detail.net_chart):
             low, high = chart.plot.getViewBox().viewRange()[0]
-            assert low == pytest.approx(BASE_AT - 10)
-            assert high == pytest.approx(BASE_AT)
+            assert low == pytest.approx(WALL_T0 - 10)
+            assert high == pytest.approx(WALL_T0)
 
     def test_network_axis_counts_in_iec_units(self, qtbot: QtBot) -> None:
         """The network axis reads KiB/s and MiB/s like the table, never kB/s."""
@@ -195,7 +195,7 @@ class TestCharts:
 class TestEmpty:
     def test_an_empty_collector_says_how_to_add_a_node(self, qtbot: QtBot) -> None:
         """Zero nodes: the banner says to start `nodewatch agent --collector URL` on a node."""
-        empty = SubscribeServer(lambda: Snapshot(server_time_at=BASE_AT, nodes=[]))
+        empty = SubscribeServer(lambda: Snapshot(server_time_at=WALL_T0, nodes=[]))
         empty.start()
         win = MainWindow(make_link(empty.url), collector_url=empty.url)
         qtbot.addWidget(win)

@@ -10,7 +10,7 @@ from PyQt6.QtCore import QModelIndex
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
-from tests.viewer.fleet import AgentSwarm, CollectorProcess
+from tests.support.swarm import AgentSwarm, CollectorProcess
 from tests.viewer.helpers import ARTIFACTS, check_model, greyed, link_threads, make_link
 from viewer.cells import Column
 from viewer.link import Phase

@@ -9,7 +9,7 @@ from PyQt6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from shared.messages import NodeEntry, Snapshot
-from tests.viewer.factories import BASE_AT, entry, facts, heartbeat, status, update
+from tests.support.messages import WALL_T0, entry, facts, heartbeat, status, update
 from tests.viewer.helpers import make_link, visible_nodes
 from tests.viewer.subscribe_server import SubscribeServer
 from viewer.cells import NodeRow
@@ -25,7 +25,7 @@ def fleet() -> Snapshot:
         NodeEntry(status=status("db-1"), facts=facts("database.example"), last_sample=heartbeat(cpu=50.0, mem=95.0)),
         NodeEntry(status=status("old", "offline"), last_sample=heartbeat(cpu=99.0)),
     ]
-    return Snapshot(server_time_at=BASE_AT, nodes=nodes)
+    return Snapshot(server_time_at=WALL_T0, nodes=nodes)
 
 
 @pytest.fixture

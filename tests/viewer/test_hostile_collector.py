@@ -11,7 +11,7 @@ from pytestqt.qtbot import QtBot
 
 from shared.codec import encode
 from shared.messages import Error, NodeEntry, Snapshot
-from tests.viewer.factories import BASE_AT, entry, facts, heartbeat, snapshot, status, update
+from tests.support.messages import WALL_T0, entry, facts, heartbeat, snapshot, status, update
 from tests.viewer.helpers import HOSTILE_TEXT, batch_of, fast_backoff, rendered_text
 from tests.viewer.subscribe_server import SubscribeServer
 from viewer.batching import PendingBatch
@@ -28,7 +28,7 @@ def hostile_snapshot() -> Snapshot:
         facts=facts(HOSTILE_TEXT).model_copy(update={"os": HOSTILE_TEXT, "agent_version": HOSTILE_TEXT}),
         last_sample=heartbeat(),
     )
-    return Snapshot(server_time_at=BASE_AT, nodes=[node])
+    return Snapshot(server_time_at=WALL_T0, nodes=[node])
 
 
 @pytest.fixture
@@ -138,10 +138,10 @@ class TestBounds:
     def test_model_cap_counts_refusals_until_the_next_snapshot(self) -> None:
         """The model holds at most max_rows rows; a snapshot restarts the refusal count."""
         model = NodeTableModel(max_rows=2)
-        model.apply_batch(batch_of(update(entry("a"), entry("b"), entry("c"))), BASE_AT)
+        model.apply_batch(batch_of(update(entry("a"), entry("b"), entry("c"))), WALL_T0)
         assert model.node_ids() == ["a", "b"]
         assert model.refused_nodes == 1
-        model.apply_batch(batch_of(snapshot("a")), BASE_AT)
+        model.apply_batch(batch_of(snapshot("a")), WALL_T0)
         assert model.refused_nodes == 0
 
     def test_an_oversized_frame_is_said_in_the_banner(self, qtbot: QtBot, server: SubscribeServer) -> None:

@@ -12,7 +12,7 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from shared.messages import NodeHistory
-from tests.viewer.factories import entry, snapshot, update
+from tests.support.messages import entry, snapshot, update
 from tests.viewer.helpers import link_threads, make_link
 from tests.viewer.subscribe_server import SubscribeServer
 from viewer.batching import NodeBatch

@@ -6,7 +6,7 @@ import pytest
 from PyQt6.QtCore import QModelIndex, QSortFilterProxyModel, Qt
 from pytestqt.modeltest import ModelTester
 
-from tests.viewer.factories import BASE_AT, entry, snapshot, update
+from tests.support.messages import WALL_T0, entry, snapshot, update
 from tests.viewer.helpers import Signals, batch_of, check_model
 from viewer.cells import Column
 from viewer.model import NODE_ID_ROLE, SORT_ROLE, NodeTableModel
@@ -31,18 +31,18 @@ class TestNodeTableModel:
         """The model obeys Qt's model contract while rows appear, change and vanish."""
         model = NodeTableModel()
         check_model(qtmodeltester, model)
-        model.apply_batch(batch_of(snapshot("a", "b", "c")), BASE_AT)
-        model.apply_batch(batch_of(update(entry("b", seq=2, full=False), entry("d"))), BASE_AT + 1)
-        model.apply_batch(batch_of(update(removed=("a", "c"))), BASE_AT + 2)
-        model.apply_batch(batch_of(snapshot("d", "e")), BASE_AT + 3)
+        model.apply_batch(batch_of(snapshot("a", "b", "c")), WALL_T0)
+        model.apply_batch(batch_of(update(entry("b", seq=2, full=False), entry("d"))), WALL_T0 + 1)
+        model.apply_batch(batch_of(update(removed=("a", "c"))), WALL_T0 + 2)
+        model.apply_batch(batch_of(snapshot("d", "e")), WALL_T0 + 3)
         model.set_connected(False)
-        model.refresh_ages(BASE_AT + 5)
+        model.refresh_ages(WALL_T0 + 5)
         check_model(qtmodeltester, model)
         assert model.node_ids() == ["d", "e"]
 
     def test_snapshot_fills_the_table(self, model: NodeTableModel) -> None:
         """A snapshot's nodes appear with readable cells."""
-        model.apply_batch(batch_of(snapshot("web-1", "db-1")), BASE_AT + 3)
+        model.apply_batch(batch_of(snapshot("web-1", "db-1")), WALL_T0 + 3)
         assert model.rowCount() == 2
         assert cell(model, "web-1", Column.STATE) == "online"
         assert cell(model, "web-1", Column.CPU) == "12.5 %"
@@ -56,10 +56,10 @@ class TestNodeTableModel:
 
     def test_one_heartbeat_changes_exactly_one_row(self, model: NodeTableModel) -> None:
         """An update of one node emits exactly one dataChanged, for that row only."""
-        model.apply_batch(batch_of(snapshot("a", "b", "c")), BASE_AT)
+        model.apply_batch(batch_of(snapshot("a", "b", "c")), WALL_T0)
         signals = Signals()
         signals.attach(model)
-        changed = model.apply_batch(batch_of(update(entry("b", seq=2, cpu=77.0, full=False))), BASE_AT + 1)
+        changed = model.apply_batch(batch_of(update(entry("b", seq=2, cpu=77.0, full=False))), WALL_T0 + 1)
         assert changed == ["b"]
         row_b = model.row_of("b")
         assert signals.events == [("changed", row_b, row_b)]
@@ -68,29 +68,29 @@ class TestNodeTableModel:
 
     def test_many_changes_are_one_signal(self, model: NodeTableModel) -> None:
         """A batch touching several rows emits one dataChanged over min..max."""
-        model.apply_batch(batch_of(snapshot(*(f"n{i}" for i in range(10)))), BASE_AT)
+        model.apply_batch(batch_of(snapshot(*(f"n{i}" for i in range(10)))), WALL_T0)
         signals = Signals()
         signals.attach(model)
-        model.apply_batch(batch_of(update(entry("n2", seq=2, full=False), entry("n7", seq=2, full=False))), BASE_AT)
+        model.apply_batch(batch_of(update(entry("n2", seq=2, full=False), entry("n7", seq=2, full=False))), WALL_T0)
         assert signals.events == [("changed", 2, 7)]
 
     def test_new_and_removed_nodes_are_row_inserts_and_removes(self, model: NodeTableModel) -> None:
         """Nodes that appear are appended with one insert; vanished nodes are removed; never a reset."""
-        model.apply_batch(batch_of(snapshot("a", "b", "c", "d")), BASE_AT)
+        model.apply_batch(batch_of(snapshot("a", "b", "c", "d")), WALL_T0)
         signals = Signals()
         signals.attach(model)
-        model.apply_batch(batch_of(update(entry("x"), entry("y"))), BASE_AT)
-        model.apply_batch(batch_of(update(removed=("b", "c"))), BASE_AT)
+        model.apply_batch(batch_of(update(entry("x"), entry("y"))), WALL_T0)
+        model.apply_batch(batch_of(update(removed=("b", "c"))), WALL_T0)
         assert signals.events == [("inserted", 4, 5), ("removed", 1, 2)]
         assert model.node_ids() == ["a", "d", "x", "y"]
         assert model.row_of("x") == 2
 
     def test_snapshot_rebuild_keeps_rows_in_place(self, model: NodeTableModel) -> None:
         """A fresh snapshot updates survivors in place, removes the gone and appends the new: no reset."""
-        model.apply_batch(batch_of(snapshot("a", "b", "c")), BASE_AT)
+        model.apply_batch(batch_of(snapshot("a", "b", "c")), WALL_T0)
         signals = Signals()
         signals.attach(model)
-        model.apply_batch(batch_of(snapshot("c", "a", "z")), BASE_AT + 1)
+        model.apply_batch(batch_of(snapshot("c", "a", "z")), WALL_T0 + 1)
         assert ("reset", -1, -1) not in signals.events
         assert signals.events == [("removed", 1, 1), ("changed", 0, 1), ("inserted", 2, 2)]
         assert model.node_ids() == ["a", "c", "z"]
@@ -98,7 +98,7 @@ class TestNodeTableModel:
     def test_state_is_colour_and_text(self, model: NodeTableModel) -> None:
         """Each state has its own background colour, and the text says the state."""
         model.apply_batch(
-            batch_of(update(entry("up"), entry("late", state="stale"), entry("down", state="offline"))), BASE_AT
+            batch_of(update(entry("up"), entry("late", state="stale"), entry("down", state="offline"))), WALL_T0
         )
         colours = {cell(model, n, Column.STATE, Qt.ItemDataRole.BackgroundRole).name() for n in ("up", "late", "down")}  # type: ignore[attr-defined]
         assert len(colours) == 3
@@ -107,7 +107,7 @@ class TestNodeTableModel:
 
     def test_disconnected_greys_out_every_cell(self, model: NodeTableModel) -> None:
         """While disconnected every cell gets the grey foreground, in one signal; reconnecting restores it."""
-        model.apply_batch(batch_of(snapshot("a", "b")), BASE_AT)
+        model.apply_batch(batch_of(snapshot("a", "b")), WALL_T0)
         signals = Signals()
         signals.attach(model)
         model.set_connected(False)
@@ -120,18 +120,18 @@ class TestNodeTableModel:
     def test_ages_tick_with_the_collector_clock(self, model: NodeTableModel) -> None:
         """'Last seen' counts from the collector's clock, whatever the local clock's offset."""
         local_skew_s = -1000.0  # this machine's clock is 1000 s behind the collector's
-        model.apply_batch(batch_of(snapshot("a", server_time_at=BASE_AT + 2)), BASE_AT + 2 + local_skew_s)
+        model.apply_batch(batch_of(snapshot("a", server_time_at=WALL_T0 + 2)), WALL_T0 + 2 + local_skew_s)
         assert cell(model, "a", Column.LAST_SEEN) == "2 s ago"
         signals = Signals()
         signals.attach(model)
-        model.refresh_ages(BASE_AT + 65 + local_skew_s)
+        model.refresh_ages(WALL_T0 + 65 + local_skew_s)
         assert signals.events == [("changed", 0, 0)]
         assert cell(model, "a", Column.LAST_SEEN) == "1 m ago"
 
     def test_sorts_numerically_through_a_proxy(self, model: NodeTableModel) -> None:
         """Sorting by CPU orders 9 % before 10 % and puts unmeasured values last."""
         model.apply_batch(
-            batch_of(update(entry("ten", cpu=10.0), entry("nine", cpu=9.0), entry("ninety", cpu=90.0))), BASE_AT
+            batch_of(update(entry("ten", cpu=10.0), entry("nine", cpu=9.0), entry("ninety", cpu=90.0))), WALL_T0
         )
         proxy = QSortFilterProxyModel()
         proxy.setSourceModel(model)
@@ -142,7 +142,7 @@ class TestNodeTableModel:
 
     def test_state_counts(self, model: NodeTableModel) -> None:
         """Counts per state include zeros."""
-        model.apply_batch(batch_of(update(entry("a"), entry("b", state="offline"))), BASE_AT)
+        model.apply_batch(batch_of(update(entry("a"), entry("b", state="offline"))), WALL_T0)
         assert model.state_counts() == {"online": 1, "stale": 0, "offline": 1}
 
     def test_invalid_index_has_no_data(self, model: NodeTableModel) -> None:

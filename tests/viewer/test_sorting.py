@@ -7,7 +7,7 @@ from PyQt6.QtCore import QModelIndex, QPersistentModelIndex, Qt
 from pytestqt.modeltest import ModelTester
 
 from shared.messages import NodeEntry
-from tests.viewer.factories import BASE_AT, entry, status, update
+from tests.support.messages import WALL_T0, entry, status, update
 from tests.viewer.helpers import Signals, batch_of, check_model
 from viewer.cells import Column
 from viewer.filtering import parse
@@ -28,7 +28,7 @@ def nodes() -> NodeTableModel:
                 entry("b", cpu=10.0),
             )
         ),
-        BASE_AT,
+        WALL_T0,
     )
     return model
 
@@ -64,7 +64,7 @@ class TestNodeSortFilterModel:
         assert selected.data() == "a"
         resets: list[bool] = []
         view.modelReset.connect(lambda: resets.append(True))
-        nodes.apply_batch(batch_of(update(entry("a", seq=2, cpu=99.0, full=False))), BASE_AT)
+        nodes.apply_batch(batch_of(update(entry("a", seq=2, cpu=99.0, full=False))), WALL_T0)
         assert view.node_ids() == ["b", "d", "a", "c"]
         assert selected.data() == "a"
         assert selected.row() == 2
@@ -74,10 +74,10 @@ class TestNodeSortFilterModel:
         """A heartbeat of one node signals exactly that view row; two apart nodes signal two rows, not the span."""
         changes: list[tuple[int, int]] = []
         view.dataChanged.connect(lambda tl, br, _roles=(): changes.append((tl.row(), br.row())))
-        nodes.apply_batch(batch_of(update(entry("b", seq=2, cpu=11.0, full=False))), BASE_AT)
+        nodes.apply_batch(batch_of(update(entry("b", seq=2, cpu=11.0, full=False))), WALL_T0)
         assert changes == [(1, 1)]
         changes.clear()
-        nodes.apply_batch(batch_of(update(entry("a", seq=3, full=False), entry("d", seq=3, full=False))), BASE_AT)
+        nodes.apply_batch(batch_of(update(entry("a", seq=3, full=False), entry("d", seq=3, full=False))), WALL_T0)
         assert sorted(changes) == [(0, 0), (3, 3)]
 
     def test_filter_hides_and_shows_rows(self, nodes: NodeTableModel, view: NodeSortFilterModel) -> None:
@@ -86,7 +86,7 @@ class TestNodeSortFilterModel:
         signals.attach(view)
         view.set_filter(parse("B"))
         assert view.node_ids() == ["b"]
-        nodes.apply_batch(batch_of(update(entry("ab"), entry("zz"))), BASE_AT)
+        nodes.apply_batch(batch_of(update(entry("ab"), entry("zz"))), WALL_T0)
         assert view.node_ids() == ["ab", "b"]
         view.set_filter(parse(""))
         assert view.node_ids() == ["a", "ab", "b", "c", "d", "zz"]
@@ -94,7 +94,7 @@ class TestNodeSortFilterModel:
 
     def test_source_removals_follow(self, nodes: NodeTableModel, view: NodeSortFilterModel) -> None:
         """Nodes the collector forgets leave the view, and the remaining rows still map to the right nodes."""
-        nodes.apply_batch(batch_of(update(removed=("a", "c"))), BASE_AT)
+        nodes.apply_batch(batch_of(update(removed=("a", "c"))), WALL_T0)
         assert view.node_ids() == ["b", "d"]
         assert view.index(1, Column.CPU).data() == "40.0 %"
         source = view.mapToSource(view.index(1, Column.NODE))
@@ -107,9 +107,9 @@ class TestNodeSortFilterModel:
         """The model keeps Qt's contract through sorting, filtering, inserts, removals and updates."""
         view.sort(Column.CPU, Qt.SortOrder.DescendingOrder)
         view.set_filter(parse("a"))
-        nodes.apply_batch(batch_of(update(entry("aa", cpu=50.0), entry("a", seq=2, cpu=1.0, full=False))), BASE_AT)
+        nodes.apply_batch(batch_of(update(entry("aa", cpu=50.0), entry("a", seq=2, cpu=1.0, full=False))), WALL_T0)
         view.set_filter(parse(""))
-        nodes.apply_batch(batch_of(update(removed=("b",))), BASE_AT)
+        nodes.apply_batch(batch_of(update(removed=("b",))), WALL_T0)
         check_model(qtmodeltester, view)
         assert view.node_ids() == ["aa", "d", "a", "c"]
         assert view.data(QModelIndex()) is None
@@ -122,13 +122,13 @@ class TestCalmResort:
         view = NodeSortFilterModel(nodes, clock=lambda: now[0])
         view.sort(Column.CPU, Qt.SortOrder.DescendingOrder)
         assert view.node_ids() == ["d", "b", "a", "c"]
-        nodes.apply_batch(batch_of(update(entry("a", seq=2, cpu=99.0, full=False))), BASE_AT)
+        nodes.apply_batch(batch_of(update(entry("a", seq=2, cpu=99.0, full=False))), WALL_T0)
         assert view.node_ids() == ["a", "d", "b", "c"]
         now[0] += 0.1
-        nodes.apply_batch(batch_of(update(entry("b", seq=3, cpu=98.0, full=False))), BASE_AT)
+        nodes.apply_batch(batch_of(update(entry("b", seq=3, cpu=98.0, full=False))), WALL_T0)
         assert view.node_ids() == ["a", "d", "b", "c"]  # held for the rest of the second
         now[0] += 1.0
-        nodes.apply_batch(batch_of(update(entry("c", seq=3, cpu=1.0, full=False))), BASE_AT)
+        nodes.apply_batch(batch_of(update(entry("c", seq=3, cpu=1.0, full=False))), WALL_T0)
         assert view.node_ids() == ["a", "b", "d", "c"]
 
     def test_held_order_moves_when_released(self, nodes: NodeTableModel) -> None:
@@ -136,7 +136,7 @@ class TestCalmResort:
         view = NodeSortFilterModel(nodes)
         view.sort(Column.CPU, Qt.SortOrder.DescendingOrder)
         view.set_held(True)
-        nodes.apply_batch(batch_of(update(entry("a", seq=2, cpu=99.0, full=False), entry("e", cpu=50.0))), BASE_AT)
+        nodes.apply_batch(batch_of(update(entry("a", seq=2, cpu=99.0, full=False), entry("e", cpu=50.0))), WALL_T0)
         assert view.node_ids() == ["d", "b", "a", "c", "e"]
         view.set_held(False)
         assert view.node_ids() == ["a", "e", "d", "b", "c"]
@@ -154,6 +154,6 @@ class TestCalmResort:
                     entry("hot", cpu=90.0),
                 )
             ),
-            BASE_AT,
+            WALL_T0,
         )
         assert NodeSortFilterModel(model).node_ids() == ["y", "z", "hot", "a", "b"]

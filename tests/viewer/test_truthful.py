@@ -15,7 +15,7 @@ from PyQt6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from shared.messages import History, NodeEntry, Snapshot
-from tests.viewer.factories import BASE_AT, entry, facts, heartbeat, history, status, update
+from tests.support.messages import WALL_T0, entry, facts, heartbeat, history, status, update
 from tests.viewer.helpers import batch_of, make_link, visible_nodes
 from tests.viewer.subscribe_server import PlainWebServer, SubscribeServer
 from viewer.cells import Column
@@ -74,7 +74,7 @@ class TestDeadNodesLookDead:
         """Sorted by CPU, busiest first, an offline node's old 98.6 % sorts after every live node."""
         model = NodeTableModel()
         dead = NodeEntry(status=status("dead", "offline"), last_sample=heartbeat(cpu=98.6))
-        model.apply_batch(batch_of(update(entry("idle", cpu=1.0), dead, entry("busy", cpu=50.0))), BASE_AT)
+        model.apply_batch(batch_of(update(entry("idle", cpu=1.0), dead, entry("busy", cpu=50.0))), WALL_T0)
         view = NodeSortFilterModel(model)
         view.sort(Column.CPU, Qt.SortOrder.DescendingOrder)
         assert view.node_ids() == ["busy", "idle", "dead"]
@@ -103,7 +103,7 @@ class TestChartsBreakAtGaps:
         """A sample 30 intervals after the last one starts a new line instead of a diagonal ramp."""
         window.select_node("a")
         qtbot.waitUntil(lambda: window.detail.chart_points() == 30, timeout=5000)
-        late = heartbeat(seq=31, sampled_at=BASE_AT + 30, cpu=90.0)
+        late = heartbeat(seq=31, sampled_at=WALL_T0 + 30, cpu=90.0)
         server.push(update(NodeEntry(status=status("a", seq=31), last_sample=late)))
         qtbot.waitUntil(lambda: window.detail.chart_points() == 32, timeout=5000)
         y = window.detail.cpu_chart.plot.getPlotItem().listDataItems()[0].yData
@@ -136,7 +136,7 @@ class TestDisconnectedIsSaid:
 
     def test_auth_failure_is_said_in_the_banner(self, qtbot: QtBot) -> None:
         """A collector that wants a token: the banner says auth failed and what to pass."""
-        guarded = SubscribeServer(lambda: Snapshot(server_time_at=BASE_AT, nodes=[]), token="secret")
+        guarded = SubscribeServer(lambda: Snapshot(server_time_at=WALL_T0, nodes=[]), token="secret")
         guarded.start()
         win = open_window(qtbot, guarded.url)
         try:

@@ -10,7 +10,7 @@ from PyQt6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from shared.messages import NodeEntry
-from tests.viewer.factories import BASE_AT, entry, heartbeat, snapshot, status, update
+from tests.support.messages import WALL_T0, entry, heartbeat, snapshot, status, update
 from tests.viewer.helpers import greyed, link_threads, make_link, visible_nodes
 from tests.viewer.subscribe_server import SubscribeServer
 from viewer.cells import Column
@@ -92,7 +92,7 @@ class TestMainWindow:
         assert window.detail.node_id == "b"
         qtbot.waitUntil(lambda: window.detail.chart_points() == 30, timeout=5000)
         assert server.history_requests == ["b"]
-        sample = heartbeat(seq=2, cpu=66.0, sampled_at=BASE_AT + 1)
+        sample = heartbeat(seq=2, cpu=66.0, sampled_at=WALL_T0 + 1)
         server.push(update(NodeEntry(status=status("b", seq=2), last_sample=sample)))
         qtbot.waitUntil(lambda: window.detail.chart_points() == 31, timeout=5000)
 
