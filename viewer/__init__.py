@@ -1,7 +1,12 @@
 """nodewatch viewer: a PyQt6 window that follows a collector's subscribe stream live.
 
-Layout: ``format``, ``backoff`` and ``batching`` are pure (no Qt, no asyncio);
-``link`` is the network boundary (one QObject, aiohttp in a background thread);
-``model``, ``detail`` and ``window`` are UI-thread widgets; ``cli`` is the entry point.
+Layout:
+- pure (no Qt, no asyncio): ``format`` (numbers for people), ``cells`` (what each cell says,
+  and the truth rule for stale/offline figures), ``filtering`` (the filter language),
+  ``status`` (the words of the banner and indicator), ``backoff``, ``batching``, ``linkstate``
+  (phases, URLs and the words for each connection failure, from ``shared.retry``);
+- the network boundary: ``link`` (one QObject) over ``worker`` (aiohttp in a background thread);
+- UI-thread models and widgets: ``model``, ``sorting``, ``table``, ``filterbar``,
+  ``statuswidgets``, ``charts``, ``detail``, ``window``; ``cli`` is the entry point.
 The viewer never imports ``agent`` or ``collector``: it meets them only in ``shared``.
 """

@@ -10,6 +10,7 @@ It is not the collector: no liveness, no ingest.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -26,9 +27,12 @@ _START_TIMEOUT_S = 5.0
 class SubscribeServer:
     """Serve /api/v1/subscribe on 127.0.0.1 from a background thread."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot], token: str | None = None) -> None:
+    def __init__(
+        self, snapshot: Callable[[], Snapshot], token: str | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.snapshot = snapshot
         self.token = token
+        self.tls = tls
         self.attempts = 0
         self.history_requests: list[str] = []
         self.client_close_codes: list[int | None] = []
@@ -43,7 +47,7 @@ class SubscribeServer:
     @property
     def url(self) -> str:
         """The collector URL a viewer is given."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def client_count(self) -> int:
@@ -82,7 +86,7 @@ class SubscribeServer:
         app.router.add_get("/api/v1/subscribe", self._subscribe)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True, ssl_context=self.tls)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
 

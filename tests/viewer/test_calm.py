@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from PyQt6.QtCore import QEvent, QPoint, QPointF, Qt
 from PyQt6.QtGui import QEnterEvent
-from PyQt6.QtWidgets import QApplication
+from PyQt6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 from pytestqt.qtbot import QtBot
 
 from shared.messages import NodeEntry, Snapshot
@@ -190,6 +190,26 @@ class TestCharts:
         assert axis.tickStrings([1536.0, 2.5 * 1024**2], 1.0, 512.0) == ["1.5 KiB/s", "2.5 MiB/s"]
         spacing = axis.tickSpacing(0.0, 10 * 1024**2, 200)
         assert all((step / 1024**2) == round(step / 1024**2, 6) for step, _ in spacing)
+
+
+class TestSmallDetails:
+    def test_a_selected_row_keeps_its_state_colour(self, window: MainWindow) -> None:
+        """The selection highlight is not painted over the State cell, so a selected offline row still reads red."""
+        window.select_node("gone")
+        index = window.proxy.index(visible_nodes(window).index("gone"), Column.STATE)
+        option = QStyleOptionViewItem()
+        delegate = window.table.itemDelegateForColumn(Column.STATE)
+        assert isinstance(delegate, QStyledItemDelegate)
+        option.state |= QStyle.StateFlag.State_Selected
+        delegate.initStyleOption(option, index)
+        assert not option.state & QStyle.StateFlag.State_Selected
+        assert index.data(Qt.ItemDataRole.BackgroundRole) is not None
+
+    def test_an_empty_chart_shows_a_readable_time_axis(self, window: MainWindow) -> None:
+        """With nothing selected, the charts span the last five minutes, not 0-1 s ('00.250' ticks)."""
+        low, high = window.detail.cpu_chart.plot.getViewBox().viewRange()[0]
+        assert high - low == pytest.approx(300.0)
+        assert high > WALL_T0
 
 
 class TestEmpty:

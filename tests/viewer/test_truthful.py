@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import errno
+import shutil
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -25,6 +28,12 @@ from viewer.sorting import NodeSortFilterModel
 from viewer.window import MainWindow
 
 DNS_KEY = ConnectionKey("collector.example", 8765, False, True, None, None, None, None)
+
+
+OPENSSL_ARGS = (
+    *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+    *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+)
 
 
 def open_window(qtbot: QtBot, url: str, token: str | None = None) -> MainWindow:
@@ -145,6 +154,23 @@ class TestDisconnectedIsSaid:
         finally:
             win.close()
             guarded.close()
+
+    def test_an_untrusted_tls_certificate_is_said_in_the_banner(self, qtbot: QtBot, tmp_path: Path) -> None:
+        """A collector with a self-signed certificate: 'TLS certificate not trusted', not a bare retry."""
+        if shutil.which("openssl") is None:
+            pytest.skip("openssl CLI not installed; needed to make a self-signed test certificate")
+        cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+        subprocess.run([*OPENSSL_ARGS, "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        secure = SubscribeServer(lambda: Snapshot(server_time_at=WALL_T0, nodes=[]), tls=context)
+        secure.start()
+        win = open_window(qtbot, secure.url)
+        try:
+            qtbot.waitUntil(lambda: "TLS certificate not trusted" in win.banner.text(), timeout=5000)
+        finally:
+            win.close()
+            secure.close()
 
     @pytest.mark.parametrize(
         ("exc", "words"),
