@@ -86,14 +86,16 @@ def simulate(data_dir: Path, nodes: int, hours: float, seed: int) -> dict[str, f
     seconds = int(hours * 3600)
     written_before = io_written()
     write_s = maintain_s = 0.0
+    write_bytes = 0
     for t in range(seconds):
         batch = [
             Sample(f"node-{i:04d}", f"inst-{i}", t + 1, T0 + t + rng.uniform(0, 0.002), sim.values())
             for i, sim in enumerate(sims)
         ]
-        started = time.perf_counter()
+        started, before = time.perf_counter(), io_written()
         engine.write(batch, [])
         write_s += time.perf_counter() - started
+        write_bytes += io_written() - before
         clock[0] += 1.0
         if t % MAINTAIN_EVERY_S == MAINTAIN_EVERY_S - 1:
             started = time.perf_counter()
@@ -128,6 +130,7 @@ def simulate(data_dir: Path, nodes: int, hours: float, seed: int) -> dict[str, f
         "write_us_per_sample": write_s / samples * 1e6,
         "maintain_us_per_sample": maintain_s / samples * 1e6,
         "wchar": written,
+        "write_wchar": write_bytes,
         **{k: float(v or 0) for k, v in stats.items()},
     }
 
@@ -147,6 +150,35 @@ def commit_cost(data_dir: Path, sync: Sync, nodes: int, commits: int, seed: int)
     return times
 
 
+def restart(data_dir: Path, nodes: int, seconds: int, seed: int) -> dict[str, float]:
+    """Write ``seconds`` of ``nodes`` nodes as the writer would, close, reopen: how long each restart step takes."""
+    rng = random.Random(seed)
+    sims = [Node(rng) for _ in range(nodes)]
+    clock = [T0]
+    engine = SqliteEngine(data_dir, wall_clock=lambda: clock[0])
+    engine.write([], [NodeRow(f"node-{i:05d}", f"inst-{i}", b"\x80", 1.0, "online", T0) for i in range(nodes)])
+    for t in range(seconds):
+        engine.write([Sample(f"node-{i:05d}", f"inst-{i}", t + 1, T0 + t, s.values()) for i, s in enumerate(sims)], [])
+        clock[0] += 1.0
+        if t % MAINTAIN_EVERY_S == MAINTAIN_EVERY_S - 1:
+            engine.maintain(clock[0])
+    engine.close()
+    started = time.perf_counter()
+    engine = SqliteEngine(data_dir, wall_clock=lambda: clock[0])
+    opened = time.perf_counter()
+    rows = engine.load_nodes()
+    loaded = time.perf_counter()
+    recent = engine.load_recent(clock[0] - seconds)
+    done = time.perf_counter()
+    points = sum(len(r.columns) for r in recent.values())
+    size = engine.reader.stats()["db_bytes"]
+    engine.close()
+    if len(rows) != nodes or points != nodes * seconds:
+        raise RuntimeError(f"expected {nodes} nodes and {nodes * seconds} points back, got {len(rows)} and {points}")
+    return {"open_s": opened - started, "nodes_s": loaded - opened, "recent_s": done - loaded, "points": points,
+            "db_bytes": size}  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run both parts and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -154,12 +186,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hours", type=float, default=3.0)
     parser.add_argument("--commits", type=int, default=200, help="commits per synchronous mode")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--restart-nodes", type=int, default=1000, help="nodes for the restart timing (0: skip)")
+    parser.add_argument("--restart-seconds", type=int, default=900, help="seconds of history for the restart timing")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the stores (default: a temp dir)")
     args = parser.parse_args(argv)
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)
         r = simulate(root / "size", args.nodes, args.hours, args.seed)
+        reopened = (
+            restart(root / "restart", args.restart_nodes, args.restart_seconds, args.seed)
+            if args.restart_nodes
+            else None
+        )
         cost = {
             (sync, n): commit_cost(root / f"{sync}-{n}", sync, n, args.commits, args.seed)
             for n in (args.nodes, 10 * args.nodes)
@@ -196,6 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{r['wchar'] / max(1.0, r['raw_chunk_bytes']):.0f}x the raw chunks' size; file now {on_disk / 2**20:.1f} MiB"
     )
     print(
+        f"of which write() (the commits): {r['write_wchar'] / r['samples']:.0f} B per sample; "
+        f"maintain() and checkpoints the rest: {(r['wchar'] - r['write_wchar']) / r['samples']:.0f} B per sample"
+    )
+    print(
         f"insert: {r['write_us_per_sample']:.2f} us per sample in write() (one commit per second), "
         f"+ {r['maintain_us_per_sample']:.2f} us per sample in maintain() (compaction, rollups, retention)\n"
     )
@@ -205,6 +248,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         p99 = sorted(times)[min(len(times) - 1, int(len(times) * 0.99))]
         median = statistics.median(times)
         print(f"| {sync} | {n} | {len(times)} | {median:.2f} | {p99:.2f} | {median * 1000 / n:.2f} |")
+    if reopened is not None:
+        print(
+            f"\nrestart: {args.restart_nodes} nodes x {args.restart_seconds} s "
+            f"({reopened['db_bytes'] / 2**20:.0f} MiB): "
+            f"open (quick_check) {reopened['open_s']:.2f} s, load_nodes {reopened['nodes_s']:.2f} s, "
+            f"load_recent {reopened['recent_s']:.2f} s for {int(reopened['points']):,} points "
+            f"({reopened['recent_s'] / reopened['points'] * 1e6:.2f} us per point)"
+        )
     return 0
 
 
