@@ -77,7 +77,11 @@ class IngestConnection:
         cfg = runtime.config
         port = CachePort(runtime.cache, self.conn, runtime.wall_clock, self)
         self.session = IngestSession(
-            port, now=runtime.clock(), hello_timeout_s=cfg.hello_timeout_s, ack_interval_s=cfg.ack_interval_s
+            port,
+            now=runtime.clock(),
+            hello_timeout_s=cfg.hello_timeout_s,
+            ack_interval_s=cfg.ack_interval_s,
+            decoder=runtime.decoder,
         )
         self._timer: TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # actions a timer produced, run outside the receive loop

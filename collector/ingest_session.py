@@ -38,7 +38,7 @@ decoded message to an ``IngestPort``, which answers with the seq to ack.
 changes to fan out, the connection a hello replaced and every heartbeat applied
 (``NullObserver`` ignores them all). A heartbeat reaches the port with the frame
 to relay it as: the agent's own bytes, or those bytes re-packed with float64
-when the agent packed a float as float32 (``shared.codec.decode_frame``).
+when the agent packed a float as float32 (``shared.codec.FrameDecoder``).
 ``session.phase`` says where the conversation is (``Phase``).
 
 Not here: sockets, timers, logging and counters (``collector.ingest`` is the
@@ -56,7 +56,7 @@ import msgpack
 
 from collector.cache import NodeCache
 from collector.changes import Change
-from shared.codec import INGEST_LIMITS, decode_frame, encode
+from shared.codec import INGEST_LIMITS, FrameDecoder, encode
 from shared.errors import CLOSE_CODE_FOR_REASON, ErrorReason, ProtocolError
 from shared.messages import Error, Heartbeat, Hello, Message
 
@@ -233,6 +233,7 @@ class IngestSession:
         "_ack_deadline",
         "_ack_every",
         "_ack_interval_s",
+        "_decode",
         "_hb_interval_s",
         "_held_seq",
         "_hello_deadline",
@@ -249,8 +250,11 @@ class IngestSession:
         now: float,
         hello_timeout_s: float = HELLO_TIMEOUT_S,
         ack_interval_s: float = ACK_INTERVAL_S,
+        decoder: FrameDecoder | None = None,
     ) -> None:
+        """``decoder`` may be shared by every session of one event loop (the shell shares one)."""
         self.port = port
+        self._decode = (decoder if decoder is not None else FrameDecoder(INGEST_LIMITS)).decode
         self.phase = Phase.AWAIT_HELLO
         self.hello_timeout_s = hello_timeout_s
         self._hello_deadline = now + hello_timeout_s
@@ -274,7 +278,7 @@ class IngestSession:
             detail = f"expected binary msgpack frames, got text {str(data)[:40]!r}"
             return self._refuse(ProtocolError(ErrorReason.TEXT_FRAME, detail), now)
         try:
-            message, frame = decode_frame(data, INGEST_LIMITS)
+            message, frame = self._decode(data)
             if type(message) is not Heartbeat or phase is not _STREAMING:
                 return self._hello(_expect_hello(message, phase), now)
             ack_seq = self.port.heartbeat(message, frame, now)

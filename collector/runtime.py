@@ -30,7 +30,7 @@ from collector.config import CollectorConfig
 from collector.meters import LagMeter, RateMeter
 from collector.metrics import CollectorStats
 from collector.timers import Clock, Scheduler
-from shared.codec import encode, encode_json
+from shared.codec import INGEST_LIMITS, FrameDecoder, encode, encode_json
 from shared.errors import CloseCode, ErrorReason, ProtocolError
 from shared.messages import Error
 
@@ -70,6 +70,7 @@ class CollectorRuntime:
                 history_max_points=config.history_max_points,
             )
         self.cache = cache
+        self.decoder = FrameDecoder(INGEST_LIMITS)  # shared by every ingest session: one packer, not one each
         self.stats = CollectorStats()
         self.ingest_rate = RateMeter()
         self.lag = LagMeter()

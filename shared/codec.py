@@ -67,22 +67,34 @@ def decode(data: bytes, limits: DecodeLimits = INGEST_LIMITS) -> Message:
     return _validate(_unpack(data, limits), limits)
 
 
-def decode_frame(data: bytes, limits: DecodeLimits = INGEST_LIMITS) -> tuple[Message, bytes]:
-    """Parse one binary frame, and return the message with the frame to relay it as.
+class FrameDecoder:
+    """Decodes binary frames and hands back, with each message, the frame to relay it as.
 
-    The relay frame is ``data`` itself unless the peer packed a float as float32, which
-    docs/protocol.md (section 2) forbids on the wire: then it is ``data`` repacked with
-    float64, so what the collector forwards never carries float32. The repack is paid
-    only by frames holding a 0xca byte (float32's type byte, also found inside other
-    values), about a third of heartbeats with real-valued measurements (~1 us each).
+    The relay frame is the peer's own bytes unless the peer packed a float as float32,
+    which docs/protocol.md (section 2) forbids on the wire: then it is those bytes
+    repacked with float64, so what the collector forwards never carries float32. Only
+    frames holding a 0xca byte (float32's type byte, also found inside other values:
+    about a third of heartbeats with real-valued measurements) pay for the repack, with
+    a packer kept for reuse (``msgpack.packb`` allocates a 256 KiB buffer per call).
+    One decoder serves any number of connections of one event loop; it is not thread-safe.
     """
-    obj = _unpack(data, limits)
-    message = _validate(obj, limits)
-    if _FLOAT32 in data:
-        canonical: bytes = msgpack.packb(obj, use_bin_type=True)  # packb writes every float as float64
-        if canonical != data:  # a float32 became float64 (or some other non-minimal encoding, harmlessly)
-            return message, canonical
-    return message, data
+
+    __slots__ = ("_pack", "limits")
+
+    def __init__(self, limits: DecodeLimits = INGEST_LIMITS) -> None:
+        self.limits = limits
+        # Packer writes every float as float64 (use_single_float=False); the buffer grows on demand.
+        self._pack = msgpack.Packer(use_bin_type=True, buf_size=4096).pack
+
+    def decode(self, data: bytes) -> tuple[Message, bytes]:
+        """The message in ``data`` and the frame to relay it as; ``ProtocolError`` for bad input."""
+        obj = _unpack(data, self.limits)
+        message = _validate(obj, self.limits)
+        if _FLOAT32 in data:
+            canonical: bytes = self._pack(obj)
+            if canonical != data:  # a float32 became float64 (or some other non-minimal encoding, harmlessly)
+                return message, canonical
+        return message, data
 
 
 def _unpack(data: bytes, limits: DecodeLimits) -> object:

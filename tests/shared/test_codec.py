@@ -16,9 +16,9 @@ from shared.codec import (
     INGEST_LIMITS,
     SUBSCRIBE_REQUEST_LIMITS,
     DecodeLimits,
+    FrameDecoder,
     _check_shape,
     decode,
-    decode_frame,
     decode_json,
     encode,
     encode_json,
@@ -367,10 +367,10 @@ class TestRoundTrip:
         assert decode(frame).sampled_at == sampled_at  # type: ignore[union-attr]
 
     def test_float32_from_a_peer_is_read_and_relayed_as_float64(self) -> None:
-        """A frame with float32 decodes to the same values, and decode_frame hands back a float64-only frame."""
+        """A frame with float32 decodes to the same values, and FrameDecoder hands back a float64-only frame."""
         frame = msgpack.packb(_with(HEARTBEAT_MAP, cpu_percent=12.5), use_single_float=True)
         assert b"\xca" + struct.pack(">f", 12.5) in frame
-        message, relay = decode_frame(frame)
+        message, relay = FrameDecoder().decode(frame)
         assert isinstance(message, Heartbeat)
         assert message.cpu_percent == 12.5
         assert b"\xca" not in relay
@@ -384,7 +384,7 @@ class TestRoundTrip:
             )
         )
         assert b"\xca" in frame
-        _, relay = decode_frame(frame)
+        _, relay = FrameDecoder().decode(frame)
         assert relay is frame
 
     def test_a_float_for_an_int_field_is_refused_even_when_whole(self) -> None:
