@@ -62,6 +62,10 @@ STATE_ORDER: Final[dict[str, int]] = {"online": 0, "stale": 1, "offline": 2}
 _STATE_STEP: Final = 1000.0
 GONE_TEXT: Final = "—"
 
+# Recent history kept per row (the snapshot sends 60 points; a selected node's full history is
+# asked for on selection): a hostile collector cannot park 100,000 points on each of 20,000 rows.
+ROW_HISTORY_POINTS: Final = 120
+
 # The collector's transition reasons (collector/cache.py), in words for people.
 REASON_WORDS: Final[dict[str, str]] = {
     "hello": "the agent connected",
@@ -93,7 +97,15 @@ class NodeRow:
         if replace or entry.last_sample is not None:
             self.sample = entry.last_sample
         if replace or entry.history is not None:
-            self.history = entry.history
+            self.history = bounded_history(entry.history)
+
+
+def bounded_history(history: History | None, points: int = ROW_HISTORY_POINTS) -> History | None:
+    """``history`` cut to its newest ``points`` (copied only when longer)."""
+    if history is None or len(history.seq) <= points:
+        return history
+    # model_copy skips validation on purpose: slices of lists the codec validated.
+    return history.model_copy(update={name: values[-points:] for name, values in history if isinstance(values, list)})
 
 
 def is_current(row: NodeRow) -> bool:

@@ -35,6 +35,7 @@ from viewer.cells import (
     METRIC_COLUMNS,
     Column,
     NodeRow,
+    bounded_history,
     display_strings,
     is_dimmed,
     sort_key,
@@ -205,7 +206,8 @@ class NodeTableModel(QAbstractTableModel):
                 if len(self._rows) + len(new_rows) >= self._max_rows:
                     self.refused_nodes += 1
                     continue
-                new_rows.append(NodeRow(node_id, entry.status, entry.facts, entry.last_sample, entry.history))
+                history = bounded_history(entry.history)
+                new_rows.append(NodeRow(node_id, entry.status, entry.facts, entry.last_sample, history))
             else:
                 row = self._rows[position]
                 self._state_counts[row.status.state] -= 1

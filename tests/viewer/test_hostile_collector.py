@@ -11,11 +11,11 @@ from pytestqt.qtbot import QtBot
 
 from shared.codec import encode
 from shared.messages import Error, NodeEntry, Snapshot
-from tests.support.messages import WALL_T0, entry, facts, heartbeat, snapshot, status, update
+from tests.support.messages import WALL_T0, entry, facts, heartbeat, history, snapshot, status, update
 from tests.viewer.helpers import HOSTILE_TEXT, batch_of, fast_backoff, rendered_text
 from tests.viewer.subscribe_server import SubscribeServer
 from viewer.batching import PendingBatch
-from viewer.cells import Column
+from viewer.cells import ROW_HISTORY_POINTS, Column
 from viewer.link import CollectorLink, LinkConfig, Phase
 from viewer.model import NodeTableModel
 from viewer.window import MainWindow
@@ -143,6 +143,17 @@ class TestBounds:
         assert model.refused_nodes == 1
         model.apply_batch(batch_of(snapshot("a")), WALL_T0)
         assert model.refused_nodes == 0
+
+    def test_row_history_is_bounded(self) -> None:
+        """A node sent with a huge history keeps only its recent points in the table (the pane asks for the rest)."""
+        model = NodeTableModel()
+        big = entry("a").model_copy(update={"history": history(points=5000)})
+        model.apply_batch(batch_of(update(big)), WALL_T0)
+        row = model.node("a")
+        assert row is not None
+        assert row.history is not None
+        assert len(row.history.seq) == ROW_HISTORY_POINTS
+        assert row.history.seq[-1] == 5000
 
     def test_an_oversized_frame_is_said_in_the_banner(self, qtbot: QtBot, server: SubscribeServer) -> None:
         """A frame over the viewer's limit ends the session with a message in the banner, not a silent retry loop."""
