@@ -543,5 +543,5 @@ def test_ack_fast_path_matches_codec() -> None:
     from collector.ingest_session import ack_frame
     from shared.messages import Ack
 
-    for seq in (0, 1, 300, 2**40):
-        assert ack_frame(seq) == encode(Ack(seq=seq))
+    for seq in (0, 1, 127, 128, 255, 256, 300, 65535, 65536, 2**32 - 1, 2**32, 2**40, 2**63 - 1):
+        assert ack_frame(seq) == encode(Ack(seq=seq)), seq
