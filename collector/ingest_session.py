@@ -33,8 +33,8 @@ single heartbeat followed by silence is acked ``ack_interval_s`` later.
 
 What the samples do to the node is not decided here: the session hands each
 decoded message to an ``IngestPort``, which answers with the seq to ack.
-``CachePort(cache, conn, wall_clock, observer=None)`` is the one over a
-``NodeCache``; its optional ``IngestObserver`` hears of each accepted hello, the
+``CachePort(cache, conn, wall_clock, observer=None)`` (``collector.cache_port``,
+named here too) is the one over a ``NodeCache``; its optional ``IngestObserver`` hears of each accepted hello, the
 changes to fan out, the connection a hello replaced and every heartbeat applied
 (``NullObserver`` ignores them all). A heartbeat reaches the port with the frame
 to relay it as: the agent's own bytes, or those bytes re-packed with float64
@@ -48,16 +48,33 @@ aiohttp shell).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from collector.cache import NodeCache
-from collector.changes import Change
+from collector.cache_port import CachePort, IngestObserver, NullObserver
 from shared.codec import INGEST_LIMITS, FrameDecoder, encode
 from shared.errors import CLOSE_CODE_FOR_REASON, ErrorReason, ProtocolError
 from shared.messages import Error, Heartbeat, Hello, Message
+
+__all__ = [  # CachePort and its observer live in collector.cache_port; the session's API names them from here
+    "ACK_INTERVAL_S",
+    "HELLO_TIMEOUT_S",
+    "NO_ACTIONS",
+    "Action",
+    "Actions",
+    "CachePort",
+    "Close",
+    "Drop",
+    "IngestObserver",
+    "IngestPort",
+    "IngestSession",
+    "NullObserver",
+    "Phase",
+    "SendFrame",
+    "WakeAt",
+    "ack_frame",
+]
 
 # docs/protocol.md, section 4.1: the longest a heartbeat waits for its ack.
 ACK_INTERVAL_S = 5.0
@@ -116,86 +133,6 @@ class IngestPort(Protocol):
     def closed(self, clean: bool, now: float) -> None:
         """The connection ended after a hello was accepted; ``clean`` for a close 1000 from the agent."""
         ...
-
-
-class IngestObserver(Protocol):
-    """What a ``CachePort`` reports to its shell: changes to fan out, connections to drop, heartbeats to count."""
-
-    def hello_accepted(self, hello: Hello, ack_seq: int) -> None:
-        """The cache took the hello: the connection now holds ``hello.node_id``."""
-        ...
-
-    def changed(self, changes: list[Change]) -> None:
-        """Publish ``changes`` to subscribers."""
-        ...
-
-    def replaced(self, conn: int) -> None:
-        """Abort connection ``conn``: a newer connection of the same agent instance took its node."""
-        ...
-
-    def heartbeat_applied(self, changes: list[Change], duplicate: bool, now: float) -> None:
-        """Count one heartbeat received at ``now`` and publish ``changes`` (one call: this runs per heartbeat)."""
-        ...
-
-
-class NullObserver:
-    """An observer that ignores everything: for in-memory pairs with no subscribers."""
-
-    def hello_accepted(self, hello: Hello, ack_seq: int) -> None:
-        """Nobody to tell."""
-
-    def changed(self, changes: list[Change]) -> None:
-        """Nobody to publish to."""
-
-    def replaced(self, conn: int) -> None:
-        """The replaced session finds out at its next heartbeat (``Drop``)."""
-
-    def heartbeat_applied(self, changes: list[Change], duplicate: bool, now: float) -> None:
-        """Nothing counts."""
-
-
-class CachePort:
-    """An ``IngestPort`` over a ``NodeCache``: connection ``conn``'s hello, heartbeats and close."""
-
-    __slots__ = ("_applied", "_apply", "_observer", "cache", "conn", "node_id", "wall_clock")
-
-    def __init__(
-        self, cache: NodeCache, conn: int, wall_clock: Callable[[], float], observer: IngestObserver | None = None
-    ) -> None:
-        self.cache = cache
-        self.conn = conn
-        self.wall_clock = wall_clock
-        self.node_id: str | None = None
-        self._observer: IngestObserver = observer if observer is not None else NullObserver()
-        # Bound once: a heartbeat then costs no attribute look-ups to reach them.
-        self._apply = cache.heartbeat
-        self._applied = self._observer.heartbeat_applied
-
-    def hello(self, hello: Hello, now: float) -> int:
-        """Register the hello in the cache; abort the connection it replaces."""
-        result = self.cache.hello(hello, self.conn, now, self.wall_clock())
-        self.node_id = hello.node_id
-        if result.replaced_conn is not None:
-            self._observer.replaced(result.replaced_conn)
-        self._observer.hello_accepted(hello, result.ack_seq)
-        self._observer.changed(result.changes)
-        return result.ack_seq
-
-    def heartbeat(self, heartbeat: Heartbeat, frame: bytes, now: float) -> int | None:
-        """Apply one heartbeat; None once another connection holds the node."""
-        # node_id is set: the session sends heartbeats only after a hello ("" never matches a node).
-        result = self._apply(self.node_id or "", self.conn, heartbeat, now, self.wall_clock(), frame=frame)
-        if not result.current:
-            return None
-        self._applied(result.changes, result.duplicate, now)
-        return result.ack_seq
-
-    def closed(self, clean: bool, now: float) -> None:
-        """Tell the cache the connection ended (a clean close makes the node offline at once)."""
-        if self.node_id is not None:
-            self._observer.changed(
-                self.cache.close(self.node_id, self.conn, clean=clean, now=now, wall=self.wall_clock())
-            )
 
 
 class Phase(Enum):
