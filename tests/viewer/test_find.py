@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from PyQt6.QtCore import Qt
+from PyQt6.QtCore import QItemSelectionModel, Qt
 from pytestqt.qtbot import QtBot
 
 from shared.messages import NodeEntry, Snapshot
@@ -122,6 +122,18 @@ class TestFindInTheWindow:
         qtbot.keyClick(window.filter_box, Qt.Key.Key_Return)  # type: ignore[no-untyped-call]
         assert window.selected_node_id == "db-1"
         assert window.detail.node_id == "db-1"
+
+    def test_enter_on_a_table_row_opens_it(self, qtbot: QtBot, window: MainWindow) -> None:
+        """With the keyboard cursor on a row (not yet selected), Enter shows that node in the pane."""
+        row = visible_nodes(window).index("web-2")
+        selection_model = window.table.selectionModel()
+        assert selection_model is not None
+        selection_model.setCurrentIndex(window.proxy.index(row, 0), QItemSelectionModel.SelectionFlag.NoUpdate)
+        assert window.detail.node_id is None
+        window.table.setFocus()
+        qtbot.keyClick(window.table, Qt.Key.Key_Return)  # type: ignore[no-untyped-call]
+        assert window.selected_node_id == "web-2"
+        assert window.detail.node_id == "web-2"
 
     def test_a_node_filtered_out_leaves_the_pane(self, qtbot: QtBot, window: MainWindow) -> None:
         """Selecting web-1 and then filtering for db empties the pane."""
