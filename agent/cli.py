@@ -1,20 +1,21 @@
 """``nodewatch agent``: parse settings, set up logging and signals, run the agent until told to stop.
 
 Keeps its imports lean: ``--help`` loads only the standard library and
-``agent.config``; aiohttp and psutil come in once there is an agent to
-run (and pydantic never: see ``agent.wire``). Not here: any sampling or network logic.
+``agent.config``; psutil and the transport come in once there is an agent to
+run (and pydantic, asyncio and aiohttp never: see ``agent.wire`` and
+``agent.pusher``). Not here: any sampling or network logic.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
-from agent.config import AgentConfig, parse_args
+from agent.config import parse_args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,19 +24,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    asyncio.run(_run(config))
-    return 0
+    from agent.runner import Agent  # noqa: PLC0415 - psutil and the transport load only when an agent runs
 
+    agent = Agent(config)
 
-async def _run(config: AgentConfig) -> None:
-    from agent.runner import Agent  # noqa: PLC0415 - aiohttp and psutil load only when an agent runs
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        agent.stop()  # sets a flag and writes to the loop's wake-up socket; the loop closes cleanly
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
-        await Agent(config).run(stop)
+        agent.run()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0

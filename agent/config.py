@@ -18,7 +18,6 @@ import os
 import re
 import socket
 import stat
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _read_toml(path: str) -> dict[str, Any]:
+    import tomllib  # noqa: PLC0415 - only with a config file: ~0.5 MB RSS of a 20 MB budget otherwise
+
     try:
         with Path(path).open("rb") as handle:
             data = tomllib.load(handle)

@@ -1,32 +1,24 @@
-"""The pusher: the aiohttp shell around ``AgentSession``, one websocket to the collector at a time.
+"""The pusher: the socket shell around ``AgentSession``, one websocket to the collector at a time.
 
 All protocol decisions (hello, the hello's ack and its deadline, replay,
-cumulative acks, error frames, closes, the budget for a hostile collector,
-what a close means for the retry) are made by ``agent.session``; this module
-only does the I/O they ask for: connect, send, close, sleep until the next
-event or ``WakeAt``, and back off between attempts (``agent.backoff``). Not
-here: sampling or encoding heartbeats; the runner appends encoded frames to
-the backlog and calls ``notify()``.
+cumulative acks, error frames, closes, keepalive pings, the budget for a
+hostile collector, what a close means for the retry) are made by
+``agent.session``; this module only does the I/O they ask for over an
+``agent.transport.Link`` and backs off between attempts (``agent.backoff``).
+Not here: sampling, encoding heartbeats or the selector loop itself
+(``agent.runner`` owns the loop and calls ``step``).
 
-One task drives the session; it waits for whichever comes first: a received
-message (one ``ws.receive()`` task, never cancelled mid-conversation, since
-cancelling it breaks the websocket), a new sample, the stop event, or the
-session's timer. aiohttp's ``heartbeat=`` pings after that much silence and
-gives up when no pong comes within half of it, so a collector that stalls is
-noticed within ~1.5x. ``autoping`` is off so that pings reach the session,
-which answers them within its budget (a ping flood is closed, not served).
+No asyncio and no aiohttp: the agent's RSS budget (20 MB over ws://) cannot
+carry them (asyncio alone imports ssl: +8 MB, bench/agent_overhead.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Literal
-
-import aiohttp
+from typing import Any
+from urllib.parse import urlsplit
 
 from agent.backlog import Backlog
 from agent.backoff import Backoff, Outcome, http_outcome
@@ -38,22 +30,28 @@ from agent.session import (
     HelloAcked,
     Log,
     SendFrame,
+    SendPing,
     SendPong,
     SessionCounters,
     WakeAt,
 )
+from agent.transport import BINARY, PING, PONG, Failed, Link, Lost, Opened, Phase, resolve, tls_context
 from agent.wire import MAX_INBOUND_BYTES
+from agent.worker import Job
+from agent.wsclient import CloseFrame, Message, Ping, Pong, Refused
 
 __all__ = ["Outcome", "Pusher"]
 
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 1.0  # wait this long for the collector's close reply: shutdown must finish within 2 s
-MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 section 5.5: a control frame's payload is at most 125 bytes, 2 are the code
+# Replay pauses while this much is queued for the kernel: a slow collector costs at most this, not the backlog twice.
+SEND_HIGH_WATER_BYTES = 256 * 1024
+SEND_LOW_WATER_BYTES = 64 * 1024
 
 
 class Pusher:
-    """Owns the connection to the collector and replays the backlog over it."""
+    """Owns the connection to the collector and replays the backlog over it; driven by ``step``."""
 
     def __init__(
         self,
@@ -69,6 +67,8 @@ class Pusher:
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_retry: Callable[[float, Outcome], None] | None = None,
+        wake: Callable[[], None] = lambda: None,
+        make_tls: Callable[[], Any] = tls_context,
     ) -> None:
         self.url = url
         self.backlog = backlog
@@ -79,15 +79,24 @@ class Pusher:
             peer=url,
             hello_ack_timeout_s=hello_ack_timeout_s,
             final_ack_timeout_s=final_ack_timeout_s,
+            keepalive_s=ws_heartbeat_s,
         )
         self.connections = 0
         self.last_outcome: Outcome | None = None
-        self._token = token
-        self._ws_heartbeat_s = ws_heartbeat_s
+        self.link: Link | None = None
+        self._closing: list[Link] = []  # links finishing their close handshake beside the next attempt
+        self._url = urlsplit(url)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._connect_timeout_s = connect_timeout_s
         self._clock = clock
         self._on_retry = on_retry
-        self._new_frames = asyncio.Event()
+        self._wake = wake  # called from the resolver thread: the loop must look again
+        self._make_tls = make_tls
+        self._retry_at = clock()
+        self._wake_at: float | None = None
+        self._new_frames = False
+        self._stopping = self._stop_begun = False
+        self._blocked = False
         self._logged_failure: str | None = None
 
     @property
@@ -95,26 +104,153 @@ class Pusher:
         """What the session counted: acks, refused acks, floods, suppressed log lines..."""
         return self.session.counters
 
-    def notify(self) -> None:
-        """Tell the writer that the backlog has a new frame."""
-        self._new_frames.set()
+    @property
+    def finished(self) -> bool:
+        """Stopped, and every connection is closed."""
+        return self._stopping and self.link is None and not self._closing
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Connect, push, reconnect with backoff, until ``stop`` is set; then close cleanly."""
-        async with aiohttp.ClientSession() as session:
-            while not stop.is_set():
-                outcome = await self._attempt(session, stop)
-                self.last_outcome = outcome
-                if stop.is_set():
-                    break
-                delay_s = self.backoff.failure(self._clock(), refused=outcome.refused, floor_s=outcome.min_delay_s)
-                self._log_failure(outcome, delay_s)
-                if self._on_retry is not None:
-                    self._on_retry(delay_s, outcome)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay_s):
-                        await stop.wait()
-        log.info("agent stopped; %d sample(s) were not acked", len(self.backlog))
+    def notify(self) -> None:
+        """Tell the pusher that the backlog has a new frame (from the loop's thread)."""
+        self._new_frames = True
+
+    def stop(self) -> None:
+        """Begin a clean stop: wait for the last ack (briefly), close 1000, end."""
+        self._stopping = True
+
+    def links(self) -> list[Link]:
+        """Every link with a socket the loop should watch."""
+        return [link for link in (self.link, *self._closing) if link is not None]
+
+    def next_wake(self) -> float | None:
+        """The monotonic time of the next timer: a session timer, a dial deadline, or the next attempt."""
+        times = [link.deadline for link in self.links() if link.phase is not Phase.OPEN]
+        if any(link.more_to_read for link in self.links()):
+            times.append(self._clock())
+        if self._wake_at is not None and self.session.is_open:
+            times.append(self._wake_at)
+        if self.link is None and not self._stopping:
+            times.append(self._retry_at)
+        return min(times) if times else None
+
+    def step(self, now: float, ready: dict[int, int]) -> None:
+        """Do everything that is due at ``now``; ``ready`` maps a file descriptor to its selector mask."""
+        for link in list(self._closing):
+            link.advance(now, ready.get(link.fileno() or -1, 0))
+            if link.phase is Phase.DONE:
+                self._closing.remove(link)
+        if self.link is None and not self._stopping and now >= self._retry_at:
+            self._dial(now)
+        current = self.link
+        if current is not None:
+            for event in current.advance(now, ready.get(current.fileno() or -1, 0)):
+                if self.link is not current:
+                    break  # the session ended the connection: later events belong to nobody
+                self._on_event(current, event, now)
+        if self._stopping and not self._stop_begun:
+            self._stop_begun = True
+            if self.session.is_open:
+                self._run(self.session.stop(now), now)
+            elif self.link is not None:
+                self.link.abort()
+                self._ended(Outcome("stopped while connecting"), now)
+        if self._new_frames:
+            self._new_frames = False
+            if self.session.is_open:
+                self._run(self.session.sample_added(now), now)
+        if self._wake_at is not None and now >= self._wake_at and self.session.is_open:
+            self._run(self.session.tick(now), now)
+        self._check_send_buffer(now)
+
+    def _dial(self, now: float) -> None:
+        url = self._url
+        addresses = Job(lambda: resolve(url), self._wake, name="nodewatch-resolver")
+        self.link = Link(
+            self._url,
+            self._headers,
+            addresses,
+            now=now,
+            connect_timeout_s=self._connect_timeout_s,
+            close_timeout_s=CLOSE_TIMEOUT_S,
+            max_message_bytes=MAX_INBOUND_BYTES,
+            make_tls=self._make_tls,
+        )
+        self._blocked = False
+
+    def _on_event(self, link: Link, event: object, now: float) -> None:
+        session = self.session
+        if isinstance(event, Opened):
+            self._run(session.connected(now), now)
+        elif isinstance(event, Refused):
+            self._ended(http_outcome(event.status, event.phrase, event.headers.get("retry-after")), now)
+        elif isinstance(event, Failed):
+            self._ended(Outcome(event.why), now)
+        elif isinstance(event, Message):
+            if event.text:
+                self._run(session.text_received(event.data.decode("utf-8"), now), now)
+            else:
+                self._run(session.frame_received(event.data, now), now)
+        elif isinstance(event, Ping):
+            self._run(session.ping_received(event.data, now), now)
+        elif isinstance(event, Pong):
+            self._run(session.pong_received(now), now)
+        elif isinstance(event, CloseFrame):
+            link.answer_close(event, now)
+            self._run(session.close_received(event.code, event.reason, now), now)
+        elif isinstance(event, Lost):
+            self._run(session.connection_lost(f"connection lost: {event.why}", now), now)
+
+    def _run(self, actions: list[Action], now: float) -> None:
+        """Do what the session asked, in order."""
+        link = self.link
+        for action in actions:
+            if isinstance(action, SendFrame) and link is not None:
+                link.send(BINARY, action.data)
+            elif isinstance(action, SendPong) and link is not None:
+                link.send(PONG, action.data)
+            elif isinstance(action, SendPing) and link is not None:
+                link.send(PING, action.data)
+            elif isinstance(action, Close) and link is not None:
+                link.close(action.code, action.reason, now)
+            elif isinstance(action, WakeAt):
+                self._wake_at = action.at
+            elif isinstance(action, Log):
+                log.log(action.level, action.msg, *action.args)
+            elif isinstance(action, HelloAcked):
+                self.connections += 1
+                self.backoff.connected(now)
+                self._logged_failure = None
+            elif isinstance(action, Outcome):
+                self._ended(action, now)
+        if link is not None:
+            link.flush()  # send at once what was queued, before the loop sleeps
+
+    def _ended(self, outcome: Outcome, now: float) -> None:
+        """The connection is over: let it finish closing beside the next attempt, and schedule that attempt."""
+        link, self.link, self._wake_at = self.link, None, None
+        if link is not None:
+            if link.phase is Phase.OPEN:
+                link.abort()  # the session ended it without a Close (lost, keepalive timeout): nothing to say
+            if link.phase is not Phase.DONE:
+                self._closing.append(link)
+        self.last_outcome = outcome
+        if self._stopping:
+            return
+        delay_s = self.backoff.failure(now, refused=outcome.refused, floor_s=outcome.min_delay_s)
+        self._retry_at = now + delay_s
+        self._log_failure(outcome, delay_s)
+        if self._on_retry is not None:
+            self._on_retry(delay_s, outcome)
+
+    def _check_send_buffer(self, now: float) -> None:
+        link = self.link
+        if link is None or not self.session.is_open:
+            return
+        if not self._blocked and link.pending_bytes > SEND_HIGH_WATER_BYTES:
+            self._blocked = True
+            self._run(self.session.send_blocked(True, now), now)
+        elif self._blocked and link.pending_bytes < SEND_LOW_WATER_BYTES:
+            self._blocked = False
+            self._run(self.session.send_blocked(False, now), now)
 
     def _log_failure(self, outcome: Outcome, delay_s: float) -> None:
         """One line per state change: the first failure after a connection, or a new kind of failure."""
@@ -141,140 +277,3 @@ class Pusher:
         if floor_s > 0:
             return f" (collector at capacity: waiting at least {floor_s:g} s)"
         return " (collector at capacity)"
-
-    async def _attempt(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> Outcome:
-        opener = asyncio.ensure_future(self._open(session))
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({opener, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-            if not opener.done():
-                opener.cancel()
-            await asyncio.gather(opener, stopper, return_exceptions=True)
-        if opener.cancelled():
-            return Outcome("stopped while connecting")
-        opened = opener.result()
-        if isinstance(opened, Outcome):
-            return opened
-        try:
-            return await self._converse(opened, stop)
-        finally:
-            if not opened.closed:
-                await opened.close()
-
-    async def _open(self, session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse | Outcome:
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-        try:
-            async with asyncio.timeout(self._connect_timeout_s):
-                return await session.ws_connect(
-                    self.url,
-                    headers=headers,
-                    heartbeat=self._ws_heartbeat_s,
-                    max_msg_size=MAX_INBOUND_BYTES,
-                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT_S),
-                    autoping=False,
-                )
-        except aiohttp.WSServerHandshakeError as exc:
-            return http_outcome(exc.status, exc.message, exc.headers.get("Retry-After") if exc.headers else None)
-        except TimeoutError:
-            return Outcome(f"no answer within {self._connect_timeout_s:g} s")
-        except (aiohttp.ClientError, OSError) as exc:
-            return Outcome(f"{exc!r:.200}")
-
-    async def _converse(self, ws: aiohttp.ClientWebSocketResponse, stop: asyncio.Event) -> Outcome:
-        """Drive the session over one open websocket until it returns an ``Outcome``."""
-        session = self.session
-        receiver: asyncio.Future[aiohttp.WSMessage] | None = None
-        sampler: asyncio.Future[Literal[True]] | None = None
-        stopper = asyncio.ensure_future(stop.wait())
-        stopping = False
-        actions = session.connected(self._clock())
-        try:
-            while True:
-                outcome, wake_at = await self._execute(ws, actions)
-                if outcome is not None:
-                    return outcome
-                if receiver is None:
-                    receiver = asyncio.ensure_future(ws.receive())
-                if sampler is None:
-                    sampler = asyncio.ensure_future(self._new_frames.wait())
-                waiting: set[asyncio.Future[Any]] = {receiver, sampler} if stopping else {receiver, sampler, stopper}
-                timeout_s = None if wake_at is None else max(0.0, wake_at - self._clock())
-                done, _ = await asyncio.wait(waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-                now = self._clock()
-                if not stopping and stopper in done:
-                    stopping = True
-                    actions = session.stop(now)
-                elif receiver in done:
-                    message, receiver = receiver.result(), None
-                    actions = self._feed(ws, message, now)
-                elif sampler in done:
-                    sampler = None
-                    self._new_frames.clear()
-                    actions = session.sample_added(now)
-                else:
-                    actions = []
-                if wake_at is not None and now >= wake_at and session.is_open:  # due, even under a stream of frames
-                    actions += session.tick(now)
-        finally:
-            await _cancel(receiver, sampler, stopper)
-            if session.is_open:  # cancelled from outside: the next connection starts from a clean state
-                session.connection_lost("abandoned", self._clock())
-
-    def _feed(self, ws: aiohttp.ClientWebSocketResponse, message: aiohttp.WSMessage, now: float) -> list[Action]:
-        """Hand one received websocket message to the session."""
-        session = self.session
-        match message.type:
-            case aiohttp.WSMsgType.BINARY:
-                actions = session.frame_received(message.data, now)
-            case aiohttp.WSMsgType.TEXT:
-                actions = session.text_received(message.data, now)
-            case aiohttp.WSMsgType.PING:
-                actions = session.ping_received(message.data, now)
-            case aiohttp.WSMsgType.PONG:
-                actions = session.pong_received(now)
-            case aiohttp.WSMsgType.CLOSE:  # the code the collector sent; ws.close_code is 1006 if our reply failed
-                actions = session.close_received(int(message.data), message.extra or "", now)
-            case aiohttp.WSMsgType.ERROR:
-                actions = session.connection_lost(f"connection lost: {ws.exception()!r:.200}", now)
-            case _:  # CLOSING or CLOSED
-                actions = session.close_received(ws.close_code, "", now)
-        return actions
-
-    async def _execute(
-        self, ws: aiohttp.ClientWebSocketResponse, actions: list[Action]
-    ) -> tuple[Outcome | None, float | None]:
-        """Do what the session asked, in order; return its outcome (if the connection ended) and its timer."""
-        wake_at: float | None = None
-        for action in actions:
-            if isinstance(action, SendFrame | SendPong):
-                try:
-                    if isinstance(action, SendFrame):
-                        await ws.send_bytes(action.data)
-                    else:
-                        await ws.pong(action.data)
-                except (aiohttp.ClientError, OSError) as exc:
-                    lost = self.session.connection_lost(f"send failed: {exc!r:.200}", self._clock())
-                    return await self._execute(ws, lost)
-            elif isinstance(action, Close):
-                await ws.close(code=action.code, message=action.reason.encode()[:MAX_CLOSE_REASON_BYTES])
-            elif isinstance(action, WakeAt):
-                wake_at = action.at
-            elif isinstance(action, Log):
-                log.log(action.level, action.msg, *action.args)
-            elif isinstance(action, HelloAcked):
-                self.connections += 1
-                self.backoff.connected(self._clock())
-                self._logged_failure = None
-            else:
-                return action, None
-        return None, wake_at
-
-
-async def _cancel(*tasks: asyncio.Future[Any] | None) -> None:
-    """Cancel the tasks that exist and wait for them to finish."""
-    pending = [task for task in tasks if task is not None]
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)

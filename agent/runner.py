@@ -1,21 +1,25 @@
-"""The agent's asyncio program: a tick loop that samples into the backlog, and the pusher.
+"""The agent's program: one thread with a selector loop that samples into the backlog and drives the pusher.
 
-Not here: argument parsing or signal handling (``agent.cli``), the maths
-(``agent.rates``, ``agent.schedule``) or psutil calls (``agent.sampler``).
-Both tasks live in one TaskGroup and end when ``stop`` is set.
+The loop waits on the collector's socket and a wake-up socket pair (``stop()``
+from a signal handler or another thread, a finished slow reading, a resolved
+name) until the next timer: the next tick, a slow reading's deadline, or the
+pusher's next wake. Slow readings (disk usage, processes, sensors) run in one
+worker thread so a hung mount costs one sample's fields, not the loop. Not
+here: argument parsing or signal handling (``agent.cli``), the maths
+(``agent.rates``, ``agent.schedule``), psutil calls (``agent.sampler``) or the
+protocol (``agent.session``). No asyncio: it imports ssl and costs ~8 MB RSS.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import logging
-import random
+import os
+import selectors
+import socket
 import time
-import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +28,12 @@ from agent.backoff import Backoff
 from agent.cgroup import DEFAULT_ROOT
 from agent.config import AgentConfig
 from agent.pusher import Outcome, Pusher
+from agent.readings import FastReading
 from agent.sampler import HeartbeatBuilder, PsutilReader, SlowCache, SlowReading
 from agent.schedule import TickSchedule
+from agent.transport import Link
 from agent.wire import WireDict, pack
+from agent.worker import Job
 from shared.limits import MAX_ACK_EVERY, PROTOCOL_VERSION
 
 log = logging.getLogger(__name__)
@@ -58,7 +65,7 @@ class Agent:
         ps: Any = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        random_source: Callable[[], float] = random.random,
+        random_source: Callable[[], float] | None = None,
         cgroup_root: Path | None = DEFAULT_ROOT,
         on_retry: Callable[[float, Outcome], None] | None = None,
     ) -> None:
@@ -67,7 +74,7 @@ class Agent:
             # dependency on types-psutil, which the venv does not have.
             ps = importlib.import_module("psutil")
         self.config = config
-        self.instance_id = uuid.uuid4().hex
+        self.instance_id = os.urandom(16).hex()  # 32 hex digits like uuid4().hex; uuid costs RSS
         self._clock = clock
         self._wall_clock = wall_clock
         self.reader = PsutilReader(
@@ -84,12 +91,15 @@ class Agent:
             ws_heartbeat_s=config.ws_heartbeat_s,
             connect_timeout_s=config.connect_timeout_s,
             hello_ack_timeout_s=config.connect_timeout_s,
-            backoff=Backoff(random=random_source),
+            backoff=Backoff() if random_source is None else Backoff(random=random_source),
             clock=clock,
             on_retry=on_retry,
+            wake=self._wake,
         )
         self.seq = 0
         self.schedule: TickSchedule | None = None
+        self._stop_requested = False
+        self._wake_w: socket.socket | None = None  # the loop's wake-up socket pair exists while run() runs
 
     def hello_frame(self, dropped_samples: int) -> bytes:
         """The hello frame: the map ``shared.codec.encode(Hello(...))`` packs, in field order."""
@@ -106,8 +116,19 @@ class Agent:
         }
         return pack(fields)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Sample and push until ``stop`` is set."""
+    def stop(self) -> None:
+        """Ask the loop to stop cleanly: safe from a signal handler and from another thread."""
+        self._stop_requested = True
+        self._wake()
+
+    def _wake(self) -> None:
+        writer = self._wake_w
+        if writer is not None:
+            with contextlib.suppress(OSError):  # full: the loop wakes anyway; closed: it has ended
+                writer.send(b"\0")
+
+    def run(self) -> None:
+        """Sample and push until ``stop()``; returns once the connection is closed (within ~2 s)."""
         log.info(
             "agent %s for node %r pushing to %s every %g s",
             self.instance_id[:8],
@@ -115,55 +136,118 @@ class Agent:
             self.config.ingest_url,
             self.config.interval_s,
         )
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nodewatch-sampler")
+        selector = selectors.DefaultSelector()
+        wake_r, self._wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        selector.register(wake_r, selectors.EVENT_READ)
+        sampling = Sampling(self)
+        if self._stop_requested:  # stopped before the wake-up socket existed
+            self._wake()
+        watched: dict[int, tuple[Link, int]] = {}
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._sample_loop(stop, executor))
-                group.create_task(self.pusher.run(stop))
+            ready: dict[int, int] = {}
+            while True:
+                now = self._clock()
+                if self._stop_requested:
+                    self.pusher.stop()
+                else:
+                    sampling.step(now)
+                self.pusher.step(now, ready)
+                if self.pusher.finished:
+                    break
+                _watch(selector, watched, {link: link.interest() for link in self.pusher.links()})
+                wakes = [t for t in (sampling.next_wake(), self.pusher.next_wake()) if t is not None]
+                timeout_s = None if not wakes else max(0.0, min(wakes) - self._clock())
+                ready = {}
+                for key, mask in selector.select(timeout_s):
+                    if key.fileobj is wake_r:
+                        _drain(wake_r)
+                    else:
+                        ready[key.fd] = mask
         finally:
-            executor.shutdown(wait=False, cancel_futures=True)
+            selector.close()
+            writer, self._wake_w = self._wake_w, None
+            writer.close()
+            wake_r.close()
+        log.info("agent stopped; %d sample(s) were not acked", len(self.backlog))
 
-    async def _sample_loop(self, stop: asyncio.Event, executor: ThreadPoolExecutor) -> None:
-        loop = asyncio.get_running_loop()
-        interval_s = self.config.interval_s
-        slow_timeout_s = min(SLOW_READ_MAX_S, interval_s * SLOW_READ_SHARE)
-        self.builder.prime(self.reader.read_fast())
-        schedule = self.schedule = TickSchedule(self._clock(), interval_s)
-        pending: asyncio.Future[SlowReading] | None = None
+
+class Sampling:
+    """The tick loop's state: when the next sample is due, and the slow reading it may be waiting for."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        interval_s = agent.config.interval_s
+        self.slow_timeout_s = min(SLOW_READ_MAX_S, interval_s * SLOW_READ_SHARE)
         refresh_s = max(interval_s, SLOW_REFRESH_S)
-        cache = SlowCache(refresh_s=refresh_s, max_age_s=3 * refresh_s)
-        while not stop.is_set():
-            wait_s = schedule.next_due - self._clock()
-            if wait_s > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait_s):
-                        await stop.wait()
-                continue
-            if schedule.poll(self._clock()) is None:
-                continue
-            fast = self.reader.read_fast()
-            now = self._clock()
-            started_now = False
-            if pending is None and cache.due(now):  # never queue a second slow read behind one that hangs
-                pending = loop.run_in_executor(executor, self.reader.read_slow)
-                cache.started(now)
-                started_now = True
-            if pending is not None and started_now:
-                await asyncio.wait({pending}, timeout=slow_timeout_s)
-            slow: SlowReading | None = None
-            if pending is not None and pending.done():
-                try:
-                    slow = cache.store(pending.result(), self._clock())
-                except Exception:  # a bug in one reading must cost one sample's fields, not the agent
-                    log.exception("slow reading failed")
-                pending = None
-            else:
-                slow = cache.reuse(now)
+        self.cache = SlowCache(refresh_s=refresh_s, max_age_s=3 * refresh_s)
+        agent.builder.prime(agent.reader.read_fast())
+        self.schedule = agent.schedule = TickSchedule(agent._clock(), interval_s)
+        self.pending: Job[SlowReading] | None = None
+        self.waiting: tuple[FastReading, float] | None = None  # a fast reading and the slow read's deadline
+
+    def next_wake(self) -> float:
+        return self.waiting[1] if self.waiting is not None else self.schedule.next_due
+
+    def step(self, now: float) -> None:
+        """Take the sample that is due, or finish the one waiting for its slow reading."""
+        agent = self.agent
+        if self.waiting is None:
+            if now < self.schedule.next_due or self.schedule.poll(now) is None:
+                return
+            fast = agent.reader.read_fast()
+            now = agent._clock()
+            if self.pending is None and self.cache.due(now):  # never queue a second slow read behind a hung one
+                self.pending = Job(agent.reader.read_slow, agent._wake, name="nodewatch-slow-reading")
+                self.cache.started(now)
+                self.waiting = (fast, now + self.slow_timeout_s)
+                return
+            self._emit(fast, now)
+        elif (self.pending is not None and self.pending.done()) or now >= self.waiting[1]:
+            fast, self.waiting = self.waiting[0], None
+            self._emit(fast, now)
+
+    def _emit(self, fast: FastReading, now: float) -> None:
+        agent = self.agent
+        slow: SlowReading | None = None
+        if self.pending is not None and self.pending.done():
             try:
-                heartbeat = self.builder.build(self.seq + 1, fast, slow, schedule.late_ticks)
-            except ValueError:
-                log.exception("could not build heartbeat %d; skipped", self.seq + 1)
-                continue
-            self.seq += 1
-            self.backlog.append(self.seq, pack(heartbeat))
-            self.pusher.notify()
+                slow = self.cache.store(self.pending.result(), agent._clock())
+            except Exception:  # a bug in one reading must cost one sample's fields, not the agent
+                log.exception("slow reading failed")
+            self.pending = None
+        else:
+            slow = self.cache.reuse(now)
+        try:
+            heartbeat = agent.builder.build(agent.seq + 1, fast, slow, self.schedule.late_ticks)
+        except ValueError:
+            log.exception("could not build heartbeat %d; skipped", agent.seq + 1)
+            return
+        agent.backlog.append(agent.seq + 1, pack(heartbeat))
+        agent.seq += 1
+        agent.pusher.notify()
+
+
+def _watch(selector: selectors.BaseSelector, watched: dict[int, tuple[Link, int]], wanted: dict[Link, int]) -> None:
+    """Make the selector watch exactly ``wanted`` (link -> mask); a closed link's fd may be reused by the next."""
+    want = {fd: (link, mask) for link, mask in wanted.items() if mask and (fd := link.fileno()) is not None}
+    for fd, (link, _mask) in list(watched.items()):
+        if want.get(fd, (None, 0))[0] is not link:
+            with contextlib.suppress(KeyError, OSError, ValueError):
+                selector.unregister(fd)
+            del watched[fd]
+    for fd, (link, mask) in want.items():
+        if fd not in watched:
+            selector.register(fd, mask)
+        elif watched[fd][1] != mask:
+            selector.modify(fd, mask)
+        watched[fd] = (link, mask)
+
+
+def _drain(sock: socket.socket) -> None:
+    try:
+        while sock.recv(4096):
+            pass
+    except (BlockingIOError, OSError):
+        return

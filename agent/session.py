@@ -2,11 +2,16 @@
 
 Fed events (connected, a frame, a text frame, a ping or pong, a close, a lost
 connection, a new sample, a tick, a stop request), it returns actions as
-values: ``SendFrame``, ``SendPong``, ``Close``, ``WakeAt``, ``Log``,
-``HelloAcked`` and, last of all, the ``Outcome`` that ends the connection. The
-caller does the I/O and passes ``now`` (monotonic seconds) in. Not here:
-sockets, asyncio, aiohttp, sleeping, the backoff arithmetic (``agent.backoff``)
-or building heartbeats (``agent.runner``); ``agent.pusher`` is the aiohttp shell.
+values (``agent.actions``): ``SendFrame``, ``SendPong``, ``SendPing``, ``Close``,
+``WakeAt``, ``Log``, ``HelloAcked`` and, last of all, the ``Outcome`` that ends
+the connection. The caller does the I/O and passes ``now`` (monotonic seconds)
+in. Not here: sockets, sleeping, the backoff arithmetic (``agent.backoff``) or
+building heartbeats (``agent.runner``); ``agent.pusher`` is the socket shell.
+
+With ``keepalive_s``, a ping goes out after that much silence from the
+collector and the connection is lost when nothing comes back within half of
+it (aiohttp's ``heartbeat=`` rule), so a collector that stalls is noticed
+within ~1.5x. ``send_blocked`` pauses replay while the shell's send buffer is full.
 
 One session serves one agent instance across all its connections, so it knows
 the highest seq it ever sent. Per connection (docs/protocol.md, section 4.1)::
@@ -30,15 +35,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 
+from agent.actions import Action, Close, HelloAcked, Log, SendFrame, SendPing, SendPong, SessionCounters, WakeAt
 from agent.backlog import Backlog
 from agent.backoff import Outcome, backs_off_long
 from agent.schedule import LogThrottle, TokenBucket
 from agent.wire import InboundAck, InboundError, decode_inbound
 from shared.errors import CloseCode, ProtocolError
 from shared.retry import retry_for_close
+
+__all__ = [
+    "Action", "AgentSession", "Close", "HelloAcked", "Log", "SendFrame", "SendPing", "SendPong",
+    "SessionCounters", "SessionState", "WakeAt",
+]  # fmt: skip
 
 HELLO_ACK_TIMEOUT_S = 10.0  # the collector acks the hello at once; ten seconds covers a loaded one
 # Shutdown must finish within 2 s (SIGTERM test): half a second for the last ack, one for the close handshake.
@@ -60,70 +70,6 @@ class SessionState(Enum):
     STOPPING = "stopping"
 
 
-@dataclass(frozen=True, slots=True)
-class SendFrame:
-    """Send this binary frame."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SendPong:
-    """Answer a ping with this payload (RFC 6455 section 5.5.3)."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Send a close frame with this code and reason, then drop the connection."""
-
-    code: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class WakeAt:
-    """Call ``tick`` at monotonic time ``at`` (or as soon as possible after it)."""
-
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Log:
-    """Log ``msg % args`` at ``level``; peer strings are already in ``args``, formatted with %r."""
-
-    level: int
-    msg: str
-    args: tuple[object, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class HelloAcked:
-    """The collector acked the hello: the connection is established (the backoff may reset later)."""
-
-    held_seq: int
-
-
-Action = SendFrame | SendPong | Close | WakeAt | Log | HelloAcked | Outcome
-
-
-@dataclass(slots=True)
-class SessionCounters:
-    """What the session saw, over every connection of this agent instance."""
-
-    connections: int = 0  # hellos acked
-    acks: int = 0
-    acks_refused: int = 0  # above the highest seq ever sent
-    bad_frames: int = 0
-    text_frames: int = 0
-    error_frames: int = 0
-    pings: int = 0
-    pongs: int = 0
-    floods: int = 0  # connections closed for too many unsolicited frames
-    log_lines_suppressed: int = 0
-
-
 class AgentSession:
     """The agent's conversation with one collector, connection after connection; no I/O."""
 
@@ -135,6 +81,7 @@ class AgentSession:
         peer: str,
         hello_ack_timeout_s: float = HELLO_ACK_TIMEOUT_S,
         final_ack_timeout_s: float = FINAL_ACK_TIMEOUT_S,
+        keepalive_s: float | None = None,
     ) -> None:
         self.backlog = backlog
         self.peer = peer
@@ -150,6 +97,10 @@ class AgentSession:
         self._acked = 0  # highest seq acked on this connection
         self._deadline: float | None = None
         self._more_to_send = False
+        self._keepalive_s = keepalive_s
+        self._heard_at = 0.0  # the collector's last frame: a ping goes out after keepalive_s of silence
+        self._pong_due: float | None = None
+        self._send_blocked = False  # the shell's send buffer is full: replay waits for it to drain
 
     @property
     def is_open(self) -> bool:
@@ -168,13 +119,14 @@ class AgentSession:
         self.state = SessionState.AWAIT_ACK
         self._bucket = TokenBucket(UNSOLICITED_BURST, UNSOLICITED_PER_S)
         self._sent = self._acked = 0
-        self._more_to_send = False
+        self._more_to_send = self._send_blocked = False
+        self._heard_at, self._pong_due = now, None
         self._deadline = now + self._hello_ack_timeout_s
         return self._finish([SendFrame(self._make_hello(self.backlog.dropped))], now)
 
     def frame_received(self, data: bytes, now: float) -> list[Action]:
         """A binary frame from the collector: an ack or an error, or a protocol break."""
-        self._expect_open()
+        self._heard(now)
         try:
             message = decode_inbound(data)
         except ProtocolError as exc:
@@ -190,7 +142,7 @@ class AgentSession:
 
     def text_received(self, text: str, now: float) -> list[Action]:
         """A text frame: never part of ingest; logged (throttled) and charged to the budget."""
-        self._expect_open()
+        self._heard(now)
         self.counters.text_frames += 1
         flood = self._unsolicited("text", now)
         if flood is not None:
@@ -201,23 +153,26 @@ class AgentSession:
 
     def ping_received(self, data: bytes, now: float) -> list[Action]:
         """A ping: answered with a pong, within the budget."""
-        self._expect_open()
+        self._heard(now)
         self.counters.pings += 1
         flood = self._unsolicited("ping", now)
         return flood if flood is not None else self._finish([SendPong(data)], now)
 
     def pong_received(self, now: float) -> list[Action]:
         """A pong, solicited (our keepalive) or not: charged to the budget."""
-        self._expect_open()
+        self._heard(now)
         self.counters.pongs += 1
         flood = self._unsolicited("pong", now)
         return flood if flood is not None else self._finish([], now)
 
     def sample_added(self, now: float) -> list[Action]:
         """The backlog has a new frame: send it if the conversation is live."""
-        if self.state is SessionState.LIVE:
-            return self._finish(self._pump(), now)
-        return self._finish([], now)
+        return self._finish(self._pump() if self.state is SessionState.LIVE else [], now)
+
+    def send_blocked(self, blocked: bool, now: float) -> list[Action]:
+        """The shell's send buffer filled up (True) or drained (False): pause or resume sending."""
+        self._send_blocked = blocked
+        return self.sample_added(now)
 
     def tick(self, now: float) -> list[Action]:
         """A ``WakeAt`` time came: a deadline, or the next replay batch."""
@@ -226,9 +181,17 @@ class AgentSession:
             return self._fail(int(CloseCode.POLICY_VIOLATION), "hello_ack_timeout", why)
         if self.state is SessionState.STOPPING and self._deadline is not None and now >= self._deadline:
             return self._goodbye()
+        actions: list[Action] = []
+        if self.is_open and self._keepalive_s is not None:
+            if self._pong_due is not None and now >= self._pong_due:
+                self.counters.keepalive_timeouts += 1
+                return self.connection_lost(f"no PONG from the collector within {self._keepalive_s / 2:g} s", now)
+            if self._pong_due is None and now >= self._heard_at + self._keepalive_s:
+                self._pong_due = now + self._keepalive_s / 2  # aiohttp's rule: wait half the interval for it
+                actions.append(SendPing(b""))
         if self.state is SessionState.LIVE:
-            return self._finish(self._pump(), now)
-        return self._finish([], now)
+            actions += self._pump()
+        return self._finish(actions, now)
 
     def stop(self, now: float) -> list[Action]:
         """The agent is stopping: close at once, or after the ack of every sent seq (or a short deadline)."""
@@ -302,7 +265,9 @@ class AgentSession:
         return self._log("error", now, logging.WARNING, "collector %s reported %r: %r", args)
 
     def _pump(self) -> list[Action]:
-        """The next batch of frames after the last one sent, oldest first."""
+        """The next batch of frames after the last one sent, oldest first; none while the shell cannot send."""
+        if self._send_blocked:
+            return []
         batch = self.backlog.after(self._sent, limit=SEND_BATCH + 1)
         self._more_to_send = len(batch) > SEND_BATCH
         batch = batch[:SEND_BATCH]
@@ -340,10 +305,14 @@ class AgentSession:
         return [Close(code, reason), outcome]
 
     def _finish(self, actions: list[Action], now: float) -> list[Action]:
-        if self._more_to_send and self.state is SessionState.LIVE:
+        if self._more_to_send and not self._send_blocked and self.state is SessionState.LIVE:
             actions.append(WakeAt(now))
-        elif self._deadline is not None:
-            actions.append(WakeAt(self._deadline))
+            return actions
+        timers = [] if self._deadline is None else [self._deadline]
+        if self.is_open and self._keepalive_s is not None:
+            timers.append(self._heard_at + self._keepalive_s if self._pong_due is None else self._pong_due)
+        if timers:
+            actions.append(WakeAt(min(timers)))
         return actions
 
     def _established(self) -> bool:
@@ -351,8 +320,13 @@ class AgentSession:
 
     def _reset(self) -> None:
         self.state = SessionState.IDLE
-        self._deadline = None
+        self._deadline = self._pong_due = None
         self._more_to_send = False
+
+    def _heard(self, now: float) -> None:
+        """Any frame from the collector shows it is alive: the keepalive starts over."""
+        self._expect_open()
+        self._heard_at, self._pong_due = now, None
 
     def _expect_open(self) -> None:
         if not self.is_open:

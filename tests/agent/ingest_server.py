@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -243,13 +244,13 @@ async def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> 
 
 
 @asynccontextmanager
-async def running(agent: Agent) -> AsyncIterator[asyncio.Event]:
-    """Run the agent in the background; on exit stop it and require it to finish within 2 s."""
-    stop = asyncio.Event()
-    task = asyncio.ensure_future(agent.run(stop))
+async def running(agent: Agent) -> AsyncIterator[Agent]:
+    """Run the agent's loop in a thread beside the test's event loop; on exit stop it and require it done within 2 s."""
+    thread = threading.Thread(target=agent.run, name="agent-under-test", daemon=True)
+    thread.start()
     try:
-        yield stop
+        yield agent
     finally:
-        stop.set()
-        async with asyncio.timeout(2.0):
-            await task
+        agent.stop()
+        await asyncio.to_thread(thread.join, 2.0)
+        assert not thread.is_alive(), "the agent did not stop within 2 s"
