@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Final
 
-from shared.messages import NodeEntry, Snapshot, Update
+from shared.messages import Heartbeat, NodeEntry, Snapshot, Update
+from viewer.details import SLOW_FIELDS, carries_details
 
 # The same bound as the table's rows (viewer.model.MAX_ROWS): more could never be shown.
 MAX_PENDING_NODES: Final = 20_000
@@ -39,7 +40,13 @@ class NodeBatch:
 
 
 def merge_entry(old: NodeEntry, new: NodeEntry) -> NodeEntry:
-    """Return ``new`` completed with what ``old`` had and ``new`` omits (facts, sample, history)."""
+    """Return ``new`` completed with what ``old`` had and ``new`` omits (facts, sample, history).
+
+    Two heartbeats of one node in one batch: the slow-tier fields the older one carried
+    (every ~5 s, docs/protocol.md 5.2) ride on in the newer one, or the pane would lose them.
+    """
+    if old.last_sample is not None and new.last_sample is not None and carries_details(old.last_sample):
+        new = new.model_copy(update={"last_sample": carry_details(old.last_sample, new.last_sample)})
     if new.facts is not None and new.last_sample is not None and new.history is not None:
         return new
     # model_copy skips validation on purpose: both inputs were validated by the codec.
@@ -50,6 +57,14 @@ def merge_entry(old: NodeEntry, new: NodeEntry) -> NodeEntry:
             "history": new.history if new.history is not None else old.history,
         }
     )
+
+
+def carry_details(old: Heartbeat, new: Heartbeat) -> Heartbeat:
+    """``new`` with the slow-tier fields it lacks taken from ``old`` (the older heartbeat's values)."""
+    missing = {name: getattr(old, name) for name in SLOW_FIELDS if getattr(new, name) is None}
+    missing = {name: value for name, value in missing.items() if value is not None}
+    # model_copy skips validation on purpose: both heartbeats were validated by the codec.
+    return new.model_copy(update=missing) if missing and new.sampled_at >= old.sampled_at else new
 
 
 class PendingBatch:

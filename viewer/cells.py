@@ -16,6 +16,7 @@ from enum import IntEnum
 from typing import Final
 
 from shared.messages import Heartbeat, History, NodeEntry, NodeFacts, NodeStatus
+from viewer.details import SlowDetails, carries_details
 from viewer.format import (
     format_age,
     format_clock,
@@ -87,6 +88,19 @@ class NodeRow:
     # Display strings of every column but "last seen", built on the first paint after a change:
     # a paint asks for each visible cell several times, and most rows are never visible.
     display: list[str] | None = None
+    # The slow-tier fields' last values (they come every ~5 s); None until one came.
+    details: SlowDetails | None = None
+
+    def __post_init__(self) -> None:
+        self.keep_details()
+
+    def keep_details(self) -> None:
+        """Keep the slow-tier fields of the current sample, if it carries any."""
+        sample = self.sample
+        if sample is not None and carries_details(sample):
+            if self.details is None:
+                self.details = SlowDetails()
+            self.details.absorb(sample)
 
     def absorb(self, entry: NodeEntry, *, replace: bool) -> None:
         """Take ``entry``'s fields; ``replace`` (a snapshot) also clears what the entry lacks."""
@@ -96,6 +110,7 @@ class NodeRow:
             self.facts = entry.facts
         if replace or entry.last_sample is not None:
             self.sample = entry.last_sample
+            self.keep_details()
         if replace or entry.history is not None:
             self.history = bounded_history(entry.history)
 

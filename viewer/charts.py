@@ -20,6 +20,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 import pyqtgraph as pg
+from PyQt6.QtGui import QColor, QPalette
 
 from shared.limits import MAX_HISTORY_POINTS
 from viewer.format import format_rate
@@ -101,13 +102,12 @@ class Series:
 class Chart:
     """One plot: its curves, its shaded gaps, and the house settings (no menu, no 'A' button)."""
 
-    def __init__(self, title: str, *, percent: bool, link_to: Chart | None = None) -> None:
+    def __init__(self, title: str, *, percent: bool, link_to: Chart | None = None, rate: bool = True) -> None:
         axes: dict[str, pg.AxisItem] = {"bottom": pg.DateAxisItem(orientation="bottom")}
-        if not percent:
+        if not percent and rate:  # a load average is a plain number: pyqtgraph's own axis
             axes["left"] = RateAxis()
         self.plot = pg.PlotWidget(axisItems=axes)
-        self.plot.setBackground("w")
-        self.plot.setTitle(title, color="#333333", size="9pt")
+        self._title = title
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setMouseEnabled(x=True, y=False)
         self.plot.setClipToView(True)
@@ -126,7 +126,24 @@ class Chart:
             self.plot.setXLink(link_to.plot)
         self._shades: list[pg.LinearRegionItem] = []
         self._percent = percent
+        self._rate = rate
         self._leads_time = link_to is None  # linked charts follow the leader's time axis
+        self.apply_palette(self.plot.palette())
+
+    def apply_palette(self, palette: QPalette) -> None:
+        """Background, title and axes in ``palette``'s colours: dark mode follows the system, charts included."""
+        text = palette.color(QPalette.ColorRole.Text)
+        self.plot.setBackground(palette.color(QPalette.ColorRole.Base))
+        self.plot.setTitle(self._title, color=text.name(), size="9pt")
+        for name in ("left", "bottom"):
+            axis = self.plot.getAxis(name)
+            axis.setPen(text)
+            axis.setTextPen(text)
+
+    @property
+    def background(self) -> QColor:
+        """The plot's background colour now."""
+        return QColor(self.plot.backgroundBrush().color())
 
     @property
     def percent_range(self) -> tuple[float, float]:
@@ -161,7 +178,7 @@ class Chart:
         """Frame the last ``span_s`` seconds (an empty chart shows a readable time axis, not '00.250')."""
         self.plot.setXRange(now_at - span_s, now_at, padding=0.0)
         if not self._percent:  # and a readable rate axis until data comes (autoscaled again then)
-            self.plot.setYRange(0.0, 1000.0, padding=0.0)
+            self.plot.setYRange(0.0, 1000.0 if self._rate else 1.0, padding=0.0)
 
     def follow_data(self) -> None:
         """Fit the axes to the data again (after ``show_recent``): time on the leading chart, rates too."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PyQt6.QtCore import QAbstractItemModel, Qt
 from PyQt6.QtGui import QTextDocument
@@ -21,6 +21,7 @@ from viewer.link import CollectorLink, LinkConfig
 
 if TYPE_CHECKING:  # importing it at collection time runs before pytest-qt picks its Qt binding
     from pytestqt.modeltest import ModelTester
+    from pytestqt.qtbot import QtBot
 
     from viewer.window import MainWindow
 
@@ -92,3 +93,15 @@ def rendered_text(text: str) -> str:
     else:
         document.setPlainText(text)
     return document.toPlainText()
+
+
+def start_window(qtbot: QtBot, url: str, rows: int, **settings: Any) -> MainWindow:
+    """A shown window following ``url``, once its table holds ``rows`` rows and it is connected."""
+    from viewer.window import MainWindow  # at call time: see TYPE_CHECKING above
+
+    win = MainWindow(make_link(url), collector_url=url, **settings)
+    qtbot.addWidget(win)
+    win.show()
+    win.link.start()
+    qtbot.waitUntil(lambda: win.model.rowCount() == rows and win.model.connected, timeout=5000)
+    return win

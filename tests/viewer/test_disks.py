@@ -10,7 +10,7 @@ from pytestqt.qtbot import QtBot
 
 from shared.messages import NodeEntry, Snapshot
 from tests.support.messages import WALL_T0, facts, heartbeat, status
-from tests.viewer.helpers import make_link, visible_nodes
+from tests.viewer.helpers import start_window, visible_nodes
 from tests.viewer.subscribe_server import SubscribeServer
 from viewer.cells import Column
 from viewer.window import MainWindow
@@ -33,11 +33,7 @@ def window(qtbot: QtBot) -> Iterator[MainWindow]:
     """A window on the two-node fleet above, from a real loopback subscribe server."""
     srv = SubscribeServer(fleet)
     srv.start()
-    win = MainWindow(make_link(srv.url), collector_url=srv.url)
-    qtbot.addWidget(win)
-    win.show()
-    win.link.start()
-    qtbot.waitUntil(lambda: win.model.rowCount() == 2 and win.model.connected, timeout=5000)
+    win = start_window(qtbot, srv.url, rows=2)
     yield win
     win.close()
     srv.close()
