@@ -27,6 +27,7 @@ from viewer.format import (
     fullest_disk_name,
     fullest_disk_percent,
 )
+from viewer.thresholds import DEFAULT_THRESHOLDS, MARKS, Level, Threshold, load_per_core
 
 
 class Column(IntEnum):
@@ -88,6 +89,8 @@ class NodeRow:
     # Display strings of every column but "last seen", built on the first paint after a change:
     # a paint asks for each visible cell several times, and most rows are never visible.
     display: list[str] | None = None
+    # Each column's threshold level, built with ``display`` (only live figures are judged).
+    levels: list[Level] | None = None
     # The slow-tier fields' last values (they come every ~5 s); None until one came.
     details: SlowDetails | None = None
 
@@ -105,6 +108,7 @@ class NodeRow:
     def absorb(self, entry: NodeEntry, *, replace: bool) -> None:
         """Take ``entry``'s fields; ``replace`` (a snapshot) also clears what the entry lacks."""
         self.display = None
+        self.levels = None
         self.status = entry.status
         if replace or entry.facts is not None:
             self.facts = entry.facts
@@ -134,8 +138,13 @@ def is_dimmed(row: NodeRow, column: int) -> bool:
 
 
 def display_strings(row: NodeRow) -> list[str]:
-    """Every column's text (the "last seen" slot is filled live by the model)."""
+    """Every column's text (the "last seen" slot is filled live by the model), and ``row.levels``.
+
+    A figure at a threshold level starts with its mark ("▲ 85.0 %"), so the level shows without colour.
+    """
     texts = [""] * COLUMN_COUNT
+    levels = [Level.NORMAL] * COLUMN_COUNT
+    row.levels = levels
     texts[Column.NODE] = row.node_id
     texts[Column.STATE] = row.status.state
     sample = row.sample
@@ -145,9 +154,52 @@ def display_strings(row: NodeRow) -> list[str]:
         for column in METRIC_COLUMNS:
             texts[column] = GONE_TEXT
         return texts
+    live = is_current(row)
     for column in METRIC_COLUMNS:
-        texts[column] = metric_text(sample, Column(column))
+        text = metric_text(sample, Column(column))
+        if live and column in THRESHOLD_COLUMNS and text:
+            levels[column] = level_of(row, Column(column))
+            text = MARKS[levels[column]] + text
+        texts[column] = text
     return texts
+
+
+# The columns judged against thresholds (viewer.thresholds).
+THRESHOLD_COLUMNS: Final = frozenset({Column.CPU, Column.LOAD, Column.MEMORY, Column.DISK})
+
+
+def _threshold_value(row: NodeRow, column: Column) -> tuple[Threshold, float | None, str]:
+    """The threshold, the value it judges and the words for it, of one threshold column."""
+    sample = row.sample
+    assert sample is not None
+    thresholds = DEFAULT_THRESHOLDS
+    if column is Column.CPU:
+        return thresholds.cpu, sample.cpu_percent, "CPU"
+    if column is Column.MEMORY:
+        return thresholds.memory, sample.mem_percent, "Memory"
+    if column is Column.DISK:
+        return thresholds.disk, fullest_disk_percent(sample.disks), "The fullest disk"
+    cores: float | None = None if row.facts is None else row.facts.cpu_count_logical
+    if sample.cgroup_cpu_limit_cores:  # a container may use fewer cores than the machine has
+        cores = min(cores or sample.cgroup_cpu_limit_cores, sample.cgroup_cpu_limit_cores)
+    load_1 = None if sample.load_avg is None else sample.load_avg[0]
+    return thresholds.load_per_core, load_per_core(load_1, cores), "Load"
+
+
+def level_of(row: NodeRow, column: Column) -> Level:
+    """The threshold level of ``row``'s live figure in ``column`` (normal for other columns)."""
+    if column not in THRESHOLD_COLUMNS or row.sample is None or not is_current(row):
+        return Level.NORMAL
+    threshold, value, _what = _threshold_value(row, column)
+    return threshold.level(value)
+
+
+def threshold_words(row: NodeRow, column: Column) -> str:
+    """E.g. 'CPU 95.0 % is at or above the critical threshold (90 %)', or '' when the figure is normal."""
+    if level_of(row, column) is Level.NORMAL:
+        return ""
+    threshold, value, what = _threshold_value(row, column)
+    return "" if value is None else threshold.explain(value, what)
 
 
 def metric_text(sample: Heartbeat, column: Column) -> str:  # noqa: PLR0911 - one branch per column
@@ -207,9 +259,11 @@ def tooltip(row: NodeRow, column: Column, server_offset_s: float) -> str | None:
         seen = format_clock(None if status.last_seen_at is None else status.last_seen_at - server_offset_s)
         value = metric_text(row.sample, column) or "not measured"
         return f"{status.state}: last value {value}" + (f" at {seen}" if seen else "")
+    words = threshold_words(row, column)
     if column is Column.DISK and row.sample is not None:
-        return fullest_disk_name(row.sample.disks)
-    return None
+        mount = fullest_disk_name(row.sample.disks)
+        return f"{mount}: {words}" if mount and words else mount
+    return words or None
 
 
 def reason_words(reason: str | None) -> str:

@@ -25,7 +25,7 @@ from PyQt6.QtCore import (
     QPersistentModelIndex,
     Qt,
 )
-from PyQt6.QtGui import QColor
+from PyQt6.QtGui import QColor, QFont
 
 from shared.messages import NodeState
 from viewer.batching import NodeBatch
@@ -42,6 +42,7 @@ from viewer.cells import (
     tooltip,
 )
 from viewer.format import format_age, plain_tooltip
+from viewer.thresholds import Level
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 
@@ -54,6 +55,8 @@ NODE_ID_ROLE: Final = Qt.ItemDataRole.UserRole + 2
 
 _STATE_BACKGROUND: Final[dict[str, str]] = {"online": "#bfe8bf", "stale": "#ffe08a", "offline": "#f2b0b0"}
 _DISCONNECTED_BACKGROUND: Final = "#d9d9d9"
+# Threshold tints, lighter than the State colours; dark text on them reads in light and dark palettes.
+_LEVEL_BACKGROUND: Final[dict[Level, str]] = {Level.WARNING: "#ffe9a8", Level.CRITICAL: "#ffb8b8"}
 _STATE_TEXT: Final = "#1a1a1a"
 _GREYED_TEXT: Final = "#8c8c8c"
 _RIGHT_ALIGNED: Final = METRIC_COLUMNS
@@ -63,8 +66,12 @@ _FOREGROUND: Final = int(Qt.ItemDataRole.ForegroundRole)
 _BACKGROUND: Final = int(Qt.ItemDataRole.BackgroundRole)
 _ALIGNMENT: Final = int(Qt.ItemDataRole.TextAlignmentRole)
 _TOOLTIP: Final = int(Qt.ItemDataRole.ToolTipRole)
+_FONT: Final = int(Qt.ItemDataRole.FontRole)
 _INITIAL_SORT: Final = int(Qt.ItemDataRole.InitialSortOrderRole)
-_SERVED_ROLES: Final = frozenset({_DISPLAY, _FOREGROUND, _BACKGROUND, _ALIGNMENT, _TOOLTIP, SORT_ROLE, NODE_ID_ROLE})
+_LOOK_ROLES: Final = frozenset({_FOREGROUND, _BACKGROUND, _FONT})
+_SERVED_ROLES: Final = frozenset(
+    {_DISPLAY, _FOREGROUND, _BACKGROUND, _ALIGNMENT, _TOOLTIP, _FONT, SORT_ROLE, NODE_ID_ROLE}
+)
 
 
 class NodeTableModel(QAbstractTableModel):
@@ -88,6 +95,9 @@ class NodeTableModel(QAbstractTableModel):
         self._disconnected_brush = QColor(_DISCONNECTED_BACKGROUND)
         self._state_text = QColor(_STATE_TEXT)
         self._greyed_text = QColor(_GREYED_TEXT)
+        self._level_brushes = {level: QColor(colour) for level, colour in _LEVEL_BACKGROUND.items()}
+        self._bold = QFont()
+        self._bold.setBold(True)
         self._alignment = [
             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter if column in _RIGHT_ALIGNED else None
             for column in Column
@@ -148,14 +158,8 @@ class NodeTableModel(QAbstractTableModel):
             if row.display is None:
                 row.display = display_strings(row)
             return row.display[column]
-        if role == _FOREGROUND:
-            if not self._connected or is_dimmed(row, column):
-                return self._greyed_text
-            return self._state_text if column == Column.STATE else None
-        if role == _BACKGROUND:
-            if column != Column.STATE:
-                return None
-            return self._state_brushes[row.status.state] if self._connected else self._disconnected_brush
+        if role in _LOOK_ROLES:
+            return self._look(row, column, role)
         if role == _ALIGNMENT:
             return self._alignment[column]
         if role == SORT_ROLE:
@@ -163,6 +167,26 @@ class NodeTableModel(QAbstractTableModel):
         if role == _TOOLTIP:
             return plain_tooltip(tooltip(row, Column(column), self._server_offset_s))
         return row.node_id  # NODE_ID_ROLE
+
+    def _look(self, row: NodeRow, column: int, role: int) -> object:
+        """Foreground, background and font: greyed when old or disconnected, tinted and bold at a threshold."""
+        if role == _FOREGROUND:
+            if not self._connected or is_dimmed(row, column):
+                return self._greyed_text
+            return self._state_text if column == Column.STATE or self._level(row, column) else None
+        if role == _BACKGROUND:
+            if column == Column.STATE:
+                return self._state_brushes[row.status.state] if self._connected else self._disconnected_brush
+            level = self._level(row, column) if self._connected else Level.NORMAL
+            return self._level_brushes[level] if level else None
+        return self._bold if self._level(row, column) else None  # _FONT
+
+    @staticmethod
+    def _level(row: NodeRow, column: int) -> Level:
+        if row.levels is None:
+            row.display = display_strings(row)  # builds row.levels too
+        assert row.levels is not None
+        return row.levels[column]
 
     # -- what the window uses -------------------------------------------------------------
 

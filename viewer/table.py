@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Final
 
 from PyQt6.QtCore import QEvent, QModelIndex, QPoint, Qt, pyqtSignal
-from PyQt6.QtGui import QAction, QEnterEvent
+from PyQt6.QtGui import QAction, QEnterEvent, QFontMetrics
 from PyQt6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -28,16 +28,17 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from viewer.cells import HEADERS, Column
+from viewer.cells import HEADERS, THRESHOLD_COLUMNS, Column
 
-# The widest text each column usually shows; the header title counts too.
+# The widest text each column usually shows (bold, with a mark, at a threshold); the header title counts too.
+# "▲ 100.0 %" is as wide as a critical "▲▲ 95.0 %".
 _SAMPLE_TEXT: Final[dict[Column, str]] = {
     Column.NODE: "web-0123.example",
     Column.STATE: "offline",
-    Column.CPU: "100.0 %",
-    Column.LOAD: "10.00 10.00 10.00",
-    Column.MEMORY: "100.0 %",
-    Column.DISK: "100.0 %",
+    Column.CPU: "▲ 100.0 %",
+    Column.LOAD: "▲ 10.00 10.00 10.00",
+    Column.MEMORY: "▲ 100.0 %",
+    Column.DISK: "▲ 100.0 %",
     Column.NET: "↓ 1023 KiB/s  ↑ 1023 KiB/s",
     Column.UPTIME: "30 d 23 h",
     Column.LAST_SEEN: "59 m ago",
@@ -84,9 +85,12 @@ class NodeTableView(QTableView):
         assert header is not None
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
-        metrics = header.fontMetrics()
+        bold = self.font()
+        bold.setBold(True)  # a figure at a threshold is bold
+        bold_metrics, metrics = QFontMetrics(bold), header.fontMetrics()
         for column, sample in _SAMPLE_TEXT.items():
-            widest = max(metrics.horizontalAdvance(sample), metrics.horizontalAdvance(HEADERS[column]))
+            cell = (bold_metrics if column in THRESHOLD_COLUMNS else metrics).horizontalAdvance(sample)
+            widest = max(cell, metrics.horizontalAdvance(HEADERS[column]))
             header.resizeSection(column, widest + _PADDING_PX)
         header.moveSection(header.visualIndex(Column.STATE), 0)  # state first, as colour and text
         header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)

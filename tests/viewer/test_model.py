@@ -48,7 +48,7 @@ class TestNodeTableModel:
         assert cell(model, "web-1", Column.CPU) == "12.5 %"
         assert cell(model, "web-1", Column.LOAD) == "0.50 0.40 0.30"
         assert cell(model, "web-1", Column.MEMORY) == "40.0 %"
-        assert cell(model, "web-1", Column.DISK) == "90.0 %"
+        assert cell(model, "web-1", Column.DISK) == "▲ 90.0 %"  # the default /data is at the warning threshold
         assert cell(model, "web-1", Column.NET) == "↓ 1.5 KiB/s  ↑ 2.5 MiB/s"
         assert cell(model, "web-1", Column.UPTIME) == "3 h 05 m"
         assert cell(model, "web-1", Column.LAST_SEEN) == "just now"
