@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
 from agent.backlog import Backlog
@@ -35,10 +34,10 @@ from agent.session import (
     SessionCounters,
     WakeAt,
 )
-from agent.transport import BINARY, PING, PONG, Failed, Link, Lost, Opened, Phase, resolve, tls_context
+from agent.transport import Failed, Link, Lost, Opened, Phase, resolve
 from agent.wire import MAX_INBOUND_BYTES
 from agent.worker import Job
-from agent.wsclient import CloseFrame, Message, Ping, Pong, Refused
+from agent.wsclient import BINARY, PING, PONG, CloseFrame, Message, Ping, Pong, Refused
 
 __all__ = ["Outcome", "Pusher"]
 
@@ -68,7 +67,6 @@ class Pusher:
         clock: Callable[[], float] = time.monotonic,
         on_retry: Callable[[float, Outcome], None] | None = None,
         wake: Callable[[], None] = lambda: None,
-        make_tls: Callable[[], Any] = tls_context,
     ) -> None:
         self.url = url
         self.backlog = backlog
@@ -91,7 +89,6 @@ class Pusher:
         self._clock = clock
         self._on_retry = on_retry
         self._wake = wake  # called from the resolver thread: the loop must look again
-        self._make_tls = make_tls
         self._retry_at = clock()
         self._wake_at: float | None = None
         self._new_frames = False
@@ -172,7 +169,6 @@ class Pusher:
             connect_timeout_s=self._connect_timeout_s,
             close_timeout_s=CLOSE_TIMEOUT_S,
             max_message_bytes=MAX_INBOUND_BYTES,
-            make_tls=self._make_tls,
         )
         self._blocked = False
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+import sys
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -25,10 +25,7 @@ from urllib.parse import SplitResult
 
 from agent.worker import Job
 from agent.wsclient import (
-    BINARY,
     CLOSE,
-    PING,
-    PONG,
     CloseFrame,
     Event,
     FrameReader,
@@ -80,6 +77,14 @@ class Phase(Enum):
     DONE = "done"
 
 
+def _would_block(exc: OSError) -> bool:
+    """A non-blocking call found nothing to do; for TLS, OpenSSL wants a read or write first."""
+    if isinstance(exc, BlockingIOError | InterruptedError):
+        return True
+    ssl = sys.modules.get("ssl")  # loaded only for wss://; without it no exception can be an SSL one
+    return ssl is not None and isinstance(exc, ssl.SSLWantReadError | ssl.SSLWantWriteError)
+
+
 def resolve(url: SplitResult) -> list[tuple[Any, ...]]:
     """The addresses to try for ``url``'s host and port (run in a worker thread: it may block)."""
     port = url.port or (443 if url.scheme == "wss" else 80)
@@ -108,8 +113,6 @@ class Link:
         connect_timeout_s: float,
         close_timeout_s: float,
         max_message_bytes: int,
-        make_tls: Callable[[], Any] = tls_context,
-        random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.phase = Phase.RESOLVING
         self.deadline = now + connect_timeout_s
@@ -119,12 +122,10 @@ class Link:
         self._candidates: list[tuple[Any, ...]] = []
         self._connect_timeout_s = connect_timeout_s
         self._close_timeout_s = close_timeout_s
-        self._make_tls = make_tls
-        self._random = random_bytes
         self._sock: Any = None  # socket.socket, or ssl.SSLSocket for wss://
         self._tls_wants = READ
         self._out = bytearray()
-        self._key = make_key(random_bytes(16))
+        self._key = make_key(os.urandom(16))
         self._response = ResponseReader(self._key)
         self._frames = FrameReader(max_message_bytes)
         self._last_error = "no address"
@@ -151,12 +152,12 @@ class Link:
     def send(self, opcode: int, payload: bytes) -> None:
         """Queue one frame (sent by the next ``advance``); frames after our close are dropped (section 5.5.1)."""
         if self.phase is Phase.OPEN:
-            self._out += encode_frame(opcode, payload, self._random(4))
+            self._out += encode_frame(opcode, payload, os.urandom(4))
 
     def close(self, code: int, reason: str, now: float) -> None:
         """Queue our close frame; the link ends when the server answers, at EOF, or after the close timeout."""
         if self.phase is Phase.OPEN:
-            self._out += encode_frame(CLOSE, close_payload(code, reason), self._random(4))
+            self._out += encode_frame(CLOSE, close_payload(code, reason), os.urandom(4))
             self.phase, self.deadline = Phase.CLOSING, now + self._close_timeout_s
         elif self.phase is not Phase.CLOSING:
             self.abort()
@@ -222,7 +223,7 @@ class Link:
 
     def _secure(self, now: float) -> list[LinkEvent]:
         if self.phase is Phase.CONNECTING:
-            context = self._make_tls()
+            context = tls_context()
             self._sock = context.wrap_socket(
                 self._sock, server_hostname=self._url.hostname, do_handshake_on_connect=False
             )
@@ -304,10 +305,8 @@ class Link:
     def _flush(self) -> None:
         try:
             sent = self._sock.send(self._out[: RECV_BYTES * 4])
-        except (BlockingIOError, InterruptedError):
-            return
         except OSError as exc:
-            if type(exc).__name__.startswith("SSLWant"):  # ssl.SSLWantReadError/WriteError: retry later
+            if _would_block(exc):
                 return
             raise
         del self._out[:sent]
@@ -319,10 +318,8 @@ class Link:
         while total < MAX_READ_PER_TURN:
             try:
                 chunk = self._sock.recv(RECV_BYTES)
-            except (BlockingIOError, InterruptedError):
-                break
             except OSError as exc:
-                if type(exc).__name__.startswith("SSLWant"):
+                if _would_block(exc):
                     break
                 raise
             if not chunk:
@@ -348,12 +345,8 @@ class Link:
         return self._fail(f"no answer within {self._connect_timeout_s:g} s")
 
     def _fail(self, why: str) -> list[LinkEvent]:
-        was_open = self.phase in {Phase.OPEN, Phase.CLOSING}
-        closing = self.phase is Phase.CLOSING
+        phase = self.phase
         self.abort()
-        if closing:
+        if phase is Phase.CLOSING:
             return []
-        return [Lost(why)] if was_open else [Failed(why)]
-
-
-__all__ = ["BINARY", "PING", "PONG", "Failed", "Link", "LinkEvent", "Lost", "Opened", "Phase", "Upgraded"]
+        return [Lost(why)] if phase is Phase.OPEN else [Failed(why)]

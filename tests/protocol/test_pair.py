@@ -282,7 +282,16 @@ class TestCloseCodes:
         p.collector_sends(("close", 4429, "subscriber_too_slow"))
         assert seen_by_agent(p) == (4429, False, 1.0)
 
+    @pytest.mark.parametrize(("code", "reason"), [(4403, "node_key_mismatch"), (4430, "rate_exceeded")])
+    def test_trust_refusals_follow_the_table(self, code: int, reason: str) -> None:
+        """A node-key refusal (4403) or a rate refusal (4430) makes the agent wait what shared.retry says for it."""
+        p = pair()
+        p.connect()
+        p.collector_sends(("close", code, reason))
+        policy = retry_for_close(code)
+        assert seen_by_agent(p) == (code, policy.action is RetryAction.BACKOFF_LONG, policy.min_delay_s)
+
     def test_every_row_of_the_table_is_covered_here(self) -> None:
         """Each close code of shared.retry has a test above (1006 as the replaced connection)."""
-        covered = {1000, 1001, 1003, 1008, 1009, 1011, 4409, 4429, 4503, ABNORMAL_CLOSURE}
+        covered = {1000, 1001, 1003, 1008, 1009, 1011, 4403, 4409, 4429, 4430, 4503, ABNORMAL_CLOSURE}
         assert set(RETRY_BY_CLOSE_CODE) == covered
