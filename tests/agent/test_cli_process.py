@@ -75,6 +75,33 @@ class TestAgentProcess:
             await proc.wait()
             await server.stop()
 
+    async def test_runs_without_the_collectors_dependencies(self, ingest_server: IngestServer) -> None:
+        """With aiohttp, pydantic and asyncio unimportable (a node's install), the agent still pushes and stops 0."""
+        code = (
+            "import sys\n"
+            "for name in ('aiohttp', 'pydantic', 'asyncio', 'prometheus_client'):\n"
+            "    sys.modules[name] = None  # an import of any of them now raises ImportError\n"
+            "from nodewatch.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n"
+        )
+        argv = ["agent", "--collector", ingest_server.url, "--interval", "0.1", "--node-id", "lean-node"]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, *argv, cwd=REPO, env=dict(os.environ),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await wait_until(lambda: len(ingest_server.log.seqs) >= 3, timeout_s=30.0)
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(2.0):
+                status = await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.stderr is not None
+        assert status == 0, (await proc.stderr.read()).decode()
+        assert ingest_server.log.hellos[0].node_id == "lean-node"
+
     def test_bad_setting_exits_2_naming_it(self) -> None:
         """A bad NODEWATCH_INTERVAL stops the agent at once with the setting's name."""
         import subprocess
