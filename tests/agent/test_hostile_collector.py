@@ -12,6 +12,7 @@ from aiohttp import web
 from agent.config import AgentConfig
 from agent.runner import Agent
 from agent.session import UNSOLICITED_BURST
+from agent.wire import MAX_INBOUND_BYTES
 from shared.codec import encode
 from shared.messages import Ack, Error
 
@@ -74,6 +75,12 @@ async def forged_lines(ws: web.WebSocketResponse, _record: HostileLog) -> None:
     await ws.close(code=1011, message=b"bye\nCRITICAL forged")
 
 
+async def oversized_frame(ws: web.WebSocketResponse, _record: HostileLog) -> None:
+    """Ack the hello, then send one binary message past the agent's 64 KiB inbound cap."""
+    await ws.send_bytes(encode(Ack(seq=0)))
+    await ws.send_bytes(b"\x00" * (MAX_INBOUND_BYTES + 1))
+
+
 async def against(script: Script) -> tuple[IngestServer, Agent]:
     """Run an agent against a collector whose first connection runs ``script``; the second one is honest."""
     server = IngestServer(hostile=script)
@@ -132,6 +139,16 @@ class TestFloods:
         assert hostile.close_code == 1008
         assert hostile.pongs <= UNSOLICITED_BURST
         assert agent.pusher.counters.pings == UNSOLICITED_BURST + 1
+
+
+class TestOversized:
+    async def test_a_message_over_64_kib_closes_1009_and_the_agent_reconnects(self) -> None:
+        """A frame past the inbound cap is refused with close 1009 before it is buffered whole; nothing is lost."""
+        server, agent = await against(oversized_frame)
+        assert server.log.hostile[0].close_code == 1009
+        assert agent.backlog.dropped == 0
+        seqs = server.log.seqs
+        assert seqs == list(range(1, len(seqs) + 1))
 
 
 class TestPeerText:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import statistics
 
@@ -117,6 +118,43 @@ class TestPushing:
 
 
 class TestSilence:
+    async def test_a_server_that_never_answers_the_upgrade_times_out(self) -> None:
+        """A TCP listener that accepts and says nothing is given up after connect_timeout_s, then dialled again."""
+        accepted: list[asyncio.StreamWriter] = []
+
+        async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(writer)
+
+        server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            agent, retries = make_agent(f"ws://127.0.0.1:{port}", connect_timeout_s=0.3, random_value=0.0)
+            async with running(agent):
+                await wait_until(lambda: len(accepted) >= 2)
+        finally:
+            for writer in accepted:
+                writer.close()
+            server.close()
+            await server.wait_closed()
+        assert retries[0][1].reason == "no answer within 0.3 s"
+        assert not retries[0][1].refused
+
+    async def test_stop_while_the_collector_stalls_still_ends_within_2s(self, ingest_server: IngestServer) -> None:
+        """Stopping while the collector is frozen ends within 2 s: a short final-ack wait, then a bounded close."""
+        proxy = StallingProxy(ingest_server.port)
+        await proxy.start()
+        agent, _ = make_agent(proxy.url)
+        try:
+            async with running(agent):  # requires the agent to finish within 2 s of the stop
+                await wait_until(lambda: len(ingest_server.log.seqs) >= 3)
+                proxy.stall()
+                await asyncio.sleep(0.3)  # samples sent into the stall, never acked
+        finally:
+            await proxy.close()
+        assert agent.pusher.last_outcome is not None
+        assert agent.pusher.last_outcome.close_code == 1000
+        assert len(agent.backlog) > 0  # the unacked samples were kept, not forgotten
+
     async def test_unacked_hello_times_out_and_retries(self) -> None:
         """A collector that accepts the hello but never acks it is left after the timeout and dialled again."""
         server = IngestServer(mute=True)
