@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 DEFAULT_COLLECTOR = "http://127.0.0.1:8765"
@@ -37,9 +37,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--collector",
-        default=env.get("NODEWATCH_COLLECTOR", DEFAULT_COLLECTOR),
+        default=env.get("NODEWATCH_COLLECTOR") or None,
         metavar="URL",
-        help="collector base URL, http(s)://HOST:PORT (env NODEWATCH_COLLECTOR; default %(default)s)",
+        help=f"collector base URL, http(s)://HOST:PORT (env NODEWATCH_COLLECTOR; default: the last one used, "
+        f"else {DEFAULT_COLLECTOR})",
     )
     parser.add_argument(
         "--token",
@@ -50,12 +51,20 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> tuple[ViewerConfig, str]:
-    """Parse ``argv`` into a config and a log level; exits via ``parser.error`` on bad input."""
+def parse_config(
+    argv: Sequence[str], env: Mapping[str, str], remembered: Callable[[], str | None] = lambda: None
+) -> tuple[ViewerConfig, str]:
+    """Parse ``argv`` into a config and a log level; exits via ``parser.error`` on bad input.
+
+    ``remembered`` gives the last collector URL used, asked only when neither flag nor env names one.
+    """
     from viewer.link import subscribe_url  # noqa: PLC0415 - keep `--help` free of Qt and aiohttp
 
     parser = build_parser(env)
     args = parser.parse_args(argv)
+    if args.collector is None:
+        last = remembered()
+        args.collector = DEFAULT_COLLECTOR if last is None or not _is_url(last) else last
     try:
         subscribe_url(args.collector)
     except ValueError as exc:
@@ -64,6 +73,22 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> tuple[ViewerCon
     if args.token is not None and not token:
         parser.error("--token: expected a non-empty token, got only whitespace")
     return ViewerConfig(collector_url=args.collector, token=token), str(args.log_level)
+
+
+def _is_url(text: str) -> bool:
+    from viewer.link import subscribe_url  # noqa: PLC0415 - see parse_config
+
+    try:
+        subscribe_url(text)
+    except ValueError:
+        return False  # a remembered URL that no longer parses is forgotten, not an error
+    return True
+
+
+def _remembered_url() -> str | None:
+    from viewer.remembered import remembered_url, user_settings  # noqa: PLC0415 - Qt only when needed
+
+    return remembered_url(user_settings())
 
 
 def has_display(env: Mapping[str, str], platform: str = sys.platform) -> bool:
@@ -76,7 +101,7 @@ def has_display(env: Mapping[str, str], platform: str = sys.platform) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the viewer until its window is closed; return the exit status."""
     env = dict(os.environ)
-    config, log_level = parse_config(sys.argv[1:] if argv is None else argv, env)
+    config, log_level = parse_config(sys.argv[1:] if argv is None else argv, env, _remembered_url)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not has_display(env):
         print(
@@ -103,12 +128,13 @@ def _run(config: ViewerConfig) -> int:
     from PyQt6.QtWidgets import QApplication  # noqa: PLC0415
 
     from viewer.link import CollectorLink, LinkConfig  # noqa: PLC0415
+    from viewer.remembered import user_settings  # noqa: PLC0415
     from viewer.window import MainWindow  # noqa: PLC0415
 
     app = QApplication.instance() or QApplication(["nodewatch viewer"])
     assert isinstance(app, QApplication)
     link = CollectorLink(LinkConfig(collector_url=config.collector_url, token=config.token))
-    window = MainWindow(link, collector_url=config.collector_url)
+    window = MainWindow(link, collector_url=config.collector_url, settings=user_settings())
     window.setWindowTitle(f"nodewatch — {config.collector_url}")
     window.snapshot_applied.connect(freeze_gc)
     # Ctrl-C or SIGTERM close the window like the user would (exit 0, link stopped). Python runs

@@ -21,7 +21,7 @@ from typing import Final
 
 from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QPalette
-from PyQt6.QtWidgets import QFormLayout, QLabel, QTabWidget, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import QFormLayout, QFrame, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from shared.messages import Heartbeat, History
 from viewer.cells import NodeRow, describe_last_seen, describe_state, is_current
@@ -85,7 +85,12 @@ class DetailPane(QWidget):
         self.tables = NodeTables()
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
-        self.tabs.addTab(self.overview, "Overview")
+        # Scrolled, so five readable charts never force a tall window (a small one scrolls them instead).
+        overview_scroll = QScrollArea()
+        overview_scroll.setWidgetResizable(True)
+        overview_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        overview_scroll.setWidget(self.overview)
+        self.tabs.addTab(overview_scroll, "Overview")
         for title, tab in self.tables.tabs:
             self.tabs.addTab(tab, title)
         self.facts_tab = _fact_form(_FACT_TAB_LABELS, self._facts)

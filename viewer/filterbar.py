@@ -1,5 +1,8 @@
 """``FilterBar``: the row above the table: filter box, "paused" mark, "N of M shown", and the inline filter error.
 
+It also keeps whether the row order is held (pointer over the table, or frozen with Z or
+Space), shows the mark that says so, and emits ``hold_changed(bool)`` for the proxy.
+
 The box's text is parsed by ``viewer.filtering``; a good filter is emitted as
 ``filter_changed(NodeFilter)``, a bad one is said under the box (and the table keeps its
 last good filter, so it is never silently empty). Every label is plain text.
@@ -17,6 +20,8 @@ from PyQt6.QtWidgets import QHBoxLayout, QLineEdit, QVBoxLayout, QWidget
 from viewer.detail import plain_label
 from viewer.filtering import FilterError, parse
 
+_PAUSED_HOVER: Final = "⏸ order paused (pointer over the table)"
+_PAUSED_FROZEN: Final = "⏸ frozen: press Z or Space to let rows move"
 _PLACEHOLDER: Final = "Filter: text, state:offline, cpu>80, mem>90, disk>90, label:role=web, /regex/  (Ctrl+F)"
 
 
@@ -24,9 +29,12 @@ class FilterBar(QWidget):
     """The filter box and the small labels around it."""
 
     filter_changed = pyqtSignal(object)  # a viewer.filtering.NodeFilter
+    hold_changed = pyqtSignal(bool)  # True: the row order should hold still
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._hovered = False
+        self.frozen = False
         self.filter_box = QLineEdit()
         self.filter_box.setPlaceholderText(_PLACEHOLDER)
         self.filter_box.setClearButtonEnabled(True)
@@ -67,3 +75,18 @@ class FilterBar(QWidget):
             return
         self.filter_error.hide()
         self.filter_changed.emit(node_filter)
+
+    def set_hovered(self, hovered: bool) -> None:
+        """The pointer entered (True) or left the table."""
+        self._hovered = hovered
+        self._update_hold()
+
+    def toggle_freeze(self) -> None:
+        """Freeze the row order, or let it move again."""
+        self.frozen = not self.frozen
+        self._update_hold()
+
+    def _update_hold(self) -> None:
+        held = self._hovered or self.frozen
+        self.set_paused((_PAUSED_FROZEN if self.frozen else _PAUSED_HOVER) if held else None)
+        self.hold_changed.emit(held)

@@ -1,4 +1,5 @@
-"""The two status widgets: the connection indicator (status bar) and the banner across the table.
+"""The two status widgets: the connection indicator (status bar) and the banner across the table,
+and ``side_by_side``, the window's table-beside-pane layout.
 
 Thin QLabel subclasses that show what ``viewer.status`` words say, as plain text, and
 restyle only on a change (a stylesheet change re-polishes the widget: costly at 10 Hz).
@@ -8,10 +9,11 @@ Not here: the wording (``viewer.status``). UI thread only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from PyQt6.QtCore import Qt
-from PyQt6.QtWidgets import QLabel
+from PyQt6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
 from viewer.format import plain_tooltip
 from viewer.linkstate import LinkState, Phase
@@ -66,3 +68,23 @@ class BannerLabel(_PlainLabel):
             return
         self._restyle(banner.text, _BANNER_STYLE[banner.kind])
         self.show()
+
+
+def side_by_side(left_widgets: Sequence[QWidget], right: QWidget, table_px: int) -> QSplitter:
+    """``left_widgets`` stacked on the left (filter row, banner, table), ``right`` (the pane) beside them.
+
+    The table gets what its columns need (``table_px``, plus the scroll bar); the charts read fine narrower.
+    """
+    left = QWidget()
+    layout = QVBoxLayout(left)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for widget in left_widgets:
+        layout.addWidget(widget)
+    splitter = QSplitter(Qt.Orientation.Horizontal)
+    splitter.addWidget(left)
+    splitter.addWidget(right)
+    splitter.setStretchFactor(0, 3)
+    splitter.setStretchFactor(1, 2)
+    wanted_px = table_px + 24
+    splitter.setSizes([wanted_px, max(360, 1280 - wanted_px)])
+    return splitter

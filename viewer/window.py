@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from PyQt6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer, pyqtSignal
+from PyQt6.QtCore import QEvent, QItemSelection, QItemSelectionModel, QModelIndex, QSettings, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QCloseEvent, QKeySequence, QShortcut
-from PyQt6.QtWidgets import QMainWindow, QSplitter, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import QMainWindow
 
 from shared.messages import NodeHistory
 from viewer.batching import NodeBatch
@@ -35,17 +35,17 @@ from viewer.filterbar import FilterBar
 from viewer.filtering import NodeFilter
 from viewer.link import CollectorLink, LinkState, Phase
 from viewer.model import MAX_ROWS, NODE_ID_ROLE, NodeTableModel
+from viewer.remembered import WindowMemory
 from viewer.sorting import NodeSortFilterModel
 from viewer.status import banner, counts_text
-from viewer.statuswidgets import BannerLabel, ConnectionLabel
+from viewer.statuswidgets import BannerLabel, ConnectionLabel, side_by_side
 from viewer.table import NodeTableView
 
 # "last seen" counts whole seconds, so a 1 s tick is as fine as the text gets.
 AGE_TICK_MS: Final = 1000
 _AGE_TICK_S: Final = AGE_TICK_MS / 1000.0
 _DISCONNECTED_SELECTION: Final = "QTableView { selection-background-color: #9e9e9e; }"
-_PAUSED_HOVER: Final = "⏸ order paused (pointer over the table)"
-_PAUSED_FROZEN: Final = "⏸ frozen: press Z or Space to let rows move"
+_PALETTE_EVENTS: Final = frozenset({QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange})
 
 
 class MainWindow(QMainWindow):
@@ -60,23 +60,25 @@ class MainWindow(QMainWindow):
     def __init__(
         self,
         link: CollectorLink,
+        *,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         collector_url: str = "",
         max_rows: int = MAX_ROWS,
+        settings: QSettings | None = None,
     ) -> None:
+        """``settings``: where the layout is remembered between runs (None: nowhere, e.g. a bench)."""
         super().__init__()
         self.setWindowTitle("nodewatch")
         self.resize(1280, 760)
         self._link = link
+        self.collector_url = collector_url
         self._collector_url = collector_url or "the collector"
         self._wall_clock = wall_clock
         self._monotonic = monotonic
         self._selected_node_id: str | None = None
         self._last_age_refresh_s = float("-inf")
         self._last_batch_at: float | None = None
-        self._hovered = False
-        self._frozen = False
         self._closed = False
 
         # No Qt parent: the window's Python attribute owns it, so a test holding the model outlives the window.
@@ -101,6 +103,9 @@ class MainWindow(QMainWindow):
         link.batch_ready.connect(self._on_batch)
         link.state_changed.connect(self._show_state)
         link.history_ready.connect(self._on_history)
+        self._memory = None if settings is None else WindowMemory(settings)
+        if self._memory is not None:
+            self._memory.restore(self)
 
     def _build_central(self) -> None:
         """Filter row, banner and table on the left, detail pane on the right."""
@@ -118,28 +123,18 @@ class MainWindow(QMainWindow):
         self.table.configure_columns()
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(Column.STATE, Qt.SortOrder.DescendingOrder)  # problems first
-        self.table.hover_changed.connect(self._on_hover)
+        self.table.hover_changed.connect(self.filter_bar.set_hovered)
+        self.filter_bar.hold_changed.connect(self.proxy.set_held)
         self.table.activated.connect(self._open_row)
         selection_model = self.table.selectionModel()
         assert selection_model is not None
         selection_model.selectionChanged.connect(self._on_selection_changed)
 
         self.detail = DetailPane()
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(self.filter_bar)
-        left_layout.addWidget(self.banner)
-        left_layout.addWidget(self.table)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(left)
-        splitter.addWidget(self.detail)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
-        # The table gets what its columns need (plus the scroll bar); the charts read fine narrower.
-        table_px = self.table.columns_width() + 24
-        splitter.setSizes([table_px, max(360, 1280 - table_px)])
-        self.setCentralWidget(splitter)
+        self.splitter = side_by_side(
+            [self.filter_bar, self.banner, self.table], self.detail, self.table.columns_width()
+        )
+        self.setCentralWidget(self.splitter)
 
     def _add_shortcuts(self) -> None:
         bindings: list[tuple[str, Callable[[], object]]] = [
@@ -168,7 +163,7 @@ class MainWindow(QMainWindow):
     @property
     def frozen(self) -> bool:
         """True while the user froze the row order."""
-        return self._frozen
+        return self.filter_bar.frozen
 
     def select_node(self, node_id: str) -> bool:
         """Select ``node_id``'s row (e.g. after a rebuild); False if it is not shown."""
@@ -191,19 +186,26 @@ class MainWindow(QMainWindow):
 
     def toggle_freeze(self) -> None:
         """Freeze the row order, or let it move again (Z or Space)."""
-        self._frozen = not self._frozen
-        self._update_hold()
+        self.filter_bar.toggle_freeze()
 
     def closeEvent(self, event: QCloseEvent | None) -> None:  # noqa: N802 - Qt's name
         """Stop the timers and the network thread (at most 2 s), then close."""
         self.shutdown()
         super().closeEvent(event)
 
+    def changeEvent(self, event: QEvent | None) -> None:  # noqa: N802 - Qt's name
+        """The system palette changed (dark mode on or off): the charts follow it."""
+        if event is not None and event.type() in _PALETTE_EVENTS:
+            self.detail.apply_palette(self.palette())
+        super().changeEvent(event)
+
     def shutdown(self) -> None:
-        """Stop every timer and the link; idempotent."""
+        """Save the layout, stop every timer and the link; idempotent."""
         if self._closed:
             return
         self._closed = True
+        if self._memory is not None:
+            self._memory.save(self)
         self._age_timer.stop()
         self._link.stop()
 
@@ -293,15 +295,6 @@ class MainWindow(QMainWindow):
         self.proxy.set_filter(node_filter)
         self._drop_hidden_selection()
         self._update_counts()
-
-    def _on_hover(self, hovered: bool) -> None:
-        self._hovered = hovered
-        self._update_hold()
-
-    def _update_hold(self) -> None:
-        self.proxy.set_held(self._hovered or self._frozen)
-        held = self._hovered or self._frozen
-        self.filter_bar.set_paused((_PAUSED_FROZEN if self._frozen else _PAUSED_HOVER) if held else None)
 
     def _on_age_tick(self) -> None:
         self._refresh_ages_if_due(force=False)
