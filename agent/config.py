@@ -19,10 +19,12 @@ import re
 import socket
 import stat
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from agent.identity import NodeKeyError, load_or_create_node_key
 
 INGEST_PATH = "/api/v1/ingest"
 DEFAULT_INTERVAL_S = 1.0
@@ -48,6 +50,10 @@ class AgentConfig:
     ws_heartbeat_s: float = DEFAULT_WS_HEARTBEAT_S
     connect_timeout_s: float = 10.0
     log_level: str = "INFO"
+    # The node key from the state dir (agent.identity; docs/security.md, 3.1); None: the hello carries no
+    # node credential. Never shown: a logged config must not print it.
+    node_key: bytes | None = field(default=None, repr=False)
+    state_dir: Path | None = None
 
 
 class ConfigError(ValueError):
@@ -168,6 +174,7 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "top_processes": (_bool("top_processes"), "NODEWATCH_TOP_PROCESSES"),
     "ws_heartbeat": (_positive_float("ws_heartbeat", 0.1, 3600.0), "NODEWATCH_WS_HEARTBEAT"),
     "log_level": (_log_level, "NODEWATCH_LOG_LEVEL"),
+    "state_dir": (str, "NODEWATCH_STATE_DIR"),
 }
 CONFIG_ENV = "NODEWATCH_CONFIG"
 
@@ -203,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--top-processes", action="store_const", const="true", help="also send the top 5 processes by CPU and RSS")
     add("--ws-heartbeat", metavar="SECONDS", help=f"websocket ping interval (default {DEFAULT_WS_HEARTBEAT_S:g})")
     add("--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING or ERROR")
+    add(
+        "--state-dir",
+        metavar="DIR",
+        help="keep the node key here (default: $STATE_DIRECTORY, else /var/lib/nodewatch-agent as root, "
+        "~/.local/state/nodewatch-agent as a user)",
+    )
     return parser
 
 
@@ -257,6 +270,7 @@ def load_config(
             "token_file: expected a token or a token file, not both (--token-file and --token/NODEWATCH_TOKEN)"
         )
     values = {name: SETTINGS[name][0](text) for name, text in raw.items()}
+    state_dir = Path(values["state_dir"]) if values.get("state_dir") else default_state_dir(environ, os.geteuid())
     if "collector" not in values:
         raise ConfigError("collector: expected --collector URL, NODEWATCH_COLLECTOR or 'collector' in the config file")
     interval_s: float = values.get("interval", DEFAULT_INTERVAL_S)
@@ -275,7 +289,28 @@ def load_config(
         top_processes=values.get("top_processes", False),
         ws_heartbeat_s=values.get("ws_heartbeat", DEFAULT_WS_HEARTBEAT_S),
         log_level=values.get("log_level", "INFO"),
+        node_key=_node_key(state_dir),
+        state_dir=state_dir,
     )
+
+
+def default_state_dir(environ: Mapping[str, str], euid: int) -> Path:
+    """systemd's ``$STATE_DIRECTORY`` (its first entry), else /var/lib/nodewatch-agent as root, else ~/.local/state."""
+    given = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if given:
+        return Path(given)
+    if euid == 0:
+        return Path("/var/lib/nodewatch-agent")
+    home = environ.get("HOME") or str(Path.home())
+    return Path(home) / ".local" / "state" / "nodewatch-agent"
+
+
+def _node_key(state_dir: Path) -> bytes:
+    """The node key in ``state_dir``, created on first start; a ConfigError naming state_dir if unusable."""
+    try:
+        return load_or_create_node_key(state_dir)
+    except NodeKeyError as exc:
+        raise ConfigError(f"state_dir: {exc}") from exc
 
 
 def hostname_node_id() -> str:

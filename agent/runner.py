@@ -22,11 +22,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from agent.backlog import Backlog
 from agent.backoff import Backoff
 from agent.cgroup import DEFAULT_ROOT
 from agent.config import AgentConfig
+from agent.identity import node_credential
 from agent.pusher import Outcome, Pusher
 from agent.readings import FastReading
 from agent.sampler import HeartbeatBuilder, PsutilReader, SlowCache, SlowReading
@@ -75,6 +77,9 @@ class Agent:
             ps = importlib.import_module("psutil")
         self.config = config
         self.instance_id = os.urandom(16).hex()  # 32 hex digits like uuid4().hex; uuid costs RSS
+        host = urlsplit(config.ingest_url).hostname or ""
+        key = config.node_key
+        self.credential = None if key is None else node_credential(key, config.node_id, host)
         self._clock = clock
         self._wall_clock = wall_clock
         self.reader = PsutilReader(
@@ -114,6 +119,9 @@ class Agent:
             "ack_every": ack_every(self.backlog),
             "facts": self.facts,
         }
+        if self.credential is not None:  # docs/security.md, 3.1: proves this is the machine, not just a fleet member
+            fields["node_credential"] = self.credential
+        fields["newest_seq"] = self.seq  # the highest seq taken: bounds our seqs and the ack (docs/security.md, 3.2)
         return pack(fields)
 
     def stop(self) -> None:

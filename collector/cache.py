@@ -27,6 +27,7 @@ from collector.changes import (
     HelloResult,
 )
 from collector.history import HistoryRing, point_values
+from collector.trust.sanity import MAX_FUTURE_S, check_sampled_at
 from shared.codec import INGEST_LIMITS, decode
 from shared.errors import ErrorReason, ProtocolError
 from shared.messages import Heartbeat, Hello, NodeFacts, NodeState
@@ -120,7 +121,7 @@ class NodeRecord:
 
     @property
     def last_sample(self) -> Heartbeat | None:
-        """The newest sample by ``sampled_at``, or None before the first heartbeat."""
+        """The newest sample by seq of the current instance, or None before the first heartbeat."""
         return stored_sample(self.last_sample_frame, self.last_sample_model)
 
 
@@ -142,6 +143,7 @@ class NodeCache:
         self._nodes: dict[str, NodeRecord] = {}
         self._heap: list[tuple[float, str]] = []
         self._counts: dict[NodeState, int] = dict.fromkeys(STATES, 0)
+        self.samples_clamped = 0  # samples stamped beyond MAX_FUTURE_S ahead, stored at the bound
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -165,8 +167,12 @@ class NodeCache:
         """Points in a node's ring: ``history_window_s`` at its rate, capped at ``history_max_points``."""
         return max(1, min(self.history_max_points, math.ceil(self.history_window_s / interval_s)))
 
-    def hello(self, hello: Hello, conn: int, now: float, wall: float) -> HelloResult:
-        """Register a hello on connection ``conn``; raises ProtocolError for a duplicate node or a full cache."""
+    def hello(self, hello: Hello, conn: int, now: float, wall: float, *, verified: bool = False) -> HelloResult:
+        """Register a hello on connection ``conn``; raises ProtocolError for a duplicate node or a full cache.
+
+        ``verified``: a node key proved the node id (``collector.trust.identity``), so this hello
+        replaces the node's connection whatever its instance id, instead of a 4409.
+        """
         node = self._nodes.get(hello.node_id)
         if node is None:
             if len(self._nodes) >= self.max_nodes:
@@ -191,12 +197,12 @@ class NodeCache:
             replaced = None
         else:
             same_instance = node.instance_id == hello.agent_instance_id
-            if not same_instance and (node.conn is not None or node.state == "online"):
+            if not same_instance and not verified and (node.conn is not None or node.state == "online"):
                 raise ProtocolError(
                     ErrorReason.DUPLICATE_NODE,
                     f"expected node_id {hello.node_id!r} to be free, got it held by another agent instance",
                 )
-            replaced = node.conn if same_instance else None
+            replaced = node.conn if same_instance or verified else None
             kind = ChangeKind.STATUS
             if not same_instance:
                 # A new instance counts seq from 1 again; its gaps are its own.
@@ -245,14 +251,29 @@ class NodeCache:
             # agent may already have trimmed what an earlier collector acked.
             node.missing_samples += heartbeat.seq - node.last_seq - 1
         node.last_seq = heartbeat.seq
-        node.skews_s.append(heartbeat.sampled_at - wall)
-        node.history.add(heartbeat.seq, heartbeat.sampled_at, point_values(heartbeat))
-        if node.last_sample_at is None or heartbeat.sampled_at >= node.last_sample_at:
-            node.last_sample_at = heartbeat.sampled_at
-            node.last_sample_frame = frame
-            node.last_sample_model = heartbeat if frame is None else None
-            kind = STATUS_AND_SAMPLE  # a constant: IntFlag's | costs ~0.5 us, and this runs per heartbeat
+        sampled_at = heartbeat.sampled_at
+        node.skews_s.append(sampled_at - wall)  # the raw stamp: a fast clock still shows as skew
+        if sampled_at > wall + MAX_FUTURE_S:  # far ahead: stored at the bound (docs/security.md, 3.2)
+            sampled_at = check_sampled_at(sampled_at, wall).sampled_at
+            self.samples_clamped += 1
+        node.history.add(heartbeat.seq, sampled_at, point_values(heartbeat))
+        # The latest sample is the newest by seq of the current instance (a new instance resets
+        # last_seq, so any seq that got here is newer), never by the agent's sampled_at: one sample
+        # stamped an hour ahead can no longer freeze it (issue 13, finding 3).
+        node.last_sample_at = sampled_at
+        node.last_sample_frame = frame
+        node.last_sample_model = heartbeat if frame is None else None
+        kind = STATUS_AND_SAMPLE  # a constant: IntFlag's | costs ~0.5 us, and this runs per heartbeat
         return HeartbeatResult(ack_seq=node.last_seq, duplicate=False, current=True, changes=[Change(node_id, kind)])
+
+    def forget(self, node_id: str) -> list[Change]:
+        """Drop a node that holds no connection (an operator's forget, or eviction for a new node)."""
+        node = self._nodes.get(node_id)
+        if node is None or node.conn is not None:
+            return []
+        del self._nodes[node_id]
+        self._counts[node.state] -= 1
+        return [Change(node_id, ChangeKind.REMOVED)]
 
     def close(self, node_id: str, conn: int, *, clean: bool, now: float, wall: float) -> list[Change]:
         """Connection ``conn`` ended; a clean close (1000) makes the node offline at once."""

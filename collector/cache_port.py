@@ -5,8 +5,16 @@ calls for one connection id, and reports what came of them to an
 ``IngestObserver``: the aiohttp shell fans changes out, aborts replaced
 connections and counts heartbeats; an in-memory pair passes ``NullObserver``.
 
-Not here: the protocol rules (``collector.ingest_session``) and the node state
-(``collector.cache``). Pure: no I/O, no clock but the wall clock passed in.
+With a ``HelloGate`` (``collector.trust.gate``), every hello passes the trust
+checks first: hello budget, node key (TOFU), new-node budget per agent token,
+then, for a new node on a full table, the eviction of a junk or long-offline
+node (``choose_victim``) before the cache would answer 4503. A key that proved
+the node id replaces the node's older connection, whatever its instance id;
+the hello's ack never claims more than the agent's own ``newest_seq``.
+
+Not here: the protocol rules (``collector.ingest_session``), the node state
+(``collector.cache``) and the trust rules (``collector.trust``). Pure: no I/O,
+no clock but the wall clock passed in.
 """
 
 from __future__ import annotations
@@ -16,6 +24,12 @@ from typing import Protocol
 
 from collector.cache import NodeCache
 from collector.changes import Change
+from collector.trust.gate import NO_TOKEN_LABEL, HelloGate, token_label
+from collector.trust.identity import AcceptKind
+from collector.trust.nodetable import EvictionCandidate, choose_victim
+from collector.trust.refusal import Refusal
+from collector.trust.sanity import hello_ack_seq
+from shared.errors import ProtocolError
 from shared.messages import Heartbeat, Hello
 
 
@@ -35,7 +49,11 @@ class IngestObserver(Protocol):
         ...
 
     def heartbeat_applied(self, changes: list[Change], duplicate: bool, now: float) -> None:
-        """Count one heartbeat received at ``now`` and publish ``changes`` (one call: this runs per heartbeat)."""
+        """Count one heartbeat received at ``now`` and publish ``changes`` (one call: this runs per heartbeat).
+
+        ``heartbeat`` is the sample itself: when ``changes`` say it is the node's newest
+        (``ChangeKind.SAMPLE``) and it is no duplicate, alert rules judge it.
+        """
         ...
 
 
@@ -58,29 +76,79 @@ class NullObserver:
 class CachePort:
     """An ``IngestPort`` over a ``NodeCache``: connection ``conn``'s hello, heartbeats and close."""
 
-    __slots__ = ("_applied", "_apply", "_observer", "cache", "conn", "node_id", "wall_clock")
+    __slots__ = ("_applied", "_apply", "_observer", "cache", "conn", "gate", "label", "node_id", "peer", "wall_clock")
 
     def __init__(
-        self, cache: NodeCache, conn: int, wall_clock: Callable[[], float], observer: IngestObserver | None = None
+        self,
+        cache: NodeCache,
+        conn: int,
+        wall_clock: Callable[[], float],
+        observer: IngestObserver | None = None,
+        *,
+        gate: HelloGate | None = None,
+        peer: str = "",
+        label: str = NO_TOKEN_LABEL,
     ) -> None:
+        """``gate`` checks each hello (None: no trust checks); ``peer`` is for log lines, ``label`` names the token."""
         self.cache = cache
         self.conn = conn
         self.wall_clock = wall_clock
         self.node_id: str | None = None
+        if gate is None:
+            gate, peer, label = _trust_from(observer)
+        self.gate = gate
+        self.peer = peer
+        self.label = label
         self._observer: IngestObserver = observer if observer is not None else NullObserver()
         # Bound once: a heartbeat then costs no attribute look-ups to reach them.
         self._apply = cache.heartbeat
         self._applied = self._observer.heartbeat_applied
 
     def hello(self, hello: Hello, now: float) -> int:
-        """Register the hello in the cache; abort the connection it replaces."""
-        result = self.cache.hello(hello, self.conn, now, self.wall_clock())
+        """Check the hello's trust, register it in the cache, abort the connection it replaces."""
+        cache, wall, gate = self.cache, self.wall_clock(), self.gate
+        verified = first_use = False
+        if gate is not None:
+            known = hello.node_id in cache
+            decision = gate.admit(
+                hello.node_id, hello.node_credential, known=known, peer=self.peer, label=self.label, now=now, wall=wall
+            )
+            if isinstance(decision, Refusal):
+                raise decision.error()
+            verified, first_use = decision.verified, decision.kind is AcceptKind.FIRST_USE
+            if not known and len(cache) >= cache.max_nodes:
+                self._evict(gate, now)
+        try:
+            result = cache.hello(hello, self.conn, now, wall, verified=verified)
+        except ProtocolError:
+            if first_use and gate is not None:
+                gate.identity.forget(hello.node_id)  # a refused hello claims nothing
+            raise
         self.node_id = hello.node_id
+        ack_seq = hello_ack_seq(result.ack_seq, hello.newest_seq)  # never above what the agent has taken
         if result.replaced_conn is not None:
             self._observer.replaced(result.replaced_conn)
-        self._observer.hello_accepted(hello, result.ack_seq)
+        self._observer.hello_accepted(hello, ack_seq)
         self._observer.changed(result.changes)
-        return result.ack_seq
+        return ack_seq
+
+    def _evict(self, gate: HelloGate, now: float) -> None:
+        """Make room for a new node: drop a junk or long-offline node, with its key; none: the cache says 4503."""
+        candidates = (
+            EvictionCandidate(
+                node_id=n.node_id,
+                connected=n.conn is not None,
+                state=n.state,
+                heartbeated=n.last_seq > 0 or n.last_sample_frame is not None or n.last_sample_model is not None,
+                last_heard=n.last_heard,
+                offline_since=n.offline_since,
+            )
+            for n in self.cache.nodes()
+        )
+        victim = choose_victim(candidates, now)
+        if victim is not None:
+            gate.identity.forget(victim)
+            self._observer.changed(self.cache.forget(victim))
 
     def heartbeat(self, heartbeat: Heartbeat, frame: bytes, now: float) -> int | None:
         """Apply one heartbeat; None once another connection holds the node."""
@@ -97,3 +165,19 @@ class CachePort:
             self._observer.changed(
                 self.cache.close(self.node_id, self.conn, clean=clean, now=now, wall=self.wall_clock())
             )
+
+
+def _trust_from(observer: object) -> tuple[HelloGate | None, str, str]:
+    """The gate, peer and token label of an observer that is an ingest connection (``collector.ingest``).
+
+    A bridge until the shell passes ``gate=``, ``peer=`` and ``label=`` itself: its connection has
+    ``runtime`` (holding ``hello_gate`` and ``agent_tokens``), ``peer`` and ``request``.
+    """
+    runtime = getattr(observer, "runtime", None)
+    gate = getattr(runtime, "hello_gate", None)
+    if not isinstance(gate, HelloGate):
+        return None, "", NO_TOKEN_LABEL
+    headers = getattr(getattr(observer, "request", None), "headers", None)
+    authorization = headers.get("Authorization", "") if headers is not None else ""
+    tokens = getattr(runtime, "agent_tokens", [])
+    return gate, str(getattr(observer, "peer", "")), token_label(str(authorization), list(tokens))

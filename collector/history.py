@@ -92,7 +92,7 @@ def _decode(column: array[Any], missing: int | None, idx: Sequence[int]) -> list
 
 
 class HistoryRing:
-    """Samples ordered by ``sampled_at``, oldest first; the oldest falls out when full."""
+    """Samples in arrival order, oldest first; the oldest falls out when full."""
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
@@ -116,13 +116,12 @@ class HistoryRing:
         return sys.getsizeof(self._seq) + sys.getsizeof(self._at) + sum(sys.getsizeof(c) for c in self._series)
 
     def add(self, seq: int, sampled_at: float, values: Sequence[float | None]) -> bool:
-        """Insert one point in ``sampled_at`` order; False if it is older than everything a full ring keeps."""
+        """Append one point (arrival order); the oldest falls out of a full ring. Always True."""
         if len(values) != len(SERIES):
             raise RuntimeError(f"expected {len(SERIES)} values, got {len(values)}")
+        # Appended in arrival order (the cache adds only seqs above the node's last), never sorted by
+        # the agent's sampled_at: a crafted stamp order made each insert O(n) (issue 13, finding 5b).
         pos = self._len
-        # Replayed samples normally arrive in order: the scan stops at once.
-        while pos > 0 and self._at[self._phys(pos - 1)] > sampled_at:
-            pos -= 1
         if self._len == self.capacity:
             if pos == 0:
                 return False

@@ -48,11 +48,16 @@ aiohttp shell).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
 from collector.cache_port import CachePort, IngestObserver, NullObserver
+from collector.trust.budget import DEFAULT_UNDECLARED_REPLAY_FRAMES as UNDECLARED_REPLAY_FRAMES
+from collector.trust.budget import FrameBudget, FrameDecision
+from collector.trust.refusal import Refusal
+from collector.trust.sanity import DEFAULT_SLACK_S, SeqGuard
 from shared.codec import INGEST_LIMITS, FrameDecoder, encode
 from shared.errors import CLOSE_CODE_FOR_REASON, ErrorReason, ProtocolError
 from shared.messages import Error, Heartbeat, Hello, Message
@@ -180,10 +185,13 @@ class IngestSession:
         "_ack_deadline",
         "_ack_every",
         "_ack_interval_s",
+        "_admit",
         "_decode",
         "_hb_interval_s",
         "_held_seq",
         "_hello_deadline",
+        "_seq_guard",
+        "_seq_ok",
         "_unacked",
         "hello_timeout_s",
         "phase",
@@ -211,6 +219,10 @@ class IngestSession:
         self._unacked = 0
         self._held_seq = 0  # the seq the port last said it holds: what a timed ack covers
         self._ack_deadline: float | None = None  # set while an ack window is open
+        # Set by the hello (docs/security.md, 3.2 and 3.3): the seq range and the heartbeat budget.
+        self._seq_guard: SeqGuard | None = None
+        self._seq_ok = -1  # a limit the guard already gave: a seq up to it needs no new check (limits only grow)
+        self._admit: Callable[[int, float], FrameDecision] | None = None
 
     def start(self) -> Actions:
         """The actions to run right after the upgrade: the hello deadline's wake-up."""
@@ -228,6 +240,12 @@ class IngestSession:
             message, frame = self._decode(data)
             if type(message) is not Heartbeat or phase is not _STREAMING:
                 return self._hello(_expect_hello(message, phase), now)
+            seq = message.seq
+            if seq > self._seq_ok and (refusal := self._check_seq(seq, now)) is not None:
+                return self._refuse(refusal.error(), now)
+            # The budget's Pace (backlog replay) is admitted as is: pacing needs the shell to pause reading.
+            if self._admit is not None and type(decision := self._admit(seq, now)) is Refusal:
+                return self._refuse(decision.error(), now)
             ack_seq = self.port.heartbeat(message, frame, now)
         except ProtocolError as exc:
             return self._refuse(exc, now)
@@ -277,9 +295,26 @@ class IngestSession:
         detail = "expected to handle this connection, got an internal error in the collector"
         return self._refuse(ProtocolError(ErrorReason.INTERNAL, detail), now)
 
+    def _check_seq(self, seq: int, now: float) -> Refusal | None:
+        """The seq guard's verdict on ``seq``; remembers the limit it passed, so most heartbeats skip this."""
+        guard = self._seq_guard
+        if guard is None:  # pragma: no cover - heartbeats reach here only after the hello set it
+            return None
+        refusal = guard.check(seq, now)
+        if refusal is None:
+            limit = guard.limit(now)
+            self._seq_ok = seq if limit is None else limit
+        return refusal
+
     def _hello(self, hello: Hello, now: float) -> Actions:
         ack_seq = self.port.hello(hello, now)
         self.phase = Phase.STREAMING
+        # An agent that declares no newest_seq (before issue 13) has its first heartbeat as the baseline and
+        # may replay a default backlog behind it at once: that many samples of slack, not 10 s worth.
+        slack_s = DEFAULT_SLACK_S if hello.newest_seq is not None else UNDECLARED_REPLAY_FRAMES * hello.interval_s
+        self._seq_guard = SeqGuard(hello.interval_s, newest_seq=hello.newest_seq, now=now, slack_s=slack_s)
+        self._seq_ok = -1
+        self._admit = FrameBudget(hello.interval_s, newest_seq=hello.newest_seq, ack_seq=ack_seq, now=now).admit
         self._ack_every = hello.ack_every or 1
         self._hb_interval_s = hello.interval_s
         return (SendFrame(ack_frame(ack_seq)),)

@@ -26,8 +26,10 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008  # malformed frame, schema violation, bad handshake
     MESSAGE_TOO_BIG = 1009  # a frame over the endpoint's size limit
     INTERNAL_ERROR = 1011  # a bug in the collector; the peer should retry
+    NODE_KEY_REFUSED = 4403  # HTTP 403's meaning: the fleet token is good, the node key is not (docs/security.md)
     DUPLICATE_NODE = 4409  # another agent instance holds this node id
     SUBSCRIBER_TOO_SLOW = 4429  # a viewer fell behind the fan-out limit
+    RATE_EXCEEDED = 4430  # HTTP 429's meaning (4429 is taken): frames, pings, hellos or new nodes too fast
     CAPACITY_REACHED = 4503  # the collector's node cap is reached
 
 
@@ -54,6 +56,12 @@ class ErrorReason(StrEnum):
     SUBSCRIBER_TOO_SLOW = "subscriber_too_slow"
     CAPACITY_REACHED = "capacity_reached"
     INTERNAL = "internal"
+    # The trust model's reasons (docs/security.md, section 4).
+    NODE_KEY_MISMATCH = "node_key_mismatch"  # the node id is bound to another node key
+    NODE_KEY_REQUIRED = "node_key_required"  # a hello without a node key, for a node that has one
+    RATE_EXCEEDED = "rate_exceeded"  # heartbeats, pings or hellos faster than the budget allows
+    NEW_NODE_RATE_EXCEEDED = "new_node_rate_exceeded"  # too many new node ids from one agent token
+    SEQ_OUT_OF_RANGE = "seq_out_of_range"  # a seq further ahead than elapsed time and backlog explain
 
 
 # Which close code each reason ends a connection with; one table so the
@@ -79,6 +87,12 @@ CLOSE_CODE_FOR_REASON: dict[ErrorReason, CloseCode] = {
     ErrorReason.SUBSCRIBER_TOO_SLOW: CloseCode.SUBSCRIBER_TOO_SLOW,
     ErrorReason.CAPACITY_REACHED: CloseCode.CAPACITY_REACHED,
     ErrorReason.INTERNAL: CloseCode.INTERNAL_ERROR,
+    ErrorReason.NODE_KEY_MISMATCH: CloseCode.NODE_KEY_REFUSED,
+    ErrorReason.NODE_KEY_REQUIRED: CloseCode.NODE_KEY_REFUSED,
+    ErrorReason.RATE_EXCEEDED: CloseCode.RATE_EXCEEDED,
+    ErrorReason.NEW_NODE_RATE_EXCEEDED: CloseCode.RATE_EXCEEDED,
+    # A seq no clock can explain is a broken peer, like a schema violation.
+    ErrorReason.SEQ_OUT_OF_RANGE: CloseCode.POLICY_VIOLATION,
 }
 
 

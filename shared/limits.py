@@ -25,6 +25,8 @@ MAX_ACK_EVERY = 1_000_000  # hello.ack_every: far beyond any backlog an agent ho
 # path segment (/api/v1/nodes/{node_id}) and a Prometheus label without quoting surprises.
 NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 NODE_ID_MAX_LEN = 128
+# hello.node_credential: HMAC-SHA256 as 64 lowercase hex digits (agent.identity.node_credential).
+NODE_CREDENTIAL_PATTERN = r"^[0-9a-f]{64}$"
 # hello.interval_s: 20 Hz is as fast as a psutil sample stays cheap; an hour is the slowest
 # interval at which "offline after 10 intervals" still means something to a person.
 MIN_INTERVAL_S = 0.05

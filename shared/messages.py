@@ -27,6 +27,7 @@ from shared.limits import (
     MAX_SHORT_TEXT,
     MAX_TOP_PROCESSES,
     MIN_INTERVAL_S,
+    NODE_CREDENTIAL_PATTERN,
     NODE_ID_MAX_LEN,
     NODE_ID_PATTERN,
     PROTOCOL_VERSION,
@@ -93,6 +94,12 @@ class Hello(WireModel):
     # Ack me at least every this many samples (half my backlog, say); absent means every sample.
     ack_every: Annotated[int, Field(ge=1, le=MAX_ACK_EVERY)] | None = None
     facts: NodeFacts
+    # HMAC of the node id and the collector's host name under the node key (docs/security.md, 3.1);
+    # absent: an agent without a node key, trusted by the old instance-id rules until the node id has a key.
+    node_credential: Annotated[str, Field(pattern=NODE_CREDENTIAL_PATTERN)] | None = None
+    # The highest seq this instance has taken when it sends the hello (0 before its first sample):
+    # bounds the seqs it may send and the ack it may be given (docs/security.md, 3.2).
+    newest_seq: NonNegInt | None = None
 
 
 class Heartbeat(WireModel):

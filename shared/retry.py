@@ -28,6 +28,9 @@ DUPLICATE_NODE_DELAY_S = 5.0
 # A collector at capacity stays so for a while; fifteen seconds keeps 10,000 refused agents
 # under ~700 attempts/s (one 503 costs the collector ~50 us).
 CAPACITY_DELAY_S = 15.0
+# A budget refusal (4430): a rate that waiting refills; ten seconds is more than any budget's refill
+# time for one frame, hello or new node (docs/security.md, section 3.3).
+RATE_EXCEEDED_DELAY_S = 10.0
 
 
 class RetryAction(StrEnum):
@@ -68,6 +71,14 @@ RETRY_BY_CLOSE_CODE: Mapping[int, RetryPolicy] = MappingProxyType(
         ),
         int(CloseCode.INTERNAL_ERROR): RetryPolicy(
             RetryAction.BACKOFF, 0.0, "a collector bug hit this connection only: reconnect with backoff"
+        ),
+        int(CloseCode.NODE_KEY_REFUSED): RetryPolicy(
+            RetryAction.BACKOFF_LONG,
+            LONG_DELAY_S,
+            "the node id is bound to another node key: an operator must rotate, pin or forget it",
+        ),
+        int(CloseCode.RATE_EXCEEDED): RetryPolicy(
+            RetryAction.BACKOFF, RATE_EXCEEDED_DELAY_S, "over a rate budget: retry no sooner than this, with backoff"
         ),
         int(CloseCode.DUPLICATE_NODE): RetryPolicy(
             RetryAction.BACKOFF,

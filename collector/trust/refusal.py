@@ -1,10 +1,11 @@
-"""The close codes and reasons the trust parts propose, and ``Refusal``, the value that carries one.
+"""The trust parts' reasons as a subset of ``shared.errors``, and ``Refusal``, the value that carries one.
 
-Proposed for ``shared/errors.py`` (``CloseCode``, ``ErrorReason`` and
-``CLOSE_CODE_FOR_REASON``) and docs/protocol.md section 7; they live here until
-they are wired in, and ``tests/collector/trust`` checks the table has no
-clash with the codes ``shared.errors`` already sends. Not here: the retry
-policy an agent applies to each code (``shared.retry`` once wired).
+The codes and reasons themselves live in ``shared.errors`` (``CloseCode``,
+``ErrorReason``, ``CLOSE_CODE_FOR_REASON``) and docs/protocol.md section 7;
+``TrustReason`` names the ones the pure trust parts may return, so their
+signatures say which refusals they can make. ``Refusal.error()`` is the
+``ProtocolError`` the ingest session closes with. Not here: the retry policy an
+agent applies to each code (``shared.retry``).
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from types import MappingProxyType
 
+from shared.errors import CLOSE_CODE_FOR_REASON, CloseCode, ErrorReason, ProtocolError
+
 
 class TrustCloseCode(IntEnum):
     """New websocket close codes (RFC 6455 section 7.4.2: 4000-4999 are ours to define)."""
 
     # HTTP 403's meaning: the credential is valid for the fleet but not for this node id.
-    NODE_KEY_REFUSED = 4403
+    NODE_KEY_REFUSED = int(CloseCode.NODE_KEY_REFUSED)
     # HTTP 429's meaning; 4429 is taken by subscriber_too_slow, so the next free code.
-    RATE_EXCEEDED = 4430
+    RATE_EXCEEDED = int(CloseCode.RATE_EXCEEDED)
 
 
 class TrustReason(StrEnum):
@@ -34,21 +37,11 @@ class TrustReason(StrEnum):
     CAPACITY_REACHED = "capacity_reached"  # the same value as shared.errors' reason: a full table
 
 
-# shared.errors' code for ``capacity_reached`` and for schema-level protocol violations, repeated so this
-# module needs no import of the codec; the test checks both against shared.errors.
-CAPACITY_REACHED_CODE = 4503
-POLICY_VIOLATION_CODE = 1008
+CAPACITY_REACHED_CODE = int(CloseCode.CAPACITY_REACHED)
+POLICY_VIOLATION_CODE = int(CloseCode.POLICY_VIOLATION)
 
 CLOSE_CODE_FOR_TRUST_REASON = MappingProxyType(
-    {
-        TrustReason.NODE_KEY_MISMATCH: int(TrustCloseCode.NODE_KEY_REFUSED),
-        TrustReason.NODE_KEY_REQUIRED: int(TrustCloseCode.NODE_KEY_REFUSED),
-        TrustReason.RATE_EXCEEDED: int(TrustCloseCode.RATE_EXCEEDED),
-        TrustReason.NEW_NODE_RATE_EXCEEDED: int(TrustCloseCode.RATE_EXCEEDED),
-        # A seq no clock can explain is a broken peer, like a schema violation: 1008.
-        TrustReason.SEQ_OUT_OF_RANGE: POLICY_VIOLATION_CODE,
-        TrustReason.CAPACITY_REACHED: CAPACITY_REACHED_CODE,
-    }
+    {reason: int(CLOSE_CODE_FOR_REASON[ErrorReason(reason.value)]) for reason in TrustReason}
 )
 
 
@@ -68,3 +61,7 @@ class Refusal:
     def code(self) -> int:
         """The close code this refusal ends a connection with."""
         return CLOSE_CODE_FOR_TRUST_REASON[self.reason]
+
+    def error(self) -> ProtocolError:
+        """The ``ProtocolError`` an ingest session refuses the connection with."""
+        return ProtocolError(ErrorReason(self.reason.value), self.detail)
