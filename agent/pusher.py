@@ -15,9 +15,11 @@ carry them (asyncio alone imports ssl: +8 MB, bench/agent_overhead.py).
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 from agent.backlog import Backlog
 from agent.backoff import Backoff, Outcome, http_outcome
@@ -34,7 +36,7 @@ from agent.session import (
     SessionCounters,
     WakeAt,
 )
-from agent.transport import Failed, Link, Lost, Opened, Phase, resolve
+from agent.transport import Failed, Link, Lost, Opened, Phase
 from agent.wire import MAX_INBOUND_BYTES
 from agent.worker import Job
 from agent.wsclient import BINARY, PING, PONG, CloseFrame, Message, Ping, Pong, Refused
@@ -47,6 +49,12 @@ CLOSE_TIMEOUT_S = 1.0  # wait this long for the collector's close reply: shutdow
 # Replay pauses while this much is queued for the kernel: a slow collector costs at most this, not the backlog twice.
 SEND_HIGH_WATER_BYTES = 256 * 1024
 SEND_LOW_WATER_BYTES = 64 * 1024
+
+
+def resolve(url: SplitResult) -> list[tuple[Any, ...]]:
+    """The addresses to try for ``url``'s host and port (run in a worker thread: it may block)."""
+    port = url.port or (443 if url.scheme == "wss" else 80)
+    return socket.getaddrinfo(url.hostname, port, type=socket.SOCK_STREAM)
 
 
 class Pusher:

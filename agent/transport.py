@@ -15,6 +15,7 @@ worker thread (``getaddrinfo`` blocks); the caller passes the future in.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sys
@@ -83,12 +84,6 @@ def _would_block(exc: OSError) -> bool:
         return True
     ssl = sys.modules.get("ssl")  # loaded only for wss://; without it no exception can be an SSL one
     return ssl is not None and isinstance(exc, ssl.SSLWantReadError | ssl.SSLWantWriteError)
-
-
-def resolve(url: SplitResult) -> list[tuple[Any, ...]]:
-    """The addresses to try for ``url``'s host and port (run in a worker thread: it may block)."""
-    port = url.port or (443 if url.scheme == "wss" else 80)
-    return socket.getaddrinfo(url.hostname, port, type=socket.SOCK_STREAM)
 
 
 def tls_context() -> Any:
@@ -216,7 +211,7 @@ class Link:
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.phase = Phase.CONNECTING
         error = self._sock.connect_ex(address)
-        if error not in {0, 115}:  # EINPROGRESS
+        if error not in {0, errno.EINPROGRESS}:
             self._last_error = f"{OSError(error, os.strerror(error))!r}"
             return self._dial_next(now)
         return []

@@ -4,8 +4,8 @@ Two FIFO queues stand for the two directions of one websocket; a ``FakeClock``
 drives both sides' timers. No sockets, no asyncio: each session's actions are
 executed the way its shell would (frames queued, a close delivered after the
 frames before it, a drop seen as a lost connection). Not here: anything the
-shells add on top (aiohttp's pings, the collector's 1001 at shutdown, the
-agent's backoff sleeps).
+shells add on top (the agent's keepalive pings, off here; the collector's 1001
+at shutdown; the agent's backoff sleeps).
 """
 
 from __future__ import annotations
