@@ -28,6 +28,7 @@ from collector.changes import (
 )
 from collector.history import HistoryRing, point_values
 from collector.trust.sanity import MAX_FUTURE_S, check_sampled_at
+from collector.trust.sanity import MAX_FUTURE_S, check_sampled_at
 from shared.codec import INGEST_LIMITS, decode
 from shared.errors import ErrorReason, ProtocolError
 from shared.messages import Heartbeat, Hello, NodeFacts, NodeState
@@ -144,6 +145,7 @@ class NodeCache:
         self._heap: list[tuple[float, str]] = []
         self._counts: dict[NodeState, int] = dict.fromkeys(STATES, 0)
         self.samples_clamped = 0  # samples stamped beyond MAX_FUTURE_S ahead, stored at the bound
+        self.samples_clamped = 0  # samples stamped beyond MAX_FUTURE_S ahead, stored at the bound
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -253,8 +255,9 @@ class NodeCache:
         node.last_seq = heartbeat.seq
         sampled_at = heartbeat.sampled_at
         node.skews_s.append(sampled_at - wall)  # the raw stamp: a fast clock still shows as skew
-        if sampled_at > wall + MAX_FUTURE_S:  # far ahead: stored at the bound (docs/security.md, 3.2)
+        if sampled_at > wall + MAX_FUTURE_S:  # far ahead: stored and shown at the bound (docs/security.md, 3.2)
             sampled_at = check_sampled_at(sampled_at, wall).sampled_at
+            heartbeat, frame = heartbeat.model_copy(update={"sampled_at": sampled_at}), None
             self.samples_clamped += 1
         node.history.add(heartbeat.seq, sampled_at, point_values(heartbeat))
         # The latest sample is the newest by seq of the current instance (a new instance resets
@@ -265,6 +268,15 @@ class NodeCache:
         node.last_sample_model = heartbeat if frame is None else None
         kind = STATUS_AND_SAMPLE  # a constant: IntFlag's | costs ~0.5 us, and this runs per heartbeat
         return HeartbeatResult(ack_seq=node.last_seq, duplicate=False, current=True, changes=[Change(node_id, kind)])
+
+    def forget(self, node_id: str) -> list[Change]:
+        """Drop a node that holds no connection (an operator's forget, or eviction for a new node)."""
+        node = self._nodes.get(node_id)
+        if node is None or node.conn is not None:
+            return []
+        del self._nodes[node_id]
+        self._counts[node.state] -= 1
+        return [Change(node_id, ChangeKind.REMOVED)]
 
     def forget(self, node_id: str) -> list[Change]:
         """Drop a node that holds no connection (an operator's forget, or eviction for a new node)."""
