@@ -28,7 +28,6 @@ from collector.changes import (
 )
 from collector.history import HistoryRing, point_values
 from collector.trust.sanity import MAX_FUTURE_S, check_sampled_at
-from collector.trust.sanity import MAX_FUTURE_S, check_sampled_at
 from shared.codec import INGEST_LIMITS, decode
 from shared.errors import ErrorReason, ProtocolError
 from shared.messages import Heartbeat, Hello, NodeFacts, NodeState
@@ -144,7 +143,6 @@ class NodeCache:
         self._nodes: dict[str, NodeRecord] = {}
         self._heap: list[tuple[float, str]] = []
         self._counts: dict[NodeState, int] = dict.fromkeys(STATES, 0)
-        self.samples_clamped = 0  # samples stamped beyond MAX_FUTURE_S ahead, stored at the bound
         self.samples_clamped = 0  # samples stamped beyond MAX_FUTURE_S ahead, stored at the bound
 
     def __len__(self) -> int:
