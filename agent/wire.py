@@ -1,7 +1,7 @@
 """The agent's side of the wire: plain-dict frames packed with msgpack, and a small decoder for acks.
 
 Why not ``shared.codec`` here: importing pydantic and building the models costs
-the agent ~10 MB of its 45 MB RSS budget (bench/agent_overhead.py), and the
+the agent ~10 MB of its 20 MB RSS budget (bench/agent_overhead.py), and the
 agent only ever sends two message types and receives two. So the agent builds
 the same maps that ``shared.codec.encode`` would pack, key for key in model
 field order, and tests/agent prove that every frame decodes with
