@@ -1,19 +1,30 @@
-"""Admission control at accept time: past a connection limit, new ingest connections get a canned 503.
+"""Admission control at accept time: idle and unauthenticated sockets are bounded, and past a limit ingest gets a 503.
 
 Why here and not in the ingest handler: aiohttp gives every accepted socket a
 request handler, an HTTP parser and a task before any handler of ours runs.
 With 8,000 refused agents reconnecting every second or two, those piled up by
 the thousand faster than one core could refuse them, and a collector under a
 256 MiB address-space limit died of MemoryError. So once ``limit``
-connections are open, a new connection first gets a tiny protocol that reads
+connections count, a new connection first gets a tiny protocol that reads
 its request line: an ingest upgrade gets a pre-encoded HTTP 503 (JSON body)
 and is closed, costing no parser, task or msgpack; anything else (health,
 metrics, the JSON API, subscribers) is handed to aiohttp unchanged, so the
 collector stays observable while it sheds agents.
 
-Not here: the node cap itself (``NodeCache``, close 4503 after the hello) and
-auth (``collector.http_api``). The private aiohttp names it needs are
-borrowed through ``collector.aiohttp_private``.
+With a ``PeerGate`` (issue 13, finding 4: 10,300 idle sockets with no token
+gave every agent a 503), every new connection is first a ``_HeadReader``,
+nginx-style: it holds one of the peer address's slots (32 per address, 4,096
+in all; more get HTTP 429 with ``Retry-After``) until its request head is
+complete, and is closed if the head does not arrive within ``header_timeout_s``
+(nginx's ``client_header_timeout``) or grows past ``MAX_HEAD_BYTES`` (431).
+Only then is it handed to aiohttp, with no cost per frame afterwards. What
+counts toward ``limit`` is ``count()``: the CLI counts upgraded, authenticated
+ingest websockets, so idle sockets no longer crowd agents out.
+
+Not here: the node cap itself (``NodeCache``, close 4503 after the hello),
+auth (``collector.http_api``) and the per-address arithmetic
+(``collector.trust.nodetable.PeerGate``). The private aiohttp names it needs
+are borrowed through ``collector.aiohttp_private``.
 """
 
 from __future__ import annotations
@@ -26,24 +37,33 @@ from collections.abc import Callable
 from aiohttp import web
 
 from collector import aiohttp_private
+from collector.trust.nodetable import PeerGate, PeerRefused, PeerSlot
 from shared.limits import INGEST_PATH
 
 INGEST_REQUEST_LINE = b"GET " + INGEST_PATH.encode()
+# A request head (request line and headers) larger than this is refused with 431 before aiohttp parses
+# it: aiohttp's own cap is 8,190 bytes per line and 32 KiB of headers; an agent's head is ~300 bytes.
+MAX_HEAD_BYTES = 16 * 1024
+# nginx's client_header_timeout is 60 s; an agent sends its head in one packet right after connecting.
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+_HEAD_END = b"\r\n\r\n"
+
+
+def canned_response(status: str, error: str, detail: str, retry_after_s: float | None = None) -> bytes:
+    """A whole HTTP/1.1 answer with the protocol's JSON error body, then ``Connection: close``."""
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    retry = "" if retry_after_s is None else f"Retry-After: {max(1, round(retry_after_s))}\r\n"
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: application/json; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n{retry}Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 def busy_response(limit: int) -> bytes:
     """The whole HTTP 503 answer, encoded once per site rather than per refused connection."""
-    body = json.dumps(
-        {"error": "capacity_reached", "detail": f"expected at most {limit} open connections, retry later"}
-    ).encode()
-    head = (
-        "HTTP/1.1 503 Service Unavailable\r\n"
-        "Content-Type: application/json; charset=utf-8\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Retry-After: 5\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode() + body
+    detail = f"expected at most {limit} open connections, retry later"
+    return canned_response("503 Service Unavailable", "capacity_reached", detail, retry_after_s=5.0)
 
 
 class _Sniffer(asyncio.Protocol):
@@ -84,8 +104,98 @@ class _Sniffer(asyncio.Protocol):
         self._transport = None
 
 
+class _HeadReader(asyncio.Protocol):
+    """Holds a peer slot until the request head is complete (or times out), then hands the socket to aiohttp."""
+
+    def __init__(self, site: AdmissionSite) -> None:
+        self._site = site
+        self._transport: asyncio.Transport | None = None
+        self._slot: PeerSlot | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._head = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        site = self._site
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        gate = site.peer_gate
+        slot = gate.open(address) if gate is not None else None
+        if isinstance(slot, PeerRefused):
+            transport.write(
+                canned_response("429 Too Many Requests", "too_many_connections", slot.detail, slot.retry_after_s)
+            )
+            transport.close()
+            self._transport = None
+            return
+        self._slot = slot
+        self._timer = asyncio.get_running_loop().call_later(site.header_timeout_s, self._expire)
+
+    def data_received(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        searched = max(0, len(self._head) - len(_HEAD_END) + 1)
+        head = self._head + data
+        if head.find(_HEAD_END, searched) < 0:
+            if len(head) > MAX_HEAD_BYTES:
+                detail = f"expected a request head of at most {MAX_HEAD_BYTES} bytes, got more"
+                self._end(canned_response("431 Request Header Fields Too Large", "bad_request", detail))
+            else:
+                self._head = head
+            return
+        self._release()
+        site = self._site
+        if head.startswith(INGEST_REQUEST_LINE) and site.counted() >= site.limit:
+            transport.write(site.busy)
+            transport.close()
+            self._transport = None
+            site.on_refused()
+            return
+        self._transport = None
+        handler = aiohttp_private.site_server(site)()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        handler.data_received(head)
+
+    def _expire(self) -> None:
+        """No complete request head in time: an idle or slow socket gives its slot back (408, then closed)."""
+        self._timer = None
+        detail = f"expected a request head within {self._site.header_timeout_s:g} s, got none"
+        self._end(canned_response("408 Request Timeout", "request_timeout", detail))
+
+    def _end(self, response: bytes) -> None:
+        transport = self._transport
+        self._release()
+        if transport is not None:
+            transport.write(response)
+            transport.close()
+        self._transport = None
+
+    def _release(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._slot is not None and self._site.peer_gate is not None:
+            self._site.peer_gate.release(self._slot)
+        self._slot = None
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._release()
+        self._transport = None
+
+
 class AdmissionSite(web.TCPSite):
-    """A ``web.TCPSite`` whose protocol factory sends new ingest connections past ``limit`` away with a 503."""
+    """A ``web.TCPSite`` that bounds unauthenticated sockets and sends ingest past ``limit`` away with a 503.
+
+    ``count`` says how many connections count toward ``limit`` (default: every open aiohttp
+    connection). With ``peer_gate``, each connection is a ``_HeadReader`` until its request head
+    is complete: at most ``peer_gate``'s share per address, and ``header_timeout_s`` to send it.
+    """
 
     def __init__(
         self,
@@ -97,17 +207,31 @@ class AdmissionSite(web.TCPSite):
         on_refused: Callable[[], None],
         ssl_context: ssl.SSLContext | None = None,
         backlog: int = 128,
+        count: Callable[[], int] | None = None,
+        peer_gate: PeerGate | None = None,
+        header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
     ) -> None:
         super().__init__(runner, host, port, ssl_context=ssl_context, backlog=backlog)
-        self._limit = limit
-        self._on_refused = on_refused
-        self._response = busy_response(limit)
+        self.limit = limit
+        self.on_refused = on_refused
+        self.busy = busy_response(limit)
+        self._count = count
+        self.peer_gate = peer_gate
+        self.header_timeout_s = header_timeout_s
+
+    def counted(self) -> int:
+        """Connections that count toward ``limit`` now."""
+        if self._count is not None:
+            return self._count()
+        return aiohttp_private.open_connections(aiohttp_private.site_server(self))
 
     def _protocol(self) -> asyncio.BaseProtocol:
+        if self.peer_gate is not None:
+            return _HeadReader(self)
         server = aiohttp_private.site_server(self)
-        if aiohttp_private.open_connections(server) < self._limit:
+        if self.counted() < self.limit:
             return server()
-        return _Sniffer(server, self._response, self._on_refused)
+        return _Sniffer(server, self.busy, self.on_refused)
 
     async def start(self) -> None:
         """TCPSite.start with our protocol factory in place of the runner's server."""

@@ -276,15 +276,6 @@ class NodeCache:
         self._counts[node.state] -= 1
         return [Change(node_id, ChangeKind.REMOVED)]
 
-    def forget(self, node_id: str) -> list[Change]:
-        """Drop a node that holds no connection (an operator's forget, or eviction for a new node)."""
-        node = self._nodes.get(node_id)
-        if node is None or node.conn is not None:
-            return []
-        del self._nodes[node_id]
-        self._counts[node.state] -= 1
-        return [Change(node_id, ChangeKind.REMOVED)]
-
     def close(self, node_id: str, conn: int, *, clean: bool, now: float, wall: float) -> list[Change]:
         """Connection ``conn`` ended; a clean close (1000) makes the node offline at once."""
         node = self._nodes.get(node_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import ipaddress
 import logging
@@ -181,6 +182,11 @@ async def serve(config: CollectorConfig, context: ssl.SSLContext | None) -> int:
         backlog=config.backlog,
         limit=connection_limit(config, open_files),
         on_refused=app[RUNTIME_KEY].refused_busy,
+        # Only upgraded, authenticated ingest websockets count toward the limit; idle and unauthenticated
+        # sockets are bounded per address and by the header deadline instead (issue 13, finding 4).
+        count=functools.partial(app[RUNTIME_KEY].stats.connections_active.__getitem__, "ingest"),
+        peer_gate=app[RUNTIME_KEY].peer_gate,
+        header_timeout_s=config.header_timeout_s,
     )
     try:
         await site.start()
@@ -195,7 +201,19 @@ async def serve(config: CollectorConfig, context: ssl.SSLContext | None) -> int:
     if ":" in shown_host:
         shown_host = f"[{shown_host}]"
     url = f"{scheme}://{shown_host}:{port}"
-    print(f"nodewatch collector listening on {url} (health: {url}/api/v1/health)", flush=True)
+    if config.host in {"0.0.0.0", "::", ""}:  # noqa: S104 - comparing, not binding
+        bound = f"{scheme}://{'[::]' if config.host == '::' else '0.0.0.0'}:{port}"  # noqa: S104 - shown, not bound
+        print(f"nodewatch collector listening on {bound}, every interface (this machine: {url})", flush=True)
+    else:
+        print(f"nodewatch collector listening on {url} (health: {url}/api/v1/health)", flush=True)
+    if config.insecure and not is_loopback(config.host):
+        print(
+            f"nodewatch collector: warning: --insecure on {config.host or '0.0.0.0'}:{port}: "  # noqa: S104
+            "agents and viewers reach this port without a token"
+            + ("" if context is not None else ", and in clear text (no --tls-cert)"),
+            file=sys.stderr,
+            flush=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -244,7 +262,20 @@ def connection_limit(config: CollectorConfig, open_files: int) -> int:
     wanted = config.max_nodes + config.connection_margin
     if open_files == resource.RLIM_INFINITY:
         return wanted
-    return max(1, min(wanted, open_files - FD_HEADROOM - config.backlog))
+    # The backlog's room is at most a quarter of the fds: a low limit must not leave room for one agent.
+    limit = max(1, min(wanted, open_files - FD_HEADROOM - min(config.backlog, open_files // 4)))
+    if limit < wanted:
+        log.warning(
+            "admission limit is %d ingest connections (open-files limit %d, minus %d spare and %d for the "
+            "accept backlog), below --max-nodes %d + %d: raise the hard limit (LimitNOFILE=) to admit them all",
+            limit,
+            open_files,
+            FD_HEADROOM,
+            min(config.backlog, open_files // 4),
+            config.max_nodes,
+            config.connection_margin,
+        )
+    return limit
 
 
 def tune_gc() -> None:

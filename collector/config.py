@@ -40,6 +40,9 @@ class CollectorConfig:
     connection_margin: int = 256
     # The protocol's hello timeout (docs/protocol.md: 10 s).
     hello_timeout_s: float = 10.0
+    # A new connection sends its whole request head within this long, or gets 408 and is closed
+    # (collector.admission; nginx's client_header_timeout). Only behind the CLI's AdmissionSite.
+    header_timeout_s: float = 10.0
     # History ring: 15 minutes at the agent's rate, but never more than
     # history_max_points points (40 bytes each), so a node costs at most
     # 900 * 40 = 36,000 bytes of samples whatever its rate.

@@ -31,6 +31,7 @@ from collector.meters import LagMeter, RateMeter
 from collector.metrics import CollectorStats
 from collector.timers import Clock, Scheduler
 from collector.trust.gate import HelloGate
+from collector.trust.nodetable import PeerGate
 from shared.codec import INGEST_LIMITS, FrameDecoder, encode, encode_json
 from shared.errors import CloseCode, ErrorReason, ProtocolError
 from shared.messages import Error
@@ -83,6 +84,8 @@ class CollectorRuntime:
         self.agent_tokens = [t.encode() for t in config.agent_tokens]
         # Node keys (TOFU) and the hello budgets; key records live in memory until the store keeps them.
         self.hello_gate = HelloGate(logger=log)
+        # Unauthenticated sockets per peer address, for the CLI's AdmissionSite (collector.admission).
+        self.peer_gate = PeerGate()
         self.viewer_tokens = [t.encode() for t in config.viewer_tokens]
         self._conn_ids = itertools.count(1)
         self._liveness_wake = asyncio.Event()
