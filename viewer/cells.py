@@ -202,16 +202,21 @@ def threshold_words(row: NodeRow, column: Column) -> str:
     return "" if value is None else threshold.explain(value, what)
 
 
+def cell_percent(value: float | None) -> str:
+    """A table percentage: '42.0 %', but a full '100 %', so a critical '▲▲ 100 %' fits its column."""
+    return "100 %" if value is not None and value >= 99.95 else format_percent(value)  # 99.95 prints as 100.0
+
+
 def metric_text(sample: Heartbeat, column: Column) -> str:  # noqa: PLR0911 - one branch per column
     """The text of one metric column for ``sample``."""
     if column is Column.CPU:
-        return format_percent(sample.cpu_percent)
+        return cell_percent(sample.cpu_percent)
     if column is Column.LOAD:
         return format_load(sample.load_avg)
     if column is Column.MEMORY:
-        return format_percent(sample.mem_percent)
+        return cell_percent(sample.mem_percent)
     if column is Column.DISK:
-        return format_percent(fullest_disk_percent(sample.disks))
+        return cell_percent(fullest_disk_percent(sample.disks))
     if column is Column.NET:
         return format_rx_tx(sample.net_rx_bytes_per_s, sample.net_tx_bytes_per_s)
     if column is Column.UPTIME:

@@ -1,9 +1,9 @@
 """``DetailPane``: the selected node in depth: its state in words over tabs of charts, tables and facts.
 
-Tabs: Overview (CPU, memory, load, network and disk I/O charts, ``viewer.overview``), Disks
+Tabs: Charts (CPU, memory, load, network and disk I/O, ``viewer.overview``), Disks
 (as ``df`` shows them, with inodes, read-only mounts and per-device I/O), CPU (per core,
-by mode, pressure), Network (per interface, errors, links down, TCP), Temperatures,
-Processes (when the agent sends them) and Facts. The slow-tier values (every ~5 s) are the
+by mode, pressure), Net (per interface, errors, links down, TCP), Temps (temperature sensors),
+Top (processes, when the agent sends them) and Facts. The slow-tier values (every ~5 s) are the
 row's kept ones (``viewer.details.SlowDetails``), each with its time. Every label and cell
 is plain text: hostnames, OS strings, mount and process names come from agents and are data.
 The state reads "offline since 12:00:01 (4 m): the agent closed its connection", and
@@ -90,7 +90,7 @@ class DetailPane(QWidget):
         overview_scroll.setWidgetResizable(True)
         overview_scroll.setFrameShape(QFrame.Shape.NoFrame)
         overview_scroll.setWidget(self.overview)
-        self.tabs.addTab(overview_scroll, "Overview")
+        self.tabs.addTab(overview_scroll, "Charts")
         for title, tab in self.tables.tabs:
             self.tabs.addTab(tab, title)
         self.facts_tab = _fact_form(_FACT_TAB_LABELS, self._facts)
@@ -101,17 +101,17 @@ class DetailPane(QWidget):
 
     @property
     def cpu_chart(self) -> Chart:
-        """The CPU chart of the Overview tab."""
+        """The CPU chart of the Charts tab."""
         return self.overview.cpu_chart
 
     @property
     def memory_chart(self) -> Chart:
-        """The memory chart of the Overview tab."""
+        """The memory chart of the Charts tab."""
         return self.overview.memory_chart
 
     @property
     def net_chart(self) -> Chart:
-        """The network chart of the Overview tab."""
+        """The network chart of the Charts tab."""
         return self.overview.net_chart
 
     def fact(self, name: str) -> QLabel:

@@ -13,7 +13,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PyQt6.QtCore import Qt
-from PyQt6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import (
+    QAbstractItemView,
+    QAbstractScrollArea,
+    QHeaderView,
+    QLabel,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from shared.messages import Heartbeat
 from viewer import details
@@ -31,9 +41,10 @@ def plain_label(text: str = "") -> QLabel:
 class DetailTable(QTableWidget):
     """A read-only table of strings with fixed headers."""
 
-    def __init__(self, headers: Sequence[str], name: str) -> None:
+    def __init__(self, headers: Sequence[str], name: str, text_columns: frozenset[int] = frozenset({0})) -> None:
         super().__init__(0, len(headers))
         self.setObjectName(name)
+        self._text_columns = text_columns  # names and words, left-aligned; figures are right-aligned
         self.setHorizontalHeaderLabels(list(headers))
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
@@ -42,10 +53,15 @@ class DetailTable(QTableWidget):
         rows = self.verticalHeader()
         assert rows is not None
         rows.setVisible(False)
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        rows.setDefaultSectionSize(self.fontMetrics().height() + 6)
+        # As tall as its rows (shrinking, with a scroll bar, when the pane is short): no empty grey block.
+        self.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
         header = self.horizontalHeader()
         assert header is not None
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # the name takes the room; figures stay tight
 
     def fill(self, rows: Sequence[Sequence[str]]) -> None:
         """Show ``rows``, touching only the cells whose text changed."""
@@ -56,7 +72,7 @@ class DetailTable(QTableWidget):
                 item = self.item(r, c)
                 if item is None:
                     item = QTableWidgetItem(text)
-                    if c:  # figures right-aligned, names left
+                    if c not in self._text_columns:
                         item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                     self.setItem(r, c, item)
                 elif item.text() != text:
@@ -73,7 +89,7 @@ class DetailTable(QTableWidget):
 class TableTab(QWidget):
     """One tab: a note over one or more tables."""
 
-    def __init__(self, name: str, tables: Sequence[tuple[Sequence[str], str]]) -> None:
+    def __init__(self, name: str, tables: Sequence[tuple[Sequence[str], str, frozenset[int]]]) -> None:
         super().__init__()
         self.setObjectName(f"tab-{name}")
         layout = QVBoxLayout(self)
@@ -82,9 +98,10 @@ class TableTab(QWidget):
         self.note.setWordWrap(True)
         self.note.setObjectName(f"note-{name}")
         layout.addWidget(self.note)
-        self.tables = [DetailTable(headers, table_name) for headers, table_name in tables]
+        self.tables = [DetailTable(headers, table_name, text) for headers, table_name, text in tables]
         for table in self.tables:
-            layout.addWidget(table, stretch=1)
+            layout.addWidget(table)
+        layout.addStretch(1)
 
     def set_note(self, text: str) -> None:
         """Set the note; an empty one hides."""
@@ -100,17 +117,20 @@ class NodeTables:
     """The five table tabs and how each fills from a sample and its kept slow-tier details."""
 
     def __init__(self) -> None:
-        self.disks = TableTab("disks", [(details.DISK_HEADERS, "disks"), (details.DEVICE_HEADERS, "devices")])
-        self.cpu = TableTab("cpu", [(details.CORE_HEADERS, "cores"), (details.MODE_HEADERS, "modes")])
-        self.network = TableTab("network", [(details.INTERFACE_HEADERS, "interfaces")])
-        self.temperatures = TableTab("temperatures", [(details.TEMPERATURE_HEADERS, "temperatures")])
-        self.processes = TableTab("processes", [(details.PROCESS_HEADERS, "processes")])
+        first, names = frozenset({0}), frozenset({0, 2})
+        disks = [(details.DISK_HEADERS, "disks", frozenset({0, 7})), (details.DEVICE_HEADERS, "devices", first)]
+        self.disks = TableTab("disks", disks)
+        self.cpu = TableTab("cpu", [(details.CORE_HEADERS, "cores", first), (details.MODE_HEADERS, "modes", first)])
+        self.network = TableTab("network", [(details.INTERFACE_HEADERS, "interfaces", frozenset({0, 7}))])
+        self.temperatures = TableTab("temperatures", [(details.TEMPERATURE_HEADERS, "temperatures", first)])
+        self.processes = TableTab("processes", [(details.PROCESS_HEADERS, "processes", names)])
+        # Short titles: all seven tabs fit the pane's default width (no scroll arrows).
         self.tabs: list[tuple[str, TableTab]] = [
             ("Disks", self.disks),
             ("CPU", self.cpu),
-            ("Network", self.network),
-            ("Temperatures", self.temperatures),
-            ("Processes", self.processes),
+            ("Net", self.network),
+            ("Temps", self.temperatures),
+            ("Top", self.processes),
         ]
 
     def clear(self) -> None:

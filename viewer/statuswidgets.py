@@ -85,6 +85,6 @@ def side_by_side(left_widgets: Sequence[QWidget], right: QWidget, table_px: int)
     splitter.addWidget(right)
     splitter.setStretchFactor(0, 3)
     splitter.setStretchFactor(1, 2)
-    wanted_px = table_px + 24
+    wanted_px = table_px + 20  # the vertical scroll bar (16 px in Fusion) and the frame
     splitter.setSizes([wanted_px, max(360, 1280 - wanted_px)])
     return splitter

@@ -43,8 +43,9 @@ _SAMPLE_TEXT: Final[dict[Column, str]] = {
     Column.UPTIME: "30 d 23 h",
     Column.LAST_SEEN: "59 m ago",
 }
-# Room for the cell's margins and the sort arrow.
+# Room for the cell's margins, and in a header also for the sort arrow.
 _PADDING_PX: Final = 18
+_CELL_PADDING_PX: Final = 10
 _ALWAYS_SHOWN: Final = frozenset({Column.NODE, Column.STATE})
 
 
@@ -90,8 +91,8 @@ class NodeTableView(QTableView):
         bold_metrics, metrics = QFontMetrics(bold), header.fontMetrics()
         for column, sample in _SAMPLE_TEXT.items():
             cell = (bold_metrics if column in THRESHOLD_COLUMNS else metrics).horizontalAdvance(sample)
-            widest = max(cell, metrics.horizontalAdvance(HEADERS[column]))
-            header.resizeSection(column, widest + _PADDING_PX)
+            title = metrics.horizontalAdvance(HEADERS[column])
+            header.resizeSection(column, max(cell + _CELL_PADDING_PX, title + _PADDING_PX))
         header.moveSection(header.visualIndex(Column.STATE), 0)  # state first, as colour and text
         header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         header.customContextMenuRequested.connect(self._show_column_menu)

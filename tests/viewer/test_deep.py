@@ -87,10 +87,13 @@ def note(win: MainWindow, tab: str) -> str:
 
 class TestTabs:
     def test_tab_titles(self, window: MainWindow) -> None:
-        """The pane offers Overview, Disks, CPU, Network, Temperatures, Processes and Facts."""
+        """The pane offers Charts, Disks, CPU, Net, Temps, Top (processes) and Facts, all in view at once."""
         tabs = window.detail.tabs
         titles = [tabs.tabText(index) for index in range(tabs.count())]
-        assert titles == ["Overview", "Disks", "CPU", "Network", "Temperatures", "Processes", "Facts"]
+        assert titles == ["Charts", "Disks", "CPU", "Net", "Temps", "Top", "Facts"]
+        bar = tabs.tabBar()
+        assert bar is not None
+        assert bar.sizeHint().width() <= tabs.width()  # no scroll arrows at the default 1280x760
 
     def test_overview_has_five_linked_charts(self, window: MainWindow) -> None:
         """CPU, memory, load, network and disk I/O charts share one time axis and start from history."""
@@ -117,16 +120,16 @@ class TestTabs:
 
     def test_network_interfaces(self, window: MainWindow) -> None:
         """Each interface shows its rates, error and drop counts and whether its link is down; TCP counts too."""
-        assert table(window, "Network", "interfaces") == [
+        assert table(window, "Net", "interfaces") == [
             ["eth0", "1 KiB/s", "2 KiB/s", "1", "2", "3", "4", "up"],
             ["eth1", "0 B/s", "0 B/s", "", "", "", "", "down"],
         ]
-        assert "TCP: 12 established, 3 in TIME-WAIT" in note(window, "Network")
+        assert "TCP: 12 established, 3 in TIME-WAIT" in note(window, "Net")
 
     def test_temperatures_and_processes(self, window: MainWindow) -> None:
-        """Sensors read hottest first; a top process's name shows literally, markup and all."""
-        assert table(window, "Temperatures", "temperatures") == [["Package id 0", "55.0 °C"], ["nvme", "41.5 °C"]]
-        assert table(window, "Processes", "processes") == [["CPU", "42", HOSTILE_TEXT, "88.0 %", "1 GiB"]]
+        """Temperature sensors read hottest first; a top process's name shows literally, markup and all."""
+        assert table(window, "Temps", "temperatures") == [["Package id 0", "55.0 °C"], ["nvme", "41.5 °C"]]
+        assert table(window, "Top", "processes") == [["CPU", "42", HOSTILE_TEXT, "88.0 %", "1 GiB"]]
 
     def test_facts_tab(self, window: MainWindow) -> None:
         """The Facts tab shows the hostname and the system's file handles."""
@@ -141,7 +144,7 @@ class TestSlowTier:
         server.push(update(deep_entry(3, slow=False), server_time_at=WALL_T0 + 3))
         qtbot.waitUntil(lambda: window.model.node("deep").sample.seq == 3, timeout=3000)  # type: ignore[union-attr]
         assert table(window, "Disks", "disks")[1][5:] == ["750", "75.0 %", "rw"]
-        assert table(window, "Network", "interfaces")[0][3:] == ["1", "2", "3", "4", "up"]
+        assert table(window, "Net", "interfaces")[0][3:] == ["1", "2", "3", "4", "up"]
         assert window.detail.fact("File handles").text().startswith("1,500 of")
 
     def test_details_go_after_three_periods(self, window: MainWindow, server: SubscribeServer, qtbot: QtBot) -> None:
@@ -149,7 +152,7 @@ class TestSlowTier:
         server.push(update(deep_entry(20, slow=False), server_time_at=WALL_T0 + 20))
         qtbot.waitUntil(lambda: window.model.node("deep").sample.seq == 20, timeout=3000)  # type: ignore[union-attr]
         assert table(window, "Disks", "disks")[1][5:] == ["", "", ""]
-        assert table(window, "Network", "interfaces")[0][3:] == ["", "", "", "", ""]
+        assert table(window, "Net", "interfaces")[0][3:] == ["", "", "", "", ""]
         assert window.detail.fact("File handles").text() == ""
 
     def test_merged_batch_keeps_details(self) -> None:

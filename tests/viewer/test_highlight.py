@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from PyQt6.QtCore import Qt
-from PyQt6.QtGui import QColor, QFont
+from PyQt6.QtGui import QColor, QFont, QFontMetrics
 from pytestqt.qtbot import QtBot
 
 from shared.messages import NodeEntry, Snapshot
@@ -81,7 +81,7 @@ class TestHighlight:
         [
             (Column.CPU, "▲▲ 95.0 %"),
             (Column.MEMORY, "▲▲ 92.0 %"),
-            (Column.DISK, "▲▲ 100.0 %"),
+            (Column.DISK, "▲▲ 100 %"),  # a full figure drops its decimal, so the mark fits the column
             (Column.LOAD, "▲▲ 9.00 1.00 1.00"),
         ],
     )
@@ -109,3 +109,12 @@ class TestHighlight:
         """While disconnected the tint goes (everything is greyed) but the mark and bold stay readable."""
         window.model.set_connected(False)
         assert looks(window, "hot", Column.CPU) == ("▲▲ 95.0 %", True, False)
+
+    @pytest.mark.parametrize("column", [Column.CPU, Column.MEMORY, Column.DISK])
+    def test_a_full_critical_figure_fits_its_column(self, window: MainWindow, column: Column) -> None:
+        """'▲▲ 100 %' in bold fits the default column width: the figure is never elided to '▲▲ 100.…'."""
+        bold = window.table.font()
+        bold.setBold(True)
+        header = window.table.horizontalHeader()
+        assert header is not None
+        assert QFontMetrics(bold).horizontalAdvance("▲▲ 100 %") + 8 <= header.sectionSize(column)
