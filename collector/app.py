@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import WSCloseCode, web
 
+from collector.alerts.delivery import Sender
+from collector.alerts_api import AlertsApi
 from collector.cache import NodeCache
 from collector.config import CollectorConfig
 from collector.http_api import HttpApi
@@ -39,6 +41,7 @@ RUNTIME_KEY = web.AppKey("nodewatch_collector", CollectorRuntime)
 async def _background(runtime: CollectorRuntime, app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: run the liveness and lag tasks for the app's lifetime, then cancel and await them."""
     tasks = [asyncio.create_task(runtime.liveness_loop()), asyncio.create_task(runtime.lag_loop())]
+    tasks.append(asyncio.create_task(runtime.alerts.run()))  # alert timers, delivery, saving (a last save at exit)
     try:
         yield
     finally:
@@ -63,15 +66,24 @@ def create_app(
     wall_clock: Clock = time.time,
     scheduler: Scheduler | None = None,
     cache: NodeCache | None = None,
+    alert_senders: Mapping[str, Sender] | None = None,
 ) -> web.Application:
     """Build the collector's aiohttp application.
 
     ``clock`` judges liveness and ``wall_clock`` stamps ``*_at``. ``scheduler`` runs timers on
     ``clock`` (default: the event loop, for a clock that moves with real time; a test with a
     fake clock passes one that fires as the test moves it). ``cache`` replaces the node cache
-    built from ``config``, e.g. with one that fails on purpose.
+    built from ``config``, e.g. with one that fails on purpose. ``alert_senders`` are the Apprise
+    senders of ``config.alerts.routes`` (default: built here; ``main`` builds them first to check URLs).
     """
-    runtime = CollectorRuntime(config or CollectorConfig(), clock, wall_clock, scheduler or LoopScheduler(clock), cache)
+    runtime = CollectorRuntime(
+        config or CollectorConfig(),
+        clock,
+        wall_clock,
+        scheduler or LoopScheduler(clock),
+        cache,
+        alert_senders=alert_senders,
+    )
     api = HttpApi(runtime)
     app = web.Application(middlewares=[api.internal_errors])
     app[RUNTIME_KEY] = runtime
@@ -81,6 +93,7 @@ def create_app(
     app.router.add_get(INGEST_PATH, functools.partial(handle_ingest, runtime))
     app.router.add_get(SUBSCRIBE_PATH, functools.partial(handle_subscribe, runtime))
     app.router.add_get(METRICS_PATH, api.metrics)
+    AlertsApi(runtime).add_routes(app.router)
     app.router.add_route("*", "/api/{tail:.*}", api.api_not_found)
     app.cleanup_ctx.append(functools.partial(_background, runtime))
     app.on_shutdown.append(functools.partial(_shutdown, runtime))

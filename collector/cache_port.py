@@ -48,7 +48,7 @@ class IngestObserver(Protocol):
         """Abort connection ``conn``: a newer connection of the same agent instance took its node."""
         ...
 
-    def heartbeat_applied(self, changes: list[Change], duplicate: bool, now: float) -> None:
+    def heartbeat_applied(self, changes: list[Change], duplicate: bool, now: float, heartbeat: Heartbeat) -> None:
         """Count one heartbeat received at ``now`` and publish ``changes`` (one call: this runs per heartbeat).
 
         ``heartbeat`` is the sample itself: when ``changes`` say it is the node's newest
@@ -69,7 +69,7 @@ class NullObserver:
     def replaced(self, conn: int) -> None:
         """The replaced session finds out at its next heartbeat (``Drop``)."""
 
-    def heartbeat_applied(self, changes: list[Change], duplicate: bool, now: float) -> None:
+    def heartbeat_applied(self, changes: list[Change], duplicate: bool, now: float, heartbeat: Heartbeat) -> None:
         """Nothing counts."""
 
 
@@ -156,7 +156,7 @@ class CachePort:
         result = self._apply(self.node_id or "", self.conn, heartbeat, now, self.wall_clock(), frame=frame)
         if not result.current:
             return None
-        self._applied(result.changes, result.duplicate, now)
+        self._applied(result.changes, result.duplicate, now, heartbeat)
         return result.ack_seq
 
     def closed(self, clean: bool, now: float) -> None:

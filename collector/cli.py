@@ -25,6 +25,9 @@ from pathlib import Path
 from aiohttp import web
 
 from collector.admission import AdmissionSite
+from collector.alerts.delivery import Sender, apprise_senders, silence_apprise_logs
+from collector.alerts.routes import AlertsConfig, load_alerts_config, parse_alerts_config
+from collector.alerts.settings import AlertConfigError
 from collector.app import RUNTIME_KEY, create_app
 from collector.config import DEFAULT_FORGET_AFTER_S, DEFAULT_HOST, DEFAULT_MAX_NODES, DEFAULT_PORT, CollectorConfig
 
@@ -80,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse new node ids beyond N with close code 4503 (%(default)s)",
     )
     parser.add_argument(
+        "--alerts-config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file whose [alerts] table holds alert rules and notification routes (docs/alerts.md); "
+        "without it, the built-in rules and no notifications",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="(%(default)s)"
     )
     return parser
@@ -124,6 +134,18 @@ def read_tokens(
     return frozenset(tokens)
 
 
+def alerts_from_args(parser: argparse.ArgumentParser, path: Path | None) -> AlertsConfig:
+    """The checked ``[alerts]`` table of --alerts-config (the built-in rules without one), or parser.error."""
+    if path is None:
+        return parse_alerts_config({})
+    try:
+        return load_alerts_config(path)
+    except AlertConfigError as exc:
+        parser.error(f"--alerts-config {str(path)!r}: {exc}")
+    except (OSError, UnicodeDecodeError) as exc:
+        parser.error(f"--alerts-config: expected a readable UTF-8 TOML file, got {str(path)!r}: {type(exc).__name__}")
+
+
 def config_from_args(
     parser: argparse.ArgumentParser, args: argparse.Namespace, environ: Mapping[str, str]
 ) -> CollectorConfig:
@@ -156,6 +178,8 @@ def config_from_args(
         tls_key=args.tls_key,
         forget_after_s=args.forget_after,
         max_nodes=args.max_nodes,
+        alerts_config=args.alerts_config,
+        alerts=alerts_from_args(parser, args.alerts_config),
     )
 
 
@@ -168,10 +192,12 @@ def ssl_context(config: CollectorConfig) -> ssl.SSLContext | None:
     return context
 
 
-async def serve(config: CollectorConfig, context: ssl.SSLContext | None) -> int:
+async def serve(
+    config: CollectorConfig, context: ssl.SSLContext | None, alert_senders: Mapping[str, Sender] | None = None
+) -> int:
     """Serve until SIGINT or SIGTERM, then close every websocket with 1001 and return 0."""
     open_files = raise_nofile_limit(config.max_nodes)
-    app = create_app(config)
+    app = create_app(config, alert_senders=alert_senders)
     runner = web.AppRunner(app, shutdown_timeout=config.shutdown_timeout_s, access_log=None, handle_signals=False)
     await runner.setup()
     site = AdmissionSite(
@@ -298,6 +324,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         context = ssl_context(config)
     except (OSError, ssl.SSLError) as exc:
         parser.error(f"--tls-cert/--tls-key: expected a matching PEM certificate and key, got {exc}")
+    try:
+        senders = apprise_senders(config.alerts.routes)  # imports Apprise only when routes exist
+    except AlertConfigError as exc:
+        parser.error(f"--alerts-config: {exc}")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    silence_apprise_logs()  # its DEBUG lines show URLs with only the password masked
     log.info("config: %r", config)  # tokens are repr=False
-    return asyncio.run(serve(config, context))
+    return asyncio.run(serve(config, context, senders))

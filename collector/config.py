@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collector.alerts.routes import AlertsConfig, parse_alerts_config
 from collector.ingest_session import ACK_INTERVAL_S
 
 DEFAULT_HOST = "127.0.0.1"
@@ -30,6 +31,13 @@ class CollectorConfig:
     insecure: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Where the durable store lives (collector.store, docs/store.md); None keeps everything in
+    # memory only, as tests and the store-off bench do. Only the CLI defaults to a data dir.
+    data_dir: Path | None = None
+    # Alert rules and routes (docs/alerts.md): the [alerts] table of --alerts-config FILE (named
+    # here for the log); without one, the built-in rules and no routes. repr=False: rules are long.
+    alerts_config: Path | None = None
+    alerts: AlertsConfig = field(default_factory=lambda: parse_alerts_config({}), repr=False)
     # Offline nodes are kept this long, then removed from the cache and viewers.
     forget_after_s: float = DEFAULT_FORGET_AFTER_S
     # New node ids beyond this count are refused with close code 4503.

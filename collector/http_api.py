@@ -136,6 +136,7 @@ class HttpApi:
             "heartbeats_received": runtime.stats.heartbeats_received,
             "event_loop_lag_ms": round(runtime.lag.last_s * 1000, 3),
             "event_loop_lag_max_ms": round(lag_max_s * 1000, 3),
+            "alerts": runtime.alerts.service.health(),  # failed deliveries show here, never as 503
         }
         return web.json_response(body, status=200 if healthy else 503)
 
@@ -172,7 +173,8 @@ class HttpApi:
         if not token_ok(request, runtime.viewer_tokens):
             return unauthorized(runtime, request, "http", "viewer")
         # The copy is taken here, on the loop; building and formatting (~1 s at 10,000 nodes) run in a thread.
-        body = await asyncio.to_thread(render_metrics, take_snapshot(runtime.cache, runtime.stats))
+        snapshot = take_snapshot(runtime.cache, runtime.stats, runtime.alerts.service, runtime.details)
+        body = await asyncio.to_thread(render_metrics, snapshot)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     async def api_not_found(self, request: web.Request) -> web.Response:

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from collector.cache import STATES, NodeCache, stored_sample
-from shared.messages import Heartbeat
+from collector.alerts.service import AlertService
+from collector.cache import NodeCache, stored_sample
+from collector.node_metrics import NodeView, SlowDetails, details_fresh, has_details, node_families
+from shared.messages import Heartbeat, NodeFacts
 
 ENDPOINTS = ("ingest", "subscribe", "http")
 
@@ -46,32 +48,6 @@ class CollectorStats:
     auth_failures: Counter[str] = field(default_factory=Counter)
 
 
-Reader = Callable[[Heartbeat], float | None]
-
-
-def _ratio(percent: float | None) -> float | None:
-    return None if percent is None else percent / 100
-
-
-# (metric suffix, help, how to read it from a node's last sample); ratios not percents, per Prometheus naming.
-_SAMPLE_GAUGES: tuple[tuple[str, str, Reader], ...] = (
-    ("cpu_usage_ratio", "CPU busy share, 0-1", lambda hb: _ratio(hb.cpu_percent)),
-    ("memory_usage_ratio", "Memory used share, 0-1", lambda hb: _ratio(hb.mem_percent)),
-    ("memory_used_bytes", "Memory in use", lambda hb: hb.mem_used_bytes),
-    ("memory_available_bytes", "Memory available", lambda hb: hb.mem_available_bytes),
-    ("swap_used_bytes", "Swap in use", lambda hb: hb.swap_used_bytes),
-    ("load1", "1-minute load average", lambda hb: None if hb.load_avg is None else hb.load_avg[0]),
-    ("load5", "5-minute load average", lambda hb: None if hb.load_avg is None else hb.load_avg[1]),
-    ("load15", "15-minute load average", lambda hb: None if hb.load_avg is None else hb.load_avg[2]),
-    ("network_receive_bytes_per_second", "Bytes received per second", lambda hb: hb.net_rx_bytes_per_s),
-    ("network_transmit_bytes_per_second", "Bytes sent per second", lambda hb: hb.net_tx_bytes_per_s),
-    ("disk_read_bytes_per_second", "Disk bytes read per second", lambda hb: hb.disk_read_bytes_per_s),
-    ("disk_written_bytes_per_second", "Disk bytes written per second", lambda hb: hb.disk_write_bytes_per_s),
-    ("processes", "Number of processes", lambda hb: hb.process_count),
-    ("uptime_seconds", "Seconds since boot", lambda hb: hb.uptime_s),
-)
-
-
 @dataclass(frozen=True, slots=True)
 class NodeRow:
     """What /metrics shows of one node, copied from its record at scrape time."""
@@ -83,8 +59,42 @@ class NodeRow:
     clock_skew_s: float | None
     missing_samples: int
     dropped_samples: int
+    facts: NodeFacts  # frozen: shared with the thread as is
+    interval_s: float
     sample_frame: bytes | None  # decoded off the loop (collector.cache.stored_sample)
     sample_model: Heartbeat | None
+    details: tuple[bytes, float] | None  # the last slow-tier frame and its sampled_at (SlowDetails)
+
+    def view(self) -> NodeView:
+        """Decode the samples (in the render thread) into what the families read."""
+        sample = stored_sample(self.sample_frame, self.sample_model)
+        details = None
+        if sample is not None and has_details(sample):
+            details = sample
+        elif sample is not None and self.details is not None:
+            frame, details_at = self.details
+            if details_fresh(details_at, sample.sampled_at, self.interval_s):
+                details = stored_sample(frame, None)
+        return NodeView(
+            node_id=self.node_id,
+            state=self.state,
+            connected=self.connected,
+            last_seen_at=self.last_seen_at,
+            clock_skew_s=self.clock_skew_s,
+            missing_samples=self.missing_samples,
+            dropped_samples=self.dropped_samples,
+            facts=self.facts,
+            sample=sample,
+            details=details,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsRow:
+    """The alerts part of a scrape: ``AlertService.metric_series()`` and ``health()``."""
+
+    series: dict[tuple[str, str, str, str], int]
+    health: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +104,19 @@ class ScrapeSnapshot:
     nodes: list[NodeRow]
     counts: dict[str, int]
     stats: CollectorStats
+    alerts: AlertsRow | None = None
 
 
-def take_snapshot(cache: NodeCache, stats: CollectorStats) -> ScrapeSnapshot:
+def take_snapshot(
+    cache: NodeCache,
+    stats: CollectorStats,
+    alerts: AlertService | None = None,
+    details: SlowDetails | None = None,
+) -> ScrapeSnapshot:
     """Copy the scrape's inputs; call it where the cache is mutated (the event loop)."""
+    records = cache.nodes()
+    if details is not None:
+        details.prune(r.node_id for r in records)
     rows = [
         NodeRow(
             node_id=node.node_id,
@@ -107,12 +126,16 @@ def take_snapshot(cache: NodeCache, stats: CollectorStats) -> ScrapeSnapshot:
             clock_skew_s=node.clock_skew_s,
             missing_samples=node.missing_samples,
             dropped_samples=node.dropped_samples,
+            facts=node.facts,
+            interval_s=node.interval_s,
             sample_frame=node.last_sample_frame,
             sample_model=node.last_sample_model,
+            details=None if details is None else details.get(node.node_id),
         )
-        for node in cache.nodes()
+        for node in records
     ]
-    return ScrapeSnapshot(nodes=rows, counts=cache.counts(), stats=copy.deepcopy(stats))
+    alerts_row = None if alerts is None else AlertsRow(series=alerts.metric_series(), health=alerts.health())
+    return ScrapeSnapshot(nodes=rows, counts=cache.counts(), stats=copy.deepcopy(stats), alerts=alerts_row)
 
 
 def render_metrics(snapshot: ScrapeSnapshot) -> bytes:
@@ -133,53 +156,36 @@ class NodewatchMetrics(Collector):
         return []
 
     def collect(self) -> Iterator[Metric]:
-        """Yield node gauges labelled by node, then the collector's own counters."""
-        yield from self._node_metrics()
-        yield from self._own_metrics()
-
-    def _node_metrics(self) -> Iterator[Metric]:
-        state = GaugeMetricFamily("nodewatch_node_state", "1 for the node's current state", labels=["node", "state"])
-        connected = GaugeMetricFamily(
-            "nodewatch_node_connected", "1 while the agent's websocket is open", labels=["node"]
-        )
-        last_seen = GaugeMetricFamily(
-            "nodewatch_node_last_seen_timestamp_seconds", "When the collector last heard the node", labels=["node"]
-        )
-        skew = GaugeMetricFamily(
-            "nodewatch_node_clock_skew_seconds", "Agent clock minus collector clock", labels=["node"]
-        )
-        missing = CounterMetricFamily(
-            "nodewatch_node_missing_samples", "Samples never received (seq gaps)", labels=["node"]
-        )
-        dropped = CounterMetricFamily(
-            "nodewatch_node_dropped_samples", "Samples the agent dropped from its backlog", labels=["node"]
-        )
-        gauges = [
-            GaugeMetricFamily(f"nodewatch_node_{suffix}", text, labels=["node"]) for suffix, text, _ in _SAMPLE_GAUGES
-        ]
-        for node in self._snapshot.nodes:
-            label = [node.node_id]
-            for name in STATES:
-                state.add_metric([node.node_id, name], 1.0 if node.state == name else 0.0)
-            connected.add_metric(label, 1.0 if node.connected else 0.0)
-            if node.last_seen_at is not None:
-                last_seen.add_metric(label, node.last_seen_at)
-            if node.clock_skew_s is not None:
-                skew.add_metric(label, node.clock_skew_s)
-            missing.add_metric(label, node.missing_samples)
-            dropped.add_metric(label, node.dropped_samples)
-            sample = stored_sample(node.sample_frame, node.sample_model)
-            if sample is None:
-                continue
-            for family, (_, _, read) in zip(gauges, _SAMPLE_GAUGES, strict=True):
-                value = read(sample)
-                if value is not None:
-                    family.add_metric(label, float(value))
-        yield from (state, connected, last_seen, skew, missing, dropped, *gauges)
+        """Yield node families, then alerts, then the collector's own counters."""
+        yield from node_families(row.view() for row in self._snapshot.nodes)
         counts = GaugeMetricFamily("nodewatch_nodes", "Nodes per liveness state", labels=["state"])
         for state_name, count in self._snapshot.counts.items():
             counts.add_metric([state_name], count)
         yield counts
+        yield from self._alert_metrics()
+        yield from self._own_metrics()
+
+    def _alert_metrics(self) -> Iterator[Metric]:
+        alerts = self._snapshot.alerts
+        if alerts is None:
+            return
+        family = GaugeMetricFamily(
+            "nodewatch_alerts",
+            "Live alerts (pending, firing, unknown), like Prometheus's ALERTS; the value counts instances",
+            labels=["alertname", "node", "severity", "state"],
+        )
+        for labels, count in sorted(alerts.series.items()):
+            family.add_metric(list(labels), count)
+        yield family
+        sent = CounterMetricFamily("nodewatch_alert_notifications", "Alert notifications by outcome", labels=["result"])
+        for result in ("delivered", "failed", "dropped"):
+            sent.add_metric([result], alerts.health.get(f"notifications_{result}", 0))
+        yield sent
+        yield GaugeMetricFamily(
+            "nodewatch_alert_notifications_queued",
+            "Alert notifications waiting to be sent",
+            value=alerts.health.get("notifications_queued", 0),
+        )
 
     def _own_metrics(self) -> Iterator[Metric]:
         s = self._snapshot.stats

@@ -17,24 +17,27 @@ import asyncio
 import itertools
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, WSMessage, web
 
 from collector import aiohttp_private
+from collector.alerting import AlertHub
+from collector.alerts.delivery import Sender, apprise_senders
 from collector.cache import NodeCache
-from collector.changes import Change
+from collector.changes import Change, ChangeKind
 from collector.config import CollectorConfig
 from collector.meters import LagMeter, RateMeter
 from collector.metrics import CollectorStats
+from collector.node_metrics import SlowDetails
 from collector.timers import Clock, Scheduler
 from collector.trust.gate import HelloGate
 from collector.trust.nodetable import PeerGate
 from shared.codec import INGEST_LIMITS, FrameDecoder, encode, encode_json
 from shared.errors import CloseCode, ErrorReason, ProtocolError
-from shared.messages import Error
+from shared.messages import Error, Heartbeat
 
 if TYPE_CHECKING:
     from collector.subscribe import Subscriber
@@ -47,6 +50,7 @@ LIVENESS_TICK_S = 0.05
 BUSY_LOG_INTERVAL_S = 10.0
 # Error.detail is at most 1,024 characters (docs/protocol.md, section 5.4).
 MAX_ERROR_DETAIL = 1024
+_SAMPLE_BIT = ChangeKind.SAMPLE.value
 
 
 class CollectorRuntime:
@@ -59,7 +63,10 @@ class CollectorRuntime:
         wall_clock: Clock,
         scheduler: Scheduler,
         cache: NodeCache | None = None,
+        *,
+        alert_senders: Mapping[str, Sender] | None = None,
     ) -> None:
+        """``alert_senders``: one Apprise sender per route (``main`` builds them to check URLs first)."""
         self.config = config
         self.clock = clock
         self.wall_clock = wall_clock
@@ -74,6 +81,7 @@ class CollectorRuntime:
         self.cache = cache
         self.decoder = FrameDecoder(INGEST_LIMITS)  # shared by every ingest session: one packer, not one each
         self.stats = CollectorStats()
+        self.details = SlowDetails()  # each node's last slow-tier heartbeat, for /metrics
         self.ingest_rate = RateMeter()
         self.lag = LagMeter()
         self.subscribers: set[Subscriber] = set()
@@ -81,6 +89,18 @@ class CollectorRuntime:
         self.websockets: dict[web.WebSocketResponse, web.Request] = {}
         self.started_at = wall_clock()
         self.started_mono = clock()
+        if alert_senders is None:
+            alert_senders = apprise_senders(config.alerts.routes)
+        self.alerts = AlertHub(
+            config.alerts,
+            alert_senders,
+            self.cache,
+            self.subscribers,
+            state_dir=config.data_dir,
+            wall_clock=wall_clock,
+            clock=clock,
+        )
+        self.alerts.restore()  # before ingest opens: firing alerts stay firing, nobody is told twice
         self.agent_tokens = [t.encode() for t in config.agent_tokens]
         # Node keys (TOFU) and the hello budgets; key records live in memory until the store keeps them.
         self.hello_gate = HelloGate(logger=log)
@@ -100,9 +120,13 @@ class CollectorRuntime:
     # ---- fan-out, and what every ingest connection reports -----------------------------------
 
     def publish(self, changes: list[Change]) -> None:
+        """Fan out the changes of a hello, a close or a liveness pass, and tell the alerts about them."""
+        if changes:
+            self._fan_out(changes)
+            self.alerts.changed(changes)
+
+    def _fan_out(self, changes: list[Change]) -> None:
         """Merge ``changes`` into every subscriber's buffer; never awaits, so ingest never waits on a viewer."""
-        if not changes:
-            return
         for sub in self.subscribers:
             self.stats.updates_coalesced += sub.pending.add(changes)
             sub.wake.set()
@@ -110,12 +134,17 @@ class CollectorRuntime:
         if due is not None and due < self._liveness_target:
             self._liveness_wake.set()
 
-    def heartbeat_applied(self, changes: list[Change], duplicate: bool, now: float) -> None:
-        """Count one heartbeat and publish what it changed (one call: this runs per heartbeat)."""
+    def heartbeat_applied(self, changes: list[Change], duplicate: bool, now: float, heartbeat: Heartbeat) -> None:
+        """Count one heartbeat, publish what it changed, and judge alerts on it if it is the newest sample."""
         self.stats.heartbeats_received += 1
         self.stats.heartbeats_duplicate += duplicate
         self.ingest_rate.record(now)
-        self.publish(changes)
+        if changes:
+            self._fan_out(changes)
+            if not duplicate and changes[0].kind.value & _SAMPLE_BIT:
+                node_id = changes[0].node_id
+                self.alerts.sample(node_id, heartbeat)
+                self.details.note(self.cache.get(node_id), heartbeat)
 
     def replaced(self, conn: int) -> None:
         """The agent reconnected, so its old socket is half-open: abort it, no close handshake to wait for."""

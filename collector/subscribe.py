@@ -6,6 +6,9 @@ drains it into at most one update per flush interval. A viewer that cannot
 take a frame within ``send_timeout_s`` is closed with 4429; nobody else waits
 for it (websockets' broadcast notes make the same choice).
 
+With ``?alerts=1`` the viewer also gets every live alert after the snapshot (``alerts``)
+and the alert transitions since its last flush (``alert``), queued by ``collector.alerting``.
+
 An unexpected exception on one subscriber closes that subscriber with 1011
 ``internal``, counted and logged in one line; other viewers do not notice.
 
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import WSMessage, WSMsgType, web
 
@@ -34,6 +39,9 @@ log = logging.getLogger("nodewatch.collector")
 
 # A viewer asking for more histories than this before we sent the first ones is flooding; extra requests are dropped.
 MAX_PENDING_HISTORY_REQUESTS = 64
+# Alert transitions a subscriber may have waiting: one mass outage of the largest fleet (10,000 nodes),
+# the most one flush can carry (MAX_NODES_PER_MESSAGE); older ones give way (the viewer can ask the API).
+MAX_PENDING_ALERTS = 10_000
 
 
 @dataclass(eq=False, slots=True)
@@ -46,6 +54,9 @@ class Subscriber:
     pending: PendingUpdates = field(default_factory=PendingUpdates)
     history_requests: dict[str, None] = field(default_factory=dict)  # an ordered set
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    alerts: bool = False  # ?alerts=1: also the ``alerts`` and ``alert`` messages (docs/protocol.md 5.11)
+    # Alert transitions not sent yet; bounded so a viewer that stalls cannot grow it without end.
+    pending_alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_PENDING_ALERTS))
 
 
 async def handle_subscribe(runtime: CollectorRuntime, request: web.Request) -> web.StreamResponse:
@@ -55,6 +66,9 @@ async def handle_subscribe(runtime: CollectorRuntime, request: web.Request) -> w
     fmt = request.query.get("format", "msgpack")
     if fmt not in {"msgpack", "json"}:
         return json_error(400, "bad_request", f"expected format=msgpack or format=json, got {fmt[:40]!r}")
+    alerts = request.query.get("alerts", "0")
+    if alerts not in {"0", "1"}:
+        return json_error(400, "bad_request", f"expected alerts=0 or alerts=1, got {alerts[:40]!r}")
     cfg = runtime.config
     ws = await upgrade(
         request,
@@ -64,7 +78,7 @@ async def handle_subscribe(runtime: CollectorRuntime, request: web.Request) -> w
     )
     if not isinstance(ws, web.WebSocketResponse):
         return ws
-    sub = Subscriber(ws=ws, peer=str(request.remote), json_format=fmt == "json")
+    sub = Subscriber(ws=ws, peer=str(request.remote), json_format=fmt == "json", alerts=alerts == "1")
     with runtime.tracked(ws, request, "subscribe"):
         try:
             await _serve(runtime, sub)
@@ -84,10 +98,15 @@ async def _serve(runtime: CollectorRuntime, sub: Subscriber) -> None:
         first = encode_json(wire.snapshot(runtime.cache, runtime.wall_clock(), cfg.snapshot_history_points))
     else:
         first = wire.snapshot_frame(runtime.cache, runtime.wall_clock(), cfg.snapshot_history_points)
+    frames: list[bytes | str] = [first]
+    if sub.alerts:  # every live alert after the snapshot; transitions follow as ``alert`` messages
+        frames += wire.alerts_frames(
+            runtime.wall_clock(), runtime.alerts.service.api_alerts()["alerts"], sub.json_format
+        )
     runtime.subscribers.add(sub)
     try:
         async with asyncio.TaskGroup() as tg:
-            sender = tg.create_task(_send_loop(runtime, sub, first))
+            sender = tg.create_task(_send_loop(runtime, sub, frames))
             try:
                 await _receive_loop(runtime, sub)
             finally:
@@ -126,12 +145,13 @@ def _decode_request(runtime: CollectorRuntime, sub: Subscriber, msg: WSMessage) 
     return message
 
 
-async def _send_loop(runtime: CollectorRuntime, sub: Subscriber, snapshot: bytes | str) -> None:
-    """Send the snapshot, then at most one Update per flush interval; close 4429 if a send times out."""
+async def _send_loop(runtime: CollectorRuntime, sub: Subscriber, first: list[bytes | str]) -> None:
+    """Send the snapshot (and live alerts), then at most one Update per flush interval; 4429 if a send times out."""
     loop = asyncio.get_running_loop()
     cfg = runtime.config
     try:
-        await _send_frame(runtime, sub, snapshot)
+        for frame in first:
+            await _send_frame(runtime, sub, frame)
         last_flush = loop.time()
         while True:
             await sub.wake.wait()
@@ -154,6 +174,8 @@ async def _send_loop(runtime: CollectorRuntime, sub: Subscriber, snapshot: bytes
             if update is not None:
                 await _send_frame(runtime, sub, update)
                 runtime.stats.updates_sent += 1
+            while sub.pending_alerts:
+                await _send_frame(runtime, sub, _take_alerts(runtime, sub))
             last_flush = loop.time()
     except TimeoutError:
         reason = ErrorReason.SUBSCRIBER_TOO_SLOW
@@ -164,6 +186,12 @@ async def _send_loop(runtime: CollectorRuntime, sub: Subscriber, snapshot: bytes
         runtime.abort(sub.ws)
     except ConnectionError:
         return
+
+
+def _take_alerts(runtime: CollectorRuntime, sub: Subscriber) -> bytes | str:
+    """One ``alert`` message with the oldest pending transitions (at most ``MAX_ALERTS_PER_MESSAGE``)."""
+    events = [sub.pending_alerts.popleft() for _ in range(min(len(sub.pending_alerts), wire.MAX_ALERTS_PER_MESSAGE))]
+    return wire.alert_update_frame(runtime.wall_clock(), events, sub.json_format)
 
 
 async def _send(runtime: CollectorRuntime, sub: Subscriber, message: Message) -> None:

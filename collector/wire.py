@@ -16,6 +16,10 @@ The bytes decode (with ``shared.codec.decode``) to exactly the message that
 ``shared.codec.encode`` would have produced from the twin model; a test in
 ``tests/collector/test_wire.py`` holds both paths to that.
 
+The ``alerts`` and ``alert`` messages (only for subscribers with ``?alerts=1``,
+docs/protocol.md 5.11 and 5.12) are plain maps typed by ``TypedDict``s here, not
+members of the version-1 ``Message`` union: a viewer that did not ask never sees them.
+
 Not here: which nodes go into a frame (``collector.fanout``) and the node
 state itself (``collector.cache``). JSON text frames go through the models:
 ``?format=json`` is for debugging, not for scale.
@@ -23,14 +27,16 @@ state itself (``collector.cache``). JSON text frames go through the models:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, TypedDict, cast
 
 import msgpack
 
 from collector.cache import NodeCache, NodeRecord
 from collector.changes import ChangeKind
 from shared.codec import to_wire_dict
+from shared.limits import MAX_NODES_PER_MESSAGE
 from shared.messages import History, NodeEntry, NodeStatus, Snapshot
 
 _FACTS_BIT = ChangeKind.FACTS.value
@@ -185,3 +191,80 @@ def snapshot(cache: NodeCache, wall: float, history_points: int) -> Snapshot:
 def snapshot_frame(cache: NodeCache, wall: float, history_points: int) -> bytes:
     """``snapshot(cache, wall, history_points)`` packed as msgpack, without building a model per node."""
     return snapshot_parts(wall, [entry_frame(n, FULL, pack(n.history.to_wire(history_points))) for n in cache.nodes()])
+
+
+# ---- alert messages (docs/protocol.md 5.11 and 5.12; only for subscribers with ?alerts=1) ----------------
+
+
+class AlertEntryMap(TypedDict, total=False):
+    """One live alert, as ``AlertInstance.view()`` builds it (None values left out, as ``encode`` does)."""
+
+    alertname: str
+    node_id: str
+    instance: str
+    severity: str
+    state: str
+    active_since_at: float
+    fired_at: float
+    value: float
+    condition: str
+    summary: str
+
+
+class AlertEventMap(TypedDict, total=False):
+    """One alert transition, as ``AlertTransition.to_dict()`` builds it."""
+
+    alertname: str
+    node_id: str
+    instance: str
+    severity: str
+    old: str
+    new: str
+    changed_at: float
+    active_since_at: float
+    value: float
+    labels: dict[str, str]
+    summary: str
+
+
+class AlertsMessageMap(TypedDict):
+    """``alerts``: every live alert, sent once after the snapshot (in parts past MAX_ALERTS_PER_MESSAGE)."""
+
+    type: Literal["alerts"]
+    server_time_at: float
+    alerts: list[AlertEntryMap]
+
+
+class AlertUpdateMap(TypedDict):
+    """``alert``: transitions since the last one, flushed with the updates."""
+
+    type: Literal["alert"]
+    server_time_at: float
+    events: list[AlertEventMap]
+
+
+# As many items as an update may carry nodes: the viewer's receive limits already fit such a frame.
+MAX_ALERTS_PER_MESSAGE = MAX_NODES_PER_MESSAGE
+
+
+def _present(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in row.items() if value is not None}
+
+
+def _frame(message: AlertsMessageMap | AlertUpdateMap, json_format: bool) -> bytes | str:
+    return json.dumps(message, separators=(",", ":")) if json_format else pack(message)
+
+
+def alerts_frames(server_time_at: float, alerts: Sequence[Mapping[str, Any]], json_format: bool) -> list[bytes | str]:
+    """The ``alerts`` message(s) for a new subscriber: one, or one per MAX_ALERTS_PER_MESSAGE alerts."""
+    frames: list[bytes | str] = []
+    for start in range(0, max(1, len(alerts)), MAX_ALERTS_PER_MESSAGE):
+        part = [cast(AlertEntryMap, _present(a)) for a in alerts[start : start + MAX_ALERTS_PER_MESSAGE]]
+        frames.append(_frame({"type": "alerts", "server_time_at": server_time_at, "alerts": part}, json_format))
+    return frames
+
+
+def alert_update_frame(server_time_at: float, events: Sequence[Mapping[str, Any]], json_format: bool) -> bytes | str:
+    """One ``alert`` message with ``events`` (at most MAX_ALERTS_PER_MESSAGE of them)."""
+    rows = [cast(AlertEventMap, _present(e)) for e in events]
+    return _frame({"type": "alert", "server_time_at": server_time_at, "events": rows}, json_format)

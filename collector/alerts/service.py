@@ -29,6 +29,7 @@ from shared.messages import Heartbeat, NodeState
 
 Clock = Callable[[], float]
 TransitionSink = Callable[[list[AlertTransition]], None]
+StateSink = Callable[[], None]
 # The timer task wakes at least this often: a wall-clock step (NTP) then costs at most this much delay.
 MAX_SLEEP_S = 5.0
 # psutil's boot_time() is /proc/stat's btime: whole seconds, and it moves when NTP steps the clock.
@@ -54,6 +55,10 @@ def _ignore(transitions: list[AlertTransition]) -> None:
     """The default sink: nobody stores or publishes."""
 
 
+def _nothing() -> None:
+    """The default ``on_sent``: nobody saves the dispatcher's state."""
+
+
 class AlertService:
     """Alerts for one collector; ``wall_clock`` stamps alerts (they outlive the process), ``clock`` paces logs."""
 
@@ -63,6 +68,7 @@ class AlertService:
         senders: Mapping[str, Sender],
         *,
         on_transitions: TransitionSink = _ignore,
+        on_sent: StateSink = _nothing,
         wall_clock: Clock = time.time,
         clock: Clock = time.monotonic,
     ) -> None:
@@ -72,6 +78,7 @@ class AlertService:
         self.worker = DeliveryWorker(senders, targets={r.name: r.targets for r in config.routes}, clock=clock)
         self.flatten = Flattener(self.engine.watched_metrics)
         self._on_transitions = on_transitions
+        self._on_sent = on_sent  # the dispatcher told someone: its state (what was told when) must be saved
         self._wall_clock = wall_clock
         self._wake = asyncio.Event()
         self._target = math.inf
@@ -180,7 +187,10 @@ class AlertService:
         while True:
             now = self._wall_clock()
             self._emit(self.engine.tick(now))
-            self.worker.submit(self.dispatcher.due(now))
+            notifications = self.dispatcher.due(now)
+            if notifications:
+                self.worker.submit(notifications)
+                self._on_sent()
             due = min(d for d in (self.engine.next_due(), self.dispatcher.next_due(), math.inf) if d is not None)
             self._target = due
             self._wake.clear()

@@ -1,0 +1,233 @@
+"""The collector's alerts: ``AlertHub`` feeds the ``AlertService`` from the node cache and keeps what it says.
+
+The runtime calls ``sample`` for each node's newest heartbeat (only live ones, not a
+replayed backlog: ``is_live_sample``) and ``changed`` with every change list of a hello,
+a close or a liveness pass: status changes become liveness transitions, a new boot time
+in the facts is a reboot, a removed node is forgotten. Transitions land in the event
+history (``GET /api/v1/alerts/history``), in each opted-in subscriber's queue
+(``?alerts=1``), and mark the state dirty.
+
+Persistence: with a data dir, ``alerts.json`` (the service's state and the boot times)
+is rewritten atomically at most once per ``SAVE_INTERVAL_S`` while dirty, and once more at
+shutdown; the events are appended to ``alert_events.jsonl``. Both writes run in a thread.
+A restart restores both before ingest opens, so firing alerts stay firing and nobody is
+told twice. With no data dir everything stays in memory.
+
+Not here: the engine and delivery (``collector.alerts``), HTTP (``collector.alerts_api``),
+the wire form of alert messages (``collector.wire``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from collector.alerts.delivery import Sender
+from collector.alerts.model import NO_LABELS, AlertTransition
+from collector.alerts.routes import AlertsConfig
+from collector.alerts.service import AlertService, boot_changed, is_live_sample
+from collector.alerts.statefile import MAX_EVENTS, AlertStateFile
+from collector.cache import NodeCache
+from collector.changes import Change, ChangeKind
+from collector.timers import Clock
+from shared.messages import Heartbeat
+
+log = logging.getLogger("nodewatch.collector")
+
+# While the state is dirty it is saved at most this often. Notifications wait group_wait (30 s by
+# default) before they go out, so a second's delay never lets a restart re-send one.
+SAVE_INTERVAL_S = 1.0
+STATE_FORMAT = 1
+_STATUS_BIT = ChangeKind.STATUS.value
+_FACTS_BIT = ChangeKind.FACTS.value
+_REMOVED_BIT = ChangeKind.REMOVED.value
+AlertRow = dict[str, Any]
+
+
+class AlertSubscriber(Protocol):
+    """What the hub needs of a subscriber (``collector.subscribe.Subscriber``)."""
+
+    alerts: bool
+    pending_alerts: deque[AlertRow]
+    wake: asyncio.Event
+
+
+class AlertHub:
+    """One collector's alerts: the service, its inputs from the cache, its history and its saved state."""
+
+    def __init__(
+        self,
+        config: AlertsConfig,
+        senders: Mapping[str, Sender],
+        cache: NodeCache,
+        subscribers: Iterable[AlertSubscriber],
+        *,
+        state_dir: Path | None,
+        wall_clock: Clock,
+        clock: Clock,
+    ) -> None:
+        self.cache = cache
+        self.subscribers = subscribers
+        self.wall_clock = wall_clock
+        self.service = AlertService(
+            config,
+            senders,
+            on_transitions=self._transitions,
+            on_sent=self._mark_dirty,
+            wall_clock=wall_clock,
+            clock=clock,
+        )
+        self.file = AlertStateFile(state_dir) if state_dir is not None else None
+        self.events: deque[AlertRow] = deque(maxlen=MAX_EVENTS)
+        self.boot_times: dict[str, float] = {}  # node id -> boot_time_at of its last hello
+        self.save_failures = 0
+        self._unsaved: list[AlertRow] = []
+        self._dirty = asyncio.Event()
+
+    # ---- inputs ----------------------------------------------------------------------------
+
+    def sample(self, node_id: str, heartbeat: Heartbeat) -> None:
+        """The node's newest sample: judge it if it is news, not a backlog sample replayed after an outage."""
+        record = self.cache.get(node_id)
+        if record is None:
+            return
+        skew = record.clock_skew_s
+        if is_live_sample(heartbeat.sampled_at, self.wall_clock(), record.interval_s, skew):
+            self.service.observe(
+                node_id,
+                NO_LABELS,  # node labels arrive with issue 14's hello labels; the same object every time
+                heartbeat,
+                cpu_count=record.facts.cpu_count_logical,
+                clock_skew_s=skew,
+                dropped_samples=record.dropped_samples,
+                missing_samples=record.missing_samples,
+            )
+
+    def changed(self, changes: list[Change]) -> None:
+        """Changes of a hello, a close or a liveness pass: liveness, reboots and forgotten nodes."""
+        for change in changes:
+            node_id, bits = change.node_id, change.kind.value
+            if bits & _REMOVED_BIT:
+                self.service.forget(node_id)
+                if self.boot_times.pop(node_id, None) is not None:
+                    self._mark_dirty()
+                continue
+            record = self.cache.get(node_id)
+            if record is None:
+                continue
+            if bits & _STATUS_BIT:
+                self.service.liveness(node_id, record.state, record.state_since_at, NO_LABELS)
+            boot_at = record.facts.boot_time_at
+            if bits & _FACTS_BIT and boot_at is not None and boot_at != self.boot_times.get(node_id):
+                old = self.boot_times.get(node_id)
+                self.boot_times[node_id] = boot_at
+                self._mark_dirty()
+                if boot_changed(old, boot_at):
+                    self.service.reboot(node_id, NO_LABELS)
+
+    def _transitions(self, transitions: list[AlertTransition]) -> None:
+        rows = [t.to_dict() for t in transitions]
+        self.events.extend(rows)
+        if self.file is not None:
+            self._unsaved.extend(rows)
+        for sub in self.subscribers:
+            if sub.alerts:
+                sub.pending_alerts.extend(rows)
+                sub.wake.set()
+        self._mark_dirty()
+
+    def _mark_dirty(self) -> None:
+        self._dirty.set()
+
+    # ---- views -------------------------------------------------------------------------------
+
+    def history(self, from_at: float, to_at: float, limit: int) -> tuple[list[AlertRow], bool]:
+        """Events with ``from_at <= changed_at <= to_at``, oldest first, at most ``limit``; and whether cut."""
+        rows = sorted((e for e in self.events if from_at <= e.get("changed_at", math.nan) <= to_at), key=_changed_at)
+        return rows[:limit], len(rows) > limit
+
+    # ---- persistence -------------------------------------------------------------------------
+
+    def document(self) -> dict[str, Any]:
+        """What ``alerts.json`` holds."""
+        return {"format": STATE_FORMAT, "service": self.service.to_state(), "boot_times": dict(self.boot_times)}
+
+    def restore(self) -> None:
+        """Load the saved events and state (at start, before ingest opens); a bad file is logged and ignored."""
+        if self.file is None:
+            return
+        try:
+            self.events.extend(self.file.load_events())
+            document = self.file.load_state()
+        except (OSError, ValueError) as exc:
+            log.warning("alerts: starting with no saved alert state: cannot read %s: %.200r", self.file.directory, exc)
+            return
+        if document is None:
+            return
+        state, boots = document.get("service"), document.get("boot_times", {})
+        if document.get("format") != STATE_FORMAT or not isinstance(state, Mapping) or not isinstance(boots, dict):
+            log.warning(
+                "alerts: ignoring %s: expected format %d, got %.80r", self.file.state_path, STATE_FORMAT, document
+            )
+            return
+        try:
+            dropped = self.service.restore(state)
+        except ValueError as exc:
+            log.warning("alerts: ignoring %s: %.200r", self.file.state_path, exc)
+            return
+        self.boot_times = {k: float(v) for k, v in boots.items() if isinstance(v, int | float)}
+        if dropped:
+            log.info("alerts: dropped saved alerts whose rule is gone: %r", dropped)
+
+    def save_now(self) -> None:
+        """Save state and unsaved events, blocking (at shutdown, after the timer task ended)."""
+        if self.file is None:
+            return
+        events, self._unsaved = self._unsaved, []
+        try:
+            self.file.append_events(events)
+            self.file.save_state(self.document())
+        except OSError as exc:
+            self.save_failures += 1
+            log.warning("alerts: cannot save alert state in %s: %.200r", self.file.directory, exc)
+
+    async def run(self) -> None:
+        """Timers, delivery and saving until cancelled (a ``cleanup_ctx`` task); a last save at the end."""
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.service.run())
+                if self.file is not None:
+                    tasks.create_task(self._save_loop(self.file))
+        finally:
+            self.save_now()
+
+    async def _save_loop(self, file: AlertStateFile) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            document, events = self.document(), self._unsaved
+            self._unsaved = []
+            try:
+                await asyncio.to_thread(_save, file, document, events)
+            except OSError as exc:
+                self.save_failures += 1
+                self._unsaved[:0] = events
+                self._dirty.set()
+                log.warning("alerts: cannot save alert state in %s (retrying): %.200r", file.directory, exc)
+            await asyncio.sleep(SAVE_INTERVAL_S)
+
+
+def _save(file: AlertStateFile, document: Mapping[str, Any], events: list[AlertRow]) -> None:
+    """Events first: a crash between the two then re-reads an event, never loses one."""
+    file.append_events(events)
+    file.save_state(document)
+
+
+def _changed_at(row: AlertRow) -> float:
+    value = row.get("changed_at")
+    return float(value) if isinstance(value, int | float) else 0.0
