@@ -61,8 +61,12 @@ DETAIL_TABS = ("Disks", "CPU", "Net", "Top", "Facts")
 
 
 def start_collector() -> tuple[subprocess.Popen[str], str]:
-    """Run the collector CLI on a free loopback port; return the process and its URL."""
-    command = [sys.executable, "-m", "nodewatch", "collector", "--bind", "127.0.0.1:0", "--log-level", "WARNING"]
+    """Run the collector CLI on a free loopback port, keeping nothing on disk; return the process and its URL."""
+    # --ephemeral: a fresh fleet each run, not the user's store (nodes and gaps of earlier runs).
+    command = [
+        *(sys.executable, "-m", "nodewatch", "collector", "--bind", "127.0.0.1:0"),
+        *("--ephemeral", "--log-level", "WARNING"),
+    ]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)  # noqa: S603 - our own CLI
     assert process.stdout is not None
     for line in process.stdout:
