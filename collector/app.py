@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import WSCloseCode, web
 
+from collector.admin_api import AdminApi
 from collector.alerts.delivery import Sender
 from collector.alerts_api import AlertsApi
 from collector.cache import NodeCache
@@ -94,6 +95,7 @@ def create_app(
     app.router.add_get(SUBSCRIBE_PATH, functools.partial(handle_subscribe, runtime))
     app.router.add_get(METRICS_PATH, api.metrics)
     AlertsApi(runtime).add_routes(app.router)
+    AdminApi(runtime, runtime.config.admin_tokens).add_routes(app.router)  # 403 unless --admin-token-file
     app.router.add_route("*", "/api/{tail:.*}", api.api_not_found)
     app.cleanup_ctx.append(functools.partial(_background, runtime))
     app.on_shutdown.append(functools.partial(_shutdown, runtime))

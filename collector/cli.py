@@ -35,6 +35,7 @@ log = logging.getLogger("nodewatch.collector")
 
 ENV_AGENT_TOKENS = "NODEWATCH_AGENT_TOKENS"
 ENV_VIEWER_TOKENS = "NODEWATCH_VIEWER_TOKENS"
+ENV_ADMIN_TOKENS = "NODEWATCH_ADMIN_TOKENS"
 # SIGTERM must end the process within 2 s; cleanup gets this long, then asyncio.run cancels what is left.
 CLEANUP_DEADLINE_S = 1.8
 # Garbage-collector thresholds (CPython's default is 700, 10, 10). In steady state almost every
@@ -63,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--agent-token-file", type=Path, metavar="FILE", help="agent bearer tokens, one per line")
     parser.add_argument("--viewer-token-file", type=Path, metavar="FILE", help="viewer bearer tokens, one per line")
+    parser.add_argument(
+        "--admin-token-file",
+        type=Path,
+        metavar="FILE",
+        help="admin bearer tokens, one per line: forget nodes, rotate or pin node keys (without it: 403)",
+    )
     parser.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback --bind without agent and viewer tokens"
     )
@@ -153,6 +160,7 @@ def config_from_args(
     host, port = parse_bind(parser, args.bind)
     agent_tokens = read_tokens(parser, "--agent-token-file", args.agent_token_file, environ.get(ENV_AGENT_TOKENS))
     viewer_tokens = read_tokens(parser, "--viewer-token-file", args.viewer_token_file, environ.get(ENV_VIEWER_TOKENS))
+    admin_tokens = read_tokens(parser, "--admin-token-file", args.admin_token_file, environ.get(ENV_ADMIN_TOKENS))
     if not is_loopback(host) and not args.insecure and not (agent_tokens and viewer_tokens):
         parser.error(
             f"--bind {args.bind}: a non-loopback address needs agent tokens "
@@ -173,6 +181,7 @@ def config_from_args(
         port=port,
         agent_tokens=agent_tokens,
         viewer_tokens=viewer_tokens,
+        admin_tokens=admin_tokens,
         insecure=args.insecure,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,

@@ -28,6 +28,8 @@ class CollectorConfig:
     # config never shows them.
     agent_tokens: frozenset[str] = field(default=frozenset(), repr=False)
     viewer_tokens: frozenset[str] = field(default=frozenset(), repr=False)
+    # The admin API's tokens (collector.admin_api); empty: the admin endpoints answer 403.
+    admin_tokens: frozenset[str] = field(default=frozenset(), repr=False)
     insecure: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
