@@ -45,7 +45,7 @@ async def test_a_second_machine_cannot_take_a_node_id_and_the_owner_restarts_at_
     async with aiohttp.ClientSession() as session:
 
         async def streaming() -> bool:
-            return (await status(session, collector.url)).get("last_seq", 0) >= 2
+            return int((await status(session, collector.url)).get("last_seq", 0)) >= 2
 
         await wait_until(streaming, 20, "the owner's heartbeats")
         first = (await status(session, collector.url))["agent_instance_id"]
