@@ -1,4 +1,4 @@
-"""docs/alerts.md stays true: its example config parses, and its tables name every built-in rule."""
+"""docs/alerts.md and the README stay true: their example configs parse, and the tables name every built-in rule."""
 
 from __future__ import annotations
 
@@ -40,3 +40,14 @@ def test_every_built_in_rule_and_metric_is_documented() -> None:
         assert f"| `{name}` |" in DOC
     for metric in DERIVED_METRICS + FAMILY_METRICS:
         assert f"`{metric}`" in DOC
+
+
+def test_the_readme_example_is_a_valid_config() -> None:
+    """The README's Alerts section shows a config the collector accepts as it is."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Alerts\n", 1)[1].split("\n## ", 1)[0]
+    [example] = re.findall(r"```toml\n(.*?)```", section, flags=re.DOTALL)
+    config = parse_alerts_config(tomllib.loads(example)["alerts"])
+    assert {"cpu_high", "memory_low", "load_high", "node_offline", "disk_full"} <= {r.name for r in config.rules}
+    assert "clock_skew" not in {r.name for r in config.rules}
+    assert [route.name for route in config.routes] == ["oncall", "chat"]
