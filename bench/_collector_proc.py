@@ -15,8 +15,10 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from collector.cli import build_parser, config_from_args, serve
+from collector.store.datadir import default_data_dir
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,7 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hello-timeout", type=float, default=None, metavar="SECONDS")
     parser.add_argument("--ws-heartbeat", type=float, default=None, metavar="SECONDS")
     args = parser.parse_args(argv)
-    config = config_from_args(parser, args, os.environ)
+    default_dir = default_data_dir(os.environ, os.geteuid(), Path.home())
+    config = config_from_args(parser, args, os.environ, default_dir=default_dir)
     overrides = {
         "send_timeout_s": args.send_timeout,
         "hello_timeout_s": args.hello_timeout,

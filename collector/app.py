@@ -27,6 +27,7 @@ from collector.config import CollectorConfig
 from collector.http_api import HttpApi
 from collector.ingest import handle_ingest
 from collector.runtime import CollectorRuntime
+from collector.store.service import DurableStore
 from collector.subscribe import handle_subscribe
 from collector.timers import Clock, LoopScheduler, Scheduler
 from shared.limits import HEALTH_PATH, INGEST_PATH, METRICS_PATH, NODES_PATH, SUBSCRIBE_PATH
@@ -49,6 +50,22 @@ async def _background(runtime: CollectorRuntime, app: web.Application) -> AsyncI
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _store(runtime: CollectorRuntime, app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: run the store's writer thread and upkeep loop; at exit, commit what is queued and close."""
+    store = runtime.store
+    if store is None:
+        yield
+        return
+    store.start(asyncio.get_running_loop())
+    task = asyncio.create_task(runtime.store_loop(store))
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()
 
 
 async def _shutdown(runtime: CollectorRuntime, app: web.Application) -> None:
@@ -76,6 +93,10 @@ def create_app(
     fake clock passes one that fires as the test moves it). ``cache`` replaces the node cache
     built from ``config``, e.g. with one that fails on purpose. ``alert_senders`` are the Apprise
     senders of ``config.alerts.routes`` (default: built here; ``main`` builds them first to check URLs).
+
+    With ``config.data_dir`` set, the durable store is opened here and the fleet restored from it
+    (``collector.store.service``); this raises ``StoreOpenError`` naming the file and what to do.
+    Without it (the default) everything stays in memory.
     """
     runtime = CollectorRuntime(
         config or CollectorConfig(),
@@ -85,12 +106,15 @@ def create_app(
         cache,
         alert_senders=alert_senders,
     )
+    if runtime.config.data_dir is not None:
+        runtime.store = DurableStore.open(runtime.config, runtime.cache, clock, wall_clock)
     api = HttpApi(runtime)
     app = web.Application(middlewares=[api.internal_errors])
     app[RUNTIME_KEY] = runtime
     app.router.add_get(HEALTH_PATH, api.health)
     app.router.add_get(NODES_PATH, api.nodes)
     app.router.add_get(NODES_PATH + "/{node_id}", api.node)
+    app.router.add_get(NODES_PATH + "/{node_id}/history", api.history)
     app.router.add_get(INGEST_PATH, functools.partial(handle_ingest, runtime))
     app.router.add_get(SUBSCRIBE_PATH, functools.partial(handle_subscribe, runtime))
     app.router.add_get(METRICS_PATH, api.metrics)
@@ -98,5 +122,6 @@ def create_app(
     AdminApi(runtime, runtime.config.admin_tokens).add_routes(app.router)  # 403 unless --admin-token-file
     app.router.add_route("*", "/api/{tail:.*}", api.api_not_found)
     app.cleanup_ctx.append(functools.partial(_background, runtime))
+    app.cleanup_ctx.append(functools.partial(_store, runtime))
     app.on_shutdown.append(functools.partial(_shutdown, runtime))
     return app

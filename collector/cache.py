@@ -167,6 +167,18 @@ class NodeCache:
         """Points in a node's ring: ``history_window_s`` at its rate, capped at ``history_max_points``."""
         return max(1, min(self.history_max_points, math.ceil(self.history_window_s / interval_s)))
 
+    def adopt(self, record: NodeRecord) -> None:
+        """Take a node rebuilt from the store at start (``collector.store.service``); judged from ``last_heard`` on."""
+        self._nodes[record.node_id] = record
+        self._counts[record.state] += 1
+        self._schedule(record)
+
+    def rewind(self, node_id: str, instance_id: str, seq: int) -> None:
+        """Take seqs above ``seq`` of this instance as new: the store holds only up to it (a replay fills the rest)."""
+        node = self._nodes.get(node_id)
+        if node is not None and node.instance_id == instance_id and node.last_seq > seq:
+            node.last_seq = seq
+
     def hello(self, hello: Hello, conn: int, now: float, wall: float, *, verified: bool = False) -> HelloResult:
         """Register a hello on connection ``conn``; raises ProtocolError for a duplicate node or a full cache.
 

@@ -30,6 +30,8 @@ from collector.alerts.routes import AlertsConfig, load_alerts_config, parse_aler
 from collector.alerts.settings import AlertConfigError
 from collector.app import RUNTIME_KEY, create_app
 from collector.config import DEFAULT_FORGET_AFTER_S, DEFAULT_HOST, DEFAULT_MAX_NODES, DEFAULT_PORT, CollectorConfig
+from collector.store.datadir import default_data_dir
+from collector.store.model import StoreOpenError
 
 log = logging.getLogger("nodewatch.collector")
 
@@ -90,6 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse new node ids beyond N with close code 4503 (%(default)s)",
     )
     parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="keep the node registry and history here (root: /var/lib/nodewatch; a user: "
+        "$XDG_STATE_HOME/nodewatch, else ~/.local/state/nodewatch); '' keeps them in memory only",
+    )
+    parser.add_argument(
+        "--ephemeral", action="store_true", help="keep nothing on disk: the fleet and history die with the process"
+    )
+    parser.add_argument(
+        "--store-sync",
+        choices=["normal", "full"],
+        default="normal",
+        help="normal: an acked sample survives a crash of the process; full: also a power loss, "
+        "one fsync per commit (%(default)s)",
+    )
+    parser.add_argument(
         "--alerts-config",
         type=Path,
         metavar="FILE",
@@ -141,6 +159,17 @@ def read_tokens(
     return frozenset(tokens)
 
 
+def data_dir_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, default: Path | None) -> Path | None:
+    """The store's dir: --data-dir, else ``default``; None (in memory) for --ephemeral or --data-dir ''."""
+    if args.ephemeral:
+        if args.data_dir:
+            parser.error(f"--ephemeral and --data-dir: expected one of them, got both (--data-dir {args.data_dir!r})")
+        return None
+    if args.data_dir is None:
+        return default
+    return Path(args.data_dir) if args.data_dir else None
+
+
 def alerts_from_args(parser: argparse.ArgumentParser, path: Path | None) -> AlertsConfig:
     """The checked ``[alerts]`` table of --alerts-config (the built-in rules without one), or parser.error."""
     if path is None:
@@ -154,9 +183,17 @@ def alerts_from_args(parser: argparse.ArgumentParser, path: Path | None) -> Aler
 
 
 def config_from_args(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, environ: Mapping[str, str]
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    *,
+    default_dir: Path | None = None,
 ) -> CollectorConfig:
-    """Turn parsed options and the environment into a config, or call parser.error naming the setting."""
+    """Turn parsed options and the environment into a config, or call parser.error naming the setting.
+
+    ``default_dir`` is where the store lives without --data-dir (``main`` passes the user's or
+    root's default); None keeps the store in memory.
+    """
     host, port = parse_bind(parser, args.bind)
     agent_tokens = read_tokens(parser, "--agent-token-file", args.agent_token_file, environ.get(ENV_AGENT_TOKENS))
     viewer_tokens = read_tokens(parser, "--viewer-token-file", args.viewer_token_file, environ.get(ENV_VIEWER_TOKENS))
@@ -189,6 +226,8 @@ def config_from_args(
         max_nodes=args.max_nodes,
         alerts_config=args.alerts_config,
         alerts=alerts_from_args(parser, args.alerts_config),
+        data_dir=data_dir_from_args(parser, args, default_dir),
+        store_sync="FULL" if args.store_sync == "full" else "NORMAL",
     )
 
 
@@ -206,7 +245,11 @@ async def serve(
 ) -> int:
     """Serve until SIGINT or SIGTERM, then close every websocket with 1001 and return 0."""
     open_files = raise_nofile_limit(config.max_nodes)
-    app = create_app(config, alert_senders=alert_senders)
+    try:
+        app = create_app(config, alert_senders=alert_senders)
+    except StoreOpenError as exc:
+        print(f"nodewatch collector: error: --data-dir: {exc}", file=sys.stderr)
+        return 2
     runner = web.AppRunner(app, shutdown_timeout=config.shutdown_timeout_s, access_log=None, handle_signals=False)
     await runner.setup()
     site = AdmissionSite(
@@ -328,7 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``nodewatch collector`` and return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    config = config_from_args(parser, args, os.environ)
+    config = config_from_args(
+        parser, args, os.environ, default_dir=default_data_dir(os.environ, os.geteuid(), Path.home())
+    )
     try:
         context = ssl_context(config)
     except (OSError, ssl.SSLError) as exc:

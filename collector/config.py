@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from collector.alerts.routes import AlertsConfig, parse_alerts_config
 from collector.ingest_session import ACK_INTERVAL_S
@@ -36,6 +37,8 @@ class CollectorConfig:
     # Where the durable store lives (collector.store, docs/store.md); None keeps everything in
     # memory only, as tests and the store-off bench do. Only the CLI defaults to a data dir.
     data_dir: Path | None = None
+    # NORMAL: an acked sample survives a process crash; FULL also fsyncs each commit (power loss).
+    store_sync: Literal["NORMAL", "FULL"] = "NORMAL"
     # Alert rules and routes (docs/alerts.md): the [alerts] table of --alerts-config FILE (named
     # here for the log); without one, the built-in rules and no routes. repr=False: rules are long.
     alerts_config: Path | None = None

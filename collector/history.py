@@ -134,6 +134,21 @@ class HistoryRing:
         self._len += 1
         return True
 
+    def load(self, seq: Sequence[int], sampled_at: Sequence[float], series: Sequence[array[Any]]) -> None:
+        """Replace the contents with the newest ``capacity`` of these time-sorted points, in this ring's own widths.
+
+        ``series`` are columns of the ring's typecodes and sentinels (``collector.store.codec.Columns``):
+        a slice assignment each, so refilling 10,000 rings at restart costs no per-point Python.
+        """
+        n = min(len(seq), self.capacity)
+        lo = len(seq) - n
+        self._seq[:n] = array("q", seq[lo:])
+        self._at[:n] = array("d", sampled_at[lo:])
+        for column, source in zip(self._series, series, strict=True):
+            column[:n] = source[lo:]
+        self._start = 0
+        self._len = n
+
     def points(self) -> Iterator[tuple[int, float, tuple[float | None, ...]]]:
         """Yield every point as (seq, sampled_at, values), oldest first; for resizing a ring.
 

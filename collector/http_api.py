@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
+from collections.abc import Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -24,16 +26,23 @@ from collector.cache import STATES
 from collector.changes import ChangeKind
 from collector.metrics import render_metrics, take_snapshot
 from collector.runtime import CollectorRuntime
+from collector.store.assemble import raw_result
+from collector.store.codec import Columns
+from collector.store.policy import MAX_POINTS
 from shared import __version__
 from shared.limits import HEALTH_PATH, INGEST_PATH, METRICS_PATH, NODES_PATH, PROTOCOL_VERSION, SUBSCRIBE_PATH
 from shared.messages import NodeState
 
 log = logging.getLogger("nodewatch.collector")
 
+# A history request without from= covers the last hour.
+DEFAULT_HISTORY_S = 3600.0
+
 ENDPOINTS = (
     f"GET {HEALTH_PATH}",
     f"GET {NODES_PATH}[?state=online|stale|offline]",
     f"GET {NODES_PATH}/{{node_id}}",
+    f"GET {NODES_PATH}/{{node_id}}/history[?from=&to=&step=]",
     f"GET {INGEST_PATH} (websocket, agents)",
     f"GET {SUBSCRIBE_PATH}[?format=json] (websocket, viewers)",
     f"GET {METRICS_PATH}",
@@ -97,6 +106,30 @@ async def upgrade(
     return ws
 
 
+def history_range(query: Mapping[str, str], wall: float) -> tuple[float, float, float]:
+    """``from``, ``to`` (epoch seconds; default the last hour) and ``step`` (seconds, default 0: finest).
+
+    Raises ValueError naming the parameter and what it accepts.
+    """
+    values: dict[str, float] = {}
+    for name in ("from", "to", "step"):
+        text = query.get(name)
+        if text is None or text == "":
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"expected {name}= a number of seconds >= 0, got {text[:40]!r}")
+        values[name] = value
+    to_at = values.get("to", wall)
+    from_at = values.get("from", to_at - DEFAULT_HISTORY_S)
+    if from_at > to_at:
+        raise ValueError(f"expected from <= to, got from={from_at:g} to={to_at:g}")
+    return from_at, to_at, values.get("step", 0.0)
+
+
 class HttpApi:
     """The plain HTTP handlers of one collector."""
 
@@ -123,7 +156,12 @@ class HttpApi:
         nodes.update(runtime.cache.counts())
         lag_max_s = runtime.lag.max_s(loop_now)
         healthy = lag_max_s <= runtime.config.lag_unhealthy_s
-        body = {
+        reasons = [] if healthy else [f"event loop lag {lag_max_s * 1000:.0f} ms"]
+        store = None if runtime.store is None else runtime.store.health_map()
+        if store is not None and store["status"] != "ok":
+            healthy = False
+            reasons.append(str(store["reason"]))
+        body: dict[str, object] = {
             "status": "ok" if healthy else "degraded",
             "version": __version__,
             "protocol_version": PROTOCOL_VERSION,
@@ -138,6 +176,9 @@ class HttpApi:
             "event_loop_lag_max_ms": round(lag_max_s * 1000, 3),
             "alerts": runtime.alerts.service.health(),  # failed deliveries show here, never as 503
         }
+        if reasons:
+            body["reason"] = "; ".join(reasons)
+        body["store"] = store if store is not None else {"status": "off", "reason": "--ephemeral: nothing on disk"}
         return web.json_response(body, status=200 if healthy else 503)
 
     async def nodes(self, request: web.Request) -> web.Response:
@@ -166,6 +207,33 @@ class HttpApi:
         return web.json_response(
             {"server_time_at": runtime.wall_clock(), **entry.model_dump(mode="json", exclude_none=True)}
         )
+
+    async def history(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/nodes/{node_id}/history?from=&to=&step=``: one node's history, tier picked by the range.
+
+        With a store the answer comes from it (raw, 1-min or 1-h tier, ``RetentionPolicy.choose``);
+        without one, from the node's in-memory window, as the raw tier. Gaps are listed, never filled.
+        """
+        runtime = self.runtime
+        if not token_ok(request, runtime.viewer_tokens):
+            return unauthorized(runtime, request, "http", "viewer")
+        node_id = request.match_info["node_id"]
+        wall = runtime.wall_clock()
+        try:
+            from_at, to_at, step_s = history_range(request.query, wall)
+        except ValueError as exc:
+            return json_error(400, "bad_request", str(exc))
+        record = runtime.cache.get(node_id)
+        if record is None:
+            return json_error(404, "not_found", f"expected a known node id, got {node_id[:128]!r}")
+        if runtime.store is not None:
+            result = await runtime.store.query(node_id, from_at, to_at, step_s)
+        else:
+            points = [p for p in record.history.points() if from_at <= p[1] <= to_at]
+            cols = Columns.from_values([p[0] for p in points], [p[1] for p in points], [p[2] for p in points])
+            step = max(step_s, (to_at - from_at) / MAX_POINTS)
+            result = raw_result(node_id, cols, from_at, to_at, step_s=step, interval_s=record.interval_s)
+        return web.json_response({"server_time_at": wall, "from_at": from_at, "to_at": to_at, **result.to_map()})
 
     async def metrics(self, request: web.Request) -> web.Response:
         """``GET /metrics``: Prometheus text exposition, built at scrape time."""

@@ -29,12 +29,14 @@ from collector.ingest_session import (
     CachePort,
     Close,
     Drop,
+    IngestPort,
     IngestSession,
     Phase,
     SendFrame,
     WakeAt,
 )
 from collector.runtime import CollectorRuntime
+from collector.store.port import StorePort
 from collector.timers import TimerHandle
 from shared.errors import CloseCode, ErrorReason
 from shared.messages import Hello
@@ -77,7 +79,9 @@ class IngestConnection:
         self.heartbeat_applied = runtime.heartbeat_applied
         self.replaced = runtime.replaced
         cfg = runtime.config
-        port = CachePort(runtime.cache, self.conn, runtime.wall_clock, self)
+        cache_port = CachePort(runtime.cache, self.conn, runtime.wall_clock, self)
+        # With a store, acks wait for the commit that holds the sample.
+        port: IngestPort = cache_port if runtime.store is None else StorePort(cache_port, runtime.store)
         self.session = IngestSession(
             port,
             now=runtime.clock(),

@@ -32,6 +32,7 @@ from collector.config import CollectorConfig
 from collector.meters import LagMeter, RateMeter
 from collector.metrics import CollectorStats
 from collector.node_metrics import SlowDetails
+from collector.store.service import REFRESH_INTERVAL_S, DurableStore
 from collector.timers import Clock, Scheduler
 from collector.trust.gate import HelloGate
 from collector.trust.nodetable import PeerGate
@@ -51,6 +52,8 @@ BUSY_LOG_INTERVAL_S = 10.0
 # Error.detail is at most 1,024 characters (docs/protocol.md, section 5.4).
 MAX_ERROR_DETAIL = 1024
 _SAMPLE_BIT = ChangeKind.SAMPLE.value
+# How often the store loop looks for nodes whose refused samples can be replayed now.
+STORE_TICK_S = 1.0
 
 
 class CollectorRuntime:
@@ -79,6 +82,7 @@ class CollectorRuntime:
                 history_max_points=config.history_max_points,
             )
         self.cache = cache
+        self.store: DurableStore | None = None  # set by create_app when config.data_dir is set
         self.decoder = FrameDecoder(INGEST_LIMITS)  # shared by every ingest session: one packer, not one each
         self.stats = CollectorStats()
         self.details = SlowDetails()  # each node's last slow-tier heartbeat, for /metrics
@@ -168,6 +172,8 @@ class CollectorRuntime:
                 # Offline on an open socket: a dead peer or a half-open connection (agents are not pinged).
                 self.drop_agent(conn, "node offline; dropping its silent connection")
             self.publish(result.changes)
+            if self.store is not None and result.changes:
+                self.store.changed(result.changes)
             due = self.cache.next_due()
             self._liveness_target = math.inf if due is None else due
             self._liveness_wake.clear()
@@ -183,6 +189,18 @@ class CollectorRuntime:
 
     def _wake(self) -> None:
         self._liveness_wake.set()
+
+    async def store_loop(self, store: DurableStore) -> None:
+        """Back-pressure and registry upkeep: resync nodes the store can take again; refresh rows every minute."""
+        refreshed = self.clock()
+        while True:
+            await asyncio.sleep(STORE_TICK_S)
+            for conn in store.resync_conns():
+                self.drop_agent(conn, "the store can take its backlog again; it reconnects and replays")
+            now = self.clock()
+            if now - refreshed >= REFRESH_INTERVAL_S:
+                refreshed = now
+                store.refresh()
 
     async def lag_loop(self) -> None:
         """Measure how late a short sleep wakes up: the event loop's lag (real time, not the app's clock)."""

@@ -43,7 +43,7 @@ def default_data_dir(env: Mapping[str, str], euid: int, home: Path) -> Path:
 
 
 def take_lock(data_dir: Path) -> int:
-    """Create ``data_dir`` if needed and lock it; returns the lock's fd (closing it unlocks)."""
+    """Create ``data_dir`` if needed and lock it; returns the lock's fd (closing it unlocks); see ``stamp_lock``."""
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -63,6 +63,14 @@ def take_lock(data_dir: Path) -> int:
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise StoreLockedError(path, f"another collector (pid {holder}) uses this data dir", REMEDY_LOCKED) from exc
         raise StoreUnwritableError(path, f"cannot lock ({exc.strerror})", REMEDY_DIR) from exc
+    return fd
+
+
+def stamp_lock(fd: int) -> None:
+    """Write our pid into the lock file, for the message a second collector prints.
+
+    Called only once the store has opened: a collector that refuses a data dir leaves every
+    file in it as it was.
+    """
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-    return fd

@@ -33,7 +33,7 @@ from typing import Literal
 
 from collector.store import assemble, codec, model
 from collector.store.codec import Batch, Columns
-from collector.store.datadir import take_lock
+from collector.store.datadir import stamp_lock, take_lock
 from collector.store.policy import Buckets, RetentionPolicy, merge_buckets
 from collector.store.sqlite_reader import ROW_COLUMNS, SqliteReader, decode_heads
 from collector.store.sqlite_schema import Txn, open_database
@@ -76,6 +76,7 @@ class SqliteEngine:
         try:
             self._conn = open_database(self.path, sync, wall_clock())
             self.reader = SqliteReader(self.path, self.policy)
+            stamp_lock(self._lock_fd)
         except BaseException:
             os.close(self._lock_fd)
             raise

@@ -5,8 +5,7 @@ Agents are real ``nodewatch agent`` subprocesses; the collector is a real
 within the backoff cap, and the samples taken while the collector was down
 reach the new collector's history without a gap, unless the agent's backlog
 overflowed, in which case the loss is reported (``dropped_samples``), never silent.
-And, once the durable store of issue 12 lands (both tests are strict xfails until
-then): the samples acked before the kill survive it, so every node's history in the
+And, with the durable store of issue 12: the samples acked before the kill survive it, so every node's history in the
 new process is gap-free from seq 1, and a node whose agent died during the outage
 comes back in the snapshot and goes offline with its last sample.
 """
@@ -20,7 +19,6 @@ import time
 from typing import Any
 
 import aiohttp
-import pytest
 
 from agent.backoff import CAP_S
 from tests.support.processes import ProcessGroup, StateRecorder, gaps, kill_and_restart, last_seqs, node, wait_until
@@ -32,11 +30,6 @@ DOWN_S = 1.5  # long enough for several samples to pile up in each agent's backl
 ACK_WAIT_S = 5.0 * 1.5
 IN_FLIGHT_S = 0.5  # lets a heartbeat sent just before SIGSTOP land before the collector is read
 OFFLINE_AFTER_INTERVALS = 10  # docs/protocol.md, liveness: offline after 10 intervals without a heartbeat
-STORE_XFAIL = pytest.mark.xfail(
-    raises=AssertionError,  # anything else (a collector that does not start) is a real failure
-    strict=True,  # the day the store makes this pass, XPASS fails CI: drop the marker then
-    reason="acked samples die with the process until issue 12's store lands",
-)
 
 
 class TestCollectorKilled:
@@ -104,7 +97,6 @@ class TestCollectorKilled:
         assert abs(dropped - gap) <= slack + 1, f"dropped_samples={dropped} but the history gap is {gap}"
         assert gaps(seqs) == []
 
-    @STORE_XFAIL
     async def test_history_is_gap_free_from_seq_1_after_a_kill(self, procs: ProcessGroup) -> None:
         """After kill -9 and a restart, each node's history holds every sample its agent took, from seq 1 on."""
         collector = procs.collector()
@@ -138,11 +130,6 @@ class TestCollectorKilled:
                 assert body["status"]["missing_samples"] == 0
                 assert body["status"]["dropped_samples"] == 0
 
-    @pytest.mark.xfail(
-        raises=AssertionError,  # as above: only the missing store may fail it
-        strict=True,
-        reason="the collector forgets every node when killed until issue 12's store lands",
-    )
     async def test_agent_that_died_during_the_outage_is_offline_with_its_last_sample(self, procs: ProcessGroup) -> None:
         """A node whose agent died while the collector was down is in a viewer's snapshot, then offline."""
         collector = procs.collector()

@@ -2,8 +2,7 @@
 
 A real ``nodewatch collector`` subprocess each time, given ``--data-dir``: a path it
 cannot create, a store another collector holds, a store whose files are garbage.
-Each refuses to start, names the path, and leaves the files as they were. Skipped
-until the store is wired into the CLI. Not here: the disk filling up mid-run (the
+Each refuses to start, names the path, and leaves the files as they were. Not here: the disk filling up mid-run (the
 store's own tests inject that writer fault), or the store's format.
 """
 
@@ -13,11 +12,8 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests.support.processes import ProcessGroup, health
-
-pytestmark = pytest.mark.skip(reason="needs the durable store, issue 12")
 
 GARBAGE = b"this is not a nodewatch store\n" * 64
 EXIT_BAD_SETTING = 2  # issue 12: a data dir that cannot be written exits 2, like any bad CLI setting

@@ -23,7 +23,7 @@ from collector.store.model import (
 )
 from collector.store.sqlite_engine import DB_NAME, SqliteEngine
 from collector.store.sqlite_schema import migrate
-from tests.collector.helpers import FakeClock
+from tests.support.clock import FakeClock
 
 DAY = 86400.0
 T0 = 1_700_000_000.0 // DAY * DAY

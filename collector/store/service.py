@@ -1,0 +1,245 @@
+"""The durable store as the running collector uses it: open and restore at start, registry writes, health, queries.
+
+``DurableStore.open`` opens the SQLite backend under ``config.data_dir`` (raising
+``StoreOpenError`` naming the file and what to do), reloads the registry and the
+recent window, and rebuilds every known node in the ``NodeCache``: disconnected,
+with its last sample and last-seen time, and judged by the normal liveness rules
+from the collector's start (``last_heard = now``). ``start(loop)`` starts the
+writer thread, whose commit reports come back through ``loop.call_soon_threadsafe``
+so the ack gate only ever runs on the event loop.
+
+What the ingest shell calls per connection is ``StorePort`` (``collector.store.port``);
+this object holds what they share: the writer, the ack gate (``StoreLink``), and
+the registry rows built from cache records (``row_of``).
+
+Not here: SQL (``sqlite_engine``), ack rules (``durability``), sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from typing import Any
+
+import msgpack
+
+from collector.cache import STATES, NodeCache, NodeRecord
+from collector.changes import Change, ChangeKind
+from collector.config import CollectorConfig
+from collector.history import SERIES, HistoryRing
+from collector.store.codec import values_of
+from collector.store.durability import AckGate, StoreHealth
+from collector.store.link import StoreLink
+from collector.store.model import Durable, NodeRow, RangeResult, RawPoints
+from collector.store.sqlite_engine import SqliteEngine
+from collector.store.writer import StoreWriter
+from collector.wire import pack
+from shared.messages import Heartbeat, NodeFacts, NodeState
+
+log = logging.getLogger("nodewatch.collector.store")
+
+# Online nodes' registry rows are rewritten this often, so last_sample is fresh after a kill -9
+# (puts coalesce per node in the writer: 10,000 rows a minute is one small transaction).
+REFRESH_INTERVAL_S = 60.0
+
+Clock = Callable[[], float]
+
+
+def row_of(record: NodeRecord, last_seq: int) -> NodeRow:
+    """The registry row of ``record``; ``last_seq`` is what the store took of it, not the cache's own."""
+    if record.facts_frame is None:
+        record.facts_frame = pack(record.facts.model_dump(mode="python", exclude_none=True))
+    return NodeRow(
+        node_id=record.node_id,
+        instance_id=record.instance_id,
+        facts=record.facts_frame,
+        interval_s=record.interval_s,
+        state=record.state,
+        state_since_at=record.state_since_at,
+        reason=record.reason,
+        last_seen_at=record.last_seen_at,
+        last_seq=last_seq,
+        missing_samples=record.missing_samples,
+        dropped_samples=record.dropped_samples,
+        last_sample=record.last_sample_frame,
+    )
+
+
+def record_of(row: NodeRow, recent: RawPoints | None, cache: NodeCache, now: float, wall: float) -> NodeRecord | None:
+    """A cache record rebuilt from the store, disconnected; None (logged) for a row whose facts do not decode."""
+    try:
+        facts = NodeFacts.model_validate(msgpack.unpackb(row.facts, raw=False))
+    except ValueError as exc:  # msgpack's and pydantic's errors are ValueErrors
+        log.warning("store: node %r: facts do not decode, not restored: %.200r", row.node_id, exc)
+        return None
+    ring = HistoryRing(cache.history_capacity(row.interval_s))
+    last_at = None
+    if recent is not None and recent.instance_id == row.instance_id and len(recent.columns):
+        cols = recent.columns
+        ring.load(cols.seq, [us / 1e6 for us in cols.at_us], cols.series)
+        last_at = cols.at_us[-1] / 1e6
+    latest = latest_sample(row, recent) if last_at is not None else None
+    state: NodeState = next((s for s in STATES if s == row.state), "offline")
+    record = NodeRecord(
+        node_id=row.node_id,
+        facts=facts,
+        instance_id=row.instance_id,
+        interval_s=row.interval_s,
+        history=ring,
+        state=state,
+        state_since_at=row.state_since_at,
+        reason=row.reason,
+        last_heard=now,  # the normal rules run from the collector's start: offline within 10 intervals
+        last_seen_at=row.last_seen_at,
+        last_seq=row.last_seq,
+        dropped_samples=row.dropped_samples,
+        missing_samples=row.missing_samples,
+        last_sample_frame=None if latest is not None else row.last_sample,
+        last_sample_model=latest,
+        last_sample_at=last_at,
+    )
+    if state == "offline":  # forgotten on the wall-time schedule it had before the restart
+        record.offline_since = now - max(0.0, wall - row.state_since_at)
+    return record
+
+
+def latest_sample(row: NodeRow, recent: RawPoints | None) -> Heartbeat | None:
+    """The newest stored point as a sample, when the row's own last sample is older (a kill -9 came first).
+
+    Only what the store keeps per point comes back (the charted series; load as load_1 only is left
+    out, since a sample's load_avg has three values): the rest of that sample was never written.
+    None when the row's frame is the newest sample anyway.
+    """
+    if recent is None or not len(recent.columns):
+        return None
+    cols = recent.columns
+    seq = cols.seq[-1]
+    if row.last_sample is not None:
+        try:
+            if msgpack.unpackb(row.last_sample, raw=False).get("seq") == seq:
+                return None
+        except (ValueError, AttributeError):  # a damaged frame: the point is all there is
+            pass
+    values = dict(zip(SERIES, (values_of(column[-1:], s)[0] for s, column in enumerate(cols.series)), strict=True))
+    values.pop("load_1")
+    try:
+        return Heartbeat.model_validate({"seq": seq, "sampled_at": cols.at_us[-1] / 1e6, **values})
+    except ValueError:
+        return None
+
+
+class DurableStore:
+    """The writer, the ack gate and the registry writes of one collector; everything but ``close`` is sync."""
+
+    def __init__(self, engine: SqliteEngine, cache: NodeCache, config: CollectorConfig, clock: Clock, wall: Clock):
+        self.engine = engine
+        self.cache = cache
+        self.clock = clock
+        self.wall_clock = wall
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.writer = StoreWriter(engine, self._on_durable, wall_clock=wall)
+        self.link = StoreLink(self.writer, AckGate(config.ack_interval_s), {})
+        self.restored = 0
+
+    @classmethod
+    def open(cls, config: CollectorConfig, cache: NodeCache, clock: Clock, wall: Clock) -> DurableStore:
+        """Open ``config.data_dir`` and restore the fleet into ``cache``; raises ``StoreOpenError``."""
+        if config.data_dir is None:
+            raise RuntimeError("expected a config with a data_dir, got None")
+        engine = SqliteEngine(config.data_dir, sync=config.store_sync)
+        try:
+            store = cls(engine, cache, config, clock, wall)
+            store.restore()
+        except BaseException:
+            engine.close()
+            raise
+        return store
+
+    def restore(self) -> None:
+        """Every node of the registry back into the cache, its ring refilled from the recent window."""
+        now, wall = self.clock(), self.wall_clock()
+        rows = self.engine.load_nodes()
+        recent = self.engine.load_recent(wall - self.cache.history_window_s)
+        durable: dict[str, tuple[str, int]] = {}
+        for row in rows:
+            record = record_of(row, recent.get(row.node_id), self.cache, now, wall)
+            if record is None:
+                continue
+            self.cache.adopt(record)
+            durable[row.node_id] = (row.instance_id, row.last_seq)
+        self.link = StoreLink(self.writer, self.link.gate, durable)
+        self.restored = len(durable)
+        log.info("store: %s: %d nodes restored", self.engine.path, self.restored)
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the writer thread; its commit reports run on ``loop``."""
+        self._loop = loop
+        self.writer.start()
+
+    async def close(self) -> None:
+        """Commit what is queued, stop the thread and close the database, off the event loop."""
+        await asyncio.to_thread(self.writer.close)
+
+    def _on_durable(self, durables: list[Durable]) -> None:
+        """On the writer thread: hand the commit to the loop (the gate is only touched there)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._committed, durables)
+
+    def _committed(self, durables: list[Durable]) -> None:
+        # The acks this returns are not sent from here: each session's pacing acks the durable seq
+        # its port reports, at most one commit (about 1 s) behind the cache.
+        self.link.committed(durables, self.clock())
+
+    # ---- registry ---------------------------------------------------------------------------
+
+    def put(self, record: NodeRecord) -> None:
+        """Write ``record``'s registry row (coalesced per node until the next commit)."""
+        self.link.put_node(row_of(record, self.link.gate.accepted_seq(record.node_id) or record.last_seq))
+
+    def changed(self, changes: Iterable[Change]) -> None:
+        """After ``expire``: rewrite the rows whose state moved, forget the removed nodes."""
+        for change in changes:
+            if change.kind & ChangeKind.REMOVED:
+                self.link.forget(change.node_id)
+                continue
+            record = self.cache.get(change.node_id)
+            if record is not None:
+                self.put(record)
+
+    def refresh(self) -> None:
+        """Rewrite every connected node's row: its last sample and last-seen survive a kill -9."""
+        for record in self.cache.nodes():
+            if record.conn is not None:
+                self.put(record)
+
+    def resync_conns(self) -> list[int]:
+        """Connections to close so their agents replay what a full queue refused (``StoreLink.resyncs``)."""
+        conns = []
+        for node_id in self.link.resyncs():
+            record = self.cache.get(node_id)
+            if record is not None and record.conn is not None:
+                conns.append(record.conn)
+        return conns
+
+    # ---- health and reads -------------------------------------------------------------------
+
+    def health(self) -> StoreHealth:
+        """The writer's state: ``degraded`` with a reason while it cannot commit or the queue is full."""
+        return self.link.health()
+
+    def health_map(self) -> dict[str, Any]:
+        """``health()`` as /api/v1/health shows it, plus where the store is."""
+        body = asdict(self.health())
+        body["path"] = str(self.engine.path)
+        body["restored_nodes"] = self.restored
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in body.items()}
+
+    async def query(self, node_id: str, from_at: float, to_at: float, step_s: float) -> RangeResult:
+        """One node's history from the store, in a worker thread (the reader has its own connection)."""
+        return await asyncio.to_thread(self.engine.query, node_id, from_at, to_at, step_s, self.wall_clock())
