@@ -12,6 +12,8 @@ from typing import Any
 import aiohttp
 
 from agent.identity import node_credential
+from collector.app import RUNTIME_KEY
+from collector.trust.budget import new_node_budget
 from shared.codec import encode
 from shared.messages import Hello
 from tests.support.collector import MakeClient, connect_agent, expect_rejection, send_heartbeat
@@ -138,3 +140,32 @@ class TestNodeTable:
         ws, _ = await connect_agent(client, hello("busy", instance="busy-1"))
         await send_heartbeat(ws, heartbeat(1))
         assert await refused(client, hello("late", instance="late-1")) == (4503, "capacity_reached")
+
+
+class TestHelloBudgets:
+    """Finding 2's retry loop and finding 8's junk-id flood are slowed per node id and per agent token."""
+
+    async def test_a_hello_loop_on_one_node_id_is_closed_with_4430(self, make_client: MakeClient) -> None:
+        """Ten hellos in a row for one node id are fine; the eleventh within a minute gets 4430 rate_exceeded."""
+        client = await make_client()
+        for n in range(10):
+            ws, _ = await connect_agent(client, hello(instance=f"loop-{n}"))
+            await ws.close()
+        assert await refused(client, hello(instance="loop-10")) == (4430, "rate_exceeded")
+
+    async def test_new_node_ids_from_one_token_are_budgeted(self, make_client: MakeClient) -> None:
+        """With a budget of 3 new node ids, the fourth new id from the same token gets 4430 new_node_rate_exceeded."""
+        client = await make_client(agent_tokens=frozenset({"fleet-token"}))
+        server: Any = client.server  # a TestServer: it has the app
+        runtime = server.app[RUNTIME_KEY]
+        runtime.hello_gate.new_nodes = new_node_budget(rate_per_s=0.001, burst=3)
+        auth = {"Authorization": "Bearer fleet-token"}
+        for n in range(3):
+            ws, _ = await connect_agent(client, hello(f"junk-{n}", instance=f"j-{n}"), headers=auth)
+            await ws.close()
+        ws = await client.ws_connect("/api/v1/ingest", headers=auth)
+        await ws.send_bytes(encode(hello("junk-3", instance="j-3")))
+        _, code, reason = await expect_rejection(ws)
+        assert (code, reason) == (4430, "new_node_rate_exceeded")
+        again, _ = await connect_agent(client, hello("junk-0", instance="j-0b"), headers=auth)  # known ids still pass
+        await again.close()
