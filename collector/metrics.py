@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 
 from collector.alerts.service import AlertService
 from collector.cache import NodeCache, stored_sample
-from collector.node_metrics import NodeView, SlowDetails, details_fresh, has_details, node_families
+from collector.node_metrics import NodeView, SlowDetails, details_fresh, has_details, node_exposition
 from shared.messages import Heartbeat, NodeFacts
 
 ENDPOINTS = ("ingest", "subscribe", "http")
@@ -140,13 +140,17 @@ def take_snapshot(
 
 def render_metrics(snapshot: ScrapeSnapshot) -> bytes:
     """The Prometheus text exposition of ``snapshot``; touches nothing shared, so it may run in a thread."""
+    nodes = node_exposition(row.view() for row in snapshot.nodes)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodewatchMetrics(snapshot))
-    return generate_latest(registry)
+    return nodes.encode() + generate_latest(registry)
 
 
 class NodewatchMetrics(Collector):
-    """Builds every metric family from one scrape's snapshot."""
+    """The fleet-wide families (counts, alerts, the collector's own counters) of one scrape's snapshot.
+
+    The per-node families, most of the exposition, are written by ``node_exposition``.
+    """
 
     def __init__(self, snapshot: ScrapeSnapshot) -> None:
         self._snapshot = snapshot
@@ -156,8 +160,7 @@ class NodewatchMetrics(Collector):
         return []
 
     def collect(self) -> Iterator[Metric]:
-        """Yield node families, then alerts, then the collector's own counters."""
-        yield from node_families(row.view() for row in self._snapshot.nodes)
+        """Yield node counts, alerts, then the collector's own counters."""
         counts = GaugeMetricFamily("nodewatch_nodes", "Nodes per liveness state", labels=["state"])
         for state_name, count in self._snapshot.counts.items():
             counts.add_metric([state_name], count)
