@@ -29,7 +29,7 @@ from agent.identity import NodeKeyError, load_or_create_node_key
 INGEST_PATH = "/api/v1/ingest"
 DEFAULT_INTERVAL_S = 1.0
 BACKLOG_SECONDS = 3600  # one hour of samples rides out a collector upgrade or a long network cut
-DEFAULT_WS_HEARTBEAT_S = 10.0  # a dead collector is noticed within ~15 s (aiohttp waits heartbeat/2 for the pong)
+DEFAULT_WS_HEARTBEAT_S = 10.0  # a dead collector is noticed within ~15 s (agent.session waits heartbeat/2 for the pong)
 _NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
 MAX_TOKEN_FILE_BYTES = 4096  # a token is a line; anything longer is the wrong file
 _TRUE = {"1", "true", "yes", "on"}
