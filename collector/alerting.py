@@ -88,6 +88,14 @@ class AlertHub:
         self.save_failures = 0
         self._unsaved: list[AlertRow] = []
         self._dirty = asyncio.Event()
+        log.info(
+            "alerts: %d rules (%s), %d routes (%s), state %s",
+            len(config.rules),
+            ", ".join(rule.name for rule in config.rules),
+            len(config.routes),
+            "; ".join(f"{route.name}: {route.targets}" for route in config.routes) or "none",
+            "in memory" if state_dir is None else f"in {state_dir}",
+        )
 
     # ---- inputs ----------------------------------------------------------------------------
 

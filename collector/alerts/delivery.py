@@ -7,7 +7,7 @@ counts), and ``run`` sends one notification at a time in a thread (``asyncio.to_
 so a slow SMTP server or webhook never delays ingest. Retries follow ``backoff_delays_s``,
 a pure generator like websockets' reconnect backoff.
 
-Secrets: URLs never reach a log line; routes are logged as ``scheme://host``.
+Secrets: URLs never reach a log line; routes are logged as ``scheme://host`` (``redact_url``).
 Not here: when to send (``collector.alerts.notify``).
 """
 

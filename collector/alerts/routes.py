@@ -44,9 +44,16 @@ GROUP_FIELDS = ("alertname", "severity", "node", "instance")
 
 
 def redact_url(url: str) -> str:
-    """``scheme://host`` of an Apprise URL: what a log line may show; paths and credentials hold secrets."""
+    """``scheme://host`` of an Apprise URL: what a log line may show; paths and credentials hold secrets.
+
+    The host is shown only when it looks like one (a dot, an IPv6 colon, or ``localhost``):
+    several Apprise schemes put a token where the host goes (``slack://TokenA/TokenB/TokenC``,
+    ``tgram://bot_id:token/chat``), and those show as ``scheme://...``.
+    """
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}"
+    host = parts.hostname or ""
+    shown = host if "." in host or ":" in host or host == "localhost" else "..."
+    return f"{parts.scheme}://{shown}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,3 +155,17 @@ class TestSlowTier:
             await asyncio.sleep(0.05)
         assert (await client.get("/metrics")).status == 200
         assert details.get("web-1") is None
+
+
+class TestPeerText:
+    async def test_label_values_from_peers_are_escaped(self, make_client: MakeClient) -> None:
+        """A hostname and a mount with quotes, backslashes and newlines come back intact, not as broken lines."""
+        client = await make_client()
+        odd = 'we"b\\1\nx'
+        ws, _ = await connect_agent(client, hello("web-1", hostname=odd))
+        await send_heartbeat(ws, heartbeat(1, disks={odd: [100, 10, 80]}))
+        text = await (await client.get("/metrics")).text()
+        await ws.close()
+        info = next(f for f in text_string_to_metric_families(text) if f.name == "nodewatch_node_info")
+        assert info.samples[0].labels["hostname"] == odd
+        assert value(text, "nodewatch_node_filesystem_size_bytes", mountpoint=odd) == 100

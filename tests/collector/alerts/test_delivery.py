@@ -182,9 +182,9 @@ class TestRetries:
 
     def test_a_url_apprise_cannot_use_is_refused_at_start(self) -> None:
         """An unknown Apprise scheme stops the collector at start, naming the route and only scheme and host."""
-        config = parse_alerts_config({"route": [{"name": "r", "urls": ["nosuch://host/SECRET"]}]})
+        config = parse_alerts_config({"route": [{"name": "r", "urls": ["nosuch://hooks.example.com/SECRET"]}]})
         with pytest.raises(AlertConfigError) as caught:
             apprise_senders(config.routes)
         assert str(caught.value) == (
-            "alert route 'r': key 'urls': expected a URL Apprise can send to, got nosuch://host"
+            "alert route 'r': key 'urls': expected a URL Apprise can send to, got nosuch://hooks.example.com"
         )

@@ -130,13 +130,16 @@ class TestRestart:
 
 class TestRouteConfig:
     def test_secrets_never_reach_a_log_line(self) -> None:
-        """A route's repr and its log form show scheme and host only."""
+        """A route's repr and its log form show the scheme, and the host only where it is a host, not a token."""
         cfg = config()
         secret = "tgram://123456:SECRET-TOKEN@telegram/42"
         route = parse_alerts_config({"route": [{"name": "t", "urls": [secret]}]}).routes[0]
         assert "SECRET" not in repr(route)
         assert "SECRET" not in route.targets
-        assert redact_url(secret) == "tgram://telegram"
+        assert redact_url(secret) == "tgram://..."
+        assert redact_url("slack://TOKEN-A/TOKEN-B/TOKEN-C/#ops") == "slack://..."
+        assert redact_url("ntfys://ntfy.sh/secret-topic") == "ntfys://ntfy.sh"
+        assert redact_url("json://[::1]:8080/hook") == "json://::1"
         assert cfg.routes[0].targets == "json://127.0.0.1"
 
     @pytest.mark.parametrize(
