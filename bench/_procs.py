@@ -98,19 +98,11 @@ class CollectorProc:
 def store_flags(data_dir: Path | None) -> list[str]:
     """The collector flags that put its store in ``data_dir``, or keep it in memory (``None``).
 
-    Issue 12 gives the collector a durable store by default, in a system-wide data dir
-    (/var/lib/nodewatch for root); a test or bench run must neither share that nor inherit
-    yesterday's nodes from it. Until the CLI has the flags this is ``[]``, today's in-memory
-    collector. Drop the check, and pass the flags always, once the store has landed.
+    The collector keeps a durable store by default, in a system-wide data dir (/var/lib/nodewatch
+    for root, issue 12); a test or bench run must neither share that nor inherit yesterday's
+    nodes from it, so it always says where, or ``--ephemeral``.
     """
-    from collector.cli import build_parser
-
-    known = build_parser().format_help()
-    if data_dir is not None and "--data-dir" in known:
-        return ["--data-dir", str(data_dir)]
-    if data_dir is None and "--ephemeral" in known:
-        return ["--ephemeral"]
-    return []
+    return ["--ephemeral"] if data_dir is None else ["--data-dir", str(data_dir)]
 
 
 @dataclass

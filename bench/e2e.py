@@ -11,16 +11,21 @@ measures a steady window of ``--steady-s`` seconds:
 - latency: subscriber receive time minus the sample's ``sampled_at``, which
   the simulator stamps with ``time.time()`` just before sending (wall time
   is one clock for every process on one host);
-- collector CPU (% of one core, from /proc/PID/stat) and RSS per 1,000 nodes
+- collector CPU (% of one core, from /proc/PID/stat, which sums every thread, the store's
+  writer included), also as microseconds per heartbeat, and RSS per 1,000 nodes
   (RSS growth over the idle collector, from /proc/PID/status);
 - /api/v1/health latency, and the collector's own event-loop lag;
 - bytes per heartbeat, msgpack against compact JSON of the same samples;
 - loss: the fleet's sent count against the collector's ``heartbeats_received``,
   and the sum of every node's ``missing_samples``.
 
+``--store both`` (the default) runs each size twice, side by side in one run: with the
+collector's durable store off (``--ephemeral``) and on (``--data-dir`` in a fresh temporary
+dir, acks gated by commits, issue 12); ``off`` or ``on`` runs one mode.
+
 Prints a markdown table and writes it as JSON to bench/results/e2e.json.
 
-Run: .venv/bin/python bench/e2e.py --nodes 1000,5000,7500,10000,20000 --steady-s 30 [--settle-s 10]
+Run: .venv/bin/python bench/e2e.py --nodes 1000,5000,7500,10000,20000 --steady-s 30 [--settle-s 10] [--store both]
 
 Not a test: it measures. Loopback only; every phase has a deadline.
 """
@@ -37,6 +42,7 @@ import random
 import signal
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -49,6 +55,7 @@ if __package__ in {None, ""}:  # run as a script: make the repo importable
 import aiohttp
 import msgpack
 
+from bench._procs import store_flags
 from bench._stats import percentile
 from nodewatch.simnodes import (
     DEFAULT_CONNECT_RATE_PER_S,
@@ -76,6 +83,7 @@ class RunResult:
     """One row of the table."""
 
     nodes: int
+    store: str  # "off" (--ephemeral) or "on" (--data-dir)
     connected: int
     storm_s: float
     storm_e2e_p99_ms: float
@@ -85,6 +93,7 @@ class RunResult:
     e2e_max_ms: float
     samples_measured: int
     cpu_percent: float
+    cpu_us_per_heartbeat: float
     fleet_cpu_percent: float
     rss_mib: float
     rss_kib_per_node: float
@@ -199,13 +208,15 @@ async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
         return await resp.json()
 
 
-async def _start_collector(max_nodes: int, wrapper: Path | None) -> tuple[asyncio.subprocess.Process, str]:
+async def _start_collector(
+    max_nodes: int, wrapper: Path | None, data_dir: Path | None
+) -> tuple[asyncio.subprocess.Process, str]:
     command = (
         [sys.executable, str(wrapper)] if wrapper is not None else [sys.executable, "-m", "nodewatch", "collector"]
     )
     collector = await asyncio.create_subprocess_exec(
         *command, "--bind", "127.0.0.1:0", "--log-level", "WARNING", "--max-nodes", str(max_nodes),
-        stdout=asyncio.subprocess.PIPE, cwd=REPO,
+        *store_flags(data_dir), stdout=asyncio.subprocess.PIPE, cwd=REPO,
     )  # fmt: skip
     assert collector.stdout is not None
     async with asyncio.timeout(30):
@@ -231,6 +242,7 @@ class Steady:
 
     ingest_per_s: float
     cpu_percent: float
+    cpu_us_per_heartbeat: float
     rss_loaded: int
     health_ms: list[float]
     lag_max_ms: float
@@ -275,9 +287,11 @@ async def _steady(  # noqa: PLR0917 - one call site, every argument named
     health_ms: list[float] = json.loads(await asyncio.to_thread(probe_out.get))
     prober.join(timeout=5)
     elapsed_s = t_after - t_before
+    heartbeats = after["heartbeats_received"] - before["heartbeats_received"]
     return Steady(
-        ingest_per_s=(after["heartbeats_received"] - before["heartbeats_received"]) / elapsed_s,
+        ingest_per_s=heartbeats / elapsed_s,
         cpu_percent=100 * (cpu_after - cpu_before) / elapsed_s,
+        cpu_us_per_heartbeat=1e6 * (cpu_after - cpu_before) / heartbeats if heartbeats else float("nan"),
         rss_loaded=rss_loaded,
         health_ms=health_ms,
         lag_max_ms=lag_max_ms,
@@ -307,10 +321,16 @@ async def _py_spy(pid: int, seconds: float, out: Path) -> asyncio.subprocess.Pro
 
 
 async def run_one(  # noqa: PLR0917 - one call site
-    nodes: int, interval_s: float, steady_s: float, settle_s: float, profile_dir: Path | None, wrapper: Path | None
+    nodes: int,
+    interval_s: float,
+    steady_s: float,
+    settle_s: float,
+    profile_dir: Path | None,
+    wrapper: Path | None,
+    data_dir: Path | None,
 ) -> RunResult:
-    """Measure one fleet size against a fresh collector."""
-    collector, base = await _start_collector(nodes + 100, wrapper)
+    """Measure one fleet size against a fresh collector (its store in ``data_dir``, or none)."""
+    collector, base = await _start_collector(nodes + 100, wrapper, data_dir)
     fleet: asyncio.subprocess.Process | None = None
     spy: asyncio.subprocess.Process | None = None
     watcher: asyncio.Task[None] | None = None
@@ -350,10 +370,14 @@ async def run_one(  # noqa: PLR0917 - one call site
             summary = await _fleet_summary(fleet, fleet_duration_s + 60)
             await asyncio.sleep(1.0)
             final = await _get_json(session, health_url)
+            store_health = final.get("store", {})
+            if store_health.get("status") not in {None, "ok", "off"}:
+                notes.append(f"store {store_health.get('status')}: {store_health.get('reason')}")
             listing = await _get_json(session, base + "/api/v1/nodes")
         steady_ms = sub.latencies_ms["steady"]
         return RunResult(
             nodes=nodes,
+            store="off" if data_dir is None else "on",
             connected=connected,
             storm_s=round(storm_s, 1),
             storm_e2e_p99_ms=round(percentile(sub.latencies_ms["storm"], 0.99), 1),
@@ -363,6 +387,7 @@ async def run_one(  # noqa: PLR0917 - one call site
             e2e_max_ms=round(max(steady_ms, default=float("nan")), 1),
             samples_measured=len(steady_ms),
             cpu_percent=round(steady.cpu_percent, 1),
+            cpu_us_per_heartbeat=round(steady.cpu_us_per_heartbeat, 1),
             fleet_cpu_percent=round(steady.fleet_cpu_percent, 1),
             rss_mib=round(steady.rss_loaded / 2**20, 1),
             rss_kib_per_node=round((steady.rss_loaded - rss_idle) / 1024 / nodes, 1),
@@ -389,18 +414,18 @@ async def run_one(  # noqa: PLR0917 - one call site
 def table(results: Sequence[RunResult], msgpack_bytes: float, json_bytes: float) -> str:
     """The markdown table."""
     lines = [
-        "| nodes | connect storm s | storm e2e p99 ms | ingest hb/s | e2e p50 ms | e2e p99 ms | e2e max ms | "
-        "collector CPU % | fleet CPU % | "
+        "| nodes | store | connect storm s | storm e2e p99 ms | ingest hb/s | e2e p50 ms | e2e p99 ms | e2e max ms | "
+        "collector CPU % | collector CPU us/hb | fleet CPU % | "
         "RSS MiB | RSS KiB/node | health p50 ms | health p99 ms | health max ms | loop lag max ms | "
         "sent | received | lost | missing_samples |",
-        "|" + "---:|" * 19,
+        "|" + "---:|" * 21,
     ]
     for r in results:
         lost = r.sent - r.received if r.sent >= 0 else -1
         lines.append(
-            f"| {r.nodes:,} | {r.storm_s:.1f} | {r.storm_e2e_p99_ms:.0f} | {r.ingest_per_s:,.0f} | "
+            f"| {r.nodes:,} | {r.store} | {r.storm_s:.1f} | {r.storm_e2e_p99_ms:.0f} | {r.ingest_per_s:,.0f} | "
             f"{r.e2e_p50_ms:.1f} | {r.e2e_p99_ms:.1f} | "
-            f"{r.e2e_max_ms:.1f} | {r.cpu_percent:.0f} | {r.fleet_cpu_percent:.0f} | "
+            f"{r.e2e_max_ms:.1f} | {r.cpu_percent:.0f} | {r.cpu_us_per_heartbeat:.1f} | {r.fleet_cpu_percent:.0f} | "
             f"{r.rss_mib:.0f} | {r.rss_kib_per_node:.1f} | "
             f"{r.health_p50_ms:.2f} | {r.health_p99_ms:.2f} | {r.health_max_ms:.1f} | {r.loop_lag_max_ms:.1f} | "
             f"{r.sent:,} | {r.received:,} | {lost:,} | {r.missing_samples:,} |"
@@ -418,14 +443,18 @@ async def bench(  # noqa: PLR0917 - one call site
     settle_s: float,
     profile_dir: Path | None,
     wrapper: Path | None,
+    stores: Sequence[str] = ("off", "on"),
 ) -> None:
-    """Run every fleet size in turn, print the table and write the JSON."""
+    """Run every fleet size in turn, each with the store off and/or on, print the table and write the JSON."""
     results = []
     for nodes in nodes_list:
-        print(f"e2e: {nodes:,} nodes ...", file=sys.stderr, flush=True)
-        result = await run_one(nodes, interval_s, steady_s, settle_s, profile_dir, wrapper)
-        print(f"e2e: {json.dumps(asdict(result))}", file=sys.stderr, flush=True)
-        results.append(result)
+        for store in stores:
+            print(f"e2e: {nodes:,} nodes, store {store} ...", file=sys.stderr, flush=True)
+            with tempfile.TemporaryDirectory(prefix="nodewatch-e2e-") as tmp:
+                data_dir = Path(tmp) / "store" if store == "on" else None
+                result = await run_one(nodes, interval_s, steady_s, settle_s, profile_dir, wrapper, data_dir)
+            print(f"e2e: {json.dumps(asdict(result))}", file=sys.stderr, flush=True)
+            results.append(result)
     msgpack_bytes, json_bytes = bytes_per_heartbeat()
     print(
         f"\nnodewatch end-to-end, {os.cpu_count()} CPUs, loopback, {interval_s:g} s interval, {steady_s:g} s steady\n"
@@ -459,6 +488,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=SETTLE_S,
         help=f"seconds between the connect storm and the steady window (default {SETTLE_S:g})",
     )
+    parser.add_argument(
+        "--store",
+        choices=["off", "on", "both"],
+        default="both",
+        help="the collector's durable store: off (--ephemeral), on (a fresh --data-dir), or both side by side",
+    )
     parser.add_argument("--profile-dir", type=Path, help="also record the collector with py-spy (raw) into DIR")
     parser.add_argument(
         "--collector-wrapper",
@@ -482,7 +517,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 <= args.settle_s <= 600:
         parser.error(f"--settle-s: expected 0-600 seconds, got {args.settle_s}")
     asyncio.run(
-        bench(nodes_list, args.interval, args.steady_s, args.settle_s, args.profile_dir, args.collector_wrapper)
+        bench(
+            nodes_list,
+            args.interval,
+            args.steady_s,
+            args.settle_s,
+            args.profile_dir,
+            args.collector_wrapper,
+            ("off", "on") if args.store == "both" else (args.store,),
+        )
     )
     return 0
 
