@@ -378,16 +378,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         context = ssl_context(config)
     except (OSError, ssl.SSLError) as exc:
         parser.error(f"--tls-cert/--tls-key: expected a matching PEM certificate and key, got {exc}")
-    try:
-        senders = apprise_senders(config.alerts.routes)  # imports Apprise only when routes exist
-    except AlertConfigError as exc:
-        parser.error(f"--alerts-config: {exc}")
     silence_apprise_logs()  # before Apprise loads a URL: its log lines show URLs with only the password masked
     try:
         senders = apprise_senders(config.alerts.routes)  # imports Apprise only when routes exist
     except AlertConfigError as exc:
         parser.error(f"--alerts-config: {exc}")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    silence_apprise_logs()  # its DEBUG lines show URLs with only the password masked
     log.info("config: %r", config)  # tokens are repr=False
     return asyncio.run(serve(config, context, senders))
