@@ -98,8 +98,8 @@ class TestHeartbeat:
         status = wire.status(cache.get("node-a"))  # type: ignore[arg-type]
         assert (status.missing_samples, status.dropped_samples, status.last_seq) == (3, 3, 5)
 
-    def test_replayed_older_sample_never_overwrites_newer_latest(self) -> None:
-        """A new instance replaying an older sample adds it to history in order, but latest stays newest."""
+    def test_a_new_instance_sample_is_the_latest_even_if_stamped_earlier(self) -> None:
+        """The latest sample is the newest by seq of the current instance (issue 13), history is by arrival."""
         cache = NodeCache()
         cache.hello(hello(instance="a"), conn=1, now=T0, wall=WALL_T0)
         cache.heartbeat("node-a", 1, heartbeat(1, sampled_at=WALL_T0 + 100, cpu=1.0), T0, WALL_T0)
@@ -110,9 +110,9 @@ class TestHeartbeat:
         node = cache.get("node-a")
         assert node is not None
         assert node.last_sample is not None
-        assert node.last_sample.cpu_percent == 2.0
-        assert not result.changes[0].kind & ChangeKind.SAMPLE
-        assert node.history.to_history().cpu_percent == [1.0, 9.0, 2.0]
+        assert node.last_sample.cpu_percent == 9.0
+        assert result.changes[0].kind & ChangeKind.SAMPLE
+        assert node.history.to_history().cpu_percent == [1.0, 2.0, 9.0]
 
     def test_latest_sample_is_kept_as_its_frame_and_read_back_whole(self) -> None:
         """With the frame at hand the cache keeps only bytes (no model for the GC to scan), and reads back the same."""

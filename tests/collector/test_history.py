@@ -7,6 +7,7 @@ import math
 import pytest
 
 from collector.history import BYTES_PER_POINT, FLOAT32_MAX, LOAD_MAX, PERCENT_MAX, SERIES, HistoryRing, point_values
+from collector.store.codec import Columns
 from shared.messages import Heartbeat
 from tests.support.messages import heartbeat
 
@@ -32,29 +33,29 @@ class TestHistoryRing:
         assert ring.to_history().seq == [3, 4, 5]
         assert len(ring) == 3
 
-    def test_out_of_order_point_is_inserted_in_place(self) -> None:
-        """A replayed, older sample lands between the points it belongs between."""
+    def test_points_keep_arrival_order_whatever_their_stamps(self) -> None:
+        """An earlier-stamped point is appended, not sorted in: a crafted stamp order costs O(1) (issue 13, 5b)."""
         ring = HistoryRing(5)
         ring.add(1, 10.0, VALUES)
         ring.add(3, 30.0, VALUES)
         ring.add(2, 20.0, VALUES)
-        assert ring.to_history().sampled_at == [10.0, 20.0, 30.0]
+        assert ring.to_history().sampled_at == [10.0, 30.0, 20.0]
 
-    def test_too_old_point_is_dropped_from_full_ring(self) -> None:
-        """A sample older than everything a full ring keeps is refused, not inserted."""
+    def test_a_full_ring_drops_its_oldest_arrival(self) -> None:
+        """A full ring takes every new point and lets the one that arrived first fall out."""
         ring = HistoryRing(2)
         ring.add(5, 50.0, VALUES)
         ring.add(6, 60.0, VALUES)
-        assert ring.add(1, 10.0, VALUES) is False
-        assert ring.to_history().seq == [5, 6]
+        assert ring.add(7, 10.0, VALUES) is True
+        assert ring.to_history().seq == [6, 7]
 
-    def test_out_of_order_insert_in_wrapped_full_ring(self) -> None:
-        """Insertion stays ordered after the ring has wrapped around."""
+    def test_arrival_order_holds_after_the_ring_wraps(self) -> None:
+        """After wrapping around, the ring still reads oldest arrival first."""
         ring = HistoryRing(3)
         for seq, at in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0)):
             ring.add(seq, at, VALUES)
         assert ring.add(9, 3.0, VALUES) is True
-        assert ring.to_history().sampled_at == [3.0, 4.0, 5.0]
+        assert ring.to_history().sampled_at == [4.0, 5.0, 3.0]
 
     def test_missing_values_become_nil(self) -> None:
         """A value that was not measured is a gap (None), never zero."""
@@ -152,14 +153,15 @@ class TestStoredResolution:
         assert stored["disk_write_bytes_per_s"] == 0.0
 
     def test_missing_values_stay_gaps_and_zero_stays_zero(self) -> None:
-        """Not measured reads back as None in every column, also after shifting for a late point; 0 is not a gap."""
+        """Not measured reads back as None in every column, also after the ring wraps; 0 is not a gap."""
         ring = HistoryRing(3)
         ring.add(1, 10.0, (None,) * 7)
-        ring.add(3, 30.0, (0.0,) * 7)
-        ring.add(2, 20.0, (None,) * 7)  # shifts the other two in place
+        ring.add(2, 20.0, (0.0,) * 7)
+        ring.add(3, 30.0, (None,) * 7)
+        ring.add(4, 40.0, (None,) * 7)  # wraps: the first point falls out
         history = ring.to_history()
         for name in SERIES:
-            assert getattr(history, name) == [None, None, 0.0], name
+            assert getattr(history, name) == [0.0, None, None], name
 
     def test_out_of_range_values_are_clamped_not_gaps(self) -> None:
         """What a column cannot hold is clamped to the nearest value it can, and the history stays valid."""
@@ -198,3 +200,19 @@ class TestStoredResolution:
             copy.add(seq, at, values)
         assert copy.to_wire() == ring.to_wire()
         assert [values for _, _, values in copy.points()] == [values for _, _, values in ring.points()]
+
+
+class TestBulkLoad:
+    def test_a_ring_loaded_from_store_columns_reads_as_if_each_point_was_added(self) -> None:
+        """A restart refills the ring from the store's columns: the same points, the newest ``capacity`` of them."""
+        points = [(seq, 100.0 + seq, (seq * 1.5, None, 0.25, 1e6 + seq, None, 0.0, 3.5)) for seq in range(1, 8)]
+        cols = Columns.from_values([p[0] for p in points], [p[1] for p in points], [p[2] for p in points])
+        loaded = HistoryRing(5)
+        loaded.load(cols.seq, [us / 1e6 for us in cols.at_us], cols.series)
+        added = HistoryRing(5)
+        for seq, at, values in points:
+            added.add(seq, at, values)
+        assert loaded.to_wire() == added.to_wire()
+        assert len(loaded) == 5
+        loaded.add(8, 108.0, VALUES)  # and it goes on as a ring
+        assert loaded.to_history().seq == [4, 5, 6, 7, 8]

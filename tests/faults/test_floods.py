@@ -78,7 +78,10 @@ class TestFloods:
         await collector_ok(collector)
 
     async def test_handshakes_that_never_say_hello(self, procs: ProcessGroup) -> None:
-        """50 upgraded sockets that send nothing are each closed with 1008 hello_timeout and counted."""
+        """30 upgraded sockets that send nothing are each closed with 1008 hello_timeout and counted.
+
+        30: under the 32 idle sockets one address may hold (collector.admission); the 33rd gets a 429.
+        """
         collector = await flood_collector(procs)
         url = collector.url.replace("http://", "ws://") + "/api/v1/ingest"
         codes: list[int | None] = []
@@ -92,11 +95,11 @@ class TestFloods:
                     codes.append(ws.close_code)
 
             started = time.monotonic()
-            await asyncio.gather(*(silent(i) for i in range(50)))
+            await asyncio.gather(*(silent(i) for i in range(30)))
             took_s = time.monotonic() - started
             counted = await protocol_errors(session, collector.url, "ingest", "hello_timeout")
-        assert codes == [1008] * 50
-        assert counted == 50
+        assert codes == [1008] * 30
+        assert counted == 30
         assert took_s >= HELLO_TIMEOUT_S
         await collector_ok(collector)
 
