@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "nodewatch needs Python >= 3.11, got " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[viewer,alerts,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[collector,viewer,alerts,dev]'
 	@touch $(STAMP)
 
 qt-deps:

@@ -23,6 +23,16 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# A node installs only the agent (pip install nodewatch); the other programs need an extra.
+EXTRA_FOR_MODULE: dict[str, str] = {
+    "aiohttp": "collector",
+    "pydantic": "collector",
+    "prometheus_client": "collector",
+    "PyQt6": "viewer",
+    "pyqtgraph": "viewer",
+}
+
+
 def _usage() -> str:
     lines = ["usage: nodewatch {" + ",".join(SUBCOMMANDS) + "} [options]", "", "subcommands:"]
     lines += [f"  {name:<10} {help_text}" for name, (_, help_text) in SUBCOMMANDS.items()]
@@ -44,6 +54,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_usage(), file=sys.stderr)
         print(f"\nnodewatch: error: expected one of {', '.join(SUBCOMMANDS)}, got {name!r}", file=sys.stderr)
         return 2
-    module = importlib.import_module(SUBCOMMANDS[name][0])
-    result: int = module.main(rest)
+    try:
+        module = importlib.import_module(SUBCOMMANDS[name][0])
+        result: int = module.main(rest)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in EXTRA_FOR_MODULE:
+            raise
+        extra = "collector,viewer" if name == "up" else EXTRA_FOR_MODULE[missing]
+        print(
+            f"nodewatch {name}: needs {missing}, which a node's install leaves out: pip install 'nodewatch[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
     return result
