@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from collector.cli import FD_HEADROOM, connection_limit, main
+from collector.cli import FD_HEADROOM, build_parser, config_from_args, connection_limit, main
 from collector.config import CollectorConfig
 from shared.codec import COLLECTOR_LIMITS, decode, encode
 from shared.messages import Ack
@@ -40,6 +40,8 @@ async def start_collector(*args: str, env: dict[str, str] | None = None) -> tupl
         "collector",
         "--bind",
         "127.0.0.1:0",
+        # Never the default data dir (/var/lib/nodewatch as root): tests share no store.
+        *([] if "--data-dir" in args else ["--ephemeral"]),
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -159,6 +161,37 @@ class TestArguments:
             main(argv)
         assert info.value.code == 2
         assert named in capsys.readouterr().err
+
+
+class TestDataDir:
+    @pytest.mark.parametrize(
+        ("argv", "expected"),
+        [
+            ([], "default"),
+            (["--ephemeral"], None),
+            (["--data-dir", ""], None),
+            (["--data-dir", "/srv/nw"], Path("/srv/nw")),
+        ],
+    )
+    def test_where_the_store_lives(self, argv: list[str], expected: str | Path | None, tmp_path: Path) -> None:
+        """--data-dir DIR, else the default dir main passes; --ephemeral or --data-dir '' keep it in memory."""
+        parser = build_parser()
+        config = config_from_args(parser, parser.parse_args(argv), {}, default_dir=tmp_path)
+        assert config.data_dir == (tmp_path if expected == "default" else expected)
+
+    def test_ephemeral_with_a_data_dir_is_refused(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """Both --ephemeral and --data-dir DIR: exit 2 naming both."""
+        with pytest.raises(SystemExit) as info:
+            main(["--ephemeral", "--data-dir", "/srv/nw"])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert "--ephemeral" in err
+        assert "--data-dir" in err
+
+    def test_store_sync_full(self) -> None:
+        """--store-sync full asks SQLite for an fsync per commit."""
+        parser = build_parser()
+        assert config_from_args(parser, parser.parse_args(["--store-sync", "full"]), {}).store_sync == "FULL"
 
 
 class TestPromtool:
