@@ -109,6 +109,7 @@ class Chart:
         self.plot = pg.PlotWidget(axisItems=axes)
         self._title = title
         self.plot.showGrid(x=True, y=True, alpha=0.25)
+        self.plot.getAxis("left").setStyle(maxTickLevel=0)  # major ticks only: minor grid lines cost a paint
         self.plot.setMouseEnabled(x=True, y=False)
         self.plot.setClipToView(True)
         self.plot.setDownsampling(auto=True, mode="peak")
