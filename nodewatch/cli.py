@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "viewer": ("viewer.cli", "the PyQt6 desktop window that follows a collector live"),
     "up": ("nodewatch.up", "run a collector, a local agent and the viewer together"),
     "simulate": ("nodewatch.simulate", "run N simulated agents against a loopback collector (load, demos)"),
+    "admin": ("nodewatch.admin", "forget nodes, rotate or pin node keys on a collector (admin token)"),
 }
 
 
