@@ -16,7 +16,18 @@ def test_bind_all_interfaces_insecure_prints_the_real_address_and_a_warning(tmp_
     env.pop("NODEWATCH_AGENT_TOKENS", None)
     env.pop("NODEWATCH_VIEWER_TOKENS", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nodewatch", "collector", "--bind", "0.0.0.0:0", "--insecure", "--log-level", "ERROR"],
+        [
+            sys.executable,
+            "-m",
+            "nodewatch",
+            "collector",
+            "--bind",
+            "0.0.0.0:0",
+            "--insecure",
+            "--ephemeral",
+            "--log-level",
+            "ERROR",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
