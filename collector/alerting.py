@@ -34,6 +34,7 @@ from collector.alerts.service import AlertService, boot_changed, is_live_sample
 from collector.alerts.statefile import MAX_EVENTS, AlertStateFile
 from collector.cache import NodeCache
 from collector.changes import Change, ChangeKind
+from collector.store.policy import RetentionPolicy
 from collector.timers import Clock
 from shared.messages import Heartbeat
 
@@ -42,6 +43,8 @@ log = logging.getLogger("nodewatch.collector")
 # While the state is dirty it is saved at most this often. Notifications wait group_wait (30 s by
 # default) before they go out, so a second's delay never lets a restart re-send one.
 SAVE_INTERVAL_S = 1.0
+# Alert events are kept as long as the raw history (issue 15), and at most MAX_EVENTS of them.
+EVENT_RETENTION_S = RetentionPolicy().tiers[0].keep_s
 STATE_FORMAT = 1
 _STATUS_BIT = ChangeKind.STATUS.value
 _FACTS_BIT = ChangeKind.FACTS.value
@@ -70,8 +73,10 @@ class AlertHub:
         state_dir: Path | None,
         wall_clock: Clock,
         clock: Clock,
+        retention_s: float = EVENT_RETENTION_S,
     ) -> None:
         self.cache = cache
+        self.retention_s = retention_s
         self.subscribers = subscribers
         self.wall_clock = wall_clock
         self.service = AlertService(
@@ -140,7 +145,11 @@ class AlertHub:
 
     def _transitions(self, transitions: list[AlertTransition]) -> None:
         rows = [t.to_dict() for t in transitions]
-        self.events.extend(rows)
+        events = self.events
+        events.extend(rows)
+        oldest = self.wall_clock() - self.retention_s
+        while events and _changed_at(events[0]) < oldest:
+            events.popleft()
         if self.file is not None:
             self._unsaved.extend(rows)
         for sub in self.subscribers:
@@ -170,7 +179,7 @@ class AlertHub:
         if self.file is None:
             return
         try:
-            self.events.extend(self.file.load_events())
+            self.events.extend(self.file.load_events(since_at=self.wall_clock() - self.retention_s))
             document = self.file.load_state()
         except (OSError, ValueError) as exc:
             log.warning("alerts: starting with no saved alert state: cannot read %s: %.200r", self.file.directory, exc)

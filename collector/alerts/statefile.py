@@ -80,8 +80,11 @@ class AlertStateFile:
                 handle.flush()
                 os.fsync(handle.fileno())
 
-    def load_events(self) -> list[dict[str, Any]]:
-        """The newest ``MAX_EVENTS`` events, oldest first; compacts a file grown past twice that."""
+    def load_events(self, since_at: float = 0.0) -> list[dict[str, Any]]:
+        """The newest ``MAX_EVENTS`` events changed at or after ``since_at``, oldest first.
+
+        A file holding more than twice what is kept (old or surplus events) is compacted.
+        """
         with self._lock:
             try:
                 text = self.events_path.read_text(encoding="utf-8")
@@ -94,9 +97,10 @@ class AlertStateFile:
                     event = json.loads(line)
                 except ValueError:
                     continue  # a torn line from a crash mid-append
-                if isinstance(event, dict) and isinstance(event.get("changed_at"), int | float):
+                changed_at = event.get("changed_at") if isinstance(event, dict) else None
+                if isinstance(changed_at, int | float) and changed_at >= since_at:
                     events.append(event)
-            if len(lines) > 2 * MAX_EVENTS:
+            if len(lines) > 2 * max(len(events), MAX_EVENTS // 2):
                 tmp = self.events_path.with_suffix(".jsonl.tmp")
                 tmp.write_text("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events), encoding="utf-8")
                 tmp.replace(self.events_path)

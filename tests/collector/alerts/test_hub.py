@@ -191,6 +191,21 @@ class TestPersistence:
         assert fleet.firing() == []
         assert "alerts:" in caplog.text
 
+    def test_events_older_than_the_history_retention_go(self, tmp_path: Path) -> None:
+        """Alert events are kept as long as the raw history (24 h): older ones leave memory and the restored log."""
+        fleet = Fleet(tmp_path)
+        fleet.connect()
+        fleet.beat(1, cpu=99.0)
+        fleet.hub.save_now()
+        assert fleet.hub.retention_s == 24 * 3600
+        fleet.wall.advance(25 * 3600)
+        fleet.beat(2, cpu=10.0)  # resolves: a new event, and the day-old one is dropped
+        assert [e["new"] for e in fleet.hub.events] == ["resolved"]
+        again = Fleet(tmp_path)
+        again.wall.advance(25 * 3600)
+        again.hub.restore()
+        assert list(again.hub.events) == []
+
     def test_no_data_dir_writes_nothing(self, tmp_path: Path) -> None:
         """An in-memory collector keeps alerts in memory: no file appears anywhere."""
         fleet = Fleet(None)
