@@ -104,6 +104,9 @@ async def test_a_killed_agent_gives_one_offline_then_one_resolved(
         await asyncio.sleep(2.5)  # past group_interval: a second message would have come by now
         assert len(webhook.posts) == 2, webhook.titles
         assert await live_alerts(session, collector.url) == []
+        _, health = await get_json(session, f"{collector.url}/api/v1/health")
+        assert health["alerts"]["notifications_delivered"] == 2
+        assert health["alerts"]["notifications_failed"] == 0
         _, history = await get_json(session, f"{collector.url}/api/v1/alerts/history")
         moves = [(e["old"], e["new"]) for e in history["events"] if e["alertname"] == "node_offline"]
         assert moves == [("inactive", "pending"), ("pending", "firing"), ("firing", "resolved")]
