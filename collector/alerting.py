@@ -47,7 +47,6 @@ SAVE_INTERVAL_S = 1.0
 EVENT_RETENTION_S = RetentionPolicy().tiers[0].keep_s
 STATE_FORMAT = 1
 _STATUS_BIT = ChangeKind.STATUS.value
-_FACTS_BIT = ChangeKind.FACTS.value
 _REMOVED_BIT = ChangeKind.REMOVED.value
 AlertRow = dict[str, Any]
 
@@ -135,9 +134,11 @@ class AlertHub:
                 continue
             if bits & _STATUS_BIT:
                 self.service.liveness(node_id, record.state, record.state_since_at, NO_LABELS)
+            # Any change, not only FACTS: a node the store restored at start says hello with the facts
+            # it had, and its boot time must be learnt then to see its next reboot.
             boot_at = record.facts.boot_time_at
-            if bits & _FACTS_BIT and boot_at is not None and boot_at != self.boot_times.get(node_id):
-                old = self.boot_times.get(node_id)
+            old = self.boot_times.get(node_id)
+            if boot_at is not None and boot_at != old:
                 self.boot_times[node_id] = boot_at
                 self._mark_dirty()
                 if boot_changed(old, boot_at):

@@ -105,6 +105,18 @@ class TestInputs:
         fleet.connect(boot_at=WALL_T0 - 60)
         assert ("node_rebooted", "web-1") in fleet.firing()
 
+    def test_a_node_restored_from_the_store_has_its_next_reboot_seen(self) -> None:
+        """A node whose boot time the hub never saw (restored by the store) is learnt at its next hello."""
+        fleet = Fleet()
+        fleet.connect(boot_at=WALL_T0 - 86_400)
+        fleet.hub.boot_times.clear()  # as after an upgrade: the cache knows the node, the alert state does not
+        fleet.close()
+        fleet.connect(boot_at=WALL_T0 - 86_400)  # same facts: a status change only
+        assert fleet.hub.boot_times == {"web-1": WALL_T0 - 86_400}
+        fleet.close()
+        fleet.connect(boot_at=WALL_T0 - 60)
+        assert ("node_rebooted", "web-1") in fleet.firing()
+
     def test_a_forgotten_node_ends_its_alerts(self) -> None:
         """When the cache forgets a node, its firing alerts resolve instead of staying stuck."""
         fleet = Fleet()
