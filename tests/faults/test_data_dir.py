@@ -9,6 +9,8 @@ store's own tests inject that writer fault), or the store's format.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import aiohttp
@@ -38,7 +40,7 @@ class TestDataDirRefused:
         data_dir = tmp_path / "shared-store"
         first = await asyncio.to_thread(procs.collector, "--data-dir", str(data_dir))
         status, output = await asyncio.to_thread(procs.collector_refusal, "--data-dir", str(data_dir))
-        assert status != 0, output
+        assert status == EXIT_BAD_SETTING, output
         assert str(data_dir) in output
         assert first.proc.alive()
         async with aiohttp.ClientSession() as session:
@@ -54,6 +56,21 @@ class TestDataDirRefused:
         for path in files:
             path.write_bytes(GARBAGE)
         status, output = await asyncio.to_thread(procs.collector_refusal, "--data-dir", str(data_dir))
-        assert status != 0, output
+        assert status == EXIT_BAD_SETTING, output
         assert any(str(path) in output for path in files), output
         assert all(path.read_bytes() == GARBAGE for path in files), "the collector changed the files it refused"
+
+    def test_another_applications_database_is_refused_and_left_alone(self, procs: ProcessGroup, tmp_path: Path) -> None:
+        """A valid SQLite file of some other program where the store would be: exit 2, named, not touched."""
+        data_dir = tmp_path / "theirs"
+        data_dir.mkdir()
+        db = data_dir / "nodewatch.db"
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+            conn.commit()
+        before = db.read_bytes()
+        status, output = procs.collector_refusal("--data-dir", str(data_dir))
+        assert status == EXIT_BAD_SETTING, output
+        assert str(db) in output
+        assert "not a nodewatch store" in output
+        assert db.read_bytes() == before
