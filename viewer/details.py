@@ -72,9 +72,15 @@ class SlowDetails:
         return bool(self._carrier)
 
 
+_SLOW_FIELD_SET: Final = frozenset(SLOW_FIELDS)
+
+
 def carries_details(sample: Heartbeat) -> bool:
-    """True if ``sample`` has any slow-tier field (the cheap test the model runs per heartbeat)."""
-    return any(getattr(sample, name) is not None for name in SLOW_FIELDS)
+    """True if ``sample`` was sent with any slow-tier field (the model asks this of every heartbeat).
+
+    One set test on the fields the peer sent, not eleven attribute reads: 2,000 nodes at 1 Hz.
+    """
+    return not _SLOW_FIELD_SET.isdisjoint(sample.model_fields_set)
 
 
 def as_of(sample: Heartbeat | None, what: str = "") -> str:

@@ -170,23 +170,21 @@ class NodeTableModel(QAbstractTableModel):
 
     def _look(self, row: NodeRow, column: int, role: int) -> object:
         """Foreground, background and font: greyed when old or disconnected, tinted and bold at a threshold."""
+        levels = row.levels
+        if levels is None:
+            row.display = display_strings(row)  # builds row.levels too
+            levels = row.levels
+            assert levels is not None
+        level = levels[column]
+        if role == _FONT:
+            return self._bold if level else None
         if role == _FOREGROUND:
             if not self._connected or is_dimmed(row, column):
                 return self._greyed_text
-            return self._state_text if column == Column.STATE or self._level(row, column) else None
-        if role == _BACKGROUND:
-            if column == Column.STATE:
-                return self._state_brushes[row.status.state] if self._connected else self._disconnected_brush
-            level = self._level(row, column) if self._connected else Level.NORMAL
-            return self._level_brushes[level] if level else None
-        return self._bold if self._level(row, column) else None  # _FONT
-
-    @staticmethod
-    def _level(row: NodeRow, column: int) -> Level:
-        if row.levels is None:
-            row.display = display_strings(row)  # builds row.levels too
-        assert row.levels is not None
-        return row.levels[column]
+            return self._state_text if level or column == Column.STATE else None
+        if column == Column.STATE:  # _BACKGROUND
+            return self._state_brushes[row.status.state] if self._connected else self._disconnected_brush
+        return self._level_brushes[level] if level and self._connected else None
 
     # -- what the window uses -------------------------------------------------------------
 
