@@ -5,7 +5,8 @@ with ``--nodes`` simulated agents at 1 Hz, and ``--minutes`` of history pushed. 
 
 1. every node's last seq is read, and the collector is killed with SIGKILL;
 2. it is started again on the same port and data dir, and timed: until ``/api/v1/health``
-   answers, and until a subscriber's snapshot holds every node;
+   answers, until a subscriber's snapshot holds every node, and until the rings hold the
+   recent window again (health's ``store.recent_loaded``: it is loaded after the start);
 3. after ``--replay-s`` (the agents reconnect with backoff) the fleet stops, and every node's
    stored history (``GET /api/v1/nodes/{id}/history``, raw tier) is checked gap-free from
    seq 1 up to the seq the restarted collector restored. ``tail`` counts the samples sent
@@ -59,6 +60,7 @@ class RestartResult:
     health_s: float  # from the restart's spawn to the first health answer
     snapshot_s: float  # from the spawn to a snapshot holding every node
     snapshot_nodes: int
+    rings_s: float  # from the spawn until the recent window is back in every ring (health: recent_loaded)
     nodes_checked: int
     nodes_with_gaps: int
     restored_seq_min: int
@@ -101,6 +103,26 @@ def _query(params: dict[str, str]) -> str:
     return "&".join(f"{k}={v}" for k, v in params.items())
 
 
+async def _time_restart(
+    session: aiohttp.ClientSession, base: str, spawned: float, nodes: int, notes: list[str]
+) -> tuple[float, float, float, int]:
+    """Seconds from ``spawned`` until health answers, a snapshot holds every node, and the rings are refilled."""
+    health_s = await _until_health(session, base, START_DEADLINE_S)
+    seen = 0
+    while (seen := await _snapshot_nodes(session, base)) < nodes:
+        if time.monotonic() - spawned > START_DEADLINE_S:
+            notes.append(f"the snapshot held {seen} of {nodes} nodes")
+            break
+        await asyncio.sleep(POLL_S)
+    snapshot_s = time.monotonic() - spawned
+    while not (await get_json(session, base + "/api/v1/health"))[1]["store"].get("recent_loaded"):
+        if time.monotonic() - spawned > START_DEADLINE_S:
+            notes.append("the recent window was not loaded in time")
+            break
+        await asyncio.sleep(0.1)
+    return health_s, snapshot_s, time.monotonic() - spawned, seen
+
+
 async def run(nodes: int, minutes: float, replay_s: float, workdir: Path) -> RestartResult:
     """The whole scenario against one data dir under ``workdir``."""
     group = ProcessGroup(workdir)
@@ -130,14 +152,7 @@ async def run(nodes: int, minutes: float, replay_s: float, workdir: Path) -> Res
             argv = [sys.executable, "-m", "nodewatch", "collector", "--bind", f"127.0.0.1:{first.port}", *extra]
             group.spawn("collector", [*argv, *store_flags(group.data_dir)])
             spawned = time.monotonic()
-            health_s = await _until_health(session, base, START_DEADLINE_S)
-            seen = 0
-            while (seen := await _snapshot_nodes(session, base)) < nodes:
-                if time.monotonic() - spawned > START_DEADLINE_S:
-                    notes.append(f"the snapshot held {seen} of {nodes} nodes")
-                    break
-                await asyncio.sleep(POLL_S)
-            snapshot_s = time.monotonic() - spawned
+            health_s, snapshot_s, rings_s, seen = await _time_restart(session, base, spawned, nodes, notes)
             restored = await last_seqs(session, base)
             await asyncio.sleep(replay_s)
             fleet.kill()
@@ -157,6 +172,7 @@ async def run(nodes: int, minutes: float, replay_s: float, workdir: Path) -> Res
         health_s=round(health_s, 3),
         snapshot_s=round(snapshot_s, 3),
         snapshot_nodes=seen,
+        rings_s=round(rings_s, 3),
         nodes_checked=len(held),
         nodes_with_gaps=with_gaps,
         restored_seq_min=restored_min,
@@ -170,11 +186,11 @@ def table(r: RestartResult) -> str:
     """The markdown table."""
     return "\n".join(
         [
-            "| nodes | history min | db MiB | health answers s | all nodes in snapshot s | nodes checked | "
-            "nodes with gaps | uncommitted tail p50 | tail max |",
-            "|" + "---:|" * 9,
+            "| nodes | history min | db MiB | health answers s | all nodes in snapshot s | rings refilled s | "
+            "nodes checked | nodes with gaps | uncommitted tail p50 | tail max |",
+            "|" + "---:|" * 10,
             f"| {r.nodes:,} | {r.minutes:g} | {r.db_mib:.1f} | {r.health_s:.2f} | {r.snapshot_s:.2f} | "
-            f"{r.nodes_checked:,} | {r.nodes_with_gaps} | {r.tail_p50:g} | {r.tail_max} |",
+            f"{r.rings_s:.2f} | {r.nodes_checked:,} | {r.nodes_with_gaps} | {r.tail_p50:g} | {r.tail_max} |",
             *([f"note: {r.note}"] if r.note else []),
         ]
     )

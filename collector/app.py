@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 
@@ -33,6 +34,8 @@ from collector.timers import Clock, LoopScheduler, Scheduler
 from shared.limits import HEALTH_PATH, INGEST_PATH, METRICS_PATH, NODES_PATH, SUBSCRIBE_PATH
 
 __all__ = ["RUNTIME_KEY", "CollectorRuntime", "create_app"]
+
+log = logging.getLogger("nodewatch.collector")
 
 # Close-frame messages are capped at 123 bytes by RFC 6455 section 5.5; our reasons are short ASCII.
 SHUTDOWN_REASON = b"collector shutting down"
@@ -59,13 +62,22 @@ async def _store(runtime: CollectorRuntime, app: web.Application) -> AsyncIterat
         yield
         return
     store.start(asyncio.get_running_loop())
-    task = asyncio.create_task(runtime.store_loop(store))
+    tasks = [asyncio.create_task(runtime.store_loop(store)), asyncio.create_task(_fill(runtime, store))]
     try:
         yield
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await store.close()
+
+
+async def _fill(runtime: CollectorRuntime, store: DurableStore) -> None:
+    """Refill the restored nodes' rings from the store, and publish the newer latest samples it had."""
+    try:
+        runtime.publish(await store.fill_rings())
+    except Exception:  # the fleet is restored already; only its charts start empty
+        log.exception("store: the recent window could not be loaded; charts start empty")
 
 
 async def _shutdown(runtime: CollectorRuntime, app: web.Application) -> None:

@@ -18,8 +18,10 @@ Not here: SQL (``sqlite_engine``), ack rules (``durability``), sockets.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import Any
@@ -27,7 +29,7 @@ from typing import Any
 import msgpack
 
 from collector.cache import STATES, NodeCache, NodeRecord
-from collector.changes import Change, ChangeKind
+from collector.changes import STATUS_AND_SAMPLE, Change, ChangeKind
 from collector.config import CollectorConfig
 from collector.history import SERIES, HistoryRing
 from collector.store.codec import values_of
@@ -41,6 +43,8 @@ from shared.messages import Heartbeat, NodeFacts, NodeState
 
 log = logging.getLogger("nodewatch.collector.store")
 
+# Rings filled per event-loop turn at restart (about 10 us each): heartbeats get through in between.
+FILL_BATCH = 500
 # Online nodes' registry rows are rewritten this often, so last_sample is fresh after a kill -9
 # (puts coalesce per node in the writer: 10,000 rows a minute is one small transaction).
 REFRESH_INTERVAL_S = 60.0
@@ -68,20 +72,17 @@ def row_of(record: NodeRecord, last_seq: int) -> NodeRow:
     )
 
 
-def record_of(row: NodeRow, recent: RawPoints | None, cache: NodeCache, now: float, wall: float) -> NodeRecord | None:
-    """A cache record rebuilt from the store, disconnected; None (logged) for a row whose facts do not decode."""
+def record_of(row: NodeRow, cache: NodeCache, now: float, wall: float) -> NodeRecord | None:
+    """A cache record rebuilt from the registry, disconnected, its ring still empty (``fill_ring``).
+
+    None (logged) for a row whose facts do not decode.
+    """
     try:
         facts = NodeFacts.model_validate(msgpack.unpackb(row.facts, raw=False))
     except ValueError as exc:  # msgpack's and pydantic's errors are ValueErrors
         log.warning("store: node %r: facts do not decode, not restored: %.200r", row.node_id, exc)
         return None
     ring = HistoryRing(cache.history_capacity(row.interval_s))
-    last_at = None
-    if recent is not None and recent.instance_id == row.instance_id and len(recent.columns):
-        cols = recent.columns
-        ring.load(cols.seq, [us / 1e6 for us in cols.at_us], cols.series)
-        last_at = cols.at_us[-1] / 1e6
-    latest = latest_sample(row, recent) if last_at is not None else None
     state: NodeState = next((s for s in STATES if s == row.state), "offline")
     record = NodeRecord(
         node_id=row.node_id,
@@ -97,29 +98,55 @@ def record_of(row: NodeRow, recent: RawPoints | None, cache: NodeCache, now: flo
         last_seq=row.last_seq,
         dropped_samples=row.dropped_samples,
         missing_samples=row.missing_samples,
-        last_sample_frame=None if latest is not None else row.last_sample,
-        last_sample_model=latest,
-        last_sample_at=last_at,
+        last_sample_frame=row.last_sample,
     )
     if state == "offline":  # forgotten on the wall-time schedule it had before the restart
         record.offline_since = now - max(0.0, wall - row.state_since_at)
     return record
 
 
-def latest_sample(row: NodeRow, recent: RawPoints | None) -> Heartbeat | None:
-    """The newest stored point as a sample, when the row's own last sample is older (a kill -9 came first).
+def fill_ring(record: NodeRecord, recent: RawPoints, restored_seq: int) -> bool:
+    """Put the stored recent window into a restored node's ring, before what arrived since the start.
+
+    Returns whether the node's latest sample changed: when nothing arrived since the start and the
+    registry's last sample is older than the newest stored point (a kill -9 came first), that point
+    becomes the latest sample (``latest_sample``).
+    """
+    cols = recent.columns
+    if record.instance_id != recent.instance_id or not len(cols):
+        return False
+    ring = record.history
+    arrived = list(ring.points())  # since the start: all newer than what the store held
+    k = bisect.bisect_left(cols.seq, arrived[0][0]) if arrived else len(cols)
+    fresh = HistoryRing(ring.capacity)
+    fresh.load(cols.seq[:k], [us / 1e6 for us in cols.at_us[:k]], [c[:k] for c in cols.series])
+    for seq, at, values in arrived:
+        fresh.add(seq, at, values)
+    record.history = fresh
+    if record.last_seq != restored_seq:
+        return False
+    latest = latest_sample(record.last_sample_frame, recent)
+    if latest is None:
+        return False
+    record.last_sample_frame, record.last_sample_model = None, latest
+    record.last_sample_at = latest.sampled_at
+    return True
+
+
+def latest_sample(frame: bytes | None, recent: RawPoints) -> Heartbeat | None:
+    """The newest stored point as a sample, when ``frame`` (the registry's last sample) is older.
 
     Only what the store keeps per point comes back (the charted series; load as load_1 only is left
     out, since a sample's load_avg has three values): the rest of that sample was never written.
-    None when the row's frame is the newest sample anyway.
+    None when ``frame`` is the newest sample anyway.
     """
-    if recent is None or not len(recent.columns):
-        return None
     cols = recent.columns
+    if not len(cols):
+        return None
     seq = cols.seq[-1]
-    if row.last_sample is not None:
+    if frame is not None:
         try:
-            if msgpack.unpackb(row.last_sample, raw=False).get("seq") == seq:
+            if msgpack.unpackb(frame, raw=False).get("seq") == seq:
                 return None
         except (ValueError, AttributeError):  # a damaged frame: the point is all there is
             pass
@@ -143,6 +170,8 @@ class DurableStore:
         self.writer = StoreWriter(engine, self._on_durable, wall_clock=wall)
         self.link = StoreLink(self.writer, AckGate(config.ack_interval_s), {})
         self.restored = 0
+        self._restored_seq: dict[str, int] = {}
+        self.recent_loaded = False  # set once fill_rings is done
 
     @classmethod
     def open(cls, config: CollectorConfig, cache: NodeCache, clock: Clock, wall: Clock) -> DurableStore:
@@ -159,20 +188,42 @@ class DurableStore:
         return store
 
     def restore(self) -> None:
-        """Every node of the registry back into the cache, its ring refilled from the recent window."""
+        """Every node of the registry back into the cache; ``fill_rings`` adds their recent window later.
+
+        Two steps so that health and the snapshot answer as soon as the registry is read: the
+        recent window (15 min of every node) is the slow part of a restart.
+        """
         now, wall = self.clock(), self.wall_clock()
-        rows = self.engine.load_nodes()
-        recent = self.engine.load_recent(wall - self.cache.history_window_s)
         durable: dict[str, tuple[str, int]] = {}
-        for row in rows:
-            record = record_of(row, recent.get(row.node_id), self.cache, now, wall)
+        for row in self.engine.load_nodes():
+            record = record_of(row, self.cache, now, wall)
             if record is None:
                 continue
             self.cache.adopt(record)
             durable[row.node_id] = (row.instance_id, row.last_seq)
+        self._restored_seq = {node_id: seq for node_id, (_, seq) in durable.items()}
         self.link = StoreLink(self.writer, self.link.gate, durable)
         self.restored = len(durable)
         log.info("store: %s: %d nodes restored", self.engine.path, self.restored)
+
+    async def fill_rings(self) -> list[Change]:
+        """Load the recent window in a worker thread, then merge it into the rings on the loop.
+
+        Returns the changes to publish: the nodes whose latest sample the store had newer.
+        """
+        since = self.wall_clock() - self.cache.history_window_s
+        started = time.perf_counter()
+        recent = await asyncio.to_thread(self.engine.load_recent, since)
+        changes = []
+        for n, (node_id, points) in enumerate(recent.items()):
+            record = self.cache.get(node_id)
+            if record is not None and fill_ring(record, points, self._restored_seq.get(node_id, -1)):
+                changes.append(Change(node_id, STATUS_AND_SAMPLE))
+            if n % FILL_BATCH == FILL_BATCH - 1:
+                await asyncio.sleep(0)  # let heartbeats and health through between batches
+        self.recent_loaded = True
+        log.info("store: recent window of %d nodes loaded in %.2f s", len(recent), time.perf_counter() - started)
+        return changes
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -238,6 +289,7 @@ class DurableStore:
         body = asdict(self.health())
         body["path"] = str(self.engine.path)
         body["restored_nodes"] = self.restored
+        body["recent_loaded"] = self.recent_loaded
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in body.items()}
 
     async def query(self, node_id: str, from_at: float, to_at: float, step_s: float) -> RangeResult:

@@ -89,7 +89,13 @@ class TestRestart:
         await first.close()
         second = await aiohttp_client(create_app(fast_config(data_dir=tmp_path)))
         body = await (await second.get("/api/v1/nodes/node-a")).json()
-        assert body["status"]["connected"] is False
+        assert body["status"]["connected"] is False  # known at once; its ring fills right after the start
+
+        async def loaded() -> bool:
+            return bool((await health(second))["store"]["recent_loaded"])
+
+        await eventually(loaded, "the recent window loaded")
+        body = await (await second.get("/api/v1/nodes/node-a")).json()
         assert body["status"]["last_seq"] == 4
         assert body["history"]["seq"] == [1, 2, 3, 4]
         assert body["last_sample"]["seq"] == 4
