@@ -110,6 +110,8 @@ class CachePort:
         verified = first_use = False
         if gate is not None:
             known = hello.node_id in cache
+            if not known and len(gate.identity) >= gate.identity.max_records:
+                self._prune_keys(gate)
             decision = gate.admit(
                 hello.node_id, hello.node_credential, known=known, peer=self.peer, label=self.label, now=now, wall=wall
             )
@@ -131,6 +133,16 @@ class CachePort:
         self._observer.hello_accepted(hello, ack_seq)
         self._observer.changed(result.changes)
         return ack_seq
+
+    def _prune_keys(self, gate: HelloGate) -> None:
+        """A full key table drops the records of node ids the cache no longer holds (``--forget-after`` removed them).
+
+        Without this, junk ids registered at the new-node rate would fill the table for good, and every
+        new keyed node would get 4503. O(n), run only for a new node on a full key table.
+        """
+        for record in gate.identity.records():
+            if record.node_id not in self.cache:
+                gate.identity.forget(record.node_id)
 
     def _evict(self, gate: HelloGate, now: float) -> None:
         """Make room for a new node: drop a junk or long-offline node, with its key; none: the cache says 4503."""

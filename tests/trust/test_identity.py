@@ -7,6 +7,7 @@ holding the fleet token, and a table full of junk ids refused every new node.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,8 @@ import aiohttp
 from agent.identity import node_credential
 from collector.app import RUNTIME_KEY
 from collector.trust.budget import new_node_budget
+from collector.trust.gate import HelloGate
+from collector.trust.identity import IdentityTable
 from shared.codec import encode
 from shared.messages import Hello
 from tests.support.collector import MakeClient, connect_agent, expect_rejection, send_heartbeat
@@ -169,3 +172,28 @@ class TestHelloBudgets:
         assert (code, reason) == (4430, "new_node_rate_exceeded")
         again, _ = await connect_agent(client, hello("junk-0", instance="j-0b"), headers=auth)  # known ids still pass
         await again.close()
+
+
+class TestKeyTable:
+    """The key table cannot be filled for good by node ids that are long gone."""
+
+    async def test_a_full_key_table_drops_keys_of_forgotten_nodes(self, make_client: MakeClient) -> None:
+        """With room for 2 keys, a node removed by --forget-after frees its key's slot for a new keyed node."""
+        client = await make_client(forget_after_s=0.2)
+        server: Any = client.server
+        runtime = server.app[RUNTIME_KEY]
+        runtime.hello_gate = HelloGate(IdentityTable(max_records=2))
+        gone, _ = await connect_agent(client, hello("gone", instance="g", node_credential=cred(KEY_A, "gone")))
+        await gone.close()  # offline at once, forgotten 0.2 s later
+        await connect_agent(client, hello("stays", instance="s", node_credential=cred(KEY_A, "stays")))
+
+        async def forgotten() -> bool:
+            return (await client.get("/api/v1/nodes/gone")).status == 404
+
+        for _ in range(100):
+            if await forgotten():
+                break
+            await asyncio.sleep(0.05)
+        _, ack = await connect_agent(client, hello("new", instance="n", node_credential=cred(KEY_B, "new")))
+        assert ack.seq == 0
+        assert runtime.hello_gate.identity.get("gone") is None
