@@ -138,11 +138,6 @@ class TestFootprint:
         """The agent's modules import neither ssl nor asyncio nor aiohttp nor pydantic: a ws:// node pays for none."""
         assert loaded_by_the_agent(("ssl", "asyncio", "aiohttp", "pydantic")) == []
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="agent.identity imports hashlib, hmac and secrets, which map OpenSSL's libcrypto: +3.7 MB RSS "
-        "over ws:// (23.4 MB against the 20 MB goal); HMAC-SHA256 over CPython's built-in _sha256 avoids it",
-    )
     def test_a_ws_agent_maps_no_libcrypto(self) -> None:
         """No hashlib (OpenSSL's libcrypto, ~3.7 MB RSS) in a ws:// agent: only wss:// pays for OpenSSL."""
         assert loaded_by_the_agent(("hashlib", "_hashlib")) == []
