@@ -68,7 +68,17 @@ class Measurements:
 
 def start_collector() -> tuple[subprocess.Popen[str], str]:
     """Run the collector CLI on a free loopback port; return the process and its URL."""
-    command = [sys.executable, "-m", "nodewatch", "collector", "--bind", "127.0.0.1:0", "--log-level", "WARNING"]
+    command = [
+        sys.executable,
+        "-m",
+        "nodewatch",
+        "collector",
+        "--bind",
+        "127.0.0.1:0",
+        "--ephemeral",
+        "--log-level",
+        "WARNING",
+    ]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     deadline = time.monotonic() + 30.0
