@@ -166,7 +166,8 @@ def _row(name: str, agents: int, rate: float, latencies: list[float], lag_max_ms
 async def bench(agents: int, rate_hz: float, duration_s: float, idle_s: float, subscribers: int) -> None:
     """Start a collector, probe it idle, then under load, and print the table."""
     collector = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "nodewatch", "collector", "--bind", "127.0.0.1:0", "--ephemeral", "--log-level", "WARNING",
+        sys.executable, "-m", "nodewatch", "collector", "--bind", "127.0.0.1:0", "--ephemeral",
+        "--log-level", "WARNING",
         stdout=asyncio.subprocess.PIPE, cwd=REPO,
     )  # fmt: skip
     load: asyncio.subprocess.Process | None = None
