@@ -24,7 +24,7 @@ from typing import Protocol
 
 from collector.cache import NodeCache
 from collector.changes import Change
-from collector.trust.gate import NO_TOKEN_LABEL, HelloGate, token_label
+from collector.trust.gate import NO_TOKEN_LABEL, HelloGate
 from collector.trust.identity import AcceptKind
 from collector.trust.nodetable import EvictionCandidate, choose_victim
 from collector.trust.refusal import Refusal
@@ -94,8 +94,6 @@ class CachePort:
         self.conn = conn
         self.wall_clock = wall_clock
         self.node_id: str | None = None
-        if gate is None:
-            gate, peer, label = _trust_from(observer)
         self.gate = gate
         self.peer = peer
         self.label = label
@@ -177,19 +175,3 @@ class CachePort:
             self._observer.changed(
                 self.cache.close(self.node_id, self.conn, clean=clean, now=now, wall=self.wall_clock())
             )
-
-
-def _trust_from(observer: object) -> tuple[HelloGate | None, str, str]:
-    """The gate, peer and token label of an observer that is an ingest connection (``collector.ingest``).
-
-    A bridge until the shell passes ``gate=``, ``peer=`` and ``label=`` itself: its connection has
-    ``runtime`` (holding ``hello_gate`` and ``agent_tokens``), ``peer`` and ``request``.
-    """
-    runtime = getattr(observer, "runtime", None)
-    gate = getattr(runtime, "hello_gate", None)
-    if not isinstance(gate, HelloGate):
-        return None, "", NO_TOKEN_LABEL
-    headers = getattr(getattr(observer, "request", None), "headers", None)
-    authorization = headers.get("Authorization", "") if headers is not None else ""
-    tokens = getattr(runtime, "agent_tokens", [])
-    return gate, str(getattr(observer, "peer", "")), token_label(str(authorization), list(tokens))

@@ -84,7 +84,12 @@ def json_error(status: int, error: str, detail: str) -> web.Response:
 
 
 async def upgrade(
-    request: web.Request, *, heartbeat_s: float | None, max_msg_bytes: int, close_timeout_s: float
+    request: web.Request,
+    *,
+    heartbeat_s: float | None,
+    max_msg_bytes: int,
+    close_timeout_s: float,
+    autoping: bool = True,
 ) -> web.WebSocketResponse | web.Response:
     """The prepared websocket, or the answer for a request that cannot have one.
 
@@ -92,9 +97,10 @@ async def upgrade(
     text/plain). A peer that hung up before the 101 went out gets a response that is
     never delivered: aiohttp's writer raises ConnectionError on the closed transport and
     handles it quietly, instead of logging a 500 traceback per impatient client.
+    ``autoping=False`` hands pings (and pongs) to the caller's receive loop, to budget them.
     """
     ws = web.WebSocketResponse(
-        heartbeat=heartbeat_s, max_msg_size=max_msg_bytes, compress=False, timeout=close_timeout_s
+        heartbeat=heartbeat_s, max_msg_size=max_msg_bytes, compress=False, timeout=close_timeout_s, autoping=autoping
     )
     if not ws.can_prepare(request).ok:
         return json_error(400, "bad_request", f"expected a websocket upgrade on {request.path!r}, got a plain request")

@@ -21,7 +21,7 @@ from collections.abc import Coroutine
 from contextlib import suppress
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from collector.http_api import token_ok, unauthorized, upgrade
 from collector.ingest_session import (
@@ -38,6 +38,7 @@ from collector.ingest_session import (
 from collector.runtime import CollectorRuntime
 from collector.store.port import StorePort
 from collector.timers import TimerHandle
+from collector.trust.gate import token_label
 from shared.errors import CloseCode, ErrorReason
 from shared.messages import Hello
 
@@ -48,6 +49,8 @@ ACK_FAST_PATH_BYTES = 16 * 1024
 _CLOSED = Phase.CLOSED
 _BINARY = WSMsgType.BINARY
 _TEXT = WSMsgType.TEXT
+_PING = WSMsgType.PING
+_PONG = WSMsgType.PONG
 
 
 class IngestConnection:
@@ -79,7 +82,15 @@ class IngestConnection:
         self.heartbeat_applied = runtime.heartbeat_applied
         self.replaced = runtime.replaced
         cfg = runtime.config
-        cache_port = CachePort(runtime.cache, self.conn, runtime.wall_clock, self)
+        cache_port = CachePort(
+            runtime.cache,
+            self.conn,
+            runtime.wall_clock,
+            self,
+            gate=runtime.hello_gate,
+            peer=self.peer,
+            label=token_label(request.headers.get("Authorization", ""), runtime.agent_tokens),
+        )
         # With a store, acks wait for the commit that holds the sample.
         port: IngestPort = cache_port if runtime.store is None else StorePort(cache_port, runtime.store)
         self.session = IngestSession(
@@ -116,6 +127,9 @@ class IngestConnection:
                     if actions:
                         await self.execute(actions)
                     continue
+                if kind is _PING or kind is _PONG:
+                    await self._ping(msg)
+                    continue
                 if kind is WSMsgType.ERROR:
                     self.runtime.count_transport_error("ingest", msg)
                 session.receive_close(msg.data if kind is WSMsgType.CLOSE else None, clock())
@@ -129,6 +143,19 @@ class IngestConnection:
             if session.phase is not _CLOSED:  # cancelled (shutdown): the cache still hears the connection ended
                 session.receive_close(None, clock())
             self.runtime.agents.pop(self.conn, None)
+
+    async def _ping(self, msg: WSMessage) -> None:
+        """Autoping is off (``handle_ingest``): the budget sees every ping, and only those under it get a pong.
+
+        Past the budget the session closes with 4430 (docs/security.md, finding 16b). A pong needs nothing.
+        """
+        if msg.type is not _PING:
+            return
+        actions = self.session.receive_ping(self.runtime.clock())
+        if actions:
+            await self.execute(actions)
+        else:
+            await self.ws.pong(msg.data)
 
     async def execute(self, actions: Actions) -> None:
         """Run the session's actions in order."""
@@ -218,6 +245,9 @@ async def handle_ingest(runtime: CollectorRuntime, request: web.Request) -> web.
         heartbeat_s=None,
         max_msg_bytes=cfg.ingest_max_msg_bytes,
         close_timeout_s=cfg.close_timeout_s,
+        # aiohttp would answer every ping itself, unbudgeted (issue 13, finding 16b): the
+        # receive loop feeds them to IngestSession.receive_ping and answers those it admits.
+        autoping=False,
     )
     if not isinstance(ws, web.WebSocketResponse):
         return ws
