@@ -11,7 +11,12 @@ This is the launcher behind ``make run``. It starts each program as its own
   URL) is not buried under one INFO line per node.
 
 Where there is no display it prints the fleet as a table from the collector's
-subscription websocket. It holds no state of the fleet itself.
+subscription websocket. It holds no state of the fleet itself, and keeps no data:
+``--data-dir``/``--ephemeral`` and ``--state-dir``/``--node-id`` go to the collector
+and the agent as given, and without them each program uses its own default. It
+prints where the data lives, as the collector's health reports it.
+
+Not here: spawning, stderr relays, restarts and the health wait (``nodewatch.children``).
 """
 
 from __future__ import annotations
@@ -25,29 +30,36 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import aiohttp
 
+from nodewatch.children import STOP_TIMEOUT_S, RestartBackoff, Spawner, Supervisor, wait_for_collector
 from shared.codec import COLLECTOR_LIMITS, decode
 from shared.messages import NodeEntry, Snapshot, Update
 from viewer.batching import merge_entry
 from viewer.cli import EXIT_NO_DISPLAY, has_display
 
-__all__ = ["EXIT_NO_DISPLAY", "RestartBackoff", "format_table", "has_display", "main", "viewer_ends_run"]
+__all__ = [
+    "EXIT_NO_DISPLAY",
+    "RestartBackoff",
+    "Supervisor",
+    "data_place",
+    "format_table",
+    "has_display",
+    "main",
+    "viewer_ends_run",
+]
 
-STARTUP_TIMEOUT_S: Final = 20.0  # a cold start imports aiohttp and pydantic: a few seconds on a slow disk
-STOP_TIMEOUT_S: Final = 3.0  # each program promises to exit within 2 s of SIGTERM
 TABLE_EVERY_S: Final = 2.0
 WATCH_EVERY_S: Final = 0.2  # how often children are checked: a dead collector is noticed within this
-# A child that ran this long before dying is restarted at once again (its earlier failures are forgotten).
-STABLE_AFTER_S: Final = 60.0
 # Signals that mean "the user (or the system) ended it": SIGINT, SIGTERM, SIGHUP.
 _ENDING_SIGNALS: Final = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+# The collector's exit status for a data dir it cannot use: locked, unwritable, corrupt or foreign.
+EXIT_DATA_DIR: Final = 2
 
 
 @dataclass(frozen=True)
@@ -60,23 +72,9 @@ class UpConfig:
     simulate: int
     headless: bool
     verbose: bool = False
-
-
-@dataclass
-class RestartBackoff:
-    """Delays before restarting a child that died: 1, 2, 4 ... 30 s; reset after a stable run. Pure."""
-
-    initial_s: float = 1.0
-    max_s: float = 30.0
-    failures: int = 0
-
-    def next_delay_s(self, ran_for_s: float) -> float:
-        """Count one death after ``ran_for_s`` seconds of life and return the delay before the restart."""
-        if ran_for_s >= STABLE_AFTER_S:
-            self.failures = 0
-        delay_s = min(self.max_s, self.initial_s * 2.0**self.failures)
-        self.failures += 1
-        return delay_s
+    # Passed on only when given, so each program keeps its own documented default.
+    collector_store: tuple[str, ...] = ()
+    agent_identity: tuple[str, ...] = ()
 
 
 def viewer_ends_run(returncode: int) -> bool:
@@ -84,76 +82,6 @@ def viewer_ends_run(returncode: int) -> bool:
     if returncode == 0:
         return True
     return returncode < 0 and -returncode in _ENDING_SIGNALS
-
-
-@dataclass
-class Child:
-    """One watched program: what to run, its process, and when to restart it."""
-
-    name: str
-    args: tuple[str, ...]
-    proc: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
-    restart_at: float | None = None
-    backoff: RestartBackoff = field(default_factory=RestartBackoff)
-
-
-class Supervisor:
-    """Starts children, notices deaths, restarts with backoff, stops them all in reverse order."""
-
-    def __init__(
-        self,
-        spawn: Callable[[Sequence[str]], subprocess.Popen[bytes]],
-        say: Callable[[str], None],
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._spawn = spawn
-        self._say = say
-        self._clock = clock
-        self.children: list[Child] = []
-
-    def start(self, name: str, *args: str) -> Child:
-        """Start a child now and watch it from here on."""
-        child = Child(name, args)
-        self.children.append(child)
-        self._launch(child)
-        return child
-
-    def _launch(self, child: Child) -> None:
-        child.proc = self._spawn(child.args)
-        child.started_at = self._clock()
-        child.restart_at = None
-
-    def watch(self) -> None:
-        """Report children that died and restart those whose delay is over (call every ``WATCH_EVERY_S``)."""
-        now = self._clock()
-        for child in self.children:
-            proc = child.proc
-            if child.restart_at is not None:
-                if now >= child.restart_at:
-                    self._say(f"restarting the {child.name}")
-                    self._launch(child)
-                continue
-            if proc is None or proc.poll() is None:
-                continue
-            delay_s = child.backoff.next_delay_s(now - child.started_at)
-            self._say(f"the {child.name} exited with status {proc.returncode}; restarting in {delay_s:g} s")
-            child.restart_at = now + delay_s
-
-    def stop(self) -> None:
-        """SIGTERM in reverse start order, then SIGKILL whatever outlives its grace period."""
-        for child in reversed(self.children):
-            proc = child.proc
-            child.restart_at = None
-            if proc is None:
-                continue
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def _parse(argv: Sequence[str] | None) -> UpConfig:
@@ -165,6 +93,20 @@ def _parse(argv: Sequence[str] | None) -> UpConfig:
     parser.add_argument("--simulate", type=int, default=0, help="also run N simulated agents (default 0)")
     parser.add_argument("--headless", action="store_true", help="print a table instead of opening the viewer")
     parser.add_argument("-v", "--verbose", action="store_true", help="let the programs log at INFO")
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="the collector's store: the fleet and its history (default, the collector's: /var/lib/nodewatch as "
+        "root, else $XDG_STATE_HOME/nodewatch or ~/.local/state/nodewatch)",
+    )
+    parser.add_argument("--ephemeral", action="store_true", help="the collector keeps nothing on disk")
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="the agent's node key (default, the agent's: $STATE_DIRECTORY, else /var/lib/nodewatch-agent as root, "
+        "~/.local/state/nodewatch-agent as a user)",
+    )
+    parser.add_argument("--node-id", metavar="ID", help="this machine's node id (default, the agent's: the hostname)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port: expected 0-65535, got {args.port}")
@@ -172,29 +114,25 @@ def _parse(argv: Sequence[str] | None) -> UpConfig:
         parser.error(f"--interval: expected seconds between 0.05 and 3600, got {args.interval}")
     if args.simulate < 0:
         parser.error(f"--simulate: expected a node count >= 0, got {args.simulate}")
-    return UpConfig("127.0.0.1", args.port, args.interval, args.simulate, args.headless, args.verbose)
-
-
-def _spawn(args: Sequence[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "nodewatch", *args])  # noqa: S603 - our own CLI
+    if args.ephemeral and args.data_dir is not None:
+        parser.error(f"--ephemeral and --data-dir: expected one of them, got both (--data-dir {args.data_dir!r})")
+    store: tuple[str, ...] = (
+        ("--ephemeral",) if args.ephemeral else () if args.data_dir is None else ("--data-dir", args.data_dir)
+    )
+    identity: tuple[str, ...] = () if args.state_dir is None else ("--state-dir", args.state_dir)
+    identity += () if args.node_id is None else ("--node-id", args.node_id)
+    return UpConfig("127.0.0.1", args.port, args.interval, args.simulate, args.headless, args.verbose, store, identity)
 
 
 def _say(text: str) -> None:
     print(f"nodewatch up: {text}", flush=True)
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes] | None) -> bool:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc is None or proc.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 - our own loopback URL
-                if response.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.1)
-    return False
+def data_place(health: dict[str, object]) -> str:
+    """Where the collector keeps its data, from its own health answer: the store's dir, or "in memory"."""
+    store = health.get("store")
+    path = store.get("path") if isinstance(store, dict) else None
+    return str(Path(path).parent) if isinstance(path, str) else "in memory"
 
 
 async def _watch_forever(supervisor: Supervisor) -> None:
@@ -255,7 +193,7 @@ def format_table(entries: Sequence[NodeEntry]) -> str:
 
 def _run_viewer(supervisor: Supervisor, base_url: str) -> str | None:
     """Run the viewer while watching the rest; None if it ended the run, else why the table takes over."""
-    viewer = _spawn(("viewer", "--collector", base_url))
+    viewer = subprocess.Popen([sys.executable, "-m", "nodewatch", "viewer", "--collector", base_url])  # noqa: S603
     try:
         while (code := viewer.poll()) is None:
             supervisor.watch()
@@ -272,25 +210,63 @@ def _run_viewer(supervisor: Supervisor, base_url: str) -> str | None:
     return f"the viewer exited with status {code} (see its message above)"
 
 
+def _start_collector(supervisor: Supervisor, spawner: Spawner, config: UpConfig, log: tuple[str, ...]) -> int | None:
+    """Start the collector and wait for its health; None once it answers, else the exit status for ``up``."""
+    base_url = f"http://{config.host}:{config.port}"
+    health_url = f"{base_url}/api/v1/health"
+    collector = supervisor.start(
+        "collector", "collector", "--bind", f"{config.host}:{config.port}", *config.collector_store, *log
+    )
+    start = wait_for_collector(health_url, collector.proc)
+    if not start.up:
+        proc = collector.proc
+        held = spawner.relays[proc.pid].drain() if proc is not None and proc.pid in spawner.relays else []
+        sys.stderr.write("".join(held))
+        sys.stderr.flush()
+        supervisor.children.remove(collector)  # nothing to restart: up ends here
+        if start.exit_status == EXIT_DATA_DIR:
+            _say("the collector cannot use its data dir (its message is above); stopping.")
+            return EXIT_DATA_DIR
+        if start.exit_status is not None:
+            _say(f"the collector exited with status {start.exit_status} (its message is above); stopping.")
+            return 1
+        _say(f"the collector did not answer {health_url}; is port {config.port} free?")
+        return 1
+    spawner.release()
+    _say(f"collector at {base_url} (health: {health_url})")
+    _say(f"data: {data_place(start.health)}")
+    if start.degraded is not None:
+        _say(f"collector is degraded: {start.degraded}")
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Start everything, watch it until Ctrl-C (or the viewer closing), then stop everything."""
     config = _parse(argv)
     base_url = f"http://{config.host}:{config.port}"
     health_url = f"{base_url}/api/v1/health"
     log = () if config.verbose else ("--log-level", "WARNING")
-    supervisor = Supervisor(_spawn, _say)
+    spawner = Spawner()
+    supervisor = Supervisor(spawner, _say)
 
     def request_stop(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        collector = supervisor.start("collector", "collector", "--bind", f"{config.host}:{config.port}", *log)
-        if not _wait_healthy(health_url, collector.proc):
-            _say(f"the collector did not answer {health_url}; is port {config.port} free?")
-            return 1
-        _say(f"collector at {base_url} (health: {health_url})")
-        supervisor.start("agent", "agent", "--collector", base_url, "--interval", str(config.interval_s), *log)
+        failed = _start_collector(supervisor, spawner, config, log)
+        if failed is not None:
+            return failed
+        supervisor.start(
+            "agent",
+            "agent",
+            "--collector",
+            base_url,
+            "--interval",
+            str(config.interval_s),
+            *config.agent_identity,
+            *log,
+        )
         if config.simulate > 0:
             supervisor.start("simulated fleet", "simulate", "--collector", base_url, "--nodes", str(config.simulate))
         reason = "--headless was given" if config.headless else "no display found (DISPLAY/WAYLAND_DISPLAY unset)"

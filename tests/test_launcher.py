@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -10,13 +11,17 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from nodewatch.children import wait_for_collector
 from nodewatch.cli import main
 from nodewatch.up import RestartBackoff, Supervisor, format_table, has_display, viewer_ends_run
+from nodewatch.up import main as up_main
 from shared.messages import Heartbeat, NodeEntry, NodeStatus
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,58 +137,47 @@ def _free_port() -> int:
         return port
 
 
-@pytest.mark.slow
-class TestUpHeadless:
-    def test_up_shows_this_machine_and_stops_cleanly(self, tmp_path: Path) -> None:
-        """Headless ``nodewatch up`` prints this machine as online and stops every child on SIGINT."""
-        port = _free_port()
-        env = {k: v for k, v in os.environ.items() if k not in {"DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"}}
-        out_path = tmp_path / "up.out"
-        with out_path.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "nodewatch", "up", "--port", str(port), "--interval", "0.5"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=REPO,
-                start_new_session=True,
-            )
-        hostname = socket.gethostname()
-        deadline = time.monotonic() + 30
-        seen = False
-        try:
-            while time.monotonic() < deadline and proc.poll() is None:
-                text = out_path.read_text(errors="replace")
-                if any(line.split()[:2] == ["online", hostname] for line in text.splitlines() if line.strip()):
-                    seen = True
-                    break
-                time.sleep(0.2)
-            assert seen, out_path.read_text(errors="replace")[-3000:]
-            assert "no viewer: no display found" in out_path.read_text()
-        finally:
-            os.killpg(proc.pid, signal.SIGINT)
-            code = proc.wait(timeout=15)
-        assert code == 0
-        with socket.socket() as sock:
-            assert sock.connect_ex(("127.0.0.1", port)) != 0, "the collector outlived nodewatch up"
-
-
 _NO_DISPLAY = {"DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"}
 # What the wheel ships (pyproject's packages.find): no bench/, no tests/.
 _WHEEL_PACKAGES = ("agent", "collector", "nodewatch", "shared", "viewer")
 
 
 class UpRun:
-    """``nodewatch up`` in its own session, its output in a file, stopped (SIGINT to the group) at the end."""
+    """``nodewatch up`` in its own session, its output in a file, stopped (SIGINT to the group) at the end.
 
-    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> None:
+    Its data and the agent's key live under ``tmp_path``, never in the system dirs: ``store`` replaces
+    ``--data-dir tmp_path/data`` (e.g. with ``--ephemeral``).
+    """
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path = REPO,
+        store: Sequence[str] | None = None,
+        name: str = "up",
+    ) -> None:
         self.port = _free_port()
-        self.out_path = tmp_path / "up.out"
+        self.out_path = tmp_path / f"{name}.out"
         environ = {k: v for k, v in os.environ.items() if k not in _NO_DISPLAY}
         environ.update(env or {})
+        store = ("--data-dir", str(tmp_path / "data")) if store is None else store
+        places = (*store, "--state-dir", str(tmp_path / f"{name}-agent-state"))
         with self.out_path.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "nodewatch", "up", "--port", str(self.port), "--interval", "0.5", *args],
+                [
+                    sys.executable,
+                    "-m",
+                    "nodewatch",
+                    "up",
+                    "--port",
+                    str(self.port),
+                    "--interval",
+                    "0.5",
+                    *places,
+                    *args,
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=environ,
@@ -233,6 +227,17 @@ def shows_online(node_id: str) -> Callable[[str], bool]:
 
 @pytest.mark.slow
 class TestUpWatchesItsChildren:
+    def test_up_shows_this_machine_and_stops_cleanly(self, tmp_path: Path) -> None:
+        """Headless ``nodewatch up`` prints this machine as online and stops every child on SIGINT."""
+        run = UpRun(tmp_path)
+        try:
+            run.wait_for(shows_online(socket.gethostname()))
+            assert "no viewer: no display found" in run.text
+        finally:
+            assert run.stop() == 0
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", run.port)) != 0, "the collector outlived nodewatch up"
+
     def test_a_dead_collector_is_reported_and_restarted(self, tmp_path: Path) -> None:
         """kill -9 of the collector is reported, the collector comes back, and the table goes on."""
         run = UpRun(tmp_path, "--headless")
@@ -283,3 +288,97 @@ class TestUpWatchesItsChildren:
             assert "stops after 60 min" in run.text
         finally:
             assert run.stop() == 0
+
+
+# A stand-in for a live but degraded collector: health answers 503 with a JSON body, as collector.http_api does.
+_DEGRADED_SERVER = """
+import http.server, json, sys
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        degraded = {"status": "degraded", "reason": "store: disk full"}
+        body = json.dumps(degraded).encode() if sys.argv[1] == "json" else b"busy"
+        self.send_response(503)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+class TestWaitForCollector:
+    @pytest.mark.parametrize(("body", "up", "degraded"), [("json", True, "store: disk full"), ("text", False, None)])
+    def test_a_degraded_collector_counts_as_up(self, body: str, up: bool, degraded: str | None) -> None:
+        """A 503 with the collector's JSON body is a live, degraded collector; a bare 503 from anything else is not."""
+        with subprocess.Popen([sys.executable, "-c", _DEGRADED_SERVER, body], stdout=subprocess.PIPE) as server:
+            try:
+                assert server.stdout is not None
+                port = int(server.stdout.readline())
+                start = wait_for_collector(f"http://127.0.0.1:{port}/api/v1/health", server, timeout_s=2.0)
+            finally:
+                server.kill()
+        assert (start.up, start.degraded) == (up, degraded)
+
+    def test_ephemeral_and_data_dir_together_are_refused(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """``up --ephemeral --data-dir D`` names both settings and exits 2 before starting anything."""
+        with pytest.raises(SystemExit) as exited:
+            up_main(["--ephemeral", "--data-dir", "/tmp/x"])
+        assert exited.value.code == 2
+        assert "--ephemeral and --data-dir: expected one of them" in capsys.readouterr().err
+
+
+def _nodes(port: int) -> dict[str, dict[str, Any]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nodes", timeout=5) as response:
+        body: dict[str, Any] = json.load(response)
+    return {entry["status"]["node_id"]: entry for entry in body["nodes"]}
+
+
+@pytest.mark.slow
+class TestUpKeepsItsData:
+    @pytest.mark.parametrize(("store", "shown"), [(None, "data"), (("--ephemeral",), "in memory")])
+    def test_up_says_where_the_data_lives(self, tmp_path: Path, store: Sequence[str] | None, shown: str) -> None:
+        """On start, ``up`` prints the collector's data dir, or that the data is in memory only."""
+        run = UpRun(tmp_path, store=store)
+        try:
+            run.wait_for(lambda text: "nodewatch up: data: " in text)
+            expected = str(tmp_path / "data") if shown == "data" else shown
+            assert f"nodewatch up: data: {expected}\n" in run.text
+        finally:
+            assert run.stop() == 0
+
+    def test_a_locked_data_dir_stops_up_with_the_collectors_message(self, tmp_path: Path) -> None:
+        """A data dir held by another collector: ``up`` shows that collector's pid and exits 2, not 'is port free?'."""
+        data = tmp_path / "data"
+        argv = [sys.executable, "-m", "nodewatch", "collector", "--bind", "127.0.0.1:0", "--data-dir", str(data)]
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=REPO) as holder:
+            try:
+                assert holder.stdout is not None
+                assert "listening on" in holder.stdout.readline().decode()
+                run = UpRun(tmp_path)
+                assert run.proc.wait(timeout=30) == 2
+            finally:
+                holder.terminate()
+        assert f"another collector (pid {holder.pid}) uses this data dir" in run.text
+        assert "nodewatch up: the collector cannot use its data dir" in run.text
+        assert "is port" not in run.text
+
+    def test_a_second_run_shows_the_first_runs_node(self, tmp_path: Path) -> None:
+        """Issue 12: a second ``make run`` on one data dir shows yesterday's node, offline, with its sample."""
+        first = UpRun(tmp_path, "--node-id", "yesterday", name="first")
+        try:
+            first.wait_for(shows_online("yesterday"))
+        finally:
+            assert first.stop() == 0
+        second = UpRun(tmp_path, "--node-id", "today", name="second")
+        try:
+            second.wait_for(shows_online("today"))
+            assert "yesterday" in _nodes(second.port)  # back at once, from the store
+            # Judged by the normal rules from the collector's start: offline within 10 of its 0.5 s intervals.
+            second.wait_for(lambda _text: _nodes(second.port)["yesterday"]["status"]["state"] == "offline")
+            yesterday = _nodes(second.port)["yesterday"]
+            assert yesterday["last_sample"]["cpu_percent"] is not None, yesterday
+        finally:
+            assert second.stop() == 0
