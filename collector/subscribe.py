@@ -1,5 +1,12 @@
 """``GET /api/v1/subscribe``: one viewer's snapshot, its batched updates and its history requests.
 
+A ``history_request`` without a range is answered from the node's in-memory window, as in
+version 1. One with ``from_at``/``to_at``/``step_s`` gets the tiered answer of the HTTP history
+API in ``NodeHistory.range`` (``collector.history_query``): the store is read in a worker thread,
+and a viewer's ranged requests are paced by ``RangeRequests`` (2/s, 10 in a row): one over the
+budget stays pending and is answered when a token is back, never refused. Pending requests are
+one per node and kind, the newest winning, at most ``MAX_PENDING_HISTORY_REQUESTS``.
+
 Each subscriber has a ``PendingUpdates`` buffer that ingest merges changes
 into without waiting (``CollectorRuntime.publish``), and a send loop that
 drains it into at most one update per flush interval. A viewer that cannot
@@ -29,6 +36,7 @@ from aiohttp import WSMessage, WSMsgType, web
 from collector import wire
 from collector.fanout import PendingUpdates
 from collector.history import HistoryRing
+from collector.history_query import RangeRequests, query_range, range_map, resolve_range
 from collector.http_api import json_error, token_ok, unauthorized, upgrade
 from collector.runtime import CollectorRuntime
 from shared.codec import SUBSCRIBE_REQUEST_LIMITS, decode, decode_json, encode, encode_json
@@ -38,7 +46,11 @@ from shared.messages import HistoryRequest, Message, NodeHistory
 log = logging.getLogger("nodewatch.collector")
 
 # A viewer asking for more histories than this before we sent the first ones is flooding; extra requests are dropped.
+# (A request for a node and kind already pending replaces it instead: the newest range is the one a chart wants.)
 MAX_PENDING_HISTORY_REQUESTS = 64
+
+# Pending requests are keyed by node id and whether they ask for a range: one of each kind per node.
+RequestKey = tuple[str, bool]
 # Alert transitions a subscriber may have waiting: one mass outage of the largest fleet (10,000 nodes),
 # the most one flush can carry (MAX_NODES_PER_MESSAGE); older ones give way (the viewer can ask the API).
 MAX_PENDING_ALERTS = 10_000
@@ -51,9 +63,11 @@ class Subscriber:
     ws: web.WebSocketResponse
     peer: str
     json_format: bool
+    range_requests: RangeRequests
     pending: PendingUpdates = field(default_factory=PendingUpdates)
-    history_requests: dict[str, None] = field(default_factory=dict)  # an ordered set
+    history_requests: dict[RequestKey, HistoryRequest] = field(default_factory=dict)  # oldest first
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    rewake: asyncio.TimerHandle | None = None  # wakes the send loop when a paced range request may go
     alerts: bool = False  # ?alerts=1: also the ``alerts`` and ``alert`` messages (docs/protocol.md 5.11)
     # Alert transitions not sent yet; bounded so a viewer that stalls cannot grow it without end.
     pending_alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_PENDING_ALERTS))
@@ -78,7 +92,13 @@ async def handle_subscribe(runtime: CollectorRuntime, request: web.Request) -> w
     )
     if not isinstance(ws, web.WebSocketResponse):
         return ws
-    sub = Subscriber(ws=ws, peer=str(request.remote), json_format=fmt == "json", alerts=alerts == "1")
+    sub = Subscriber(
+        ws=ws,
+        peer=str(request.remote),
+        json_format=fmt == "json",
+        range_requests=RangeRequests(runtime.clock()),
+        alerts=alerts == "1",
+    )
     with runtime.tracked(ws, request, "subscribe"):
         try:
             await _serve(runtime, sub)
@@ -112,6 +132,8 @@ async def _serve(runtime: CollectorRuntime, sub: Subscriber) -> None:
             finally:
                 sender.cancel()
     finally:
+        if sub.rewake is not None:
+            sub.rewake.cancel()
         runtime.subscribers.discard(sub)
         runtime.stats.updates_dropped += len(sub.pending)
 
@@ -119,8 +141,9 @@ async def _serve(runtime: CollectorRuntime, sub: Subscriber) -> None:
 async def _receive_loop(runtime: CollectorRuntime, sub: Subscriber) -> None:
     try:
         while (request := _decode_request(runtime, sub, await sub.ws.receive())) is not None:
-            if len(sub.history_requests) < MAX_PENDING_HISTORY_REQUESTS:
-                sub.history_requests[request.node_id] = None
+            key = (request.node_id, request.ranged)
+            if key in sub.history_requests or len(sub.history_requests) < MAX_PENDING_HISTORY_REQUESTS:
+                sub.history_requests[key] = request
                 sub.wake.set()
     except ProtocolError as exc:
         await runtime.reject(sub.ws, sub.peer, "subscribe", exc, text=sub.json_format)
@@ -159,12 +182,7 @@ async def _send_loop(runtime: CollectorRuntime, sub: Subscriber, first: list[byt
             if delay_s > 0:
                 await asyncio.sleep(delay_s)
             sub.wake.clear()
-            while sub.history_requests:
-                node_id = next(iter(sub.history_requests))
-                del sub.history_requests[node_id]
-                record = runtime.cache.get(node_id)
-                history = record.history.to_history() if record is not None else HistoryRing(1).to_history()
-                await _send(runtime, sub, NodeHistory(node_id=node_id, history=history))
+            await _answer_history_requests(runtime, sub)
             update: bytes | str | None
             if sub.json_format:
                 model = sub.pending.take_update(runtime.cache, runtime.wall_clock())
@@ -186,6 +204,43 @@ async def _send_loop(runtime: CollectorRuntime, sub: Subscriber, first: list[byt
         runtime.abort(sub.ws)
     except ConnectionError:
         return
+
+
+async def _answer_history_requests(runtime: CollectorRuntime, sub: Subscriber) -> None:
+    """Answer every pending request, oldest first; a ranged one over budget waits for its token."""
+    for key in list(sub.history_requests):
+        request = sub.history_requests.get(key)
+        if request is None:
+            continue
+        if request.ranged and not sub.range_requests.take(runtime.clock()):
+            continue  # stays pending: _rewake brings the send loop back once a token is there
+        del sub.history_requests[key]  # before any await: a newer request for the key is kept
+        if request.ranged:
+            await _send_frame(runtime, sub, await _range_frame(runtime, sub, request))
+        else:
+            record = runtime.cache.get(request.node_id)
+            history = record.history.to_history() if record is not None else HistoryRing(1).to_history()
+            await _send(runtime, sub, NodeHistory(node_id=request.node_id, history=history))
+    _rewake(runtime, sub)
+
+
+async def _range_frame(runtime: CollectorRuntime, sub: Subscriber, request: HistoryRequest) -> bytes | str:
+    """The tiered answer as one frame: the store is read and the frame built in worker threads."""
+    wall = runtime.wall_clock()
+    from_at, to_at, step_s = resolve_range(request.from_at, request.to_at, request.step_s, wall)
+    result = await query_range(runtime, request.node_id, from_at, to_at, step_s)
+    answer = range_map(result, wall, from_at, to_at)
+    return await asyncio.to_thread(wire.range_history_frame, request.node_id, answer, sub.json_format)
+
+
+def _rewake(runtime: CollectorRuntime, sub: Subscriber) -> None:
+    """Wake the send loop when the next paced range request may be answered (if one is pending)."""
+    if sub.rewake is not None:
+        sub.rewake.cancel()
+        sub.rewake = None
+    if any(ranged for _, ranged in sub.history_requests):
+        delay_s = sub.range_requests.wait_s(runtime.clock())
+        sub.rewake = asyncio.get_running_loop().call_later(delay_s, sub.wake.set)
 
 
 def _take_alerts(runtime: CollectorRuntime, sub: Subscriber) -> bytes | str:

@@ -35,9 +35,9 @@ import msgpack
 
 from collector.cache import NodeCache, NodeRecord
 from collector.changes import ChangeKind
-from shared.codec import to_wire_dict
+from shared.codec import encode, encode_json, to_wire_dict
 from shared.limits import MAX_NODES_PER_MESSAGE
-from shared.messages import History, NodeEntry, NodeStatus, Snapshot
+from shared.messages import History, HistoryRange, NodeEntry, NodeHistory, NodeStatus, Snapshot
 
 _FACTS_BIT = ChangeKind.FACTS.value
 _SAMPLE_BIT = ChangeKind.SAMPLE.value
@@ -191,6 +191,26 @@ def snapshot(cache: NodeCache, wall: float, history_points: int) -> Snapshot:
 def snapshot_frame(cache: NodeCache, wall: float, history_points: int) -> bytes:
     """``snapshot(cache, wall, history_points)`` packed as msgpack, without building a model per node."""
     return snapshot_parts(wall, [entry_frame(n, FULL, pack(n.history.to_wire(history_points))) for n in cache.nodes()])
+
+
+# ---- ranged history (docs/protocol.md 5.10) -------------------------------------------------------------
+
+# A ranged answer's ``history`` is empty: its points are in ``range``; the key stays for version 1's schema.
+EMPTY_HISTORY = History(
+    seq=[], sampled_at=[], cpu_percent=[], mem_percent=[], load_1=[], net_rx_bytes_per_s=[], net_tx_bytes_per_s=[],
+    disk_read_bytes_per_s=[], disk_write_bytes_per_s=[],
+)  # fmt: skip
+
+
+def range_history(node_id: str, answer: Mapping[str, Any]) -> NodeHistory:
+    """The ``history`` message carrying ``answer`` (``collector.history_query.range_map``) as its ``range``."""
+    return NodeHistory(node_id=node_id, history=EMPTY_HISTORY, range=HistoryRange.model_validate(answer))
+
+
+def range_history_frame(node_id: str, answer: Mapping[str, Any], json_format: bool) -> bytes | str:
+    """``range_history`` as one frame; up to ~2,000 points a series, so callers run it in a worker thread."""
+    message = range_history(node_id, answer)
+    return encode_json(message) if json_format else encode(message)
 
 
 # ---- alert messages (docs/protocol.md 5.11 and 5.12; only for subscribers with ?alerts=1) ----------------

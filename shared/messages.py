@@ -11,9 +11,9 @@ Conventions, repeated from docs/protocol.md:
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, Literal, Self, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.limits import (
     MAX_ACK_EVERY,
@@ -236,18 +236,75 @@ class Update(WireModel):
 
 
 class HistoryRequest(WireModel):
-    """Viewer to collector: send me the full history of one node."""
+    """Viewer to collector: send me the history of one node (its in-memory window, or a range).
+
+    With none of ``from_at``, ``to_at`` and ``step_s`` it is a version-1 request: the node's
+    in-memory window. With any of them it asks for a range, answered in ``NodeHistory.range``.
+    """
 
     type: Literal["history_request"] = "history_request"
     node_id: NodeId
+    from_at: EpochSeconds | None = None  # default: to_at minus one hour
+    to_at: EpochSeconds | None = None  # default: now (or from_at, if that is later)
+    step_s: Annotated[float, Field(gt=0.0)] | None = None  # default: the finest the range allows
+
+    @model_validator(mode="after")
+    def _from_before_to(self) -> Self:
+        if self.from_at is not None and self.to_at is not None and self.from_at > self.to_at:
+            raise ValueError(f"expected from_at <= to_at, got from_at={self.from_at!r} to_at={self.to_at!r}")
+        return self
+
+    @property
+    def ranged(self) -> bool:
+        """Whether this asks for a range (tiered, from the store) rather than the in-memory window."""
+        return self.from_at is not None or self.to_at is not None or self.step_s is not None
+
+
+class RangeSeries(WireModel):
+    """One value per point of a ranged answer for each series of ``History``; nil: no sample had it."""
+
+    cpu_percent: Series
+    mem_percent: Series
+    load_1: Series
+    net_rx_bytes_per_s: Series
+    net_tx_bytes_per_s: Series
+    disk_read_bytes_per_s: Series
+    disk_write_bytes_per_s: Series
+
+
+# [from_at, to_at] of a period without samples.
+Gap = Annotated[list[EpochSeconds], Field(min_length=2, max_length=2)]
+
+
+class HistoryRange(WireModel):
+    """A ranged answer: the map ``GET /api/v1/nodes/{node_id}/history`` answers (docs/protocol.md 8.2.1)."""
+
+    server_time_at: EpochSeconds
+    from_at: EpochSeconds
+    to_at: EpochSeconds
+    node_id: NodeId
+    tier: Annotated[str, Field(min_length=1, max_length=16)]  # "raw", "1m" or "1h" by default
+    step_s: NonNegFloat
+    at: Annotated[list[EpochSeconds], Field(max_length=MAX_HISTORY_POINTS)]
+    count: Annotated[list[NonNegInt], Field(max_length=MAX_HISTORY_POINTS)]
+    avg: RangeSeries
+    min: RangeSeries | None = None  # rollup tiers only
+    max: RangeSeries | None = None  # rollup tiers only
+    seq: Annotated[list[Seq], Field(max_length=MAX_HISTORY_POINTS)] | None = None  # raw tier only
+    gaps: Annotated[list[Gap], Field(max_length=MAX_HISTORY_POINTS)]
 
 
 class NodeHistory(WireModel):
-    """Collector to viewer: the answer to a ``history_request``."""
+    """Collector to viewer: the answer to a ``history_request``.
+
+    A version-1 request gets ``history`` and no ``range``; a ranged request gets its points in
+    ``range`` and an empty ``history`` (kept so the version-1 shape stays valid).
+    """
 
     type: Literal["history"] = "history"
     node_id: NodeId
     history: History
+    range: HistoryRange | None = None
 
 
 Message: TypeAlias = Annotated[
