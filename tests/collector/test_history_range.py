@@ -153,6 +153,18 @@ class TestRangedRequest:
         await binary.close()
         await text.close()
 
+    async def test_a_node_the_store_never_heard_of_is_one_gap(
+        self, aiohttp_client: Any, stored: tuple[Path, float]
+    ) -> None:
+        """A range for an unknown node id is answered, with no points and the whole range one gap."""
+        data_dir, now = stored
+        client = await _collector(aiohttp_client, data_dir)
+        viewer = await _subscribe(client)
+        await viewer.send_bytes(encode(HistoryRequest(node_id="nobody", from_at=now - 600, to_at=now)))
+        answer_range = (await _next_history_frame(viewer))["range"]
+        assert (answer_range["at"], answer_range["gaps"]) == ([], [[now - 600, now]])
+        await viewer.close()
+
     async def test_without_a_store_a_range_comes_from_the_memory_window_as_raw(self, aiohttp_client: Any) -> None:
         """An --ephemeral collector answers a ranged request from its in-memory window, marked raw."""
         client = await _collector(aiohttp_client, None)
@@ -239,6 +251,25 @@ class TestPacing:
             await viewer.receive(timeout=0.7)
         clock.advance(0.5)  # 2 tokens a second
         assert (await _next_history_frame(viewer))["node_id"] == "n-10"
+        await viewer.close()
+
+    async def test_a_newer_range_for_a_held_node_replaces_the_older(self, aiohttp_client: Any) -> None:
+        """Two ranges for one node while it waits for its token: only the newer is answered (a chart's latest view)."""
+        clock = FakeClock()
+        client = await _collector(aiohttp_client, None, clock=clock)
+        viewer = await _subscribe(client)
+        for n in range(10):
+            await viewer.send_bytes(encode(HistoryRequest(node_id=f"n-{n}", from_at=100.0, to_at=200.0)))
+        for _ in range(10):
+            await _next_history_frame(viewer)
+        await viewer.send_bytes(encode(HistoryRequest(node_id=NODE, from_at=100.0, to_at=200.0)))
+        await viewer.send_bytes(encode(HistoryRequest(node_id=NODE, from_at=150.0, to_at=250.0)))
+        await asyncio.sleep(0.1)  # both are in before the token is
+        clock.advance(1.0)  # two tokens: room for both, had the first been kept
+        answer_range = (await _next_history_frame(viewer))["range"]
+        assert (answer_range["from_at"], answer_range["to_at"]) == (150.0, 250.0)
+        with pytest.raises(TimeoutError):
+            await viewer.receive(timeout=0.7)
         await viewer.close()
 
     async def test_requests_without_a_range_are_not_paced(self, aiohttp_client: Any) -> None:
