@@ -23,6 +23,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from collector.app import create_app
+from collector.history_query import RangeRequests, resolve_range
 from collector.store.model import NodeRow, Sample
 from collector.store.sqlite_engine import SqliteEngine
 from shared.codec import COLLECTOR_LIMITS, decode, decode_json, encode, encode_json
@@ -285,3 +286,30 @@ class TestPacing:
         answer = await _next_history_frame(viewer)
         assert (answer["node_id"], "range" in answer) == ("plain", False)
         await viewer.close()
+
+
+class TestRangeDefaults:
+    @pytest.mark.parametrize(
+        ("fields", "expected"),
+        [
+            pytest.param((None, None, 60.0), (5400.0, 9000.0, 60.0), id="only-step: the last hour"),
+            pytest.param((1000.0, None, None), (1000.0, 9000.0, 0.0), id="only-from: up to now, finest"),
+            pytest.param((None, 5000.0, None), (1400.0, 5000.0, 0.0), id="only-to: the hour before it"),
+            pytest.param((9500.0, None, None), (9500.0, 9500.0, 0.0), id="from-in-the-future: empty, no error"),
+            pytest.param((None, 100.0, None), (0.0, 100.0, 0.0), id="to-near-the-epoch: from stays >= 0"),
+        ],
+    )
+    def test_missing_bounds_default_as_the_http_api_does(
+        self, fields: tuple[float | None, float | None, float | None], expected: tuple[float, float, float]
+    ) -> None:
+        """A range with a bound left out covers what GET .../history would: the hour up to now, finest step."""
+        assert resolve_range(*fields, wall=9000.0) == expected
+
+    def test_the_budget_is_ten_in_a_row_then_two_a_second(self) -> None:
+        """Ten ranged requests go at once, the eleventh half a second later, by the clock passed in."""
+        clock = FakeClock()
+        budget = RangeRequests(clock())
+        assert [budget.take(clock()) for _ in range(11)] == [True] * 10 + [False]
+        assert budget.wait_s(clock()) == pytest.approx(0.5)
+        clock.advance(0.5)
+        assert budget.take(clock())
