@@ -58,6 +58,22 @@ TABLE_EVERY_S: Final = 2.0
 WATCH_EVERY_S: Final = 0.2  # how often children are checked: a dead collector is noticed within this
 # Signals that mean "the user (or the system) ended it": SIGINT, SIGTERM, SIGHUP.
 _ENDING_SIGNALS: Final = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+# Options passed on as given: without one, the program keeps its own default, named here for --help.
+_PASSED_ON: Final = (
+    (
+        "--data-dir",
+        "DIR",
+        "the collector's store: the fleet and its history (default, the collector's: /var/lib/nodewatch as root, "
+        "else $XDG_STATE_HOME/nodewatch or ~/.local/state/nodewatch)",
+    ),
+    (
+        "--state-dir",
+        "DIR",
+        "the agent's node key (default, the agent's: $STATE_DIRECTORY, else /var/lib/nodewatch-agent as root, "
+        "~/.local/state/nodewatch-agent as a user)",
+    ),
+    ("--node-id", "ID", "this machine's node id (default, the agent's: the hostname)"),
+)
 # The collector's exit status for a data dir it cannot use: locked, unwritable, corrupt or foreign.
 EXIT_DATA_DIR: Final = 2
 
@@ -93,20 +109,9 @@ def _parse(argv: Sequence[str] | None) -> UpConfig:
     parser.add_argument("--simulate", type=int, default=0, help="also run N simulated agents (default 0)")
     parser.add_argument("--headless", action="store_true", help="print a table instead of opening the viewer")
     parser.add_argument("-v", "--verbose", action="store_true", help="let the programs log at INFO")
-    parser.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        help="the collector's store: the fleet and its history (default, the collector's: /var/lib/nodewatch as "
-        "root, else $XDG_STATE_HOME/nodewatch or ~/.local/state/nodewatch)",
-    )
     parser.add_argument("--ephemeral", action="store_true", help="the collector keeps nothing on disk")
-    parser.add_argument(
-        "--state-dir",
-        metavar="DIR",
-        help="the agent's node key (default, the agent's: $STATE_DIRECTORY, else /var/lib/nodewatch-agent as root, "
-        "~/.local/state/nodewatch-agent as a user)",
-    )
-    parser.add_argument("--node-id", metavar="ID", help="this machine's node id (default, the agent's: the hostname)")
+    for flag, metavar, help_text in _PASSED_ON:
+        parser.add_argument(flag, metavar=metavar, help=help_text)
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port: expected 0-65535, got {args.port}")

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from nodewatch.children import wait_for_collector
+from nodewatch.children import RestartBackoff, Supervisor, wait_for_collector
 from nodewatch.cli import main
-from nodewatch.up import RestartBackoff, Supervisor, format_table, has_display, viewer_ends_run
+from nodewatch.up import format_table, has_display, viewer_ends_run
 from nodewatch.up import main as up_main
 from shared.messages import Heartbeat, NodeEntry, NodeStatus
 
