@@ -82,7 +82,7 @@ class CollectorRuntime:
                 history_max_points=config.history_max_points,
             )
         self.cache = cache
-        self.store: DurableStore | None = None  # set by create_app when config.data_dir is set
+        self._store: DurableStore | None = None
         self.decoder = FrameDecoder(INGEST_LIMITS)  # shared by every ingest session: one packer, not one each
         self.stats = CollectorStats()
         self.details = SlowDetails()  # each node's last slow-tier heartbeat, for /metrics
@@ -106,7 +106,7 @@ class CollectorRuntime:
         )
         self.alerts.restore()  # before ingest opens: firing alerts stay firing, nobody is told twice
         self.agent_tokens = [t.encode() for t in config.agent_tokens]
-        # Node keys (TOFU) and the hello budgets; key records live in memory until the store keeps them.
+        # Node keys (TOFU) and the hello budgets; with a store, the key records persist in its data dir.
         self.hello_gate = HelloGate(logger=log)
         # Unauthenticated sockets per peer address, for the CLI's AdmissionSite (collector.admission).
         self.peer_gate = PeerGate()
@@ -116,6 +116,18 @@ class CollectorRuntime:
         self._liveness_target = math.inf
         self._busy_refused = 0  # connection-limit 503s since the last warning about them
         self._busy_logged_at = -math.inf
+
+    @property
+    def store(self) -> DurableStore | None:
+        """The durable store, set by ``create_app`` when ``config.data_dir`` is set; None keeps all in memory."""
+        return self._store
+
+    @store.setter
+    def store(self, store: DurableStore | None) -> None:
+        """Setting the store loads the node keys it read, before any hello can arrive, and saves them from then on."""
+        self._store = store
+        if store is not None:
+            store.keys.track(self.hello_gate.identity)
 
     def next_conn(self) -> int:
         """A fresh id for an ingest connection (the cache knows connections by these)."""
@@ -195,6 +207,7 @@ class CollectorRuntime:
         refreshed = self.clock()
         while True:
             await asyncio.sleep(STORE_TICK_S)
+            await store.keys.save()  # at most one save a tick: a burst of first uses is one write
             for conn in store.resync_conns():
                 self.drop_agent(conn, "the store can take its backlog again; it reconnects and replays")
             now = self.clock()

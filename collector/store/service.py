@@ -12,6 +12,9 @@ What the ingest shell calls per connection is ``StorePort`` (``collector.store.p
 this object holds what they share: the writer, the ack gate (``StoreLink``), and
 the registry rows built from cache records (``row_of``).
 
+It also holds the node keys' file (``keys``, ``collector.store.keystore``): read at open
+(a damaged file refuses to start, naming it) and saved once more at ``close``.
+
 Not here: SQL (``sqlite_engine``), ack rules (``durability``), sockets.
 """
 
@@ -38,6 +41,7 @@ from collector.store.link import StoreLink
 from collector.store.model import Durable, NodeRow, RangeResult, RawPoints
 from collector.store.sqlite_engine import SqliteEngine
 from collector.store.writer import StoreWriter
+from collector.store.keystore import KeyStore
 from collector.wire import pack
 from shared.messages import Heartbeat, NodeFacts, NodeState
 
@@ -172,6 +176,8 @@ class DurableStore:
         self.restored = 0
         self._restored_seq: dict[str, int] = {}
         self.recent_loaded = False  # set once fill_rings is done
+        # The node key records, in node_keys.json next to the database (collector.store.keystore).
+        self.keys = KeyStore(engine.path.parent)
 
     @classmethod
     def open(cls, config: CollectorConfig, cache: NodeCache, clock: Clock, wall: Clock) -> DurableStore:
@@ -181,6 +187,7 @@ class DurableStore:
         engine = SqliteEngine(config.data_dir, sync=config.store_sync)
         try:
             store = cls(engine, cache, config, clock, wall)
+            store.keys.read()
             store.restore()
         except BaseException:
             engine.close()
@@ -233,7 +240,8 @@ class DurableStore:
         self.writer.start()
 
     async def close(self) -> None:
-        """Commit what is queued, stop the thread and close the database, off the event loop."""
+        """Save the node keys, commit what is queued, stop the thread and close the database, off the event loop."""
+        await self.keys.save()
         await asyncio.to_thread(self.writer.close)
 
     def _on_durable(self, durables: list[Durable]) -> None:

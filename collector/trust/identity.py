@@ -105,7 +105,16 @@ IdentityDecision = Accept | Refusal
 class IdentityTable:
     """Every node id's key fingerprint, and the TOFU rules above; one per collector."""
 
-    __slots__ = ("_gate", "_log", "_records", "max_records", "refusals", "require_keys", "rotation_window_s")
+    __slots__ = (
+        "_gate",
+        "_log",
+        "_records",
+        "max_records",
+        "refusals",
+        "require_keys",
+        "revision",
+        "rotation_window_s",
+    )
 
     def __init__(
         self,
@@ -120,6 +129,8 @@ class IdentityTable:
         self.require_keys = require_keys
         self.rotation_window_s = rotation_window_s
         self._records: dict[str, KeyRecord] = {}
+        # Bumped by every change to a record: the store saves the table when it moved (debounced).
+        self.revision = 0
         self._log = logger if logger is not None else logging.getLogger("nodewatch.collector.trust")
         self._gate = log_gate if log_gate is not None else LogGate()
         # Refused hellos by reason, for /metrics (nodewatch_identity_refusals_total{reason}).
@@ -139,6 +150,7 @@ class IdentityTable:
     def load(self, records: Iterable[KeyRecord]) -> None:
         """Replace the table with ``records``, as the store read them back at start."""
         self._records = {r.node_id: r for r in records}
+        self.revision += 1
 
     def check(self, node_id: str, credential: str | None, *, peer: str, now: float, wall: float) -> IdentityDecision:
         """The identity verdict on a hello for ``node_id`` carrying ``credential`` (None: no key sent)."""
@@ -154,11 +166,11 @@ class IdentityTable:
             return self._first_use(node_id, presented, peer=peer, wall=wall)
         if hmac.compare_digest(record.fingerprint, presented):
             updated = replace(record, last_seen_at=wall)
-            self._records[node_id] = updated
+            self._put(updated)
             return Accept(AcceptKind.KNOWN, verified=True, record=updated)
         if record.rotate_until_at is not None and wall <= record.rotate_until_at:
             rotated = replace(record, fingerprint=presented, last_seen_at=wall, rotate_until_at=None, mismatches=0)
-            self._records[node_id] = rotated
+            self._put(rotated)
             self._log.warning(
                 "node %r: key rotated by operator request, now %s (was %s), from %r",
                 node_id,
@@ -171,7 +183,10 @@ class IdentityTable:
 
     def forget(self, node_id: str) -> bool:
         """Drop the node id's record, so the next key is trusted on first use; False if there was none."""
-        return self._records.pop(node_id, None) is not None
+        if self._records.pop(node_id, None) is None:
+            return False
+        self.revision += 1
+        return True
 
     def rotate(self, node_id: str, wall: float) -> KeyRecord | None:
         """Accept the next different key for ``node_id`` once, until ``wall + rotation_window_s``.
@@ -183,7 +198,7 @@ class IdentityTable:
         if record is None:
             return None
         pending = replace(record, rotate_until_at=wall + self.rotation_window_s)
-        self._records[node_id] = pending
+        self._put(pending)
         return pending
 
     def pin(self, node_id: str, fingerprint_text: str, wall: float) -> KeyRecord:
@@ -199,23 +214,27 @@ class IdentityTable:
             record = KeyRecord(node_id, fingerprint_text, first_seen_at=wall, last_seen_at=wall)
         else:
             record = replace(old, fingerprint=fingerprint_text, rotate_until_at=None, mismatches=0)
-        self._records[node_id] = record
+        self._put(record)
         was = None if old is None else old.fingerprint
         self._log.warning("node %r: key pinned by operator to %s (was %s)", node_id, fingerprint_text, was)
         return record
+
+    def _put(self, record: KeyRecord) -> None:
+        self._records[record.node_id] = record
+        self.revision += 1
 
     def _first_use(self, node_id: str, presented: str, *, peer: str, wall: float) -> IdentityDecision:
         if len(self._records) >= self.max_records:
             detail = f"expected at most {self.max_records} node keys, this collector already holds {len(self._records)}"
             return self._count(Refusal(TrustReason.CAPACITY_REACHED, detail))
         record = KeyRecord(node_id=node_id, fingerprint=presented, first_seen_at=wall, last_seen_at=wall)
-        self._records[node_id] = record
+        self._put(record)
         self._log.info("node %r: first use of key %s, from %r", node_id, presented, peer)
         return Accept(AcceptKind.FIRST_USE, verified=True, record=record)
 
     def _refuse_mismatch(self, record: KeyRecord, presented: str, *, peer: str, now: float) -> Refusal:
         node_id = record.node_id
-        self._records[node_id] = replace(record, mismatches=record.mismatches + 1, rotate_until_at=None)
+        self._put(replace(record, mismatches=record.mismatches + 1, rotate_until_at=None))
         warn_limited(
             self._log,
             self._gate,
@@ -233,7 +252,7 @@ class IdentityTable:
 
     def _refuse_keyless(self, node_id: str, record: KeyRecord | None, *, peer: str, now: float) -> Refusal:
         if record is not None:
-            self._records[node_id] = replace(record, mismatches=record.mismatches + 1)
+            self._put(replace(record, mismatches=record.mismatches + 1))
         why = "the node id is bound to a key" if record is not None else "this collector requires node keys"
         msg = "node %r: refused a hello without a node key from %r: %s"
         warn_limited(self._log, self._gate, node_id, now, msg, node_id, peer, why)

@@ -7,26 +7,14 @@ was merely told 4409 while the first was online, and won the id the moment the f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.support.processes import ProcessGroup, node, wait_until
 
 NODE = "web-01"
-
-
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[ProcessGroup]:
-    """A process group under ``tmp_path`` whose processes are all killed at the end."""
-    procs = ProcessGroup(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.close()
 
 
 async def status(session: aiohttp.ClientSession, base: str) -> dict[str, Any]:
