@@ -5,8 +5,9 @@ offline after 10 -> forgotten after ``forget_after_s``) by a monotonic ``now``
 passed in by the caller, keeps each node's latest sample and history ring,
 and tells the caller what changed so it can fan the change out.
 
-Not here: sockets, tasks, sleeping, and rendering records as wire maps or
-frames (``collector.wire``). The shell calls ``expire(now)`` when
+Not here: the record itself and the liveness thresholds (``collector.node_record``),
+sockets, tasks, sleeping, and rendering records as wire maps or frames
+(``collector.wire``). The shell calls ``expire(now)`` when
 ``next_due()`` says a transition is due.
 """
 
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
-from dataclasses import dataclass, field
 
 from collector.changes import (
     REMOVED_BIT,
@@ -27,13 +26,32 @@ from collector.changes import (
     HelloResult,
 )
 from collector.history import HistoryRing, point_values
+from collector.node_record import (
+    OFFLINE_AFTER_INTERVALS,
+    REASON_AGENT_CLOSED,
+    REASON_HEARTBEAT,
+    REASON_HELLO,
+    REASON_NO_HEARTBEAT,
+    SKEW_WINDOW,
+    STALE_AFTER_INTERVALS,
+    STATES,
+    NodeRecord,
+    stored_sample,
+)
 from collector.trust.sanity import MAX_FUTURE_S, check_sampled_at
-from shared.codec import INGEST_LIMITS, decode
 from shared.errors import ErrorReason, ProtocolError
-from shared.messages import Heartbeat, Hello, NodeFacts, NodeState
+from shared.messages import Heartbeat, Hello, NodeState
 
-__all__ = [  # the change vocabulary lives in collector.changes; callers may import it from here too
+__all__ = [  # the change vocabulary (collector.changes) and the record (collector.node_record) import from here too
+    "OFFLINE_AFTER_INTERVALS",
+    "REASON_AGENT_CLOSED",
+    "REASON_HEARTBEAT",
+    "REASON_HELLO",
+    "REASON_NO_HEARTBEAT",
     "REMOVED_BIT",
+    "SKEW_WINDOW",
+    "STALE_AFTER_INTERVALS",
+    "STATES",
     "Change",
     "ChangeKind",
     "ExpireResult",
@@ -41,88 +59,8 @@ __all__ = [  # the change vocabulary lives in collector.changes; callers may imp
     "HelloResult",
     "NodeCache",
     "NodeRecord",
+    "stored_sample",
 ]
-
-# docs/protocol.md: stale after 3 missed intervals, offline after 10.
-STALE_AFTER_INTERVALS = 3
-OFFLINE_AFTER_INTERVALS = 10
-# Clock skew is the max of (agent time - collector time) over this many recent
-# readings: network delay and replayed samples only make a reading smaller,
-# so the max is the best estimate (the same idea as NTP's minimum-delay filter).
-SKEW_WINDOW = 8
-STATES: tuple[NodeState, ...] = ("online", "stale", "offline")
-
-# Reasons shown in NodeStatus.reason.
-REASON_HELLO = "hello"
-REASON_HEARTBEAT = "heartbeat_resumed"
-REASON_NO_HEARTBEAT = "no_heartbeat"
-REASON_AGENT_CLOSED = "agent_closed"
-
-
-def stored_sample(frame: bytes | None, model: Heartbeat | None) -> Heartbeat | None:
-    """The sample a node record keeps as ``frame`` (validated on arrival) or, lacking one, as ``model``.
-
-    Pure: safe to call off the event loop on values read from a record.
-    """
-    if model is not None:
-        return model
-    if frame is None:
-        return None
-    sample = decode(frame, INGEST_LIMITS)
-    if not isinstance(sample, Heartbeat):  # pragma: no cover - only validated heartbeat frames are kept
-        raise TypeError(f"expected a heartbeat frame, got {sample.type!r}")
-    return sample
-
-
-@dataclass(slots=True)
-class NodeRecord:
-    """Everything the collector knows about one node."""
-
-    node_id: str
-    facts: NodeFacts
-    instance_id: str
-    interval_s: float
-    history: HistoryRing
-    state: NodeState
-    state_since_at: float
-    reason: str | None
-    last_heard: float  # monotonic time of the last hello or heartbeat
-    last_seen_at: float | None = None
-    last_seq: int = 0
-    dropped_samples: int = 0
-    missing_samples: int = 0
-    duplicates: int = 0
-    # The latest sample is kept as the validated frame it arrived in (bytes: the garbage collector never
-    # scans them), forwarded as is to subscribers, and decoded again only when asked (``last_sample``).
-    # Keeping each node's Heartbeat model instead kept ~8 GC-tracked objects per node alive for about a
-    # second, long enough to be promoted: collections of 100-290 ms at 10,000 nodes (bench/e2e.py).
-    last_sample_frame: bytes | None = None
-    last_sample_model: Heartbeat | None = None  # only for a heartbeat applied without its frame
-    last_sample_at: float | None = None
-    facts_frame: bytes | None = None  # ``facts`` packed, built on first use after each change of facts
-    conn: int | None = None  # the shell's id of the connection that holds this node
-    offline_since: float | None = None  # monotonic
-    heap_due: float | None = None  # the due time of this node's one live heap entry
-    skews_s: deque[float] = field(default_factory=lambda: deque(maxlen=SKEW_WINDOW))
-
-    def due(self, forget_after_s: float) -> float:
-        """The monotonic time of this node's next liveness transition."""
-        if self.state == "online":
-            return self.last_heard + STALE_AFTER_INTERVALS * self.interval_s
-        if self.state == "stale":
-            return self.last_heard + OFFLINE_AFTER_INTERVALS * self.interval_s
-        since = self.last_heard if self.offline_since is None else self.offline_since
-        return since + forget_after_s
-
-    @property
-    def clock_skew_s(self) -> float | None:
-        """Agent wall clock minus ours: the max of the recent readings (see SKEW_WINDOW), None before one."""
-        return max(self.skews_s) if self.skews_s else None
-
-    @property
-    def last_sample(self) -> Heartbeat | None:
-        """The newest sample by seq of the current instance, or None before the first heartbeat."""
-        return stored_sample(self.last_sample_frame, self.last_sample_model)
 
 
 class NodeCache:

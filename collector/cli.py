@@ -2,20 +2,18 @@
 
 This is the only collector module that reads the environment, files named on
 the command line, or installs signal handlers and logging. It holds no
-protocol logic (``collector.app``, ``collector.cache``).
+protocol logic (``collector.app``, ``collector.cache``); the process's startup
+chores (open-files and admission limits, GC tuning, the listen banner) are
+``collector.startup``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
-import gc
-import ipaddress
 import logging
 import os
-import resource
 import signal
 import ssl
 import sys
@@ -30,8 +28,30 @@ from collector.alerts.routes import AlertsConfig, load_alerts_config, parse_aler
 from collector.alerts.settings import AlertConfigError
 from collector.app import RUNTIME_KEY, create_app
 from collector.config import DEFAULT_FORGET_AFTER_S, DEFAULT_HOST, DEFAULT_MAX_NODES, DEFAULT_PORT, CollectorConfig
+from collector.startup import (
+    FD_HEADROOM,
+    GC_THRESHOLDS,
+    announce,
+    connection_limit,
+    is_loopback,
+    raise_nofile_limit,
+    tune_gc,
+)
 from collector.store.datadir import default_data_dir
 from collector.store.model import StoreOpenError
+
+__all__ = [  # the startup chores moved to collector.startup; they stay importable from here
+    "FD_HEADROOM",
+    "GC_THRESHOLDS",
+    "build_parser",
+    "config_from_args",
+    "connection_limit",
+    "is_loopback",
+    "main",
+    "raise_nofile_limit",
+    "serve",
+    "tune_gc",
+]
 
 log = logging.getLogger("nodewatch.collector")
 
@@ -40,15 +60,6 @@ ENV_VIEWER_TOKENS = "NODEWATCH_VIEWER_TOKENS"
 ENV_ADMIN_TOKENS = "NODEWATCH_ADMIN_TOKENS"
 # SIGTERM must end the process within 2 s; cleanup gets this long, then asyncio.run cancels what is left.
 CLEANUP_DEADLINE_S = 1.8
-# Garbage-collector thresholds (CPython's default is 700, 10, 10). In steady state almost every
-# allocation is freed by reference counting (a heartbeat replaces the node's previous one), so the
-# net allocation count that triggers a young collection barely moves. At 700 a young pass ran every
-# few milliseconds, promoted each node's ~1 s old sample, and so set off full collections over every
-# connection's objects: 100-200 ms event-loop stalls at 3,000 nodes (bench/e2e.py, gc.callbacks).
-# At 20,000 steady-state collections over 3 ms vanished; the connect storm still has some.
-GC_THRESHOLDS = (20_000, 10, 10)
-# File descriptors besides agent sockets: listeners, subscribers, HTTP clients, logs.
-FD_HEADROOM = 64
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,16 +138,6 @@ def parse_bind(parser: argparse.ArgumentParser, bind: str) -> tuple[str, int]:
     if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         parser.error(f"--bind: expected HOST:PORT with a port 0-65535, got {bind!r}")
     return host, int(port_text)
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback IP literals; any other name counts as reachable from the network."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def read_tokens(
@@ -273,25 +274,7 @@ async def serve(
         print(f"nodewatch collector: error: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1
     tune_gc()
-    scheme = "https" if context is not None else "http"
-    port = runner.addresses[0][1] if runner.addresses else config.port
-    shown_host = "127.0.0.1" if config.host in {"0.0.0.0", "::", ""} else config.host  # noqa: S104 - comparing, not binding
-    if ":" in shown_host:
-        shown_host = f"[{shown_host}]"
-    url = f"{scheme}://{shown_host}:{port}"
-    if config.host in {"0.0.0.0", "::", ""}:  # noqa: S104 - comparing, not binding
-        bound = f"{scheme}://{'[::]' if config.host == '::' else '0.0.0.0'}:{port}"  # noqa: S104 - shown, not bound
-        print(f"nodewatch collector listening on {bound}, every interface (this machine: {url})", flush=True)
-    else:
-        print(f"nodewatch collector listening on {url} (health: {url}/api/v1/health)", flush=True)
-    if config.insecure and not is_loopback(config.host):
-        print(
-            f"nodewatch collector: warning: --insecure on {config.host or '0.0.0.0'}:{port}: "  # noqa: S104
-            "agents and viewers reach this port without a token"
-            + ("" if context is not None else ", and in clear text (no --tls-cert)"),
-            file=sys.stderr,
-            flush=True,
-        )
+    announce(config, context is not None, runner.addresses[0][1] if runner.addresses else config.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -306,65 +289,6 @@ async def serve(
         except TimeoutError:
             log.warning("shutdown took over %g s; exiting anyway", CLEANUP_DEADLINE_S)
     return 0
-
-
-def raise_nofile_limit(max_nodes: int) -> int:
-    """Raise the open-files soft limit to the hard limit (each agent holds a socket); warn if still short.
-
-    Many systems start processes with a soft limit of 1,024, which would refuse agents long
-    before ``--max-nodes``: accept() fails with EMFILE and asyncio logs a traceback per try.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft != resource.RLIM_INFINITY and soft < max_nodes + FD_HEADROOM:
-        log.warning(
-            "open-files limit is %d, below --max-nodes %d + %d: agents beyond it will be refused at accept()",
-            soft,
-            max_nodes,
-            FD_HEADROOM,
-        )
-    return soft
-
-
-def connection_limit(config: CollectorConfig, open_files: int) -> int:
-    """Open connections past which new ingest requests get a 503: --max-nodes plus a margin, within the fd limit.
-
-    Past the open-files limit accept() fails with EMFILE, and asyncio retries and logs a traceback per
-    try, which starves the loop (seen at 20,000 nodes against a hard limit of 20,000). Below it, an
-    agent too many is accepted, answered 503 with Retry-After, and closed: the collector stays healthy.
-    asyncio accepts up to ``backlog`` sockets in one go before any of them is counted, hence that room.
-    """
-    wanted = config.max_nodes + config.connection_margin
-    if open_files == resource.RLIM_INFINITY:
-        return wanted
-    # The backlog's room is at most a quarter of the fds: a low limit must not leave room for one agent.
-    limit = max(1, min(wanted, open_files - FD_HEADROOM - min(config.backlog, open_files // 4)))
-    if limit < wanted:
-        log.warning(
-            "admission limit is %d ingest connections (open-files limit %d, minus %d spare and %d for the "
-            "accept backlog), below --max-nodes %d + %d: raise the hard limit (LimitNOFILE=) to admit them all",
-            limit,
-            open_files,
-            FD_HEADROOM,
-            min(config.backlog, open_files // 4),
-            config.max_nodes,
-            config.connection_margin,
-        )
-    return limit
-
-
-def tune_gc() -> None:
-    """Freeze what startup allocated (modules, classes, the app) and raise the young-generation threshold.
-
-    Frozen objects are never traversed again, so every later collection is shorter; they are
-    still freed by reference counting. See GC_THRESHOLDS for why the threshold is raised.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
