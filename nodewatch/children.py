@@ -74,11 +74,15 @@ class StderrRelay:
         self._out.write(line)
         self._out.flush()
 
+    def held_lines(self) -> list[str]:
+        """The lines held back so far."""
+        with self._lock:
+            return list(self._held or [])
+
     def drain(self, timeout_s: float = STOP_TIMEOUT_S) -> list[str]:
         """Wait for the child's stderr to end (it exited) and return the lines still held back."""
         self._thread.join(timeout_s)
-        with self._lock:
-            return list(self._held or [])
+        return self.held_lines()
 
     @property
     def alive(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from nodewatch.children import RestartBackoff, Supervisor, wait_for_collector
+from nodewatch.children import RestartBackoff, StderrRelay, Supervisor, wait_for_collector
 from nodewatch.cli import main
 from nodewatch.up import format_table, has_display, viewer_ends_run
 from nodewatch.up import main as up_main
@@ -321,6 +322,29 @@ class TestWaitForCollector:
             finally:
                 server.kill()
         assert (start.up, start.degraded) == (up, degraded)
+
+    def test_a_childs_stderr_is_held_until_released_then_passed_through(self) -> None:
+        """Until the collector is up its stderr is held (so ``up`` can quote it); after that every line shows."""
+        out = io.StringIO()
+        # The child says "late" only once told to (a line on stdin): no race with release().
+        script = "import sys; print('early', file=sys.stderr, flush=True); sys.stdin.readline(); "
+        script += "print('late', file=sys.stderr)"
+        argv = [sys.executable, "-c", script]
+        with subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+            assert child.stderr is not None
+            assert child.stdin is not None
+            relay = StderrRelay(child.stderr, out, hold=True)
+            deadline = time.monotonic() + 10
+            while not relay.held_lines() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert out.getvalue() == ""
+            relay.release()
+            assert out.getvalue() == "early\n"
+            child.stdin.write(b"go\n")
+            child.stdin.close()
+            child.wait(timeout=10)
+            assert relay.drain() == []
+        assert out.getvalue() == "early\nlate\n"
 
     def test_ephemeral_and_data_dir_together_are_refused(self, capsys: pytest.CaptureFixture[str]) -> None:
         """``up --ephemeral --data-dir D`` names both settings and exits 2 before starting anything."""
