@@ -37,11 +37,11 @@ from collector.config import CollectorConfig
 from collector.history import SERIES, HistoryRing
 from collector.store.codec import values_of
 from collector.store.durability import AckGate, StoreHealth
+from collector.store.keystore import KeyStore
 from collector.store.link import StoreLink
 from collector.store.model import Durable, NodeRow, RangeResult, RawPoints
 from collector.store.sqlite_engine import SqliteEngine
 from collector.store.writer import StoreWriter
-from collector.store.keystore import KeyStore
 from collector.wire import pack
 from shared.messages import Heartbeat, NodeFacts, NodeState
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from collector.store.keystore import KEYS_NAME, KeyStore
 from collector.store.model import StoreCorruptError
 from collector.trust.identity import IdentityTable, fingerprint
-from collector.store.keystore import KEYS_NAME, KeyStore
 
 CREDENTIAL = "ab" * 32
 WALL = 1_700_000_000.0
