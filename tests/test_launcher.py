@@ -146,8 +146,8 @@ _WHEEL_PACKAGES = ("agent", "collector", "nodewatch", "shared", "viewer")
 class UpRun:
     """``nodewatch up`` in its own session, its output in a file, stopped (SIGINT to the group) at the end.
 
-    Its data and the agent's key live under ``tmp_path``, never in the system dirs: ``store`` replaces
-    ``--data-dir tmp_path/data`` (e.g. with ``--ephemeral``).
+    Its data and the agent's key live under ``tmp_path``, never in the system dirs: ``places`` replaces
+    ``--data-dir tmp_path/data --state-dir tmp_path/NAME-agent-state`` (e.g. with ``--ephemeral``).
     """
 
     def __init__(
@@ -156,15 +156,15 @@ class UpRun:
         *args: str,
         env: dict[str, str] | None = None,
         cwd: Path = REPO,
-        store: Sequence[str] | None = None,
+        places: Sequence[str] | None = None,
         name: str = "up",
     ) -> None:
         self.port = _free_port()
         self.out_path = tmp_path / f"{name}.out"
         environ = {k: v for k, v in os.environ.items() if k not in _NO_DISPLAY}
         environ.update(env or {})
-        store = ("--data-dir", str(tmp_path / "data")) if store is None else store
-        places = (*store, "--state-dir", str(tmp_path / f"{name}-agent-state"))
+        if places is None:
+            places = ("--data-dir", str(tmp_path / "data"), "--state-dir", str(tmp_path / f"{name}-agent-state"))
         with self.out_path.open("wb") as out:
             self.proc = subprocess.Popen(
                 [
@@ -362,14 +362,30 @@ def _nodes(port: int) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.slow
 class TestUpKeepsItsData:
-    @pytest.mark.parametrize(("store", "shown"), [(None, "data"), (("--ephemeral",), "in memory")])
-    def test_up_says_where_the_data_lives(self, tmp_path: Path, store: Sequence[str] | None, shown: str) -> None:
+    @pytest.mark.parametrize(("places", "shown"), [(None, "data"), (("--ephemeral",), "in memory")])
+    def test_up_says_where_the_data_lives(self, tmp_path: Path, places: Sequence[str] | None, shown: str) -> None:
         """On start, ``up`` prints the collector's data dir, or that the data is in memory only."""
-        run = UpRun(tmp_path, store=store)
+        if places is not None:
+            places = (*places, "--state-dir", str(tmp_path / "agent-state"))
+        run = UpRun(tmp_path, places=places)
         try:
             run.wait_for(lambda text: "nodewatch up: data: " in text)
             expected = str(tmp_path / "data") if shown == "data" else shown
             assert f"nodewatch up: data: {expected}\n" in run.text
+        finally:
+            assert run.stop() == 0
+
+    @pytest.mark.skipif(os.geteuid() == 0, reason="as root the default is /var/lib/nodewatch, which tests never touch")
+    def test_make_run_keeps_its_data_in_the_users_state_dir(self, tmp_path: Path) -> None:
+        """Without --data-dir (as ``make run``) a user's data goes to $XDG_STATE_HOME/nodewatch, as up says."""
+        state = tmp_path / "state"
+        env = {"XDG_STATE_HOME": str(state), "HOME": str(tmp_path / "home"), "STATE_DIRECTORY": ""}
+        run = UpRun(tmp_path, places=(), env=env)
+        try:
+            run.wait_for(shows_online(socket.gethostname()))
+            assert f"nodewatch up: data: {state / 'nodewatch'}\n" in run.text
+            assert (state / "nodewatch" / "collector.lock").exists()
+            assert (tmp_path / "home" / ".local" / "state" / "nodewatch-agent").is_dir()
         finally:
             assert run.stop() == 0
 
