@@ -12,17 +12,20 @@ and how records become JSON (``collector.wire``).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hmac
+import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from collector import wire
-from collector.cache import STATES
+from collector.cache import STATES, stored_sample
 from collector.changes import ChangeKind
 from collector.metrics import render_metrics, take_snapshot
 from collector.runtime import CollectorRuntime
@@ -31,16 +34,22 @@ from collector.store.codec import Columns
 from collector.store.policy import MAX_POINTS
 from shared import __version__
 from shared.limits import HEALTH_PATH, INGEST_PATH, METRICS_PATH, NODES_PATH, PROTOCOL_VERSION, SUBSCRIBE_PATH
-from shared.messages import NodeState
+from shared.messages import Heartbeat, NodeFacts, NodeState
 
 log = logging.getLogger("nodewatch.collector")
 
 # A history request without from= covers the last hour.
 DEFAULT_HISTORY_S = 3600.0
+# Nodes per page of /api/v1/nodes?limit=: at the worst legal heartbeat (~60 KiB of JSON a node,
+# issue 13 finding 6) a page is ~60 MiB, rendered in a worker thread; a client pages on with after=.
+MAX_PAGE_NODES = 1000
+
+# What /api/v1/nodes takes of one record on the event loop: its status map, facts, and last sample.
+NodeRow = tuple[dict[str, Any], NodeFacts, bytes | None, Heartbeat | None]
 
 ENDPOINTS = (
     f"GET {HEALTH_PATH}",
-    f"GET {NODES_PATH}[?state=online|stale|offline]",
+    f"GET {NODES_PATH}[?state=online|stale|offline][&limit=N&after=NODE_ID]",
     f"GET {NODES_PATH}/{{node_id}}",
     f"GET {NODES_PATH}/{{node_id}}/history[?from=&to=&step=]",
     f"GET {INGEST_PATH} (websocket, agents)",
@@ -110,6 +119,38 @@ async def upgrade(
         log.debug("%r: the peer left before the websocket handshake finished", request.remote)
         return web.Response(status=400)
     return ws
+
+
+def node_page(query: Mapping[str, str]) -> tuple[int | None, str | None]:
+    """``limit`` (1 to ``MAX_PAGE_NODES``; absent: every node) and ``after`` (a node id; absent: from the start).
+
+    Raises ValueError naming the parameter and what it accepts.
+    """
+    text = query.get("limit")
+    limit = None
+    if text is not None:
+        if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE_NODES:
+            raise ValueError(f"expected limit=1..{MAX_PAGE_NODES}, got {text[:40]!r}")
+        limit = int(text)
+    return limit, query.get("after")
+
+
+def nodes_json(wall: float, rows: Sequence[NodeRow], next_after: str | None) -> bytes:
+    """The body of ``GET /api/v1/nodes``: each row as the JSON of a ``NodeEntry`` without history.
+
+    Pure over values the loop copied out (frozen models, bytes, a fresh status map): safe in a thread.
+    """
+    nodes = []
+    for status, facts, frame, model in rows:
+        item: dict[str, Any] = {"status": status, "facts": facts.model_dump(mode="json", exclude_none=True)}
+        sample = stored_sample(frame, model)
+        if sample is not None:
+            item["last_sample"] = sample.model_dump(mode="json", exclude_none=True)
+        nodes.append(item)
+    body: dict[str, Any] = {"server_time_at": wall, "nodes": nodes}
+    if next_after is not None:
+        body["next_after"] = next_after
+    return json.dumps(body).encode()
 
 
 def history_range(query: Mapping[str, str], wall: float) -> tuple[float, float, float]:
@@ -196,9 +237,18 @@ class HttpApi:
         state: NodeState | None = next((s for s in STATES if s == wanted), None)
         if wanted is not None and state is None:
             return json_error(400, "bad_request", f"expected state=online|stale|offline, got {wanted[:40]!r}")
-        kind = ChangeKind.FACTS | ChangeKind.SAMPLE
-        entries = [wire.entry(r, kind).model_dump(mode="json", exclude_none=True) for r in runtime.cache.nodes(state)]
-        return web.json_response({"server_time_at": runtime.wall_clock(), "nodes": entries})
+        try:
+            limit, after = node_page(request.query)
+        except ValueError as exc:
+            return json_error(400, "bad_request", str(exc))
+        records = runtime.cache.nodes(state)  # sorted by node id
+        start = 0 if after is None else bisect.bisect_right(records, after, key=lambda r: r.node_id)
+        end = len(records) if limit is None else min(len(records), start + limit)
+        next_after = records[end - 1].node_id if end < len(records) else None
+        # On the loop only what a record holds (~1 us a node); decoding and JSON run in a thread.
+        rows = [(wire.status_wire(r), r.facts, r.last_sample_frame, r.last_sample_model) for r in records[start:end]]
+        body = await asyncio.to_thread(nodes_json, runtime.wall_clock(), rows, next_after)
+        return web.Response(body=body, content_type="application/json")
 
     async def node(self, request: web.Request) -> web.Response:
         """``GET /api/v1/nodes/{node_id}``: one node with its full history."""
