@@ -2,7 +2,9 @@
 
 The shell receives frames and feeds them to the session, executes the actions
 it returns (send, close, drop, wake me at t), and arms the one timer the
-session asks for on the app's ``Scheduler``. Every protocol rule lives in
+session asks for on the app's ``Scheduler``. Websocket pings reach the loop too
+(aiohttp's autoping is off): the session's ping budget sees each one, and only
+those under it get a pong (issue 13, finding 16b). Every protocol rule lives in
 ``collector.ingest_session``; the samples go to the ``NodeCache`` through a
 ``CachePort`` whose observer is the ``CollectorRuntime``.
 

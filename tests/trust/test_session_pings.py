@@ -67,7 +67,7 @@ class TestRealCollector:
                 elif msg.type is not WSMsgType.BINARY:  # the Error frame precedes the close
                     closed = (msg.type, msg.data, msg.extra)
         assert closed == (WSMsgType.CLOSE, 4430, "rate_exceeded")
-        assert pongs == 10  # the burst the budget allows was answered, nothing past it
+        assert 10 <= pongs < 20  # the burst the budget allows (plus what 1/s refills meanwhile), never all 100
         ack = await send_heartbeat(honest, heartbeat(1))
         assert ack.seq == 1
         await honest.close()
