@@ -126,6 +126,7 @@ class Chart:
         if link_to is not None:
             self.plot.setXLink(link_to.plot)
         self._shades: list[pg.LinearRegionItem] = []
+        self._spans: list[tuple[float, float]] = []
         self._percent = percent
         self._rate = rate
         self._leads_time = link_to is None  # linked charts follow the leader's time axis
@@ -159,6 +160,9 @@ class Chart:
     def shade(self, spans: Sequence[tuple[float, float]]) -> None:
         """Shade ``spans`` (start, end epoch seconds): gaps and the current outage; at most ``MAX_SHADED``."""
         spans = list(spans)[-MAX_SHADED:]
+        if spans == self._spans:
+            return  # called on every batch and tick: an unchanged shade is no reason to repaint
+        self._spans = spans
         while len(self._shades) < len(spans):
             region = pg.LinearRegionItem(movable=False, brush=pg.mkBrush(_SHADE), pen=pg.mkPen(None))
             region.setZValue(-10)

@@ -19,7 +19,7 @@ import datetime as dt
 import time
 from typing import Final
 
-from PyQt6.QtCore import Qt
+from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtGui import QPalette
 from PyQt6.QtWidgets import QFormLayout, QFrame, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
@@ -32,6 +32,12 @@ from viewer.format import format_bytes, format_clock, format_duration
 from viewer.overview import OverviewCharts
 
 __all__ = ["DetailPane", "plain_label"]
+
+# Live points reach the charts this long after the batch that brought them, so the five charts
+# repaint in a frame of their own instead of on top of the table's (bench/viewer_stall p99).
+CHART_DELAY_MS: Final = 40
+# Live samples waiting for the charts: a few at 1 Hz; bounded in case the UI thread stalls.
+MAX_PENDING_SAMPLES: Final = 100
 
 # Always in sight, over the tabs: what the node is and whether its figures are live.
 _HEADER_LABELS: Final = ("Node", "State", "Last seen")
@@ -74,6 +80,11 @@ class DetailPane(QWidget):
         self._node_id: str | None = None
         self._row: NodeRow | None = None
         self._interval_s = 1.0
+        self._pending: list[Heartbeat] = []
+        self._chart_timer = QTimer(self)
+        self._chart_timer.setSingleShot(True)
+        self._chart_timer.setInterval(CHART_DELAY_MS)
+        self._chart_timer.timeout.connect(self._draw_pending)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         self._facts: dict[str, QLabel] = {}
@@ -146,6 +157,8 @@ class DetailPane(QWidget):
         self._node_id = None if row is None else row.node_id
         self._row = row
         self._placeholder.setVisible(row is None)
+        self._pending.clear()
+        self._chart_timer.stop()
         self._interval_s = 1.0 if row is None else row.status.interval_s
         self.overview.reset(time.time() if now_at is None else now_at, self._interval_s)
         if row is None:
@@ -157,7 +170,7 @@ class DetailPane(QWidget):
         if row.history is not None:
             self.set_history(row.node_id, row.history)
         if row.sample is not None:
-            self.extend(row.node_id, row.sample)
+            self.overview.extend(row.sample)
 
     def set_history(self, node_id: str, history: History) -> None:
         """Replace the charts with ``history`` if it is the shown node's."""
@@ -165,8 +178,16 @@ class DetailPane(QWidget):
             self.overview.set_history(history)
 
     def extend(self, node_id: str, sample: Heartbeat) -> None:
-        """Append one live sample if it is newer than the last point shown; a seq or time jump breaks the curve."""
-        if node_id == self._node_id:
+        """Append one live sample, ``CHART_DELAY_MS`` later, if newer than the last point; a gap breaks the curve."""
+        if node_id != self._node_id:
+            return
+        self._pending = [*self._pending[-(MAX_PENDING_SAMPLES - 1) :], sample]
+        if not self._chart_timer.isActive():
+            self._chart_timer.start()
+
+    def _draw_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for sample in pending:
             self.overview.extend(sample)
 
     def _refresh_tables(self) -> None:
