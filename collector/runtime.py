@@ -34,8 +34,10 @@ from collector.metrics import CollectorStats
 from collector.node_metrics import SlowDetails
 from collector.store.service import REFRESH_INTERVAL_S, DurableStore
 from collector.timers import Clock, Scheduler
+from collector.trust.budget import NEW_NODE_BURST, new_node_budget
 from collector.trust.gate import HelloGate
 from collector.trust.nodetable import PeerGate
+from collector.trust.ratelog import LogGate, warn_limited
 from shared.codec import INGEST_LIMITS, FrameDecoder, encode, encode_json
 from shared.errors import CloseCode, ErrorReason, ProtocolError
 from shared.messages import Error, Heartbeat
@@ -49,6 +51,8 @@ log = logging.getLogger("nodewatch.collector")
 LIVENESS_TICK_S = 0.05
 # At most one "connection limit reached" warning per this many seconds (thousands per second otherwise).
 BUSY_LOG_INTERVAL_S = 10.0
+# Peer errors: at most one line per endpoint and reason a second, with the count of the rest.
+CLOSE_LOG_INTERVAL_S = 1.0
 # Error.detail is at most 1,024 characters (docs/protocol.md, section 5.4).
 MAX_ERROR_DETAIL = 1024
 _SAMPLE_BIT = ChangeKind.SAMPLE.value
@@ -107,7 +111,10 @@ class CollectorRuntime:
         self.alerts.restore()  # before ingest opens: firing alerts stay firing, nobody is told twice
         self.agent_tokens = [t.encode() for t in config.agent_tokens]
         # Node keys (TOFU) and the hello budgets; with a store, the key records persist in its data dir.
-        self.hello_gate = HelloGate(logger=log)
+        # A fleet of up to --max-nodes may register at once with a fresh collector; beyond that, new node
+        # ids per token come at 10/s (a junk-id flood fills the table at most once, and evicts only junk).
+        self.hello_gate = HelloGate(logger=log, new_nodes=new_node_budget(burst=max(NEW_NODE_BURST, config.max_nodes)))
+        self._close_log = LogGate(interval_s=CLOSE_LOG_INTERVAL_S)
         # Unauthenticated sockets per peer address, for the CLI's AdmissionSite (collector.admission).
         self.peer_gate = PeerGate()
         self.viewer_tokens = [t.encode() for t in config.viewer_tokens]
@@ -271,9 +278,16 @@ class CollectorRuntime:
             transport.abort()
 
     def count_close(self, endpoint: str, peer: str, code: int, reason: str, detail: str) -> None:
-        """One log line and one counter for a connection we close because of what the peer did."""
-        log.warning("%s %r: closing with %d %s: %.200r", endpoint, peer, code, reason, detail)
+        """One counter, and one log line per reason per second, for a connection we close for what the peer did.
+
+        A flood of bad connections (a junk-id storm, a misconfigured fleet) must not write a line each:
+        the line that goes out says how many like it were held back.
+        """
         self.stats.protocol_errors[(endpoint, reason)] += 1
+        warn_limited(
+            log, self._close_log, f"{endpoint}:{reason}", self.clock(),
+            "%s %r: closing with %d %s: %.200r", endpoint, peer, code, reason, detail,
+        )  # fmt: skip
 
     async def reject(
         self, ws: web.WebSocketResponse, peer: str, endpoint: str, exc: ProtocolError, *, text: bool

@@ -48,8 +48,9 @@ PING_BURST = 10
 # A reconnecting agent backs off from 0.5 s, doubling: ten hellos in a row, then one every 6 s.
 HELLO_RATE_PER_S = 10 / 60
 HELLO_BURST = 10
-# New node ids per credential: a fleet of 600 boots at once; then 10 a second (a 10,000-node fleet
-# registers with a fresh collector in ~16 min, retrying on 4430); a junk-id flood is that slow too.
+# New node ids per credential: at least 600 at once, then 10 a second. The collector raises the burst
+# to --max-nodes (collector/runtime.py), so a whole fleet registers with a fresh collector at once; a
+# junk-id flood then fills the table at most once, and eviction takes never-heartbeated nodes first.
 NEW_NODE_RATE_PER_S = 10.0
 NEW_NODE_BURST = 600
 # Keys of a KeyedRate are peer-chosen node ids: bound them (~200 bytes each at worst).
