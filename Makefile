@@ -12,7 +12,7 @@ XCB_DEBS := libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-re
 	libxcb-randr0 libxcb-xkb1 libxkbcommon-x11-0
 SIMULATE ?= 0
 
-.PHONY: run test lint typecheck pytest qt-deps run-deps debs venv clean
+.PHONY: run test lint typecheck pytest qt-deps run-deps debs venv clean screenshots
 
 venv: $(STAMP)
 
@@ -51,6 +51,10 @@ debs:
 
 run: venv run-deps
 	$(BIN)/nodewatch up$(if $(filter-out 0,$(SIMULATE)), --simulate $(SIMULATE))
+
+# docs/screenshots/ from a real collector, a real agent and a simulated fleet (under Xvfb when present).
+screenshots: venv qt-deps
+	$(if $(shell command -v xvfb-run),xvfb-run -a )$(BIN)/python tools/screenshots.py
 
 lint: venv
 	$(BIN)/ruff check .
