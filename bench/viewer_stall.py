@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -96,10 +97,24 @@ def start_collector() -> tuple[subprocess.Popen[str], str]:
 
 
 def health(url: str) -> dict[str, object]:
-    """The collector's /api/v1/health body."""
-    with urllib.request.urlopen(url + "/api/v1/health", timeout=5) as response:
-        body: dict[str, object] = json.loads(response.read())
-        return body
+    """The collector's /api/v1/health body, even when it answers 503 (lagging) or 429 (a connect storm).
+
+    During the fleet's connect storm the collector answers health 503 while its loop lags and 429
+    while this address holds over 32 not-yet-authenticated sockets (docs/security.md): retry those.
+    """
+    for _ in range(20):
+        try:
+            with urllib.request.urlopen(url + "/api/v1/health", timeout=5) as response:
+                body: dict[str, object] = json.loads(response.read())
+                return body
+        except urllib.error.HTTPError as exc:
+            if exc.code == 503:
+                lagging: dict[str, object] = json.loads(exc.read())
+                return lagging
+            if exc.code != 429:
+                raise
+            time.sleep(0.5)
+    raise SystemExit("viewer_stall: the collector kept answering health with 429")
 
 
 def wait_for_fleet(url: str, nodes: int, timeout_s: float) -> int:
