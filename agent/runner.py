@@ -86,6 +86,8 @@ class Agent:
             ps, clock=clock, wall_clock=wall_clock, cgroup_root=cgroup_root, top_processes=config.top_processes
         )
         self.facts = self.reader.read_facts()
+        if config.labels:  # facts.labels, the last NodeFacts field, so the map keeps model field order
+            self.facts["labels"] = dict(config.labels)
         self.builder = HeartbeatBuilder(boot_time_at=self.facts.get("boot_time_at"))
         self.backlog = Backlog(config.backlog_samples, config.backlog_bytes)
         self.pusher = Pusher(

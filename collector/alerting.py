@@ -32,7 +32,7 @@ from collector.alerts.model import NO_LABELS, AlertTransition
 from collector.alerts.routes import AlertsConfig
 from collector.alerts.service import AlertService, boot_changed, is_live_sample
 from collector.alerts.statefile import MAX_EVENTS, AlertStateFile
-from collector.cache import NodeCache
+from collector.cache import NodeCache, NodeRecord
 from collector.changes import Change, ChangeKind
 from collector.store.policy import RetentionPolicy
 from collector.timers import Clock
@@ -112,7 +112,7 @@ class AlertHub:
         if is_live_sample(heartbeat.sampled_at, self.wall_clock(), record.interval_s, skew):
             self.service.observe(
                 node_id,
-                NO_LABELS,  # node labels arrive with issue 14's hello labels; the same object every time
+                node_labels(record),
                 heartbeat,
                 cpu_count=record.facts.cpu_count_logical,
                 clock_skew_s=skew,
@@ -133,7 +133,7 @@ class AlertHub:
             if record is None:
                 continue
             if bits & _STATUS_BIT:
-                self.service.liveness(node_id, record.state, record.state_since_at, NO_LABELS)
+                self.service.liveness(node_id, record.state, record.state_since_at, node_labels(record))
             # Any change, not only FACTS: a node the store restored at start says hello with the facts
             # it had, and its boot time must be learnt then to see its next reboot.
             boot_at = record.facts.boot_time_at
@@ -142,7 +142,7 @@ class AlertHub:
                 self.boot_times[node_id] = boot_at
                 self._mark_dirty()
                 if boot_changed(old, boot_at):
-                    self.service.reboot(node_id, NO_LABELS)
+                    self.service.reboot(node_id, node_labels(record))
 
     def _transitions(self, transitions: list[AlertTransition]) -> None:
         rows = [t.to_dict() for t in transitions]
@@ -238,6 +238,15 @@ class AlertHub:
                 self._dirty.set()
                 log.warning("alerts: cannot save alert state in %s (retrying): %.200r", file.directory, exc)
             await asyncio.sleep(SAVE_INTERVAL_S)
+
+
+def node_labels(record: NodeRecord) -> Mapping[str, str]:
+    """The labels rules and routes select by: the hello's ``facts.labels``.
+
+    The same mapping object while the facts stand (the engine re-plans a node only when it is not);
+    ``NO_LABELS`` for none.
+    """
+    return record.facts.labels or NO_LABELS
 
 
 def _save(file: AlertStateFile, document: Mapping[str, Any], events: list[AlertRow]) -> None:

@@ -9,6 +9,12 @@ object per node to create, update or leak) and the text exposition: it touches
 nothing shared, so the handler runs it in a thread. Done on the loop, both
 together stalled ingest and every viewer for about a second at 10,000 nodes.
 
+Node labels (``facts.labels``, the agent's ``--label``) are on ``nodewatch_node_info`` only, as
+``label_<key>`` after the facts' labels: the prefix keeps an operator's ``hostname`` or ``node``
+label from colliding with ours, and every key is already a valid label name (shared.limits).
+Putting them on every series would multiply the cardinality a dashboard joins on anyway
+(``* on(node) group_left(label_role) nodewatch_node_info``, node_exporter's own info idiom).
+
 Not here: the HTTP handler (``collector.app``) and no global registry.
 """
 
@@ -25,7 +31,7 @@ from prometheus_client.registry import Collector
 
 from collector.alerts.service import AlertService
 from collector.cache import NodeCache, stored_sample
-from collector.node_metrics import NodeView, SlowDetails, details_fresh, has_details, node_exposition
+from collector.node_metrics import NodeView, SlowDetails, details_fresh, escape_label, has_details, node_exposition
 from shared.messages import Heartbeat, NodeFacts
 
 ENDPOINTS = ("ingest", "subscribe", "http")
@@ -140,10 +146,38 @@ def take_snapshot(
 
 def render_metrics(snapshot: ScrapeSnapshot) -> bytes:
     """The Prometheus text exposition of ``snapshot``; touches nothing shared, so it may run in a thread."""
-    nodes = node_exposition(row.view() for row in snapshot.nodes)
+    nodes = labelled_info(node_exposition(row.view() for row in snapshot.nodes), snapshot.nodes)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodewatchMetrics(snapshot))
     return nodes.encode() + generate_latest(registry)
+
+
+INFO_TYPE_LINE = "# TYPE nodewatch_node_info gauge\n"
+
+
+def labelled_info(text: str, rows: list[NodeRow]) -> str:
+    """``text`` with each node's labels added to its ``nodewatch_node_info`` series, as ``label_<key>``.
+
+    ``node_exposition`` writes one info line per node, in ``rows`` order; this touches only that
+    block, and only when some node has labels.
+    """
+    if not any(row.facts.labels for row in rows):
+        return text
+    start = text.index(INFO_TYPE_LINE) + len(INFO_TYPE_LINE)
+    end = text.find("\n# HELP ", start) + 1 or len(text)
+    lines = text[start:end].splitlines(keepends=True)
+    if len(lines) != len(rows):
+        raise RuntimeError(f"expected one nodewatch_node_info line per node ({len(rows)}), got {len(lines)}")
+    out = []
+    for line, row in zip(lines, rows, strict=True):
+        labels = row.facts.labels
+        if labels:
+            brace = line.rindex("}")  # the last one: a label value may hold a brace, the sample value cannot
+            extra = "".join(f',label_{key}="{escape_label(value)}"' for key, value in sorted(labels.items()))
+            out.append(line[:brace] + extra + line[brace:])
+        else:
+            out.append(line)
+    return text[:start] + "".join(out) + text[end:]
 
 
 class NodewatchMetrics(Collector):

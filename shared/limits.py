@@ -32,6 +32,15 @@ NODE_CREDENTIAL_PATTERN = r"^[0-9a-f]{64}$"
 MIN_INTERVAL_S = 0.05
 MAX_INTERVAL_S = 3600.0
 
+# Node labels (``NodeFacts.labels``; the agent's ``--label KEY=VALUE``). A key becomes a Prometheus
+# label name as ``label_<key>`` on ``nodewatch_node_info`` (docs/protocol.md 8.3), so keys use that
+# charset and at most 63 characters; a value is short text, never empty (Prometheus reads an empty
+# label value as no label). 32 labels at the bounds are ~10 KiB, well inside the 64 KiB hello frame,
+# and keep every node record, API row and alert selector input small.
+MAX_LABELS = 32
+LABEL_KEY_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]{0,62}$"
+MAX_LABEL_VALUE = 256
+
 # The collector's endpoint paths (docs/protocol.md, section 3); the agent, the viewer and
 # the collector's routes read them from here.
 INGEST_PATH = "/api/v1/ingest"

@@ -16,12 +16,15 @@ from typing import Annotated, Literal, Self, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.limits import (
+    LABEL_KEY_PATTERN,
     MAX_ACK_EVERY,
     MAX_CORES,
     MAX_DISKS,
     MAX_HISTORY_POINTS,
     MAX_INTERFACES,
     MAX_INTERVAL_S,
+    MAX_LABEL_VALUE,
+    MAX_LABELS,
     MAX_NODES_PER_MESSAGE,
     MAX_SENSORS,
     MAX_SHORT_TEXT,
@@ -47,6 +50,14 @@ Celsius = Annotated[float, Field(ge=-273.15, le=1000.0)]
 DiskPair = Annotated[list[NonNegInt], Field(min_length=2, max_length=3)]
 RatePair = Annotated[list[NonNegFloat], Field(min_length=2, max_length=2)]
 NodeState: TypeAlias = Literal["online", "stale", "offline"]
+# Operator-set node labels (agent --label KEY=VALUE), bounded in shared.limits.
+LabelMap = Annotated[
+    dict[
+        Annotated[str, Field(pattern=LABEL_KEY_PATTERN)],
+        Annotated[str, Field(min_length=1, max_length=MAX_LABEL_VALUE)],
+    ],
+    Field(max_length=MAX_LABELS),
+]
 
 
 class WireModel(BaseModel):
@@ -70,6 +81,9 @@ class NodeFacts(WireModel):
     agent_version: ShortText
     python_version: ShortText
     in_container: bool = False
+    # The operator's labels for the node (agent --label); absent: none. Facts, not status: they are sent
+    # to viewers only when they change, and a new hello replaces them with the rest of the facts.
+    labels: LabelMap | None = None
 
 
 class ProcessUsage(WireModel):

@@ -7,7 +7,8 @@ Terms are separated by spaces and all must match:
 - ``state:offline`` (``online``, ``stale``, ``offline``);
 - ``cpu>80``, ``mem>90``, ``disk>90``, ``load>4`` with ``> >= < <= =``: live figures only,
   so a stale or offline node's old figures never match;
-- ``label:role=web``: a label the agent reports (``facts.labels``, when the protocol has them);
+- ``label:role=web`` (exact key and value, case-sensitive) or ``label:role`` (has the key): the
+  labels the agent was started with (``--label``, carried in ``facts.labels``);
 - ``/regex/``: a Python regular expression searched in the node id or hostname.
 
 ``parse`` raises ``FilterError`` with words for the inline message: a bad filter is said
@@ -92,9 +93,10 @@ def _haystacks(row: NodeRow) -> tuple[str, ...]:
 
 
 def labels_of(row: NodeRow) -> Mapping[str, str]:
-    """The node's labels, if its facts carry any (a later protocol field)."""
-    labels = getattr(row.facts, "labels", None)
-    return labels if isinstance(labels, Mapping) else {}
+    """The node's labels; none before its facts arrive, or from an agent started without ``--label``."""
+    if row.facts is None or row.facts.labels is None:
+        return {}
+    return row.facts.labels
 
 
 def _substring(needle: str) -> Predicate:
