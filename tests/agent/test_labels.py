@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.config import AgentConfig, ConfigError, build_parser, load_config, parse_args
 from agent.runner import Agent
+from collector.app import RUNTIME_KEY, create_app
+from collector.config import CollectorConfig
 from shared.codec import decode, encode
 from shared.messages import Hello
 
 from .fakes import FakePsutil
+from .ingest_server import running, wait_until
 
 
 def load(argv: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> AgentConfig:
@@ -126,3 +130,19 @@ class TestHelloLabels:
         assert isinstance(hello, Hello)
         assert hello.facts.labels is None
         assert b"labels" not in agent.hello_frame(0)
+
+
+class TestEndToEnd:
+    async def test_a_real_collector_shows_the_labels_given_on_the_command_line(
+        self, tmp_path: Path, aiohttp_client: Any
+    ) -> None:
+        """`nodewatch agent --label role=web --label dc=fra` shows up in the real collector's /api/v1/nodes."""
+        client = await aiohttp_client(create_app(CollectorConfig(host="127.0.0.1", port=0)))
+        url = f"ws://127.0.0.1:{client.server.port}"
+        env = {"NODEWATCH_STATE_DIR": str(tmp_path / "state")}
+        config = parse_args(["--collector", url, "--node-id", "web-1", "--label", "role=web", "--label", "dc=fra"], env)
+        agent = Agent(config, ps=FakePsutil(), cgroup_root=tmp_path, random_source=lambda: 0.2)
+        async with running(agent):
+            await wait_until(lambda: client.server.app[RUNTIME_KEY].cache.get("web-1") is not None)
+            body = await (await client.get("/api/v1/nodes/web-1")).json()
+        assert body["facts"]["labels"] == {"role": "web", "dc": "fra"}
