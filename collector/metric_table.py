@@ -1,8 +1,9 @@
 """What each /metrics node family reads from a heartbeat: names, help texts and reader functions.
 
-Three tables: ``SAMPLE_GAUGES`` (one series per node, from the last sample),
-``DETAIL_GAUGES`` (one per node, from the last slow-tier details) and ``PAIR_FAMILIES``
-(one per node and per mount, device, core, mode, resource or sensor). Names follow
+Four tables: ``SAMPLE_GAUGES`` (one series per node, from the last sample),
+``DETAIL_GAUGES`` (one per node, from the last slow-tier details), ``PAIR_FAMILIES``
+(one per node and per mount, device, core, mode, resource or sensor) and ``GPU_GAUGES``
+(one per node and GPU, labelled ``gpu`` (the index) and ``name``, from the details). Names follow
 ``collector.node_metrics``'s rule: node_exporter's name with ``nodewatch_`` in front where
 the meaning is the same, else a name with its unit. Shares are 0-1 (``_ratio``), not percent.
 
@@ -14,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from shared.messages import Heartbeat
+from shared.messages import GpuReading, Heartbeat
 
 Pairs = Iterable[tuple[str, float]]
 Reader = Callable[[Heartbeat], float | None]
 PairReader = Callable[[Heartbeat], Pairs | None]
+GpuValue = Callable[[GpuReading], float | None]
 
 
 def _ratio(percent: float | None) -> float | None:
@@ -287,4 +289,17 @@ PAIR_FAMILIES: tuple[PairFamily, ...] = (
         from_details=True,
     ),
     PairFamily("nodewatch_node_hwmon_temp_celsius", "Sensor temperature", "sensor", _mapped("temperatures")),
+)
+
+# (name, help, reader) of each GPU in the last details; dcgm-exporter's names are DCGM_FI_DEV_*, ours say the unit.
+GPU_GAUGES: tuple[tuple[str, str, GpuValue], ...] = (
+    (
+        "nodewatch_gpu_utilization_ratio",
+        "Share of the last sample period a kernel ran on the GPU, 0-1",
+        lambda gpu: _ratio(gpu.utilization_percent),
+    ),
+    ("nodewatch_gpu_memory_used_bytes", "GPU memory in use", lambda gpu: gpu.memory_used_bytes),
+    ("nodewatch_gpu_memory_total_bytes", "GPU memory size", lambda gpu: gpu.memory_total_bytes),
+    ("nodewatch_gpu_temperature_celsius", "GPU die temperature", lambda gpu: gpu.temperature_celsius),
+    ("nodewatch_gpu_power_watts", "Power the GPU board draws", lambda gpu: gpu.power_watts),
 )

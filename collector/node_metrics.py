@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from collector.cache import STATES, NodeRecord
-from collector.metric_table import DETAIL_GAUGES, PAIR_FAMILIES, SAMPLE_GAUGES, Reader
+from collector.metric_table import DETAIL_GAUGES, GPU_GAUGES, PAIR_FAMILIES, SAMPLE_GAUGES, Reader
 from shared.messages import Heartbeat, NodeFacts
 
 # The agent reads the slow tier every 5 s, or every interval if longer (docs/protocol.md 5.2).
@@ -43,6 +43,7 @@ def has_details(hb: Heartbeat) -> bool:
         or hb.pressure_avg10_percent is not None
         or hb.net_interface_errors is not None
         or hb.disks_read_only is not None
+        or hb.gpus is not None
     )
 
 
@@ -128,6 +129,10 @@ class Family:
         labels = f"{other},{node}" if self.key_first else f"{node},{other}"
         self.lines.append(f"{self.prefix}{labels}}} {float_text(value)}\n")
 
+    def add_labelled(self, labels: str, value: float) -> None:
+        """One series with these labels (already escaped, quoted and sorted, the node's among them)."""
+        self.lines.append(f"{self.prefix}{labels}}} {float_text(value)}\n")
+
     def text(self) -> str:
         """The family as exposition text: head, then its samples."""
         return self.head + "".join(self.lines)
@@ -163,6 +168,7 @@ def node_exposition(views: Iterable[NodeView]) -> str:
     gauges = [Family(name, text) for name, text, _ in SAMPLE_GAUGES]
     detail_gauges = [Family(name, text) for name, text, _ in DETAIL_GAUGES]
     pairs = [Family(f.name, f.help, counter=f.counter, key=f.label) for f in PAIR_FAMILIES]
+    gpus = [Family(name, text) for name, text, _ in GPU_GAUGES]
     info_order = sorted((*INFO_LABELS, "node"))
     for view in views:
         node = f'node="{escape_label(view.node_id)}"'
@@ -192,13 +198,14 @@ def node_exposition(views: Iterable[NodeView]) -> str:
             _add(gauges, SAMPLE_GAUGES, sample, node)
         if details is not None:
             _add(detail_gauges, DETAIL_GAUGES, details, node)
+            _add_gpus(gpus, details, node)
         for family, spec in zip(pairs, PAIR_FAMILIES, strict=True):
             source = details if spec.from_details else sample
             values = None if source is None else spec.read(source)
             for key, value in values or ():
                 family.add_keyed(node, key, value)
     families = (state, info, connected, last_seen, skew, missing, dropped, memory_total, cpus, boot)
-    return "".join(family.text() for family in (*families, *gauges, *detail_gauges, *pairs))
+    return "".join(family.text() for family in (*families, *gauges, *detail_gauges, *pairs, *gpus))
 
 
 def _add(families: list[Family], table: tuple[tuple[str, str, Reader], ...], hb: Heartbeat, node: str) -> None:
@@ -206,3 +213,13 @@ def _add(families: list[Family], table: tuple[tuple[str, str, Reader], ...], hb:
         value = read(hb)
         if value is not None:
             family.add(node, value)
+
+
+def _add_gpus(families: list[Family], hb: Heartbeat, node: str) -> None:
+    """One series per GPU, labelled gpu (its index), name and node, sorted as the text format writes them."""
+    for gpu in hb.gpus or ():
+        labels = f'gpu="{gpu.index}",name="{escape_label(gpu.name or "")}",{node}'
+        for family, (_, _, read) in zip(families, GPU_GAUGES, strict=True):
+            value = read(gpu)
+            if value is not None:
+                family.add_labelled(labels, value)

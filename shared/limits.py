@@ -14,6 +14,9 @@ MAX_CORES = 1024
 MAX_DISKS = 64
 MAX_INTERFACES = 64
 MAX_SENSORS = 64
+# heartbeat.gpus: an 8-GPU HGX board is today's usual maximum and 16-GPU chassis exist; at ~170
+# bytes a GPU (all seven fields), 16 add under 3 KiB to one slow-tier heartbeat in five.
+MAX_GPUS = 16
 MAX_TOP_PROCESSES = 5
 MAX_SHORT_TEXT = 256  # host names, mount points, interface and sensor labels
 MAX_HISTORY_POINTS = 100_000  # 24 h at 1 Hz plus headroom

@@ -20,6 +20,7 @@ from shared.limits import (
     MAX_ACK_EVERY,
     MAX_CORES,
     MAX_DISKS,
+    MAX_GPUS,
     MAX_HISTORY_POINTS,
     MAX_INTERFACES,
     MAX_INTERVAL_S,
@@ -95,6 +96,21 @@ class ProcessUsage(WireModel):
     rss_bytes: NonNegInt
 
 
+class GpuReading(WireModel):
+    """One GPU of the node, as its vendor's library reports it (NVML for NVIDIA); a slow-tier detail.
+
+    Vendor-neutral names: only ``index`` is required, and a value the device cannot give is absent.
+    """
+
+    index: Annotated[int, Field(ge=0, le=65535)]  # the vendor's device index (NVML's), from 0
+    name: ShortText | None = None  # the product name, e.g. "NVIDIA A100-SXM4-40GB"
+    utilization_percent: Percent | None = None  # share of the last sample period a kernel ran
+    memory_used_bytes: NonNegInt | None = None
+    memory_total_bytes: NonNegInt | None = None
+    temperature_celsius: Celsius | None = None  # the GPU die's sensor
+    power_watts: NonNegFloat | None = None  # the board's draw
+
+
 class Hello(WireModel):
     """First message on /api/v1/ingest: who the agent is and how often it speaks."""
 
@@ -155,6 +171,8 @@ class Heartbeat(WireModel):
     tcp_time_wait: NonNegInt | None = None
     fd_allocated: NonNegInt | None = None
     fd_max: NonNegInt | None = None
+    # Absent: no GPU, or no NVML library or driver on the node (docs/protocol.md 5.2).
+    gpus: Annotated[list[GpuReading], Field(max_length=MAX_GPUS)] | None = None
     disk_read_bytes_per_s: NonNegFloat | None = None
     disk_write_bytes_per_s: NonNegFloat | None = None
     net_rx_bytes_per_s: NonNegFloat | None = None

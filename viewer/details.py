@@ -1,4 +1,4 @@
-"""Pure: what the detail tabs say about one node: disks as ``df`` shows them, cores, interfaces, sensors, processes.
+"""Pure: what the detail tabs say about one node: disks as ``df`` shows, cores, interfaces, sensors, GPUs, processes.
 
 The slow-tier fields (docs/protocol.md 5.2, ‡) come only in the heartbeat that carries a
 fresh slow reading, about every 5 s; the heartbeats between leave them out. ``SlowDetails``
@@ -31,6 +31,7 @@ SLOW_FIELDS: Final = (
     "tcp_time_wait",
     "fd_allocated",
     "fd_max",
+    "gpus",
 )
 # The agent's slow reading period (or the interval, if longer), and how many may pass before a value is gone.
 SLOW_PERIOD_S: Final = 5.0
@@ -78,7 +79,7 @@ _SLOW_FIELD_SET: Final = frozenset(SLOW_FIELDS)
 def carries_details(sample: Heartbeat) -> bool:
     """True if ``sample`` was sent with any slow-tier field (the model asks this of every heartbeat).
 
-    One set test on the fields the peer sent, not eleven attribute reads: 2,000 nodes at 1 Hz.
+    One set test on the fields the peer sent, not twelve attribute reads: 2,000 nodes at 1 Hz.
     """
     return not _SLOW_FIELD_SET.isdisjoint(sample.model_fields_set)
 
@@ -232,6 +233,27 @@ def temperature_rows(sample: Heartbeat) -> Rows:
     """One row per sensor, hottest first."""
     sensors = sorted((sample.temperatures or {}).items(), key=lambda item: (-item[1], item[0]))
     return [[label, f"{celsius:.1f} °C"] for label, celsius in sensors]
+
+
+GPU_HEADERS: Final = ("GPU", "Name", "Busy", "Memory used", "of", "Temperature", "Power")
+
+
+def gpu_rows(gpus: Heartbeat | None) -> Rows:
+    """One row per GPU by index, as ``nvidia-smi`` lists them; a value the device did not give is blank."""
+    if gpus is None or gpus.gpus is None:
+        return []
+    return [
+        [
+            f"gpu{gpu.index}",
+            gpu.name or "",
+            format_percent(gpu.utilization_percent),
+            format_bytes(gpu.memory_used_bytes),
+            format_bytes(gpu.memory_total_bytes),
+            "" if gpu.temperature_celsius is None else f"{gpu.temperature_celsius:.0f} °C",
+            "" if gpu.power_watts is None else f"{gpu.power_watts:.1f} W",
+        ]
+        for gpu in sorted(gpus.gpus, key=lambda gpu: gpu.index)
+    ]
 
 
 PROCESS_HEADERS: Final = ("Top by", "PID", "Name", "CPU", "Resident")

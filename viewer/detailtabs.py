@@ -1,4 +1,4 @@
-"""The detail pane's table tabs: disks, CPU, network, temperatures and processes of one node.
+"""The detail pane's table tabs: disks, CPU, network, temperatures and GPUs, and processes of one node.
 
 Each tab is a few read-only tables of plain text (``QTableWidgetItem`` never renders
 markup: mount points, interface, sensor and process names are peer text) and a note that
@@ -122,7 +122,9 @@ class NodeTables:
         self.disks = TableTab("disks", disks)
         self.cpu = TableTab("cpu", [(details.CORE_HEADERS, "cores", first), (details.MODE_HEADERS, "modes", first)])
         self.network = TableTab("network", [(details.INTERFACE_HEADERS, "interfaces", frozenset({0, 7}))])
-        self.temperatures = TableTab("temperatures", [(details.TEMPERATURE_HEADERS, "temperatures", first)])
+        # GPUs under the sensors rather than in a tab of their own: the seven tabs fit the default width.
+        gpus = (details.GPU_HEADERS, "gpus", frozenset({0, 1}))
+        self.temperatures = TableTab("temperatures", [(details.TEMPERATURE_HEADERS, "temperatures", first), gpus])
         self.processes = TableTab("processes", [(details.PROCESS_HEADERS, "processes", names)])
         # Short titles: all seven tabs fit the pane's default width (no scroll arrows).
         self.tabs: list[tuple[str, TableTab]] = [
@@ -160,8 +162,13 @@ class NodeTables:
             tcp = details.connection_text(slow("tcp_established"))
             self.network.set_note(_notes(tcp, details.as_of(errors, "errors")))
         elif tab is self.temperatures:
+            gpus = slow("gpus")
             self.temperatures.tables[0].fill(details.temperature_rows(sample))
-            self.temperatures.set_note("" if sample.temperatures else "no sensors reported by this node")
+            gpu_rows = details.gpu_rows(gpus)
+            self.temperatures.tables[1].fill(gpu_rows)
+            self.temperatures.tables[1].setVisible(bool(gpu_rows))  # no empty GPU header on a node without GPUs
+            sensors = "" if sample.temperatures else "no sensors reported by this node"
+            self.temperatures.set_note(_notes(sensors, details.as_of(gpus, "GPUs")))
         elif tab is self.processes:
             self.processes.tables[0].fill(details.process_rows(sample))
             sent = sample.top_cpu is not None or sample.top_memory is not None
