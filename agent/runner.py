@@ -28,6 +28,7 @@ from agent.backlog import Backlog
 from agent.backoff import Backoff
 from agent.cgroup import DEFAULT_ROOT
 from agent.config import AgentConfig
+from agent.gpu import GpuReader
 from agent.identity import node_credential
 from agent.pusher import Outcome, Pusher
 from agent.readings import FastReading
@@ -88,7 +89,9 @@ class Agent:
         self.facts = self.reader.read_facts()
         if config.labels:  # facts.labels, the last NodeFacts field, so the map keeps model field order
             self.facts["labels"] = dict(config.labels)
-        self.builder = HeartbeatBuilder(boot_time_at=self.facts.get("boot_time_at"))
+        # NVML is tried once, on the first fresh slow reading; without a GPU or nvidia-ml-py, nothing is sent.
+        self.gpu = GpuReader()
+        self.builder = HeartbeatBuilder(boot_time_at=self.facts.get("boot_time_at"), gpu=self.gpu)
         self.backlog = Backlog(config.backlog_samples, config.backlog_bytes)
         self.pusher = Pusher(
             config.ingest_url,
@@ -180,6 +183,7 @@ class Agent:
             writer, self._wake_w = self._wake_w, None
             writer.close()
             wake_r.close()
+            self.gpu.close()
         log.info("agent stopped; %d sample(s) were not acked", len(self.backlog))
 
 
