@@ -273,12 +273,14 @@ async def serve(
         await runner.cleanup()
         print(f"nodewatch collector: error: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1
-    tune_gc()
-    announce(config, context is not None, runner.addresses[0][1] if runner.addresses else config.port)
+    # Handlers first: whoever reads the banner may send SIGTERM at once, and the default action
+    # would kill the process without its clean shutdown (seen in CI as exit -15).
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    tune_gc()
+    announce(config, context is not None, runner.addresses[0][1] if runner.addresses else config.port)
     try:
         await stop.wait()
     finally:
