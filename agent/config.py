@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from agent.errors import ConfigError
 from agent.identity import NodeKeyError, load_or_create_node_key
-from shared.limits import LABEL_KEY_PATTERN, MAX_LABEL_VALUE, MAX_LABELS
+from agent.labels import LABELS_ENV, labels_from
+from shared.limits import MAX_LABELS
 
 INGEST_PATH = "/api/v1/ingest"
 DEFAULT_INTERVAL_S = 1.0
@@ -33,8 +35,6 @@ BACKLOG_SECONDS = 3600  # one hour of samples rides out a collector upgrade or a
 DEFAULT_WS_HEARTBEAT_S = 10.0  # a dead collector is noticed within ~15 s (agent.session waits heartbeat/2 for the pong)
 _NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
 MAX_TOKEN_FILE_BYTES = 4096  # a token is a line; anything longer is the wrong file
-_LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
-LABELS_ENV = "NODEWATCH_LABELS"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -59,10 +59,6 @@ class AgentConfig:
     state_dir: Path | None = None
     # (key, value) in the order given, keys unique; sent as the hello's facts.labels (docs/protocol.md 5.1).
     labels: tuple[tuple[str, str], ...] = ()
-
-
-class ConfigError(ValueError):
-    """A setting has a value it cannot accept; the message names the setting and what it accepts."""
 
 
 def ingest_url(value: str) -> str:
@@ -165,56 +161,6 @@ def _log_level(raw: str) -> str:
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError(f"log_level: expected DEBUG, INFO, WARNING or ERROR, got {raw!r}")
     return level
-
-
-def _label(setting: str, text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    return _checked_label(setting, key, value, text if sep else None)
-
-
-def _checked_label(setting: str, key: str, value: str, text: str | None) -> tuple[str, str]:
-    """``(key, value)`` if both are valid; ``text`` is what the user wrote, None when it had no ``=``."""
-    if text is None or not _LABEL_KEY.fullmatch(key) or not 1 <= len(value) <= MAX_LABEL_VALUE:
-        raise ConfigError(
-            f"{setting}: expected KEY=VALUE, KEY 1-63 letters, digits or _ not starting with a digit,"
-            f" VALUE 1-{MAX_LABEL_VALUE} characters, got {text if text is not None else key!r}"
-        )
-    return key, value
-
-
-def parse_labels(setting: str, items: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """``KEY=VALUE`` items as label pairs; a ConfigError naming ``setting`` for a bad item, a repeat or too many."""
-    return _unique_labels(setting, [_label(setting, item) for item in items])
-
-
-def _unique_labels(setting: str, pairs: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    keys = [key for key, _ in pairs]
-    repeated = sorted({key for key in keys if keys.count(key) > 1})
-    if repeated:
-        raise ConfigError(f"{setting}: expected each label key once, got {', '.join(repeated)} more than once")
-    if len(pairs) > MAX_LABELS:
-        raise ConfigError(f"{setting}: expected at most {MAX_LABELS} labels, got {len(pairs)}")
-    return tuple(pairs)
-
-
-def _labels(
-    args: argparse.Namespace, environ: Mapping[str, str], file_values: Mapping[str, Any]
-) -> tuple[tuple[str, str], ...]:
-    """The labels of the first source that has any (flags, then environment, then file): one setting, not merged."""
-    flags: list[str] | None = getattr(args, "label", None)
-    if flags:
-        return parse_labels("--label", flags)
-    env_text = environ.get(LABELS_ENV, "")
-    if env_text.strip():
-        return parse_labels(LABELS_ENV, [item.strip() for item in env_text.split(",") if item.strip()])
-    table = file_values.get("labels")
-    if table is None:
-        return ()
-    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-        raise ConfigError(
-            f'labels: expected a TOML table of strings in the config file (labels = {{role = "web"}}), got {table!r}'
-        )
-    return _unique_labels("labels", [_checked_label("labels", k, v, f"{k}={v}") for k, v in table.items()])
 
 
 # setting -> (parser from text, environment variable)
@@ -332,7 +278,7 @@ def load_config(
         )
     values = {name: SETTINGS[name][0](text) for name, text in raw.items()}
     state_dir = Path(values["state_dir"]) if values.get("state_dir") else default_state_dir(environ, os.geteuid())
-    labels = _labels(args, environ, file_values)
+    labels = labels_from(getattr(args, "label", None), environ, file_values)
     if "collector" not in values:
         raise ConfigError("collector: expected --collector URL, NODEWATCH_COLLECTOR or 'collector' in the config file")
     interval_s: float = values.get("interval", DEFAULT_INTERVAL_S)

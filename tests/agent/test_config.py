@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig, ConfigError, build_parser, ingest_url, load_config, parse_args
+from agent.config import AgentConfig, build_parser, ingest_url, load_config, parse_args
+from agent.errors import ConfigError
 
 
 def load(argv: list[str], env: dict[str, str] | None = None) -> AgentConfig:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from agent.config import AgentConfig, ConfigError, build_parser, load_config, parse_args
+from agent.config import AgentConfig, build_parser, load_config, parse_args
+from agent.errors import ConfigError
 from agent.runner import Agent
 from collector.app import RUNTIME_KEY, create_app
 from collector.config import CollectorConfig
