@@ -1,5 +1,11 @@
-"""Test-wide setup. Qt must run offscreen, or it aborts the whole pytest process without a display."""
+"""Test-wide setup. Qt must run offscreen, or it aborts the whole pytest process without a display.
+
+Agents started by tests (in process or as subprocesses, which inherit the environment) keep their
+node key in a private temporary state dir, never in the machine's /var/lib/nodewatch-agent.
+"""
 
 import os
+import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("NODEWATCH_STATE_DIR", tempfile.mkdtemp(prefix="nodewatch-test-agent-state-"))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,15 @@ from agent.config import AgentConfig, build_parser, ingest_url, load_config, par
 from agent.errors import ConfigError
 
 
+@functools.cache
+def _state_dir() -> str:
+    """One private state dir for these tests' node keys: never the machine's /var/lib/nodewatch-agent."""
+    return tempfile.mkdtemp(prefix="nodewatch-test-agent-state-")
+
+
 def load(argv: list[str], env: dict[str, str] | None = None) -> AgentConfig:
-    return load_config(build_parser().parse_args(argv), env or {}, default_node_id=lambda: "host-1")
+    merged = {"NODEWATCH_STATE_DIR": _state_dir(), **(env or {})}
+    return load_config(build_parser().parse_args(argv), merged, default_node_id=lambda: "host-1")
 
 
 class TestIngestUrl:
