@@ -39,6 +39,7 @@ from collector.startup import (
 )
 from collector.store.datadir import default_data_dir
 from collector.store.model import StoreOpenError
+from collector.trust.scope import parse_token_specs
 
 __all__ = [  # the startup chores moved to collector.startup; they stay importable from here
     "FD_HEADROOM",
@@ -75,7 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="address to listen on (%(default)s)",
     )
-    parser.add_argument("--agent-token-file", type=Path, metavar="FILE", help="agent bearer tokens, one per line")
+    parser.add_argument(
+        "--agent-token-file",
+        type=Path,
+        metavar="FILE",
+        help="agent bearer tokens, one per line; 'TOKEN web-*,db-??' limits a token to those node ids",
+    )
     parser.add_argument("--viewer-token-file", type=Path, metavar="FILE", help="viewer bearer tokens, one per line")
     parser.add_argument(
         "--admin-token-file",
@@ -199,6 +205,10 @@ def config_from_args(
     agent_tokens = read_tokens(parser, "--agent-token-file", args.agent_token_file, environ.get(ENV_AGENT_TOKENS))
     viewer_tokens = read_tokens(parser, "--viewer-token-file", args.viewer_token_file, environ.get(ENV_VIEWER_TOKENS))
     admin_tokens = read_tokens(parser, "--admin-token-file", args.admin_token_file, environ.get(ENV_ADMIN_TOKENS))
+    try:
+        parse_token_specs(agent_tokens)  # "TOKEN web-*,db-??" lines scope a token (collector.trust.scope)
+    except ValueError as exc:
+        parser.error(f"--agent-token-file: {exc}")
     if not is_loopback(host) and not args.insecure and not (agent_tokens and viewer_tokens):
         parser.error(
             f"--bind {args.bind}: a non-loopback address needs agent tokens "

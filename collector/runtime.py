@@ -38,6 +38,7 @@ from collector.trust.budget import NEW_NODE_BURST, new_node_budget
 from collector.trust.gate import HelloGate
 from collector.trust.nodetable import PeerGate
 from collector.trust.ratelog import LogGate, warn_limited
+from collector.trust.scope import parse_token_specs
 from shared.codec import INGEST_LIMITS, FrameDecoder, encode, encode_json
 from shared.errors import CloseCode, ErrorReason, ProtocolError
 from shared.messages import Error, Heartbeat
@@ -109,11 +110,17 @@ class CollectorRuntime:
             clock=clock,
         )
         self.alerts.restore()  # before ingest opens: firing alerts stay firing, nobody is told twice
-        self.agent_tokens = [t.encode() for t in config.agent_tokens]
+        # A token-file line may scope its token to node-id patterns ("TOKEN web-*,db-??"; collector.trust.scope).
+        tokens, scopes = parse_token_specs(config.agent_tokens)
+        self.agent_tokens = [t.encode() for t in tokens]
         # Node keys (TOFU) and the hello budgets; with a store, the key records persist in its data dir.
         # A fleet of up to --max-nodes may register at once with a fresh collector; beyond that, new node
         # ids per token come at 10/s (a junk-id flood fills the table at most once, and evicts only junk).
-        self.hello_gate = HelloGate(logger=log, new_nodes=new_node_budget(burst=max(NEW_NODE_BURST, config.max_nodes)))
+        self.hello_gate = HelloGate(
+            logger=log,
+            new_nodes=new_node_budget(burst=max(NEW_NODE_BURST, config.max_nodes)),
+            scopes={f"token-{i}": scope for i, scope in enumerate(scopes) if scope.patterns},
+        )
         self._close_log = LogGate(interval_s=CLOSE_LOG_INTERVAL_S)
         # Unauthenticated sockets per peer address, for the CLI's AdmissionSite (collector.admission).
         self.peer_gate = PeerGate()

@@ -26,7 +26,7 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008  # malformed frame, schema violation, bad handshake
     MESSAGE_TOO_BIG = 1009  # a frame over the endpoint's size limit
     INTERNAL_ERROR = 1011  # a bug in the collector; the peer should retry
-    NODE_KEY_REFUSED = 4403  # HTTP 403's meaning: the fleet token is good, the node key is not (docs/security.md)
+    NODE_KEY_REFUSED = 4403  # HTTP 403's meaning: the token is good, but not for this node id or key (docs/security.md)
     DUPLICATE_NODE = 4409  # another agent instance holds this node id
     SUBSCRIBER_TOO_SLOW = 4429  # a viewer fell behind the fan-out limit
     RATE_EXCEEDED = 4430  # HTTP 429's meaning (4429 is taken): frames, pings, hellos or new nodes too fast
@@ -62,6 +62,7 @@ class ErrorReason(StrEnum):
     RATE_EXCEEDED = "rate_exceeded"  # heartbeats, pings or hellos faster than the budget allows
     NEW_NODE_RATE_EXCEEDED = "new_node_rate_exceeded"  # too many new node ids from one agent token
     SEQ_OUT_OF_RANGE = "seq_out_of_range"  # a seq further ahead than elapsed time and backlog explain
+    NODE_ID_NOT_ALLOWED = "node_id_not_allowed"  # the agent token is scoped to node-id patterns this id misses
 
 
 # Which close code each reason ends a connection with; one table so the
@@ -89,6 +90,8 @@ CLOSE_CODE_FOR_REASON: dict[ErrorReason, CloseCode] = {
     ErrorReason.INTERNAL: CloseCode.INTERNAL_ERROR,
     ErrorReason.NODE_KEY_MISMATCH: CloseCode.NODE_KEY_REFUSED,
     ErrorReason.NODE_KEY_REQUIRED: CloseCode.NODE_KEY_REFUSED,
+    # HTTP 403's meaning too: the token is good, but not for this node id (docs/security.md, 3.1).
+    ErrorReason.NODE_ID_NOT_ALLOWED: CloseCode.NODE_KEY_REFUSED,
     ErrorReason.RATE_EXCEEDED: CloseCode.RATE_EXCEEDED,
     ErrorReason.NEW_NODE_RATE_EXCEEDED: CloseCode.RATE_EXCEEDED,
     # A seq no clock can explain is a broken peer, like a schema violation.

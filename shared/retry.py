@@ -75,7 +75,7 @@ RETRY_BY_CLOSE_CODE: Mapping[int, RetryPolicy] = MappingProxyType(
         int(CloseCode.NODE_KEY_REFUSED): RetryPolicy(
             RetryAction.BACKOFF_LONG,
             LONG_DELAY_S,
-            "the node id is bound to another node key: an operator must rotate, pin or forget it",
+            "the node id is bound to another node key, or outside the token's scope: an operator must act",
         ),
         int(CloseCode.RATE_EXCEEDED): RetryPolicy(
             RetryAction.BACKOFF, RATE_EXCEEDED_DELAY_S, "over a rate budget: retry no sooner than this, with backoff"

@@ -5,6 +5,9 @@
 replace its node's older connection) or a ``Refusal`` to close with, in this
 order:
 
+0. the agent token's scope (``collector.trust.scope``): a node id outside the
+   patterns of the token that matched is refused with 4403
+   ``node_id_not_allowed``, before it costs that node id any budget;
 1. hellos per node id (``hello_budget``): a reconnect or takeover loop is
    refused with 4430 ``rate_exceeded``;
 2. the node key (``IdentityTable.check``): 4403 ``node_key_mismatch`` or
@@ -25,10 +28,12 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Mapping
 
 from collector.trust.budget import KeyedBudget, hello_budget, new_node_budget
 from collector.trust.identity import Accept, AcceptKind, IdentityTable
-from collector.trust.refusal import Refusal
+from collector.trust.refusal import Refusal, TrustReason
+from collector.trust.scope import ANY_NODE, TokenScope
 
 # The label of every connection when the collector checks no agent token (loopback, or --insecure).
 NO_TOKEN_LABEL = "no-token"  # noqa: S105 - a budget label, not a secret
@@ -55,7 +60,7 @@ def token_label(authorization: str, tokens: list[bytes]) -> str:
 class HelloGate:
     """The trust checks every hello passes before the node cache sees it; see the module docstring."""
 
-    __slots__ = ("hellos", "identity", "new_nodes")
+    __slots__ = ("hellos", "identity", "new_nodes", "scopes")
 
     def __init__(
         self,
@@ -64,7 +69,10 @@ class HelloGate:
         hellos: KeyedBudget | None = None,
         new_nodes: KeyedBudget | None = None,
         logger: logging.Logger | None = None,
+        scopes: Mapping[str, TokenScope] | None = None,
     ) -> None:
+        """``scopes`` maps a token label (``token-<i>``) to its node-id patterns; a label not in it: any node id."""
+        self.scopes: Mapping[str, TokenScope] = scopes if scopes is not None else {}
         self.identity = identity if identity is not None else IdentityTable(logger=logger)
         self.hellos = hellos if hellos is not None else hello_budget()
         self.new_nodes = new_nodes if new_nodes is not None else new_node_budget()
@@ -81,6 +89,10 @@ class HelloGate:
         wall: float,
     ) -> Accept | Refusal:
         """The verdict on one hello for ``node_id``; ``known`` if the node cache holds that node id."""
+        scope = self.scopes.get(label, ANY_NODE)
+        if not scope.allows(node_id):
+            detail = f"expected a node id matching this agent token's patterns {scope.describe()!r}, got {node_id!r}"
+            return Refusal(TrustReason.NODE_ID_NOT_ALLOWED, detail[:1000])
         refusal = self.hellos.admit(node_id, now)
         if refusal is not None:
             return refusal

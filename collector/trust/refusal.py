@@ -35,6 +35,7 @@ class TrustReason(StrEnum):
     NEW_NODE_RATE_EXCEEDED = "new_node_rate_exceeded"  # too many new node ids from one credential
     SEQ_OUT_OF_RANGE = "seq_out_of_range"  # a seq further ahead than elapsed time and backlog explain
     CAPACITY_REACHED = "capacity_reached"  # the same value as shared.errors' reason: a full table
+    NODE_ID_NOT_ALLOWED = "node_id_not_allowed"  # the agent token's node-id patterns do not match
 
 
 CAPACITY_REACHED_CODE = int(CloseCode.CAPACITY_REACHED)
