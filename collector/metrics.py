@@ -31,8 +31,16 @@ from prometheus_client.registry import Collector
 
 from collector.alerts.service import AlertService
 from collector.cache import NodeCache, stored_sample
-from collector.node_metrics import NodeView, SlowDetails, details_fresh, escape_label, has_details, node_exposition
-from shared.messages import Heartbeat, NodeFacts
+from collector.node_metrics import (
+    NodeLiveness,
+    NodeView,
+    SlowDetails,
+    details_fresh,
+    escape_label,
+    has_details,
+    node_exposition,
+)
+from shared.messages import Heartbeat
 
 ENDPOINTS = ("ingest", "subscribe", "http")
 
@@ -58,14 +66,7 @@ class CollectorStats:
 class NodeRow:
     """What /metrics shows of one node, copied from its record at scrape time."""
 
-    node_id: str
-    state: str
-    connected: bool
-    last_seen_at: float | None
-    clock_skew_s: float | None
-    missing_samples: int
-    dropped_samples: int
-    facts: NodeFacts  # frozen: shared with the thread as is
+    liveness: NodeLiveness
     interval_s: float
     sample_frame: bytes | None  # decoded off the loop (collector.cache.stored_sample)
     sample_model: Heartbeat | None
@@ -81,18 +82,7 @@ class NodeRow:
             frame, details_at = self.details
             if details_fresh(details_at, sample.sampled_at, self.interval_s):
                 details = stored_sample(frame, None)
-        return NodeView(
-            node_id=self.node_id,
-            state=self.state,
-            connected=self.connected,
-            last_seen_at=self.last_seen_at,
-            clock_skew_s=self.clock_skew_s,
-            missing_samples=self.missing_samples,
-            dropped_samples=self.dropped_samples,
-            facts=self.facts,
-            sample=sample,
-            details=details,
-        )
+        return NodeView(self.liveness, sample, details)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +115,7 @@ def take_snapshot(
         details.prune(r.node_id for r in records)
     rows = [
         NodeRow(
-            node_id=node.node_id,
-            state=node.state,
-            connected=node.conn is not None,
-            last_seen_at=node.last_seen_at,
-            clock_skew_s=node.clock_skew_s,
-            missing_samples=node.missing_samples,
-            dropped_samples=node.dropped_samples,
-            facts=node.facts,
+            liveness=NodeLiveness.of(node),
             interval_s=node.interval_s,
             sample_frame=node.last_sample_frame,
             sample_model=node.last_sample_model,
@@ -161,7 +144,7 @@ def labelled_info(text: str, rows: list[NodeRow]) -> str:
     ``node_exposition`` writes one info line per node, in ``rows`` order; this touches only that
     block, and only when some node has labels.
     """
-    if not any(row.facts.labels for row in rows):
+    if not any(row.liveness.facts.labels for row in rows):
         return text
     start = text.index(INFO_TYPE_LINE) + len(INFO_TYPE_LINE)
     end = text.find("\n# HELP ", start) + 1 or len(text)
@@ -170,7 +153,7 @@ def labelled_info(text: str, rows: list[NodeRow]) -> str:
         raise RuntimeError(f"expected one nodewatch_node_info line per node ({len(rows)}), got {len(lines)}")
     out = []
     for line, row in zip(lines, rows, strict=True):
-        labels = row.facts.labels
+        labels = row.liveness.facts.labels
         if labels:
             brace = line.rindex("}")  # the last one: a label value may hold a brace, the sample value cannot
             extra = "".join(f',label_{key}="{escape_label(value)}"' for key, value in sorted(labels.items()))

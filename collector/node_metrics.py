@@ -75,8 +75,8 @@ def details_fresh(details_at: float, sample_at: float, interval_s: float) -> boo
 
 
 @dataclass(frozen=True, slots=True)
-class NodeView:
-    """What the per-node families read: liveness, facts, the last sample and the last slow-tier details."""
+class NodeLiveness:
+    """A node's liveness and facts as the families show them, copied from its record at scrape time."""
 
     node_id: str
     state: str
@@ -85,7 +85,28 @@ class NodeView:
     clock_skew_s: float | None
     missing_samples: int
     dropped_samples: int
-    facts: NodeFacts
+    facts: NodeFacts  # frozen: shared with the render thread as is
+
+    @classmethod
+    def of(cls, record: NodeRecord) -> NodeLiveness:
+        """Copy the record's fields (on the event loop, where the record changes), in field order."""
+        return cls(
+            record.node_id,
+            record.state,
+            record.conn is not None,
+            record.last_seen_at,
+            record.clock_skew_s,
+            record.missing_samples,
+            record.dropped_samples,
+            record.facts,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """What the per-node families read: liveness and facts, the last sample and the last slow-tier details."""
+
+    liveness: NodeLiveness
     sample: Heartbeat | None
     details: Heartbeat | None
 
@@ -171,23 +192,24 @@ def node_exposition(views: Iterable[NodeView]) -> str:
     gpus = [Family(name, text) for name, text, _ in GPU_GAUGES]
     info_order = sorted((*INFO_LABELS, "node"))
     for view in views:
-        node = f'node="{escape_label(view.node_id)}"'
-        facts = view.facts
+        live = view.liveness
+        node = f'node="{escape_label(live.node_id)}"'
+        facts = live.facts
         for name in STATES:
-            state.lines.append(f'nodewatch_node_state{{{node},state="{name}"}} {1.0 if view.state == name else 0.0}\n')
+            state.lines.append(f'nodewatch_node_state{{{node},state="{name}"}} {1.0 if live.state == name else 0.0}\n')
         fact_values = {key: str(getattr(facts, key)) for key in INFO_LABELS}
         fact_values["in_container"] = fact_values["in_container"].lower()
         info_labels = ",".join(
             node if key == "node" else f'{key}="{escape_label(fact_values[key])}"' for key in info_order
         )
         info.lines.append(f"nodewatch_node_info{{{info_labels}}} 1.0\n")
-        connected.add(node, 1.0 if view.connected else 0.0)
-        if view.last_seen_at is not None:
-            last_seen.add(node, view.last_seen_at)
-        if view.clock_skew_s is not None:
-            skew.add(node, view.clock_skew_s)
-        missing.add(node, view.missing_samples)
-        dropped.add(node, view.dropped_samples)
+        connected.add(node, 1.0 if live.connected else 0.0)
+        if live.last_seen_at is not None:
+            last_seen.add(node, live.last_seen_at)
+        if live.clock_skew_s is not None:
+            skew.add(node, live.clock_skew_s)
+        missing.add(node, live.missing_samples)
+        dropped.add(node, live.dropped_samples)
         memory_total.add(node, facts.memory_total_bytes)
         if facts.cpu_count_logical is not None:
             cpus.add(node, facts.cpu_count_logical)
