@@ -227,11 +227,9 @@ class NodeStatus(WireModel):
 Series = Annotated[list[float | None], Field(max_length=MAX_HISTORY_POINTS)]
 
 
-class History(WireModel):
-    """Recent samples of one node as parallel columns, oldest first; nil is a gap."""
+class _Series(WireModel):
+    """The seven series a ``History`` and a ranged answer's ``RangeSeries`` both carry, named once."""
 
-    seq: Annotated[list[Seq], Field(max_length=MAX_HISTORY_POINTS)]
-    sampled_at: Annotated[list[EpochSeconds], Field(max_length=MAX_HISTORY_POINTS)]
     cpu_percent: Series
     mem_percent: Series
     load_1: Series
@@ -239,6 +237,17 @@ class History(WireModel):
     net_tx_bytes_per_s: Series
     disk_read_bytes_per_s: Series
     disk_write_bytes_per_s: Series
+
+
+class _Points(WireModel):
+    """When each point of a ``History`` was sampled: its first keys on the wire."""
+
+    seq: Annotated[list[Seq], Field(max_length=MAX_HISTORY_POINTS)]
+    sampled_at: Annotated[list[EpochSeconds], Field(max_length=MAX_HISTORY_POINTS)]
+
+
+class History(_Series, _Points):  # pydantic puts the last base's fields first: seq, sampled_at, then the series
+    """Recent samples of one node as parallel columns, oldest first; nil is a gap."""
 
 
 class NodeEntry(WireModel):
@@ -292,16 +301,8 @@ class HistoryRequest(WireModel):
         return self.from_at is not None or self.to_at is not None or self.step_s is not None
 
 
-class RangeSeries(WireModel):
+class RangeSeries(_Series):
     """One value per point of a ranged answer for each series of ``History``; nil: no sample had it."""
-
-    cpu_percent: Series
-    mem_percent: Series
-    load_1: Series
-    net_rx_bytes_per_s: Series
-    net_tx_bytes_per_s: Series
-    disk_read_bytes_per_s: Series
-    disk_write_bytes_per_s: Series
 
 
 # [from_at, to_at] of a period without samples.
