@@ -15,6 +15,12 @@ Targets (issue #5): max stall < 50 ms, p99 < 16 ms, ~10 repaints/s max, RSS flat
 Prints a markdown table. Example::
 
     .venv/bin/python bench/viewer_stall.py --nodes 2000 --duration 60
+
+With ``--replay FILE`` there is no collector and no fleet: ``bench/replay_stub.py serve FILE``
+(a separate process) replays a recorded real subscription (issue #16: 10,000 nodes @1 Hz,
+which this machine cannot run next to a viewer), and the table says so::
+
+    .venv/bin/python bench/viewer_stall.py --replay bench/results/replay-10000.nwrec --duration 600
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ if __package__ in {None, ""}:  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stats import percentile
+from bench.replay_stub import start_stub
 
 REPO = Path(__file__).resolve().parent.parent
 PROBE_INTERVAL_MS = 10  # the issue's probe: a 10 ms PreciseTimer
@@ -65,6 +72,7 @@ class Measurements:
     close_s: float = 0.0
     link_thread_left: bool = True
     timeline: list[tuple[float, str]] = field(default_factory=list)  # (perf_counter, what) with --trace
+    feeder_cpu_s: float = 0.0  # the replay stub's CPU over the measured window
 
 
 def start_collector() -> tuple[subprocess.Popen[str], str]:
@@ -150,7 +158,14 @@ def slope_mib_per_min(samples: Sequence[tuple[float, float]]) -> float:
 
 
 def run_viewer(  # noqa: PLR0915 - one measured scenario, read top to bottom
-    url: str, nodes: int, duration_s: float, settle_s: float, *, profile: bool = False, trace: bool = False
+    url: str,
+    nodes: int,
+    duration_s: float,
+    settle_s: float,
+    *,
+    profile: bool = False,
+    trace: bool = False,
+    feeder_pid: int | None = None,
 ) -> Measurements:
     """Run the real window against ``url``, measure for ``duration_s``, close it, return the numbers."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -224,6 +239,7 @@ def run_viewer(  # noqa: PLR0915 - one measured scenario, read top to bottom
     started = last_tick
     thread_cpu_start = time.thread_time()
     process_cpu_start = time.process_time()
+    feeder_cpu_start = process_cpu_s(feeder_pid)
 
     last_cpu = time.thread_time()
 
@@ -265,6 +281,7 @@ def run_viewer(  # noqa: PLR0915 - one measured scenario, read top to bottom
         result.elapsed_s = time.perf_counter() - started
         result.ui_cpu_s = time.thread_time() - thread_cpu_start
         result.process_cpu_s = time.process_time() - process_cpu_start
+        result.feeder_cpu_s = process_cpu_s(feeder_pid) - feeder_cpu_start
         result.rows = window.model.rowCount()
         close_started = time.perf_counter()
         window.close()
@@ -329,14 +346,27 @@ def run_control(duration_s: float) -> list[float]:
     return lateness
 
 
-def report(result: Measurements, nodes: int, connected: int, duration_s: float, control: list[float]) -> str:
-    """The markdown table."""
+def report(  # noqa: PLR0917 - one call site
+    result: Measurements,
+    nodes: int,
+    connected: int,
+    duration_s: float,
+    control: list[float],
+    replay: bool = False,
+    feeder_cpu_s: float | None = None,
+) -> str:
+    """The markdown table; ``feeder_cpu_s``: the replay stub's CPU over the run."""
     lateness = result.lateness_ms
     elapsed = max(result.elapsed_s, 1e-9)
     rss_start = result.rss_samples[0][1] if result.rss_samples else 0.0
     rss_end = result.rss_samples[-1][1] if result.rss_samples else 0.0
+    source = (
+        ("replayed nodes (bench/replay_stub.py, recorded from a real collector)", f"{nodes}", "")
+        if replay
+        else ("simulated agents (connected)", f"{nodes} ({connected})", "")
+    )
     rows = [
-        ("simulated agents (connected)", f"{nodes} ({connected})", ""),
+        source,
         ("rows in the table", f"{result.rows}", ""),
         ("measured", f"{elapsed:.1f} s", f"{duration_s:g} s asked"),
         ("probe ticks", f"{len(lateness)}", f"{elapsed * 1000 / PROBE_INTERVAL_MS:.0f} ideal"),
@@ -358,6 +388,8 @@ def report(result: Measurements, nodes: int, connected: int, duration_s: float, 
         ("window close (link stop)", f"{result.close_s * 1000:.1f} ms", "< 2000 ms"),
         ("network thread left after close", "yes" if result.link_thread_left else "no", "no"),
     ]
+    if feeder_cpu_s is not None:
+        rows.append(("replay stub CPU (its own process)", f"{100 * feeder_cpu_s / elapsed:.1f} %", "of one core"))
     lines = ["| metric | value | target |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {target} |" for name, value, target in rows]
     return "\n".join(lines)
@@ -367,6 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--nodes", type=int, default=2000, help="simulated agents at 1 Hz (default 2000)")
+    parser.add_argument("--replay", type=Path, default=None, help="feed the viewer from this replay_stub recording")
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds (default 60)")
     parser.add_argument(
         "--switch-interval-ms",
@@ -381,37 +414,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.duration <= 0:
         parser.error("--nodes: expected >= 1 and --duration: expected > 0")
+    if args.replay is not None and not args.replay.is_file():
+        parser.error(f"--replay: expected a recording written by bench/replay_stub.py record, got {args.replay}")
     if args.switch_interval_ms is not None:
         sys.setswitchinterval(args.switch_interval_ms / 1000.0)
     switch_interval_s = sys.getswitchinterval()
-    collector, url = start_collector()
-    fleet_duration_s = args.duration + args.settle + 180.0
-    fleet_command = [sys.executable, str(REPO / "bench" / "fleet.py"), "--collector", url]
-    fleet_command += ["--nodes", str(args.nodes), "--interval", "1", "--duration", str(fleet_duration_s)]
-    fleet = subprocess.Popen(
-        fleet_command,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-    )
+    feeders: list[subprocess.Popen[str] | subprocess.Popen[bytes]] = []
     try:
-        connected = wait_for_fleet(url, args.nodes, timeout_s=120.0)
+        if args.replay is not None:
+            stub, url, header = start_stub(args.replay)
+            feeders.append(stub)
+            nodes = connected = int(header["nodes"])
+            command = f"bench/viewer_stall.py --replay {args.replay} --duration {args.duration:g}"
+        else:
+            collector, url = start_collector()
+            feeders.append(collector)
+            fleet_duration_s = args.duration + args.settle + 180.0
+            fleet_command = [sys.executable, str(REPO / "bench" / "fleet.py"), "--collector", url]
+            fleet_command += ["--nodes", str(args.nodes), "--interval", "1", "--duration", str(fleet_duration_s)]
+            feeders.insert(0, subprocess.Popen(fleet_command, cwd=REPO, stdout=subprocess.DEVNULL))
+            nodes, connected = args.nodes, wait_for_fleet(url, args.nodes, timeout_s=120.0)
+            command = f"bench/viewer_stall.py --nodes {args.nodes} --duration {args.duration:g}"
         control = run_control(min(args.duration, args.control_duration))
-        result = run_viewer(url, args.nodes, args.duration, args.settle, profile=args.profile, trace=args.trace)
+        result = run_viewer(
+            url,
+            nodes,
+            args.duration,
+            args.settle,
+            profile=args.profile,
+            trace=args.trace,
+            feeder_pid=feeders[0].pid if args.replay is not None else None,
+        )
         if args.trace:
             print_trace(result.timeline)
     finally:
-        for process in (fleet, collector):
-            process.send_signal(signal.SIGTERM)
-        for process in (fleet, collector):
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-    print(f"\n`bench/viewer_stall.py --nodes {args.nodes} --duration {args.duration:g}`")
+        stop_all(feeders)
+    print(f"\n`{command}`")
     print(f"(GIL switch interval {switch_interval_s * 1000:g} ms)\n")
-    print(report(result, args.nodes, connected, args.duration, control))
+    replay = args.replay is not None
+    print(report(result, nodes, connected, args.duration, control, replay, result.feeder_cpu_s if replay else None))
     return 0
+
+
+def stop_all(processes: Sequence[subprocess.Popen[str] | subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process, then wait (kill after 10 s)."""
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def process_cpu_s(pid: int | None) -> float:
+    """User plus system CPU seconds of ``pid`` so far, from /proc (0 for None)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
