@@ -13,10 +13,12 @@ protocol rule (``collector.ingest_session``, ``collector.cache``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from typing import Any
 
 from aiohttp import WSCloseCode, web
 
@@ -43,16 +45,23 @@ SHUTDOWN_REASON = b"collector shutting down"
 RUNTIME_KEY = web.AppKey("nodewatch_collector", CollectorRuntime)
 
 
-async def _background(runtime: CollectorRuntime, app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: run the liveness and lag tasks for the app's lifetime, then cancel and await them."""
-    tasks = [asyncio.create_task(runtime.liveness_loop()), asyncio.create_task(runtime.lag_loop())]
-    tasks.append(asyncio.create_task(runtime.alerts.run()))  # alert timers, delivery, saving (a last save at exit)
+@contextlib.asynccontextmanager
+async def _tasks(*coros: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run ``coros`` as tasks for the length of the block, then cancel and await every one."""
+    tasks = [asyncio.create_task(coro) for coro in coros]
     try:
         yield
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _background(runtime: CollectorRuntime, app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: run the liveness and lag tasks for the app's lifetime, then cancel and await them."""
+    # alerts.run(): alert timers, delivery, saving (a last save at exit)
+    async with _tasks(runtime.liveness_loop(), runtime.lag_loop(), runtime.alerts.run()):
+        yield
 
 
 async def _store(runtime: CollectorRuntime, app: web.Application) -> AsyncIterator[None]:
@@ -62,13 +71,10 @@ async def _store(runtime: CollectorRuntime, app: web.Application) -> AsyncIterat
         yield
         return
     store.start(asyncio.get_running_loop())
-    tasks = [asyncio.create_task(runtime.store_loop(store)), asyncio.create_task(_fill(runtime, store))]
     try:
-        yield
+        async with _tasks(runtime.store_loop(store), _fill(runtime, store)):
+            yield
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         await store.close()
 
 
