@@ -55,15 +55,7 @@ _RECORD = struct.Struct("<dI")  # arrival offset (s since the snapshot), frame l
 SUBSCRIBE_PATH = "/api/v1/subscribe"
 # The viewer's own frame ceiling (COLLECTOR_LIMITS): a 10,000-node snapshot is tens of MiB.
 MAX_FRAME_BYTES = 256 * 1024 * 1024
-_SERIES = (
-    "cpu_percent",
-    "mem_percent",
-    "load_1",
-    "net_rx_bytes_per_s",
-    "net_tx_bytes_per_s",
-    "disk_read_bytes_per_s",
-    "disk_write_bytes_per_s",
-)
+_SERIES = tuple(RangeSeries.model_fields)  # the seven series a history carries, cpu_percent first
 
 
 @dataclass(frozen=True)
@@ -310,6 +302,8 @@ def run_recording(nodes: int, seconds: float, settle_s: float, out: Path) -> Rec
             time.sleep(settle_s)
             snapshot, updates = asyncio.run(record(base, seconds))
         finally:
+            for proc in reversed(group.procs):  # SIGTERM first: the fleet stops its worker processes
+                proc.terminate()
             group.close()
     entries = [len(msgpack.unpackb(frame)["nodes"]) for _, frame in updates]
     header = {
