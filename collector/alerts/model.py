@@ -13,7 +13,7 @@ Not here: when states change (``collector.alerts.engine``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias, cast
 
@@ -212,14 +212,8 @@ class SavedNode:
     alerts: list[Mapping[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data, as ``parse_saved_node`` reads it."""
-        return {
-            "node_id": self.node_id,
-            "labels": self.labels,
-            "liveness": self.liveness,
-            "previous": self.previous,
-            "alerts": self.alerts,
-        }
+        """Plain data, as ``parse_saved_node`` reads it: every field by its name, copied."""
+        return asdict(self)
 
 
 def parse_saved_node(data: object) -> SavedNode:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -203,9 +203,9 @@ class Dispatcher:
                 {
                     "route": g.route.name,
                     "key": list(g.key),
-                    "firing": [_alert_dict(a) for a in g.firing.values()],
-                    "held": [_alert_dict(a) for a in g.held.values()],
-                    "resolved": [_alert_dict(a) for a in g.resolved.values()],
+                    "firing": [asdict(a) for a in g.firing.values()],  # read back as NotifiedAlert(**a)
+                    "held": [asdict(a) for a in g.held.values()],
+                    "resolved": [asdict(a) for a in g.resolved.values()],
                     "told": sorted(g.told),
                     "changed": g.changed,
                     "last_sent_at": g.last_sent_at,
@@ -238,16 +238,3 @@ class Dispatcher:
                 self._groups[(route.name, group.key)] = group
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise AlertStateError(f"dispatcher state: expected what to_state writes, got {exc!r}") from exc
-
-
-def _alert_dict(alert: NotifiedAlert) -> dict[str, Any]:
-    return {
-        "key": alert.key,
-        "rule": alert.rule,
-        "node_id": alert.node_id,
-        "instance": alert.instance,
-        "severity": alert.severity,
-        "since": alert.since,
-        "value": alert.value,
-        "summary": alert.summary,
-    }
