@@ -72,12 +72,8 @@ def _read(path: Path) -> str | None:
 
 
 def _parse_int(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return None
+    """A cgroup file's count; None for ``max``, v1's ``-1`` (no quota) and whatever else is no count."""
+    return int(text) if text is not None and text.isdecimal() else None
 
 
 def _cores(quota: int | None, period: int | None) -> float | None:

@@ -18,8 +18,9 @@ node's disks (squashfs snaps and erofs images are always 100 % full).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, TypeAlias
 
 from agent.procfs import MountEntry
 
@@ -94,21 +95,8 @@ def partitions_from_mountinfo(entries: Iterable[MountEntry], block_kinds: frozen
     ]
 
 
-class Statvfs(Protocol):
-    """The fields of ``os.statvfs_result`` that usage needs."""
-
-    @property
-    def f_frsize(self) -> int: ...
-    @property
-    def f_blocks(self) -> int: ...
-    @property
-    def f_bfree(self) -> int: ...
-    @property
-    def f_bavail(self) -> int: ...
-    @property
-    def f_files(self) -> int: ...
-    @property
-    def f_ffree(self) -> int: ...
+# What usage reads of statvfs(2): f_frsize, f_blocks, f_bfree, f_bavail, f_files, f_ffree.
+Statvfs: TypeAlias = os.statvfs_result
 
 
 class DiskUsage(NamedTuple):
