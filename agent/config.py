@@ -190,38 +190,42 @@ def build_parser() -> argparse.ArgumentParser:
         + ") or a TOML file (--config or NODEWATCH_CONFIG) with the same names in snake_case, optionally"
         " under [agent]. A flag beats the environment, which beats the file.",
     )
-    add = parser.add_argument
-    add("--collector", metavar="URL", help="collector address: ws://HOST:8765, http://HOST:8765 or HOST:PORT")
-    add("--token", metavar="T", help="agent token (prefer --token-file or NODEWATCH_TOKEN: flags show up in ps)")
-    add(
-        "--token-file",
-        metavar="PATH",
-        help="read the agent token from this file: one line, not readable by other users (else refused)",
-    )
-    add("--interval", metavar="SECONDS", help=f"sampling interval, 0.05-3600 (default {DEFAULT_INTERVAL_S:g})")
-    add("--node-id", metavar="ID", help="node id shown by the collector (default: the hostname)")
-    add("--config", metavar="FILE.toml", help="TOML file with the same settings")
-    add(
+    # The options that take one value; --label, the backlog pair and --top-processes follow.
+    options = {
+        "--collector": ("URL", "collector address: ws://HOST:8765, http://HOST:8765 or HOST:PORT"),
+        "--token": ("T", "agent token (prefer --token-file or NODEWATCH_TOKEN: flags show up in ps)"),
+        "--token-file": (
+            "PATH",
+            "read the agent token from this file: one line, not readable by other users (else refused)",
+        ),
+        "--interval": ("SECONDS", f"sampling interval, 0.05-3600 (default {DEFAULT_INTERVAL_S:g})"),
+        "--node-id": ("ID", "node id shown by the collector (default: the hostname)"),
+        "--config": ("FILE.toml", "TOML file with the same settings"),
+        "--ws-heartbeat": ("SECONDS", f"websocket ping interval (default {DEFAULT_WS_HEARTBEAT_S:g})"),
+        "--log-level": ("LEVEL", "DEBUG, INFO (default), WARNING or ERROR"),
+        "--state-dir": (
+            "DIR",
+            "keep the node key here (default: $STATE_DIRECTORY, else /var/lib/nodewatch-agent as root, "
+            "~/.local/state/nodewatch-agent as a user)",
+        ),
+    }
+    for flag, (metavar, text) in options.items():
+        parser.add_argument(flag, metavar=metavar, help=text)
+    parser.add_argument(
         "--label",
         metavar="KEY=VALUE",
         action="append",
         help=f"a node label, repeatable (at most {MAX_LABELS}); also {LABELS_ENV}=k=v,k2=v2 or a TOML table labels",
     )
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument(
+    backlog = parser.add_mutually_exclusive_group()
+    backlog.add_argument(
         "--backlog-samples",
         metavar="N",
         help="unacked samples kept while disconnected (default: one hour's worth at the interval)",
     )
-    group.add_argument("--backlog-bytes", metavar="N", help="bound the backlog by encoded bytes instead")
-    add("--top-processes", action="store_const", const="true", help="also send the top 5 processes by CPU and RSS")
-    add("--ws-heartbeat", metavar="SECONDS", help=f"websocket ping interval (default {DEFAULT_WS_HEARTBEAT_S:g})")
-    add("--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING or ERROR")
-    add(
-        "--state-dir",
-        metavar="DIR",
-        help="keep the node key here (default: $STATE_DIRECTORY, else /var/lib/nodewatch-agent as root, "
-        "~/.local/state/nodewatch-agent as a user)",
+    backlog.add_argument("--backlog-bytes", metavar="N", help="bound the backlog by encoded bytes instead")
+    parser.add_argument(
+        "--top-processes", action="store_const", const="true", help="also send the top 5 processes by CPU and RSS"
     )
     return parser
 
