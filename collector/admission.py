@@ -13,8 +13,9 @@ collector stays observable while it sheds agents.
 
 With a ``PeerGate`` (issue 13, finding 4: 10,300 idle sockets with no token
 gave every agent a 503), every new connection is first a ``_HeadReader``,
-nginx-style: it holds one of the peer address's slots (32 per address, 4,096
-in all; more get HTTP 429 with ``Retry-After``) until its request head is
+nginx-style: it holds one of the peer address's slots (32 per address, 512 for
+an address a recent hello vouched for, 4,096 in all; more get HTTP 429 with
+``Retry-After``) until its request head is
 complete, and is closed if the head does not arrive within ``header_timeout_s``
 (nginx's ``client_header_timeout``) or grows past ``MAX_HEAD_BYTES`` (431).
 Only then is it handed to aiohttp, with no cost per frame afterwards. What
@@ -32,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -121,7 +123,7 @@ class _HeadReader(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         gate = site.peer_gate
-        slot = gate.open(address) if gate is not None else None
+        slot = gate.open(address, site.clock()) if gate is not None else None
         if isinstance(slot, PeerRefused):
             transport.write(
                 canned_response("429 Too Many Requests", "too_many_connections", slot.detail, slot.retry_after_s)
@@ -210,7 +212,9 @@ class AdmissionSite(web.TCPSite):
         count: Callable[[], int] | None = None,
         peer_gate: PeerGate | None = None,
         header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` is the one ``peer_gate.vouch`` is fed with (the runtime's monotonic clock)."""
         super().__init__(runner, host, port, ssl_context=ssl_context, backlog=backlog)
         self.limit = limit
         self.on_refused = on_refused
@@ -218,6 +222,7 @@ class AdmissionSite(web.TCPSite):
         self._count = count
         self.peer_gate = peer_gate
         self.header_timeout_s = header_timeout_s
+        self.clock = clock
 
     def counted(self) -> int:
         """Connections that count toward ``limit`` now."""

@@ -4,7 +4,10 @@ The shell receives frames and feeds them to the session, executes the actions
 it returns (send, close, drop, wake me at t), and arms the one timer the
 session asks for on the app's ``Scheduler``. Websocket pings reach the loop too
 (aiohttp's autoping is off): the session's ping budget sees each one, and only
-those under it get a pong (issue 13, finding 16b). Every protocol rule lives in
+those under it get a pong (issue 13, finding 16b). While a hello's backlog is owed,
+the loop pauses between frames as ``ReplayPace`` says (1,000 frames/s past a
+burst of 1,000; docs/security.md, 3.3), so TCP slows a replaying agent. An
+accepted hello vouches for its peer address (``PeerGate.vouch``). Every protocol rule lives in
 ``collector.ingest_session``; the samples go to the ``NodeCache`` through a
 ``CachePort`` whose observer is the ``CollectorRuntime``.
 
@@ -40,6 +43,7 @@ from collector.ingest_session import (
 from collector.runtime import CollectorRuntime
 from collector.store.port import StorePort
 from collector.timers import TimerHandle
+from collector.trust.budget import ReplayPace, replay_owed
 from collector.trust.gate import token_label
 from shared.errors import CloseCode, ErrorReason
 from shared.messages import Hello
@@ -59,6 +63,7 @@ class IngestConnection:
     """One agent's websocket: the receive loop, the action executor and the session's one timer."""
 
     __slots__ = (
+        "_pace",
         "_tasks",
         "_timer",
         "changed",
@@ -104,10 +109,16 @@ class IngestConnection:
         )
         self._timer: TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # actions a timer produced, run outside the receive loop
+        self._pace: ReplayPace | None = None  # set by the hello while a backlog is owed (docs/security.md, 3.3)
 
     def hello_accepted(self, hello: Hello, ack_seq: int) -> None:
         """The node is ours now: health counts this agent, a later hello of its instance can replace it."""
         self.runtime.agents[self.conn] = self.request
+        # This address proved itself: its reconnect storms get the vouched per-address cap (collector.admission).
+        self.runtime.peer_gate.vouch(self.peer, self.runtime.clock())
+        owed = replay_owed(hello.newest_seq, ack_seq)
+        # The pacing waits on the loop's clock (asyncio.sleep), so it counts on that clock too.
+        self._pace = ReplayPace(owed, asyncio.get_running_loop().time()) if owed else None
         log.info(
             "ingest %r: hello from node %r (instance %r), ack %d",
             self.peer,
@@ -128,6 +139,8 @@ class IngestConnection:
                     actions = session.receive_frame(msg.data, clock())
                     if actions:
                         await self.execute(actions)
+                    if self._pace is not None:
+                        await self._paced()
                     continue
                 if kind is _PING or kind is _PONG:
                     await self._ping(msg)
@@ -145,6 +158,17 @@ class IngestConnection:
             if session.phase is not _CLOSED:  # cancelled (shutdown): the cache still hears the connection ended
                 session.receive_close(None, clock())
             self.runtime.agents.pop(self.conn, None)
+
+    async def _paced(self) -> None:
+        """Backlog replay at the budget's pace: stop reading for the pacer's delay (TCP slows the agent)."""
+        pace = self._pace
+        if pace is None:
+            return
+        delay = pace.frame(asyncio.get_running_loop().time())
+        if pace.done:
+            self._pace = None
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     async def _ping(self, msg: WSMessage) -> None:
         """Autoping is off (``handle_ingest``): the budget sees every ping, and only those under it get a pong.

@@ -10,6 +10,8 @@ to ``burst``), fed the monotonic ``now`` by the caller:
   minus the ack) is replayed from a separate credit that is paced, not
   refused: the shell waits ``Pace.delay_s`` before reading the next frame,
   so TCP flow control slows the agent and no frame is lost.
+- ``ReplayPace``: the same replay credit as the shell sees it, which pauses
+  reading (``Pace`` never reaches the shell through the session).
 - ``RateBudget``: a plain per-connection rate, for websocket pings (ingest
   and subscribe) and a viewer's history requests.
 - ``KeyedBudget`` over ``KeyedRate``: one bucket per key, bounded in keys: hellos per node id
@@ -42,6 +44,8 @@ DEFAULT_REPLAY_RATE_PER_S = 1000.0
 DEFAULT_UNDECLARED_REPLAY_FRAMES = 3600
 # No hello earns more replay credit than this, whatever newest_seq claims: a day at 1 Hz, ~86 s of pacing.
 MAX_REPLAY_FRAMES = 86_400
+# Pacing sleeps shorter than this are carried as debt: a timer per 10 ms, not per frame.
+MIN_PACE_SLEEP_S = 0.01
 # Websocket pings: the reference agent pings every 10 s; a peer may ping once a second, ten in a row.
 PING_RATE_PER_S = 1.0
 PING_BURST = 10
@@ -166,6 +170,50 @@ class FrameBudget:
             f"{self._live.burst:g}, got more"
         )
         return Refusal(TrustReason.RATE_EXCEEDED, detail, retry_after_s=self._live.retry_after_s(now))
+
+
+class ReplayPace:
+    """The shell's side of backlog pacing: after each frame while a backlog is owed, how long to stop reading.
+
+    ``IngestSession`` admits replay frames (``FrameBudget``) but cannot pause a socket; the aiohttp
+    shell builds one of these from the accepted hello and sleeps what ``frame`` returns before its next
+    ``receive()``. While it sleeps aiohttp's reader fills, pauses the transport, and TCP slows the agent:
+    no frame is lost. Sleeps shorter than ``min_sleep_s`` are carried as debt and taken in one, so
+    1,000 frames/s cost ~100 sleeps a second, not 1,000. ``done`` once the credit is spent.
+    """
+
+    __slots__ = ("_bucket", "_left", "min_sleep_s")
+
+    def __init__(
+        self,
+        owed_frames: int,
+        now: float,
+        rate_per_s: float = DEFAULT_REPLAY_RATE_PER_S,
+        min_sleep_s: float = MIN_PACE_SLEEP_S,
+    ) -> None:
+        self._left = min(max(0, owed_frames), MAX_REPLAY_FRAMES)
+        self._bucket = TokenBucket(rate_per_s, max(1.0, rate_per_s), now)
+        self.min_sleep_s = min_sleep_s
+
+    @property
+    def done(self) -> bool:
+        """True once every owed frame has been paced: the shell drops this pacer."""
+        return self._left <= 0
+
+    def frame(self, now: float) -> float:
+        """One frame arrived at ``now``: the seconds to wait before reading on (0: read on at once)."""
+        if self._left <= 0:
+            return 0.0
+        self._left -= 1
+        delay = self._bucket.reserve(now)
+        return delay if delay >= self.min_sleep_s else 0.0
+
+
+def replay_owed(newest_seq: int | None, ack_seq: int) -> int:
+    """Frames a hello's agent may replay at the paced rate: its declared backlog, or the default one."""
+    if newest_seq is None:
+        return DEFAULT_UNDECLARED_REPLAY_FRAMES
+    return min(MAX_REPLAY_FRAMES, max(0, newest_seq - ack_seq))
 
 
 class RateBudget:

@@ -8,6 +8,11 @@
   rest are answered HTTP 429 with ``Retry-After`` before any upgrade. IPv6
   peers are counted per /64, the block one host or one LAN gets (RFC 6177), so
   an address-hopping host is still one peer; IPv4-mapped IPv6 counts as IPv4.
+  An address that passed a hello in the last 10 minutes (``vouch``) may hold
+  512: honest reconnect storms from one address (a NAT gateway's fleet, agents
+  and viewers on one host) arrive faster than their heads, so a burst of 100
+  accepts is 100 pending slots for a moment. A slot is held only until the
+  connection's request head is complete (``collector.admission``).
 - ``choose_victim`` picks which node to evict when the node table is full and
   a new node says hello: never one that is connected, nor one that sent data
   and is online or stale; first nodes that never sent a heartbeat (a
@@ -22,12 +27,21 @@ the evicted node (the shell calls ``NodeCache`` and ``IdentityTable.forget``).
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # Not-yet-authenticated connections per peer address. An honest agent holds one, for the hello's
 # round trip; 32 lets a NAT gateway's fleet reconnect together (the rest retry after Retry-After).
 DEFAULT_MAX_PER_PEER = 32
+# An address that passed a hello within VOUCH_TTL_S gets this many instead: a NAT gateway's fleet or
+# co-located viewers reconnecting together after a collector restart, all at once. Still far below
+# DEFAULT_MAX_PENDING, so one vouched address cannot hold every pending slot.
+DEFAULT_MAX_PER_VOUCHED_PEER = 512
+# How long an accepted hello vouches for its address: longer than any reconnect storm's backoff (30 s cap).
+VOUCH_TTL_S = 600.0
+# Vouched addresses remembered at once (~100 bytes each): one per NAT gateway or host of a large fleet.
+MAX_VOUCHED = 20_000
 # ... and from everyone together: ~8 KiB of aiohttp state each, 4,096 is ~32 MiB at worst, and well
 # under the admission limit so that authenticated agents always find room (finding 4).
 DEFAULT_MAX_PENDING = 4096
@@ -70,24 +84,51 @@ class PeerRefused:
 class PeerGate:
     """Counts not-yet-authenticated connections per peer and in total; ``open`` is a slot or a refusal."""
 
-    __slots__ = ("_counts", "_pending", "max_pending", "max_per_peer", "refused")
+    __slots__ = ("_counts", "_pending", "_vouched", "max_pending", "max_per_peer", "max_per_vouched", "refused")
 
-    def __init__(self, max_per_peer: int = DEFAULT_MAX_PER_PEER, max_pending: int = DEFAULT_MAX_PENDING) -> None:
-        if max_per_peer < 1 or max_pending < max_per_peer:
-            raise RuntimeError(f"expected 1 <= max_per_peer <= max_pending, got {max_per_peer!r}, {max_pending!r}")
+    def __init__(
+        self,
+        max_per_peer: int = DEFAULT_MAX_PER_PEER,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        max_per_vouched: int | None = None,
+    ) -> None:
+        """``max_per_vouched`` defaults to ``DEFAULT_MAX_PER_VOUCHED_PEER`` (within the other two bounds)."""
+        if max_per_vouched is None:
+            max_per_vouched = max(max_per_peer, min(DEFAULT_MAX_PER_VOUCHED_PEER, max_pending))
+        if not 1 <= max_per_peer <= max_per_vouched <= max_pending:
+            raise RuntimeError(
+                f"expected 1 <= max_per_peer <= max_per_vouched <= max_pending, got "
+                f"{max_per_peer!r}, {max_per_vouched!r}, {max_pending!r}"
+            )
         self.max_per_peer = max_per_peer
         self.max_pending = max_pending
+        self.max_per_vouched = max_per_vouched
+        self._vouched: dict[str, float] = {}  # peer key -> when a hello from it was last accepted
         self._counts: dict[str, int] = {}
         self._pending = 0
         self.refused = 0  # for /metrics: nodewatch_unauthenticated_refused_total
 
-    def open(self, address: str) -> PeerSlot | PeerRefused:
-        """A new connection from ``address`` (before any byte is parsed)."""
+    def vouch(self, address: str, now: float) -> None:
+        """A hello from ``address`` was accepted at ``now``: for ``VOUCH_TTL_S`` it gets the vouched cap."""
+        key = peer_key(address)
+        vouched = self._vouched
+        vouched.pop(key, None)  # re-insert: the dict stays in vouching order, oldest first
+        if len(vouched) >= MAX_VOUCHED:
+            del vouched[next(iter(vouched))]
+        vouched[key] = now
+
+    def cap(self, address: str, now: float) -> int:
+        """How many unauthenticated connections ``address`` may hold at ``now``."""
+        at = self._vouched.get(peer_key(address))
+        return self.max_per_vouched if at is not None and now - at < VOUCH_TTL_S else self.max_per_peer
+
+    def open(self, address: str, now: float = -math.inf) -> PeerSlot | PeerRefused:
+        """A new connection from ``address`` at ``now`` (before any byte is parsed); no ``now``: no vouching."""
         key = peer_key(address)
         count = self._counts.get(key, 0)
-        if count >= self.max_per_peer:
+        if count >= self.max_per_peer and count >= (cap := self.cap(key, now)):
             self.refused += 1
-            return PeerRefused(f"expected at most {self.max_per_peer} unauthenticated connections from {key}, got more")
+            return PeerRefused(f"expected at most {cap} unauthenticated connections from {key}, got more")
         if self._pending >= self.max_pending:
             self.refused += 1
             return PeerRefused(f"expected at most {self.max_pending} unauthenticated connections in all, got more")

@@ -41,6 +41,7 @@ class TestRefusal:
             "new_node_rate_exceeded",
             "seq_out_of_range",
             "capacity_reached",
+            "node_id_not_allowed",
         }
 
     def test_every_reason_has_a_code_and_fits_an_error_frame(self) -> None:
