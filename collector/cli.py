@@ -275,6 +275,7 @@ async def serve(
         # sockets are bounded per address and by the header deadline instead (issue 13, finding 4).
         count=functools.partial(app[RUNTIME_KEY].stats.connections_active.__getitem__, "ingest"),
         peer_gate=app[RUNTIME_KEY].peer_gate,
+        clock=app[RUNTIME_KEY].clock,  # the clock hellos vouch for addresses on (PeerGate.vouch)
         header_timeout_s=config.header_timeout_s,
     )
     try:
