@@ -7,6 +7,7 @@
 - Percent charts are fixed at 0-100; the network axis counts KiB/s, MiB/s (IEC, like the table).
 - pyqtgraph's developer context menu and its auto-range "A" button are off; the time axes
   of all charts are linked, so zooming one zooms all.
+- A rollup range (1-min or 1-h buckets) draws its average line over a min-max band (``Band``).
 - Each series is capped (``MAX_POINTS``): a hostile collector cannot grow it without bound.
 
 Not here: which node is shown or facts (``viewer.detail``). UI thread only.
@@ -34,6 +35,8 @@ MAX_SHADED: Final = 50
 _SHADE: Final = (255, 160, 0, 45)
 _IEC_STEPS: Final = (1.0, 1024.0, 1024.0**2, 1024.0**3, 1024.0**4)
 _PEN_WIDTH: Final = 1.5
+# The min-max band is a tint of its line's colour: readable under the line, in light and dark mode.
+_BAND_ALPHA: Final = 50
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -75,14 +78,17 @@ class Series:
         self.x: FloatArray = np.empty(0)
         self.y: FloatArray = np.empty(0)
 
-    def replace(self, x: FloatArray, y: Sequence[float | None], gaps: npt.NDArray[np.bool_]) -> None:
+    def replace(self, x: FloatArray, y: Sequence[float | None] | FloatArray, gaps: npt.NDArray[np.bool_]) -> None:
         """Show ``x``/``y``, with a NaN point before every point where ``gaps`` is True."""
-        values = np.asarray([np.nan if value is None else value for value in y], dtype=float)
-        where = np.flatnonzero(gaps)
-        # The break point sits just after the last sample before the gap.
-        self.x = np.insert(x, where, x[where - 1] + 1e-3) if where.size else x
-        self.y = np.insert(values, where, np.nan) if where.size else values
+        self.x, self.y = with_breaks(x, y, gaps)
         self._draw()
+
+    def value_at(self, at: float, reach_s: float) -> float | None:
+        """The value of the last point at or before ``at`` if within ``reach_s``; None in a gap or off the data."""
+        index = int(np.searchsorted(self.x, at, side="right")) - 1
+        if index < 0 or at - self.x[index] > reach_s or np.isnan(self.y[index]):
+            return None
+        return float(self.y[index])
 
     def append(self, x: float, y: float | None, *, after_gap: bool) -> None:
         """Add one point; ``after_gap`` breaks the curve before it."""
@@ -97,6 +103,46 @@ class Series:
         if self.x.size > MAX_POINTS:
             self.x, self.y = self.x[-MAX_POINTS:], self.y[-MAX_POINTS:]
         self.curve.setData(self.x, self.y, connect="finite")
+
+
+def with_breaks(
+    x: FloatArray, y: Sequence[float | None] | FloatArray, gaps: npt.NDArray[np.bool_]
+) -> tuple[FloatArray, FloatArray]:
+    """``x``/``y`` with a NaN point before every point where ``gaps`` is True (None values become NaN too)."""
+    values = y if isinstance(y, np.ndarray) else np.asarray([np.nan if v is None else v for v in y], dtype=float)
+    where = np.flatnonzero(gaps)
+    if not where.size:
+        return x, values
+    # The break point sits just after the last sample before the gap.
+    return np.insert(x, where, x[where - 1] + 1e-3), np.insert(values, where, np.nan)
+
+
+class Band:
+    """The min-max band of a rollup series: two invisible curves and the fill between them."""
+
+    def __init__(self, plot: pg.PlotWidget, colour: str) -> None:
+        self._low = pg.PlotDataItem(pen=None)
+        self._high = pg.PlotDataItem(pen=None)
+        fill = QColor(colour)
+        fill.setAlpha(_BAND_ALPHA)
+        self._fill = pg.FillBetweenItem(self._low, self._high, brush=pg.mkBrush(fill))
+        self._fill.setZValue(-5)  # under the average line, over the shaded gaps
+        plot.addItem(self._low)
+        plot.addItem(self._high)
+        plot.addItem(self._fill)
+        self.low = Series(self._low)
+        self.high = Series(self._high)
+
+    def replace(self, x: FloatArray, low: FloatArray, high: FloatArray, gaps: npt.NDArray[np.bool_]) -> None:
+        """Show the band over ``x``, broken where ``gaps`` is True."""
+        self.low.replace(x, low, gaps)
+        self.high.replace(x, high, gaps)
+        self._fill.setVisible(bool(x.size))
+
+    def clear(self) -> None:
+        """No band (raw points, or the live window)."""
+        empty = np.empty(0)
+        self.replace(empty, empty, empty, np.zeros(0, dtype=bool))
 
 
 class Chart:
@@ -157,6 +203,10 @@ class Chart:
         """A new curve in ``colour``."""
         return Series(self.plot.plot(pen=pg.mkPen(colour, width=_PEN_WIDTH)))
 
+    def add_band(self, colour: str) -> Band:
+        """A new min-max band tinted ``colour`` (empty until a rollup range is drawn)."""
+        return Band(self.plot, colour)
+
     def shade(self, spans: Sequence[tuple[float, float]]) -> None:
         """Shade ``spans`` (start, end epoch seconds): gaps and the current outage; at most ``MAX_SHADED``."""
         spans = list(spans)[-MAX_SHADED:]
@@ -185,9 +235,14 @@ class Chart:
         if not self._percent:  # and a readable rate axis until data comes (autoscaled again then)
             self.plot.setYRange(0.0, 1000.0 if self._rate else 1.0, padding=0.0)
 
-    def follow_data(self) -> None:
+    def show_span(self, from_at: float, to_at: float) -> None:
+        """Frame ``from_at``..``to_at`` (a picked history range), whatever the data covers."""
+        self.plot.enableAutoRange(axis="x", enable=False)
+        self.plot.setXRange(from_at, to_at, padding=0.0)
+
+    def follow_data(self, *, time: bool = True) -> None:
         """Fit the axes to the data again (after ``show_recent``): time on the leading chart, rates too."""
-        if self._leads_time:
+        if time and self._leads_time:
             self.plot.enableAutoRange(axis="x")
         if not self._percent:
             self.plot.enableAutoRange(axis="y")

@@ -3,14 +3,17 @@
 Tabs: Charts (CPU, memory, load, network and disk I/O, ``viewer.overview``), Disks
 (as ``df`` shows them, with inodes, read-only mounts and per-device I/O), CPU (per core,
 by mode, pressure), Net (per interface, errors, links down, TCP), Temps (temperature sensors),
-Top (processes, when the agent sends them) and Facts. The slow-tier values (every ~5 s) are the
+Top (processes, when the agent sends them) and Facts. Over the charts, a range picker
+(``viewer.rangepicker``: 15 min live ... 30 d from the collector's store; the pick holds when
+another node is selected) and a crosshair readout (``viewer.crosshair``). The slow-tier values (every ~5 s) are the
 row's kept ones (``viewer.details.SlowDetails``), each with its time. Every label and cell
 is plain text: hostnames, OS strings, mount and process names come from agents and are data.
 The state reads "offline since 12:00:01 (4 m): the agent closed its connection", and
 while the viewer is disconnected it says "as of HH:MM:SS".
 
-Not here: networking or the table; the window calls ``show_node``, ``set_history``,
-``extend`` and ``update_facts``. UI thread only.
+Not here: networking or the table; the window calls ``show_node``, ``take_history``,
+``extend``, ``update_facts`` and ``on_link_state``, and sends what ``history_requested``
+asks for. UI thread only.
 """
 
 from __future__ import annotations
@@ -19,17 +22,21 @@ import datetime as dt
 import time
 from typing import Final
 
-from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QPalette
 from PyQt6.QtWidgets import QFormLayout, QFrame, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
-from shared.messages import Heartbeat, History
+from shared.messages import Heartbeat, History, HistoryRequest, NodeHistory
 from viewer.cells import NodeRow, describe_last_seen, describe_state, is_current
 from viewer.charts import Chart
+from viewer.crosshair import Crosshair, readout_label
 from viewer.details import file_handle_text
 from viewer.detailtabs import NodeTables, plain_label
 from viewer.format import format_bytes, format_clock, format_duration
+from viewer.historyload import RangeChoice
+from viewer.linkstate import LinkState
 from viewer.overview import OverviewCharts
+from viewer.rangepicker import RangeLoader, RangePicker
 
 __all__ = ["DetailPane", "plain_label"]
 
@@ -73,13 +80,20 @@ def _fact_form(names: tuple[str, ...], labels: dict[str, QLabel]) -> QWidget:
 
 
 class DetailPane(QWidget):
-    """State, tabs of charts and tables, and facts of one node; empty until a node is selected."""
+    """State, tabs of charts and tables, and facts of one node; empty until a node is selected.
+
+    ``history_requested(HistoryRequest)``: a history the window should ask the collector for
+    (the live window's, or a picked range's).
+    """
+
+    history_requested = pyqtSignal(HistoryRequest)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._node_id: str | None = None
         self._row: NodeRow | None = None
         self._interval_s = 1.0
+        self._server_offset_s = 0.0
         self._pending: list[Heartbeat] = []
         self._chart_timer = QTimer(self)
         self._chart_timer.setSingleShot(True)
@@ -101,7 +115,19 @@ class DetailPane(QWidget):
         overview_scroll.setWidgetResizable(True)
         overview_scroll.setFrameShape(QFrame.Shape.NoFrame)
         overview_scroll.setWidget(self.overview)
-        self.tabs.addTab(overview_scroll, "Charts")
+        self.picker = RangePicker()
+        self.ranges = RangeLoader(self.picker, parent=self)
+        self.ranges.request.connect(self.history_requested)
+        self.picker.chosen.connect(self._on_range_chosen)
+        self.readout = readout_label()
+        self.crosshair = Crosshair(self.overview, self.readout, parent=self)
+        charts_tab = QWidget()
+        charts_layout = QVBoxLayout(charts_tab)
+        charts_layout.setContentsMargins(0, 2, 0, 0)
+        for widget in (self.picker, self.readout):
+            charts_layout.addWidget(widget)
+        charts_layout.addWidget(overview_scroll, stretch=1)
+        self.tabs.addTab(charts_tab, "Charts")
         for title, tab in self.tables.tabs:
             self.tabs.addTab(tab, title)
         self.facts_tab = _fact_form(_FACT_TAB_LABELS, self._facts)
@@ -160,7 +186,10 @@ class DetailPane(QWidget):
         self._pending.clear()
         self._chart_timer.stop()
         self._interval_s = 1.0 if row is None else row.status.interval_s
+        self._server_offset_s = server_offset_s
         self.overview.reset(time.time() if now_at is None else now_at, self._interval_s)
+        self.crosshair.refresh()
+        self.ranges.load(self._node_id, server_offset_s)  # the picked range holds: asked again for this node
         if row is None:
             for label in self._facts.values():
                 label.setText("")
@@ -173,9 +202,37 @@ class DetailPane(QWidget):
             self.overview.extend(row.sample)
 
     def set_history(self, node_id: str, history: History) -> None:
-        """Replace the charts with ``history`` if it is the shown node's."""
-        if node_id == self._node_id:
+        """Replace the charts with ``history`` if it is the shown node's and the live window is picked."""
+        if node_id == self._node_id and self.ranges.choice.live:
             self.overview.set_history(history)
+            self.crosshair.refresh()
+
+    def take_history(self, reply: NodeHistory) -> None:
+        """Draw a ``history`` answer: a picked range's (if it is the awaited one), or the live window's."""
+        if reply.range is None:
+            self.set_history(reply.node_id, reply.history)
+            return
+        drawing = self.ranges.accept(reply.range)
+        if drawing is None or drawing.node_id != self._node_id:
+            return
+        self._pending.clear()  # live samples up to now are in the range already
+        self.overview.set_range(drawing, self._interval_s)
+        if self._row is not None:
+            self._shade_outage(self._row, time.time(), self._server_offset_s)
+        self.crosshair.refresh()
+
+    def on_link_state(self, state: LinkState) -> None:
+        """The link's state: a range in flight fails in words when the connection drops."""
+        self.ranges.on_link_state(state)
+
+    def _on_range_chosen(self, choice: RangeChoice) -> None:
+        if choice == self.ranges.choice:
+            return
+        self.ranges.pick(choice)
+        row = self._row if self._row is not None and self._row.node_id == self._node_id else None
+        self.show_node(row, None, self._server_offset_s)
+        if choice.live and row is not None:
+            self.history_requested.emit(HistoryRequest(node_id=row.node_id))  # the full in-memory window
 
     def extend(self, node_id: str, sample: Heartbeat) -> None:
         """Append one live sample, ``CHART_DELAY_MS`` later, if newer than the last point; a gap breaks the curve."""
@@ -238,5 +295,9 @@ class DetailPane(QWidget):
         if row.node_id == self._node_id:
             self._row = row
             self._refresh_tables()
-            # The x axis is the agent's clock: collector time (ours + offset) plus the agent's skew.
-            self.overview.shade(None if is_current(row) else now_at + offset_s + (status.clock_skew_s or 0.0))
+            self._shade_outage(row, now_at, offset_s)
+
+    def _shade_outage(self, row: NodeRow, now_at: float, offset_s: float) -> None:
+        # The x axis is the agent's clock: collector time (ours + offset) plus the agent's skew.
+        skew_s = row.status.clock_skew_s or 0.0
+        self.overview.shade(None if is_current(row) else now_at + offset_s + skew_s)

@@ -24,7 +24,7 @@ from typing import Final
 
 from PyQt6.QtCore import QObject, Qt, pyqtSignal, pyqtSlot
 
-from shared.messages import NodeHistory
+from shared.messages import HistoryRequest, NodeHistory
 from viewer.backoff import Backoff
 from viewer.batching import NodeBatch
 from viewer.linkstate import LinkConfig, LinkState, Phase, subscribe_url
@@ -92,6 +92,11 @@ class CollectorLink(QObject):
         """Ask the collector for ``node_id``'s full history; ``history_ready`` carries the answer."""
         if self._worker is not None:
             self._worker.request_history(node_id)
+
+    def request(self, request: HistoryRequest) -> None:
+        """Send ``request`` (e.g. a ranged one, docs/protocol.md 5.9); ``history_ready`` carries the answer."""
+        if self._worker is not None:
+            self._worker.request_history(request)
 
     @pyqtSlot(object)
     def _on_batch(self, batch: NodeBatch) -> None:

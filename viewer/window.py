@@ -103,6 +103,8 @@ class MainWindow(QMainWindow):
         link.batch_ready.connect(self._on_batch)
         link.state_changed.connect(self._show_state)
         link.history_ready.connect(self._on_history)
+        link.state_changed.connect(self.detail.on_link_state)  # a range in flight fails in words
+        self.detail.history_requested.connect(link.request)  # a picked range (or the live window again)
         self._memory = None if settings is None else WindowMemory(settings)
         if self._memory is not None:
             self._memory.restore(self)
@@ -239,7 +241,7 @@ class MainWindow(QMainWindow):
                 self.detail.extend(node_id, row.sample)
 
     def _on_history(self, reply: NodeHistory) -> None:
-        self.detail.set_history(reply.node_id, reply.history)
+        self.detail.take_history(reply)
         row = self.model.node(reply.node_id)
         if row is not None and row.sample is not None:
             self.detail.extend(reply.node_id, row.sample)

@@ -75,7 +75,7 @@ class NetworkWorker:
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._outbox: asyncio.Queue[str] | None = None
+        self._outbox: asyncio.Queue[str | HistoryRequest] | None = None
         self._ever_connected = False
         self._first_attempt = True
 
@@ -89,8 +89,8 @@ class NetworkWorker:
                 with contextlib.suppress(RuntimeError):  # the loop already closed
                     self._loop.call_soon_threadsafe(self._task.cancel)
 
-    def request_history(self, node_id: str) -> None:
-        """Queue a HistoryRequest for the current (or next) connection."""
+    def request_history(self, node_id: str | HistoryRequest) -> None:
+        """Queue a HistoryRequest (a node id: its in-memory window) for the current connection."""
         with self._lock:
             if self._loop is not None and self._outbox is not None:
                 with contextlib.suppress(RuntimeError):
@@ -225,13 +225,16 @@ class NetworkWorker:
             if self._clock() - self._last_flush_s >= self._config.flush_interval_s:
                 self._flush()
 
-    async def _send_requests(self, ws: aiohttp.ClientWebSocketResponse, outbox: asyncio.Queue[str]) -> None:
+    async def _send_requests(
+        self, ws: aiohttp.ClientWebSocketResponse, outbox: asyncio.Queue[str | HistoryRequest]
+    ) -> None:
         while True:
-            node_id = await outbox.get()
+            wanted = await outbox.get()
+            request = wanted if isinstance(wanted, HistoryRequest) else HistoryRequest(node_id=wanted)
             try:
-                await ws.send_bytes(encode(HistoryRequest(node_id=node_id)))
+                await ws.send_bytes(encode(request))
             except (aiohttp.ClientError, OSError) as exc:  # the receive loop notices the close and reconnects
-                logger.info("collector %s: history request for %s not sent: %r", self._url, node_id, exc)
+                logger.info("collector %s: history request for %s not sent: %r", self._url, request.node_id, exc)
                 return
 
     def _flush(self, *, force: bool = False) -> None:

@@ -1,0 +1,127 @@
+"""``Crosshair``: one time read on every chart: a vertical line on all linked charts and a readout of each series.
+
+Moving the pointer over any of the overview's charts puts a line at that time on all five
+(their time axes are linked, so one x is one instant everywhere) and fills one readout label
+with every series' value there, in the viewer's units (percent, load, IEC byte rates). A
+point's value reaches until the next point, or one bucket for rollups; in a gap the readout
+says "no data" rather than the nearest value, so an outage is never read as a figure. A
+rollup range adds each series' min-max in that bucket. The label is plain text.
+
+Not here: drawing the curves (``viewer.overview``), which range is shown. UI thread only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from functools import partial
+from typing import Final
+
+import pyqtgraph as pg
+from PyQt6.QtCore import QObject, QPointF, Qt
+from PyQt6.QtWidgets import QLabel
+
+from viewer.charts import Chart
+from viewer.format import format_percent, format_rate
+from viewer.overview import OverviewCharts
+
+HINT: Final = "Point at a chart to read every series at one time."
+NO_DATA: Final = "no data"
+_NAMES: Final = {
+    "cpu_percent": "CPU",
+    "mem_percent": "Memory",
+    "load_1": "Load",
+    "net_rx_bytes_per_s": "↓ rx",
+    "net_tx_bytes_per_s": "↑ tx",
+    "disk_read_bytes_per_s": "read",
+    "disk_write_bytes_per_s": "write",
+}
+_LINE_COLOUR: Final = "#888888"  # mid grey: visible on light and dark backgrounds
+
+
+def format_value(column: str, value: float | None) -> str:
+    """One series' value in the unit its chart uses."""
+    if value is None:
+        return NO_DATA
+    if column.endswith("_percent"):
+        return format_percent(value)
+    if column == "load_1":
+        return f"{value:.2f}"
+    return format_rate(value)
+
+
+def readout_text(at: float, values: Sequence[tuple[str, float | None, tuple[float, float] | None]]) -> str:
+    """The readout: the time, then each series as "CPU 12.5 %", with "(min 3.0 % - max 40.0 %)" for rollups."""
+    parts = []
+    for column, value, band in values:
+        text = f"{_NAMES.get(column, column)} {format_value(column, value)}"
+        if band is not None and value is not None:
+            text += f" ({format_value(column, band[0])} - {format_value(column, band[1])})"
+        parts.append(text)
+    moment = dt.datetime.fromtimestamp(at).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return f"{moment}  ·  " + "  ·  ".join(parts)
+
+
+class Crosshair(QObject):
+    """Lines at the pointer's time on every chart of ``overview``, and ``readout`` saying what each series is there."""
+
+    def __init__(self, overview: OverviewCharts, readout: QLabel, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._overview = overview
+        self._readout = readout
+        self._at: float | None = None
+        self._lines: list[pg.InfiniteLine] = []
+        for chart in overview.charts:
+            line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(_LINE_COLOUR, width=1))
+            line.setZValue(20)
+            line.hide()
+            chart.plot.addItem(line, ignoreBounds=True)  # the line never widens the axis
+            self._lines.append(line)
+            chart.plot.scene().sigMouseMoved.connect(partial(self._on_moved, chart))
+        readout.setText(HINT)
+
+    @property
+    def at(self) -> float | None:
+        """The time the lines stand at, or None while hidden."""
+        return self._at
+
+    def line_positions(self) -> list[float | None]:
+        """Each chart's line position (None where hidden)."""
+        return [float(line.value()) if line.isVisible() else None for line in self._lines]
+
+    def show_at(self, at: float) -> None:
+        """Put the line at ``at`` on every chart and read every series there."""
+        self._at = at
+        for line in self._lines:
+            line.setValue(at)
+            line.show()
+        self._readout.setText(readout_text(at, self._overview.values_at(at)))
+
+    def hide(self) -> None:
+        """No line; the readout shows its hint."""
+        self._at = None
+        for line in self._lines:
+            line.hide()
+        self._readout.setText(HINT)
+
+    def refresh(self) -> None:
+        """Read again at the same time (the data under the line changed: a new range, a live point)."""
+        if self._at is not None:
+            self.show_at(self._at)
+
+    def _on_moved(self, chart: Chart, pos: QPointF) -> None:
+        view = chart.plot.getViewBox()
+        if not view.sceneBoundingRect().contains(pos):
+            self.hide()
+            return
+        self.show_at(float(view.mapSceneToView(pos).x()))
+
+
+def readout_label() -> QLabel:
+    """The readout's label: plain text, wrapping, selectable (a figure can be copied)."""
+    label = QLabel()
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setWordWrap(True)
+    label.setObjectName("crosshair-readout")
+    return label
