@@ -52,9 +52,12 @@ debs:
 run: venv run-deps
 	$(BIN)/nodewatch up$(if $(filter-out 0,$(SIMULATE)), --simulate $(SIMULATE))
 
-# docs/screenshots/ from a real collector, a real agent and a simulated fleet (under Xvfb when present).
-screenshots: venv qt-deps
-	$(if $(shell command -v xvfb-run),xvfb-run -a )$(BIN)/python tools/screenshots.py
+# docs/screenshots/ from a real collector, real agents and a simulated fleet, under Xvfb (a real X
+# server, installed here with Qt's xcb libraries as root; without root and without xvfb-run: offscreen).
+screenshots: venv
+	@$(MAKE) --no-print-directory debs DEBS="$(QT_DEBS) $(XCB_DEBS) xvfb"
+	@if command -v xvfb-run >/dev/null; then set -x; xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python tools/screenshots.py; \
+	else set -x; $(BIN)/python tools/screenshots.py; fi
 
 lint: venv
 	$(BIN)/ruff check .
