@@ -12,6 +12,7 @@ Pure functions of a ``Heartbeat``; not here: rendering (``collector.node_metrics
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -27,6 +28,13 @@ def _ratio(percent: float | None) -> float | None:
     return None if percent is None else percent / 100
 
 
+def _of(field: str) -> Reader:
+    """The heartbeat's ``field`` as it is; a name Heartbeat lacks fails at import, not at the first scrape."""
+    if field not in Heartbeat.model_fields:
+        raise RuntimeError(f"expected a Heartbeat field, got {field!r}")
+    return operator.attrgetter(field)
+
+
 def _load(i: int) -> Reader:
     return lambda hb: None if hb.load_avg is None else hb.load_avg[i]
 
@@ -35,41 +43,33 @@ def _load(i: int) -> Reader:
 SAMPLE_GAUGES: tuple[tuple[str, str, Reader], ...] = (
     ("nodewatch_node_cpu_usage_ratio", "CPU busy share, 0-1", lambda hb: _ratio(hb.cpu_percent)),
     ("nodewatch_node_memory_usage_ratio", "Memory used share, 0-1", lambda hb: _ratio(hb.mem_percent)),
-    ("nodewatch_node_memory_used_bytes", "Memory in use (total - available, as free)", lambda hb: hb.mem_used_bytes),
-    ("nodewatch_node_memory_available_bytes", "Memory available", lambda hb: hb.mem_available_bytes),
-    ("nodewatch_node_memory_swap_total_bytes", "Swap size", lambda hb: hb.swap_total_bytes),
-    ("nodewatch_node_swap_used_bytes", "Swap in use", lambda hb: hb.swap_used_bytes),
+    ("nodewatch_node_memory_used_bytes", "Memory in use (total - available, as free)", _of("mem_used_bytes")),
+    ("nodewatch_node_memory_available_bytes", "Memory available", _of("mem_available_bytes")),
+    ("nodewatch_node_memory_swap_total_bytes", "Swap size", _of("swap_total_bytes")),
+    ("nodewatch_node_swap_used_bytes", "Swap in use", _of("swap_used_bytes")),
     ("nodewatch_node_load1", "1-minute load average", _load(0)),
     ("nodewatch_node_load5", "5-minute load average", _load(1)),
     ("nodewatch_node_load15", "15-minute load average", _load(2)),
-    ("nodewatch_node_network_receive_bytes_per_second", "Bytes received per second", lambda hb: hb.net_rx_bytes_per_s),
-    ("nodewatch_node_network_transmit_bytes_per_second", "Bytes sent per second", lambda hb: hb.net_tx_bytes_per_s),
-    ("nodewatch_node_disk_read_bytes_per_second", "Disk bytes read per second", lambda hb: hb.disk_read_bytes_per_s),
-    (
-        "nodewatch_node_disk_written_bytes_per_second",
-        "Disk bytes written per second",
-        lambda hb: hb.disk_write_bytes_per_s,
-    ),
-    ("nodewatch_node_processes", "Number of processes", lambda hb: hb.process_count),
-    ("nodewatch_node_uptime_seconds", "Seconds since boot", lambda hb: hb.uptime_s),
-    ("nodewatch_node_cgroup_cpu_limit_cores", "CPU quota of the agent's cgroup", lambda hb: hb.cgroup_cpu_limit_cores),
+    ("nodewatch_node_network_receive_bytes_per_second", "Bytes received per second", _of("net_rx_bytes_per_s")),
+    ("nodewatch_node_network_transmit_bytes_per_second", "Bytes sent per second", _of("net_tx_bytes_per_s")),
+    ("nodewatch_node_disk_read_bytes_per_second", "Disk bytes read per second", _of("disk_read_bytes_per_s")),
+    ("nodewatch_node_disk_written_bytes_per_second", "Disk bytes written per second", _of("disk_write_bytes_per_s")),
+    ("nodewatch_node_processes", "Number of processes", _of("process_count")),
+    ("nodewatch_node_uptime_seconds", "Seconds since boot", _of("uptime_s")),
+    ("nodewatch_node_cgroup_cpu_limit_cores", "CPU quota of the agent's cgroup", _of("cgroup_cpu_limit_cores")),
     (
         "nodewatch_node_cgroup_memory_limit_bytes",
         "Memory limit of the agent's cgroup",
-        lambda hb: hb.cgroup_memory_limit_bytes,
+        _of("cgroup_memory_limit_bytes"),
     ),
 )
 
 # Slow-tier values, one series per node, read from the last details.
 DETAIL_GAUGES: tuple[tuple[str, str, Reader], ...] = (
-    (
-        "nodewatch_node_netstat_tcp_currestab",
-        "TCP connections ESTABLISHED or CLOSE-WAIT",
-        lambda hb: hb.tcp_established,
-    ),
-    ("nodewatch_node_sockstat_tcp_tw", "TCP sockets in TIME-WAIT", lambda hb: hb.tcp_time_wait),
-    ("nodewatch_node_filefd_allocated", "File handles allocated", lambda hb: hb.fd_allocated),
-    ("nodewatch_node_filefd_maximum", "File handle limit", lambda hb: hb.fd_max),
+    ("nodewatch_node_netstat_tcp_currestab", "TCP connections ESTABLISHED or CLOSE-WAIT", _of("tcp_established")),
+    ("nodewatch_node_sockstat_tcp_tw", "TCP sockets in TIME-WAIT", _of("tcp_time_wait")),
+    ("nodewatch_node_filefd_allocated", "File handles allocated", _of("fd_allocated")),
+    ("nodewatch_node_filefd_maximum", "File handle limit", _of("fd_max")),
 )
 
 
