@@ -42,12 +42,14 @@ class CollectorLink(QObject):
     """Subscribe to a collector and report what it says, as signals emitted on the UI thread.
 
     ``batch_ready(NodeBatch)``: merged changes to apply; ``state_changed(LinkState)``: for the
-    connection indicator; ``history_ready(NodeHistory)``: the reply to ``request_history``.
+    connection indicator; ``history_ready(NodeHistory)``: the reply to ``request_history``;
+    ``alerts_ready(AlertNews)``: an alert message (the link subscribes with ``?alerts=1``).
     """
 
     batch_ready = pyqtSignal(NodeBatch)
     state_changed = pyqtSignal(LinkState)
     history_ready = pyqtSignal(NodeHistory)
+    alerts_ready = pyqtSignal(object)  # a viewer.alertwire.AlertNews (alerts or alert message)
 
     def __init__(self, config: LinkConfig, backoff: Backoff | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -58,6 +60,7 @@ class CollectorLink(QObject):
         self._bridge.batch.connect(self._on_batch, queued)  # type: ignore[call-arg]  # stubs lack `type`
         self._bridge.state.connect(self._on_state, queued)  # type: ignore[call-arg]  # stubs lack `type`
         self._bridge.history.connect(self._on_history, queued)  # type: ignore[call-arg]  # stubs lack `type`
+        self._bridge.alerts.connect(self.alerts_ready, queued)  # type: ignore[call-arg]  # stubs lack `type`
         self._ui_ready = threading.Event()
         self._ui_ready.set()
         self._worker: NetworkWorker | None = None

@@ -133,21 +133,6 @@ class NodeSortFilterModel(QAbstractTableModel):
 
     # -- what the window uses ---------------------------------------------------------------
 
-    @property
-    def sort_column(self) -> int:
-        """The column rows are sorted by."""
-        return self._sort_column
-
-    @property
-    def descending(self) -> bool:
-        """True if sorted high to low."""
-        return self._descending
-
-    @property
-    def held(self) -> bool:
-        """True while the order is held still."""
-        return self._held
-
     def set_held(self, held: bool) -> None:
         """Hold the row order still (or let it move again, re-sorting at once)."""
         if held == self._held:
@@ -160,7 +145,7 @@ class NodeSortFilterModel(QAbstractTableModel):
         """Show only the nodes ``node_filter`` accepts."""
         self._filter = node_filter
         wanted = {row for row in range(self._source.rowCount()) if self._accepts(row)}
-        gone = [source_row for source_row in self._order if source_row not in wanted]
+        gone = [source_row for source_row in self._order if source_row >= 0 and source_row not in wanted]
         self._hide(gone)
         self._show(sorted(wanted.difference(self._view_row)))
 
@@ -177,7 +162,11 @@ class NodeSortFilterModel(QAbstractTableModel):
 
     def node_ids(self) -> list[str]:
         """The visible node ids in display order."""
-        return [self._source.node_id_at(row) for row in self._order]
+        return [self._source.node_id_at(row) for row in self._order if row >= 0]
+
+    def node_count(self) -> int:
+        """Nodes the filter keeps ("N of M shown"): the view's rows, less any group headers."""
+        return len(self._order)
 
     # -- source signals ------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Final
 
 from PyQt6.QtCore import QEvent, QItemSelection, QItemSelectionModel, QModelIndex, QSettings, Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PyQt6.QtGui import QCloseEvent
 from PyQt6.QtWidgets import QMainWindow
 
 from shared.messages import NodeHistory
@@ -33,13 +33,14 @@ from viewer.cells import Column
 from viewer.detail import DetailPane, plain_label
 from viewer.filterbar import FilterBar
 from viewer.filtering import NodeFilter
+from viewer.grouping import GroupedSortFilterModel
 from viewer.link import CollectorLink, LinkState, Phase
 from viewer.model import MAX_ROWS, NODE_ID_ROLE, NodeTableModel
 from viewer.remembered import WindowMemory
-from viewer.sorting import NodeSortFilterModel
 from viewer.status import banner, counts_text
 from viewer.statuswidgets import BannerLabel, ConnectionLabel, side_by_side
 from viewer.table import NodeTableView
+from viewer.windowparts import WindowParts
 
 # "last seen" counts whole seconds, so a 1 s tick is as fine as the text gets.
 AGE_TICK_MS: Final = 1000
@@ -83,7 +84,7 @@ class MainWindow(QMainWindow):
 
         # No Qt parent: the window's Python attribute owns it, so a test holding the model outlives the window.
         self.model = NodeTableModel(max_rows=max_rows)
-        self.proxy = NodeSortFilterModel(self.model, self)
+        self.proxy = GroupedSortFilterModel(self.model, self)
         self._build_central()
 
         self.counts_label = plain_label()
@@ -92,7 +93,6 @@ class MainWindow(QMainWindow):
         assert status_bar is not None
         status_bar.addWidget(self.counts_label, 1)
         status_bar.addPermanentWidget(self.connection_label)
-        self._add_shortcuts()
         self._show_state(link.state)
 
         self._age_timer = QTimer(self)
@@ -105,6 +105,8 @@ class MainWindow(QMainWindow):
         link.history_ready.connect(self._on_history)
         link.state_changed.connect(self.detail.on_link_state)  # a range in flight fails in words
         self.detail.history_requested.connect(link.request)  # a picked range (or the live window again)
+        # Shortcuts, alerts dock, notifications, groups, frozen columns: before restore, which picks a group.
+        self.parts = WindowParts(self, settings, wall_clock)
         self._memory = None if settings is None else WindowMemory(settings)
         if self._memory is not None:
             self._memory.restore(self)
@@ -137,18 +139,6 @@ class MainWindow(QMainWindow):
             [self.filter_bar, self.banner, self.table], self.detail, self.table.columns_width()
         )
         self.setCentralWidget(self.splitter)
-
-    def _add_shortcuts(self) -> None:
-        bindings: list[tuple[str, Callable[[], object]]] = [
-            ("Ctrl+F", self.focus_filter),
-            ("Escape", self.filter_box.clear),
-            ("Ctrl+Q", self.close),
-            ("Z", self.toggle_freeze),
-            ("Space", self.toggle_freeze),
-        ]
-        for keys, slot in bindings:
-            shortcut = QShortcut(QKeySequence(keys), self)
-            shortcut.activated.connect(slot)
 
     # -- public ----------------------------------------------------------------------------
 
@@ -220,7 +210,7 @@ class MainWindow(QMainWindow):
         self._last_batch_at = now_at
         self.model.apply_batch(batch, now_at)
         self._refresh_ages_if_due(force=True)
-        self._update_counts()
+        self.update_counts()
         if batch.is_snapshot:
             self.snapshot_applied.emit()
         self._drop_hidden_selection()
@@ -296,7 +286,7 @@ class MainWindow(QMainWindow):
     def _on_filter(self, node_filter: NodeFilter) -> None:
         self.proxy.set_filter(node_filter)
         self._drop_hidden_selection()
-        self._update_counts()
+        self.update_counts()
 
     def _on_age_tick(self) -> None:
         self._refresh_ages_if_due(force=False)
@@ -326,7 +316,7 @@ class MainWindow(QMainWindow):
         if was_connected != self.model.connected:
             # A bright selection while disconnected reads as live: grey it like the rows.
             self.table.setStyleSheet("" if self.model.connected else _DISCONNECTED_SELECTION)
-            self._update_counts()
+            self.update_counts()
             row = None if self._selected_node_id is None else self.model.node(self._selected_node_id)
             if row is not None:
                 self.detail.update_facts(row, self._wall_clock(), self._as_of(), self.model.server_offset_s)
@@ -345,9 +335,10 @@ class MainWindow(QMainWindow):
             )
         )
 
-    def _update_counts(self) -> None:
+    def update_counts(self) -> None:
+        """Refresh the status bar's counts and "N of M shown"."""
         text = counts_text(self.model.state_counts(), self._as_of())
         if self.counts_label.text() != text:
             self.counts_label.setText(text)
-        self.filter_bar.set_counts(self.proxy.rowCount(), self.model.rowCount())
+        self.filter_bar.set_counts(self.proxy.node_count(), self.model.rowCount())
         self._update_banner(self._link.state, self._monotonic())

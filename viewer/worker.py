@@ -26,6 +26,7 @@ from PyQt6.QtCore import QObject, pyqtBoundSignal, pyqtSignal
 from shared.codec import COLLECTOR_LIMITS, decode, encode
 from shared.errors import ErrorReason, ProtocolError
 from shared.messages import Error, HistoryRequest, NodeHistory, Snapshot, Update
+from viewer.alertwire import ALERTS_QUERY, decode_alert_frame
 from viewer.backoff import Backoff
 from viewer.batching import PendingBatch
 from viewer.linkstate import (
@@ -49,6 +50,7 @@ class Bridge(QObject):
     batch = pyqtSignal(object)
     state = pyqtSignal(object)
     history = pyqtSignal(object)
+    alerts = pyqtSignal(object)  # a viewer.alertwire.AlertNews
 
 
 class NetworkWorker:
@@ -140,7 +142,7 @@ class NetworkWorker:
             self._emit(self._bridge.state, LinkState(Phase.CONNECTING, f"connecting to {self._url}"))
         try:
             async with session.ws_connect(
-                self._url,
+                self._url + ALERTS_QUERY,
                 heartbeat=self._config.heartbeat_s,
                 max_msg_size=self._config.max_frame_bytes,
             ) as ws:
@@ -182,8 +184,13 @@ class NetworkWorker:
             try:
                 message = decode(frame.data, COLLECTOR_LIMITS)
             except ProtocolError as exc:
-                await self._reject(ws, exc)
-                break
+                try:  # an alert message (docs/protocol.md 5.11, 5.12), or a bad frame
+                    news = decode_alert_frame(frame.data, exc)
+                except ProtocolError as bad:
+                    await self._reject(ws, bad)
+                    break
+                self._emit(self._bridge.alerts, news)
+                continue
             if isinstance(message, Snapshot | Update):
                 self._pending.add(message)
                 if isinstance(message, Update) and self._clock() - self._last_flush_s >= self._config.flush_interval_s:
