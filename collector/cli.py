@@ -19,6 +19,7 @@ import ssl
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -55,6 +56,8 @@ __all__ = [  # the startup chores moved to collector.startup; they stay importab
 ]
 
 log = logging.getLogger("nodewatch.collector")
+
+Number = TypeVar("Number", int, float)
 
 ENV_AGENT_TOKENS = "NODEWATCH_AGENT_TOKENS"
 ENV_VIEWER_TOKENS = "NODEWATCH_VIEWER_TOKENS"
@@ -177,6 +180,25 @@ def data_dir_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace
     return Path(args.data_dir) if args.data_dir else None
 
 
+def tls_from_args(
+    parser: argparse.ArgumentParser, cert: Path | None, key: Path | None
+) -> tuple[Path | None, Path | None]:
+    """--tls-cert and --tls-key, both given and both files, or neither; else parser.error."""
+    if (cert is None) != (key is None):
+        parser.error("--tls-cert and --tls-key: expected both or neither, got one")
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if path is not None and not path.is_file():
+            parser.error(f"{option}: expected a PEM file, got {str(path)!r} which does not exist")
+    return cert, key
+
+
+def positive(parser: argparse.ArgumentParser, option: str, value: Number, accepts: str) -> Number:
+    """``value`` if it is above 0 (NaN is not), else parser.error naming ``option`` and what it ``accepts``."""
+    if not value > 0:
+        parser.error(f"{option}: expected {accepts}, got {value!r}")
+    return value
+
+
 def alerts_from_args(parser: argparse.ArgumentParser, path: Path | None) -> AlertsConfig:
     """The checked ``[alerts]`` table of --alerts-config (the built-in rules without one), or parser.error."""
     if path is None:
@@ -215,15 +237,7 @@ def config_from_args(
             f"(--agent-token-file or ${ENV_AGENT_TOKENS}) and viewer tokens "
             f"(--viewer-token-file or ${ENV_VIEWER_TOKENS}); pass --insecure to serve without them"
         )
-    if (args.tls_cert is None) != (args.tls_key is None):
-        parser.error("--tls-cert and --tls-key: expected both or neither, got one")
-    for option, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
-        if path is not None and not path.is_file():
-            parser.error(f"{option}: expected a PEM file, got {str(path)!r} which does not exist")
-    if not args.forget_after > 0:
-        parser.error(f"--forget-after: expected seconds > 0, got {args.forget_after!r}")
-    if args.max_nodes < 1:
-        parser.error(f"--max-nodes: expected an integer >= 1, got {args.max_nodes!r}")
+    tls_cert, tls_key = tls_from_args(parser, args.tls_cert, args.tls_key)
     return CollectorConfig(
         host=host,
         port=port,
@@ -231,10 +245,10 @@ def config_from_args(
         viewer_tokens=viewer_tokens,
         admin_tokens=admin_tokens,
         insecure=args.insecure,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        forget_after_s=args.forget_after,
-        max_nodes=args.max_nodes,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        forget_after_s=positive(parser, "--forget-after", args.forget_after, "seconds > 0"),
+        max_nodes=positive(parser, "--max-nodes", args.max_nodes, "an integer >= 1"),
         alerts_config=args.alerts_config,
         alerts=alerts_from_args(parser, args.alerts_config),
         data_dir=data_dir_from_args(parser, args, default_dir),
