@@ -30,7 +30,6 @@ import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -44,7 +43,6 @@ from aiohttp import web
 if __package__ in {None, ""}:  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._procs import LISTENING, ProcessGroup, health
 from shared.codec import SUBSCRIBE_REQUEST_LIMITS, decode, encode
 from shared.errors import ProtocolError
 from shared.messages import History, HistoryRange, HistoryRequest, NodeHistory, RangeSeries
@@ -246,82 +244,6 @@ def _empty_range(request: HistoryRequest, now_at: float) -> NodeHistory:
     return NodeHistory(node_id=request.node_id, history=empty, range=answer_range)
 
 
-# ---- record: a real collector, the bench fleet, one real subscriber ----------------------------
-
-
-async def record(base: str, seconds: float) -> tuple[bytes, list[tuple[float, bytes]]]:
-    """Subscribe to ``base`` and keep the snapshot and every frame of the next ``seconds``, as received."""
-    updates: list[tuple[float, bytes]] = []
-    async with (
-        aiohttp.ClientSession() as session,
-        session.ws_connect(base.replace("http://", "ws://") + SUBSCRIBE_PATH, max_msg_size=MAX_FRAME_BYTES) as ws,
-    ):
-        first = await ws.receive(timeout=60.0)
-        if first.type is not aiohttp.WSMsgType.BINARY or msgpack.unpackb(first.data)["type"] != "snapshot":
-            raise RuntimeError(f"expected a snapshot first, got {first.type!r}")
-        started_s = time.monotonic()
-        while (left_s := started_s + seconds - time.monotonic()) > 0:
-            try:
-                msg = await ws.receive(timeout=left_s)
-            except TimeoutError:
-                break
-            if msg.type is not aiohttp.WSMsgType.BINARY:
-                raise RuntimeError(f"the collector ended the subscription: {msg.type!r} {ws.close_code}")
-            updates.append((time.monotonic() - started_s, msg.data))
-    return first.data, updates
-
-
-async def _wait_for_fleet(base: str, nodes: int, timeout_s: float) -> int:
-    """Wait until 95 % of the fleet is connected (health retries 429 and reads 503); return how many are."""
-    connected = 0
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline and connected < nodes * 0.95:
-            await asyncio.sleep(1.0)
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError, KeyError):
-                connected = int((await health(session, base))["agents_connected"])
-    return connected
-
-
-def run_recording(nodes: int, seconds: float, settle_s: float, out: Path) -> Recording:
-    """Run collector and fleet as real processes, record one subscription, stop them, save it."""
-    with tempfile.TemporaryDirectory(prefix="nodewatch-replay-") as workdir:
-        group = ProcessGroup(Path(workdir))
-        try:
-            argv = [sys.executable, "-m", "nodewatch", "collector", "--bind", "127.0.0.1:0", "--ephemeral"]
-            argv += ["--log-level", "WARNING", "--max-nodes", str(nodes + 100)]
-            collector = group.spawn("collector", argv)
-            deadline = time.monotonic() + 30.0
-            while not (match := LISTENING.search(collector.log_text())) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if match is None:
-                raise RuntimeError(f"the collector did not listen: {collector.log_text()[-2000:]}")
-            base = match.group(1)
-            group.fleet(base, nodes, 1.0, 600.0 + seconds)
-            connected = asyncio.run(_wait_for_fleet(base, nodes, timeout_s=300.0))
-            time.sleep(settle_s)
-            snapshot, updates = asyncio.run(record(base, seconds))
-        finally:
-            for proc in reversed(group.procs):  # SIGTERM first: the fleet stops its worker processes
-                proc.terminate()
-            group.close()
-    entries = [len(msgpack.unpackb(frame)["nodes"]) for _, frame in updates]
-    header = {
-        "nodes": nodes,
-        "connected": connected,
-        "recorded_at": time.time(),
-        "source": f"real collector + bench/fleet.py --nodes {nodes} --interval 1, one real subscriber",
-        "snapshot_bytes": len(snapshot),
-        "updates": len(updates),
-        "update_bytes": sum(len(frame) for _, frame in updates),
-        "node_entries_per_s": sum(entries) / seconds,
-    }
-    recording = Recording(snapshot, updates, seconds, header)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    recording.write(out)
-    return recording
-
-
 # ---- serve ---------------------------------------------------------------------------------------
 
 
@@ -382,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "record":
         if args.nodes < 1 or args.seconds <= 0:
             parser.error("--nodes: expected >= 1; --seconds: expected > 0")
+        from bench._replay_record import run_recording
+
         recording = run_recording(args.nodes, args.seconds, args.settle, args.out)
         print(json.dumps(recording.header, indent=1))
         return 0

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from bench._replay_record import HISTORY_POINTS, FleetView
 from bench.replay_stub import Recording, Shift, retime, start_stub
 from bench.viewer_stall import stop_all
-from shared.codec import COLLECTOR_LIMITS, decode, encode
+from shared.codec import COLLECTOR_LIMITS, decode, encode, to_wire_dict
 from shared.messages import NodeEntry, NodeHistory, NodeStatus, Snapshot, Update
 from tests.support.messages import WALL_T0, heartbeat, history, snapshot
 from viewer.batching import NodeBatch
@@ -83,6 +84,36 @@ class TestRetime:
         assert isinstance(moved, Snapshot)
         assert moved.nodes[0].status.last_seq == 1
         assert moved.server_time_at == WALL_T0 + 5.0
+
+
+class TestFleetView:
+    """The recorder's snapshot is the fleet as a viewer following the updates would hold it."""
+
+    def test_updates_become_a_snapshot_with_recent_history(self) -> None:
+        """After 70 samples of node a, the snapshot has a's facts, latest status and its last 60 samples."""
+        view = FleetView()
+        with_facts = snapshot("a").nodes[0].model_copy(update={"history": None})
+        view.apply(to_wire_dict(Update(server_time_at=WALL_T0, nodes=[with_facts])))
+        for seq in range(2, 72):
+            view.apply(to_wire_dict(Update(server_time_at=WALL_T0 + seq, nodes=[moving_entry("a", seq)])))
+        built = decode(view.snapshot(), COLLECTOR_LIMITS)
+        assert isinstance(built, Snapshot)
+        (entry,) = built.nodes
+        assert entry.facts is not None
+        assert entry.status.last_seq == 71
+        assert entry.history is not None
+        assert entry.history.seq == list(range(72 - HISTORY_POINTS, 72))
+        assert entry.history.load_1[-1] == 0.5  # load_avg[0] of the sample
+        assert built.server_time_at == WALL_T0 + 71
+
+    def test_removed_node_leaves(self) -> None:
+        """A node the collector forgot is not in the snapshot."""
+        view = FleetView()
+        view.apply(to_wire_dict(Update(server_time_at=WALL_T0, nodes=[moving_entry("a", 1), moving_entry("b", 1)])))
+        view.apply(to_wire_dict(Update(server_time_at=WALL_T0, removed=["a"])))
+        built = decode(view.snapshot(), COLLECTOR_LIMITS)
+        assert isinstance(built, Snapshot)
+        assert [e.status.node_id for e in built.nodes] == ["b"]
 
 
 class TestRecording:
