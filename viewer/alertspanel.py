@@ -126,6 +126,8 @@ class AlertsPanel(QWidget):
         rows = self.view.verticalHeader()
         assert rows is not None
         rows.setVisible(False)
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        rows.setDefaultSectionSize(self.view.fontMetrics().height() + 8)  # as the node table's rows
         header = self.view.horizontalHeader()
         assert header is not None
         header.setStretchLastSection(True)

@@ -1,7 +1,8 @@
 """``WindowMemory``: what the viewer remembers between runs, in a ``QSettings``.
 
-Kept: the table's sort column and order, which columns are hidden, their widths, the
-splitter between table and pane, the window's geometry, and the last collector URL.
+Kept: the table's sort column and order, which columns are hidden, their widths, the label
+rows are grouped by, the splitter between table and pane, the window's geometry and docks
+(the alerts panel), and the last collector URL.
 Columns are stored by name (not by position), so a column added in a later version
 cannot inherit another's width; a value that does not parse is ignored, never trusted
 (the file is the user's, but it may be old or hand-edited).
@@ -12,6 +13,7 @@ temporary file) or any default look (``viewer.table``). UI thread only.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Final
 
 from PyQt6.QtCore import QByteArray, QSettings, Qt
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
 SETTINGS_ORGANISATION: Final = "nodewatch"
 SETTINGS_APPLICATION: Final = "viewer"
 _URL_KEY: Final = "collector/url"
+_GROUP_KEY: Final = "table/group_by"
+# A label key, as shared/limits.py bounds them: anything else in the file is not one.
+_LABEL_KEY: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,62}")
 # A width outside this is a broken file, not a choice: Qt would make such a column unusable.
 _MIN_WIDTH_PX: Final = 20
 _MAX_WIDTH_PX: Final = 2000
@@ -76,12 +81,18 @@ class WindowMemory:
         if sort_column is not None and order in {"ascending", "descending"}:
             qt_order = Qt.SortOrder.AscendingOrder if order == "ascending" else Qt.SortOrder.DescendingOrder
             table.sortByColumn(sort_column, qt_order)
+        group = settings.value(_GROUP_KEY)
+        if isinstance(group, str) and _LABEL_KEY.fullmatch(group):
+            window.filter_bar.choose_group(group)
         splitter = settings.value("window/splitter")
         if isinstance(splitter, QByteArray):
             window.splitter.restoreState(splitter)
         geometry = settings.value("window/geometry")
         if isinstance(geometry, QByteArray):
             window.restoreGeometry(geometry)
+        docks = settings.value("window/docks")
+        if isinstance(docks, QByteArray):
+            window.restoreState(docks)
 
     def save(self, window: MainWindow) -> None:
         """Write the window's layout and collector URL now."""
@@ -98,8 +109,10 @@ class WindowMemory:
             settings.setValue("table/sort_column", Column(section).name)
             ascending = header.sortIndicatorOrder() is Qt.SortOrder.AscendingOrder
             settings.setValue("table/sort_order", "ascending" if ascending else "descending")
+        settings.setValue(_GROUP_KEY, window.filter_bar.group_key)
         settings.setValue("window/splitter", window.splitter.saveState())
         settings.setValue("window/geometry", window.saveGeometry())
+        settings.setValue("window/docks", window.saveState())
         if window.collector_url:
             settings.setValue(_URL_KEY, window.collector_url)
         settings.sync()

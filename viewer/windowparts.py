@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 # Spans cost QTableView a look-up per painted cell per span: past this many groups, headers go unspanned.
 MAX_SPANNED_GROUPS: Final = 500
+ALERTS_DOCK_PX: Final = 150
 HIDDEN_BY_FILTER: Final = "{node} is hidden by the filter"
 
 
@@ -50,6 +51,8 @@ class WindowParts(QObject):
         self._add_shortcuts()
         self.alerts_dock = AlertsDock(window)
         window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.alerts_dock)
+        # A few alerts' height: the node table stays the main thing (the user may drag it taller).
+        window.resizeDocks([self.alerts_dock], [ALERTS_DOCK_PX], Qt.Orientation.Vertical)
         self.alerts = self.alerts_dock.panel
         self.notifier = Notifier(settings, parent=self)
         self.alerts.changes.connect(self.notifier.notify)

@@ -92,7 +92,7 @@ class TestAlertsPanel:
             rect = view.visualRect(panel.model.index(row, AlertColumn.NODE))
             viewport = view.viewport()
             assert viewport is not None
-            qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=rect.center())
+            qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=rect.center())  # type: ignore[no-untyped-call]
             assert win.selected_node_id == node_id
             assert win.table.currentIndex().siblingAtColumn(0).data() == node_id
         win.close()
