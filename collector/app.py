@@ -27,11 +27,12 @@ from collector.alerts.delivery import Sender
 from collector.alerts_api import AlertsApi
 from collector.cache import NodeCache
 from collector.config import CollectorConfig
+from collector.fanout import FanoutLimits
 from collector.http_api import HttpApi
 from collector.ingest import handle_ingest
 from collector.runtime import CollectorRuntime
 from collector.store.service import DurableStore
-from collector.subscribe import handle_subscribe
+from collector.subscribe import fanout_loop, handle_subscribe
 from collector.timers import Clock, LoopScheduler, Scheduler
 from shared.limits import HEALTH_PATH, INGEST_PATH, METRICS_PATH, NODES_PATH, SUBSCRIBE_PATH
 
@@ -59,8 +60,8 @@ async def _tasks(*coros: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
 
 async def _background(runtime: CollectorRuntime, app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: run the liveness and lag tasks for the app's lifetime, then cancel and await them."""
-    # alerts.run(): alert timers, delivery, saving (a last save at exit)
-    async with _tasks(runtime.liveness_loop(), runtime.lag_loop(), runtime.alerts.run()):
+    # alerts.run(): alert timers, delivery, saving (a last save at exit); fanout_loop: one update per flush for all
+    async with _tasks(runtime.liveness_loop(), runtime.lag_loop(), runtime.alerts.run(), fanout_loop(runtime)):
         yield
 
 
@@ -103,6 +104,7 @@ def create_app(
     scheduler: Scheduler | None = None,
     cache: NodeCache | None = None,
     alert_senders: Mapping[str, Sender] | None = None,
+    fanout_limits: FanoutLimits | None = None,
 ) -> web.Application:
     """Build the collector's aiohttp application.
 
@@ -111,6 +113,7 @@ def create_app(
     fake clock passes one that fires as the test moves it). ``cache`` replaces the node cache
     built from ``config``, e.g. with one that fails on purpose. ``alert_senders`` are the Apprise
     senders of ``config.alerts.routes`` (default: built here; ``main`` builds them first to check URLs).
+    ``fanout_limits`` bound the subscribers (``--max-subscribers``; default ``FanoutLimits()``).
 
     With ``config.data_dir`` set, the durable store is opened here and the fleet restored from it
     (``collector.store.service``); this raises ``StoreOpenError`` naming the file and what to do.
@@ -123,6 +126,7 @@ def create_app(
         scheduler or LoopScheduler(clock),
         cache,
         alert_senders=alert_senders,
+        fanout_limits=fanout_limits,
     )
     if runtime.config.data_dir is not None:
         runtime.store = DurableStore.open(runtime.config, runtime.cache, clock, wall_clock)

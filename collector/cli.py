@@ -29,6 +29,7 @@ from collector.alerts.routes import AlertsConfig, load_alerts_config, parse_aler
 from collector.alerts.settings import AlertConfigError
 from collector.app import RUNTIME_KEY, create_app
 from collector.config import DEFAULT_FORGET_AFTER_S, DEFAULT_HOST, DEFAULT_MAX_NODES, DEFAULT_PORT, CollectorConfig
+from collector.fanout import DEFAULT_MAX_SUBSCRIBERS, FanoutLimits
 from collector.startup import (
     FD_HEADROOM,
     GC_THRESHOLDS,
@@ -110,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_NODES,
         metavar="N",
         help="refuse new node ids beyond N with close code 4503 (%(default)s)",
+    )
+    parser.add_argument(
+        "--max-subscribers",
+        type=int,
+        default=DEFAULT_MAX_SUBSCRIBERS,
+        metavar="N",
+        help="answer subscribe requests beyond N open viewers with HTTP 503 and Retry-After (%(default)s)",
     )
     parser.add_argument(
         "--data-dir",
@@ -266,12 +274,15 @@ def ssl_context(config: CollectorConfig) -> ssl.SSLContext | None:
 
 
 async def serve(
-    config: CollectorConfig, context: ssl.SSLContext | None, alert_senders: Mapping[str, Sender] | None = None
+    config: CollectorConfig,
+    context: ssl.SSLContext | None,
+    alert_senders: Mapping[str, Sender] | None = None,
+    fanout_limits: FanoutLimits | None = None,
 ) -> int:
     """Serve until SIGINT or SIGTERM, then close every websocket with 1001 and return 0."""
     open_files = raise_nofile_limit(config.max_nodes)
     try:
-        app = create_app(config, alert_senders=alert_senders)
+        app = create_app(config, alert_senders=alert_senders, fanout_limits=fanout_limits)
     except StoreOpenError as exc:
         print(f"nodewatch collector: error: --data-dir: {exc}", file=sys.stderr)
         return 2
@@ -325,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = config_from_args(
         parser, args, os.environ, default_dir=default_data_dir(os.environ, os.geteuid(), Path.home())
     )
+    if args.max_subscribers < 1:
+        parser.error(f"--max-subscribers: expected an integer >= 1, got {args.max_subscribers!r}")
     try:
         context = ssl_context(config)
     except (OSError, ssl.SSLError) as exc:
@@ -336,4 +349,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--alerts-config: {exc}")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.info("config: %r", config)  # tokens are repr=False
-    return asyncio.run(serve(config, context, senders))
+    return asyncio.run(serve(config, context, senders, FanoutLimits(max_subscribers=args.max_subscribers)))

@@ -121,6 +121,19 @@ async def upgrade(
     return ws
 
 
+def fanout_health(runtime: CollectorRuntime) -> dict[str, int]:
+    """The fan-out's counters: encodings against frames queued show each update packed once per format."""
+    stats = runtime.fanout.stats
+    return {
+        "max_subscribers": runtime.fanout.limits.max_subscribers,
+        "flushes": stats.flushes,
+        "frames_packed": stats.frames_packed,
+        "frames_queued": stats.frames_queued,
+        "cut_unsent_bytes": stats.cut_unsent,
+        "refused_full": stats.refused_full,
+    }
+
+
 def node_page(query: Mapping[str, str]) -> tuple[int | None, str | None]:
     """``limit`` (1 to ``MAX_PAGE_NODES``; absent: every node) and ``after`` (a node id; absent: from the start).
 
@@ -217,6 +230,7 @@ class HttpApi:
             "nodes": nodes,
             "agents_connected": len(runtime.agents),
             "subscribers": len(runtime.subscribers),
+            "fanout": fanout_health(runtime),
             "ingest_heartbeats_per_s": runtime.ingest_rate.rate_per_s(now),
             "heartbeats_received": runtime.stats.heartbeats_received,
             "event_loop_lag_ms": round(runtime.lag.last_s * 1000, 3),

@@ -29,6 +29,7 @@ from collector.alerts.delivery import Sender, apprise_senders
 from collector.cache import NodeCache
 from collector.changes import Change, ChangeKind
 from collector.config import CollectorConfig
+from collector.fanout import Fanout, FanoutLimits
 from collector.meters import LagMeter, RateMeter
 from collector.metrics import CollectorStats
 from collector.node_metrics import SlowDetails
@@ -73,6 +74,7 @@ class CollectorRuntime:
         cache: NodeCache | None = None,
         *,
         alert_senders: Mapping[str, Sender] | None = None,
+        fanout_limits: FanoutLimits | None = None,
     ) -> None:
         """``alert_senders``: one Apprise sender per route (``main`` builds them to check URLs first)."""
         self.config = config
@@ -94,6 +96,8 @@ class CollectorRuntime:
         self.ingest_rate = RateMeter()
         self.lag = LagMeter()
         self.subscribers: set[Subscriber] = set()
+        # One pending buffer, one encoding per format per flush, shared by every subscriber (issue 13, 12a-c).
+        self.fanout = Fanout(cache, fanout_limits or FanoutLimits(), config.snapshot_history_points)
         self.agents: dict[int, web.Request] = {}  # connection id -> its request, once its hello is accepted
         self.websockets: dict[web.WebSocketResponse, web.Request] = {}
         self.started_at = wall_clock()
@@ -156,10 +160,8 @@ class CollectorRuntime:
             self.alerts.changed(changes)
 
     def _fan_out(self, changes: list[Change]) -> None:
-        """Merge ``changes`` into every subscriber's buffer; never awaits, so ingest never waits on a viewer."""
-        for sub in self.subscribers:
-            self.stats.updates_coalesced += sub.pending.add(changes)
-            sub.wake.set()
+        """Merge ``changes`` into the fan-out's one buffer; never awaits, so ingest never waits on a viewer."""
+        self.stats.updates_coalesced += self.fanout.changed(changes, bool(self.subscribers))
         due = self.cache.next_due()
         if due is not None and due < self._liveness_target:
             self._liveness_wake.set()

@@ -1,17 +1,20 @@
-"""``GET /api/v1/subscribe``: one viewer's snapshot, its batched updates and its history requests.
+"""``GET /api/v1/subscribe``: one viewer's snapshot, its share of the fan-out and its history requests.
 
-A ``history_request`` without a range is answered from the node's in-memory window, as in
-version 1. One with ``from_at``/``to_at``/``step_s`` gets the tiered answer of the HTTP history
-API in ``NodeHistory.range`` (``collector.history_query``): the store is read in a worker thread,
-and a viewer's ranged requests are paced by ``RangeRequests`` (2/s, 10 in a row): one over the
-budget stays pending and is answered when a token is back, never refused. Pending requests are
-one per node and kind, the newest winning, at most ``MAX_PENDING_HISTORY_REQUESTS``.
+The snapshot is captured from ``Fanout.snapshots`` (per-node cached parts) in the same step
+as the subscriber is registered, so no change is lost or doubled, and is sent in bounded parts
+(``collector.snapshot``, docs/protocol.md 4.2.1). Updates are packed once per flush for every
+subscriber (``collector.fanout``, flushed by ``fanout_loop``) and wait in the subscriber's
+``Outbox``; its send loop sends them in order. A viewer whose unsent bytes pass
+``FanoutLimits.max_unsent_bytes``, or that cannot take a frame within ``send_timeout_s``, is
+closed with 4429; nobody else waits for it. Past ``--max-subscribers`` a request gets 503.
 
-Each subscriber has a ``PendingUpdates`` buffer that ingest merges changes
-into without waiting (``CollectorRuntime.publish``), and a send loop that
-drains it into at most one update per flush interval. A viewer that cannot
-take a frame within ``send_timeout_s`` is closed with 4429; nobody else waits
-for it (websockets' broadcast notes make the same choice).
+A ``history_request`` without a range is answered from the node's in-memory window, paced at
+``HISTORY_REQUESTS_PER_S``; one with ``from_at``/``to_at``/``step_s`` gets the tiered answer of
+the HTTP history API in ``NodeHistory.range`` (``collector.history_query``), read in a worker
+thread and paced by ``RangeRequests`` (2/s, 10 in a row). A request over its pace stays pending
+and is answered when a token is back, never refused. Pending requests are one per node and kind,
+the newest winning, at most ``MAX_PENDING_HISTORY_REQUESTS``. A viewer sending requests faster
+than ``REQUESTS_IN_PER_S`` is closed with 4430 ``rate_exceeded``.
 
 With ``?alerts=1`` the viewer also gets every live alert after the snapshot (``alerts``)
 and the alert transitions since its last flush (``alert``), queued by ``collector.alerting``.
@@ -28,17 +31,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMessage, WSMsgType, web
 
 from collector import wire
-from collector.fanout import PendingUpdates
+from collector.fanout import (
+    HISTORY_REQUEST_BURST,
+    HISTORY_REQUESTS_PER_S,
+    REQUESTS_IN_BURST,
+    REQUESTS_IN_PER_S,
+    Outbox,
+)
 from collector.history import HistoryRing
 from collector.history_query import RangeRequests, query_range, range_map, resolve_range
 from collector.http_api import json_error, token_ok, unauthorized, upgrade
 from collector.runtime import CollectorRuntime
+from collector.snapshot import snapshot_frames
+from collector.trust.budget import TokenBucket
 from shared.codec import SUBSCRIBE_REQUEST_LIMITS, decode, decode_json, encode, encode_json
 from shared.errors import CloseCode, ErrorReason, ProtocolError
 from shared.messages import HistoryRequest, Message, NodeHistory
@@ -54,23 +66,29 @@ RequestKey = tuple[str, bool]
 # Alert transitions a subscriber may have waiting: one mass outage of the largest fleet (10,000 nodes),
 # the most one flush can carry (MAX_NODES_PER_MESSAGE); older ones give way (the viewer can ask the API).
 MAX_PENDING_ALERTS = 10_000
+# A subscriber refused at --max-subscribers may retry after this many seconds (docs/protocol.md 4.2).
+FULL_RETRY_AFTER_S = 5
 
 
 @dataclass(eq=False, slots=True)
 class Subscriber:
-    """One viewer connection: its websocket, what it has not been sent yet, and its wake-up event."""
+    """One viewer connection: its websocket, what waits to be sent to it, and its wake-up event."""
 
     ws: web.WebSocketResponse
     peer: str
     json_format: bool
+    outbox: Outbox
     range_requests: RangeRequests
-    pending: PendingUpdates = field(default_factory=PendingUpdates)
+    plain_requests: RangeRequests  # the same pacing, for requests without a range (finding 16a)
+    requests_in: TokenBucket  # every request it sends; past it, 4430
     history_requests: dict[RequestKey, HistoryRequest] = field(default_factory=dict)  # oldest first
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    rewake: asyncio.TimerHandle | None = None  # wakes the send loop when a paced range request may go
+    rewake: asyncio.TimerHandle | None = None  # wakes the send loop when a paced request may go
     alerts: bool = False  # ?alerts=1: also the ``alerts`` and ``alert`` messages (docs/protocol.md 5.11)
     # Alert transitions not sent yet; bounded so a viewer that stalls cannot grow it without end.
     pending_alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_PENDING_ALERTS))
+    deadline: asyncio.Timeout | None = None  # the send in progress, if any: a cut ends it at once
+    over_unsent: int | None = None  # set when its unsent bytes passed the bound: how many there were
 
 
 async def handle_subscribe(runtime: CollectorRuntime, request: web.Request) -> web.StreamResponse:
@@ -83,6 +101,30 @@ async def handle_subscribe(runtime: CollectorRuntime, request: web.Request) -> w
     alerts = request.query.get("alerts", "0")
     if alerts not in {"0", "1"}:
         return json_error(400, "bad_request", f"expected alerts=0 or alerts=1, got {alerts[:40]!r}")
+    fanout = runtime.fanout
+    if fanout.admitted >= fanout.limits.max_subscribers:
+        return _refuse_full(runtime, request)
+    fanout.admitted += 1
+    try:
+        return await _subscribe(runtime, request, json_format=fmt == "json", alerts=alerts == "1")
+    finally:
+        fanout.admitted -= 1
+
+
+def _refuse_full(runtime: CollectorRuntime, request: web.Request) -> web.Response:
+    """503 with Retry-After: the collector serves ``--max-subscribers`` viewers already (counted, logged paced)."""
+    limit = runtime.fanout.limits.max_subscribers
+    runtime.fanout.stats.refused_full += 1
+    detail = f"expected at most {limit} subscribers at once (--max-subscribers), got one more"
+    runtime.count_close("subscribe", str(request.remote), 503, "subscriber_limit", detail)
+    response = json_error(503, "capacity_reached", detail)
+    response.headers["Retry-After"] = str(FULL_RETRY_AFTER_S)
+    return response
+
+
+async def _subscribe(
+    runtime: CollectorRuntime, request: web.Request, *, json_format: bool, alerts: bool
+) -> web.StreamResponse:
     cfg = runtime.config
     ws = await upgrade(
         request,
@@ -92,12 +134,20 @@ async def handle_subscribe(runtime: CollectorRuntime, request: web.Request) -> w
     )
     if not isinstance(ws, web.WebSocketResponse):
         return ws
+    transport = request.transport
+    now = runtime.clock()
     sub = Subscriber(
         ws=ws,
         peer=str(request.remote),
-        json_format=fmt == "json",
-        range_requests=RangeRequests(runtime.clock()),
-        alerts=alerts == "1",
+        json_format=json_format,
+        outbox=Outbox(
+            runtime.fanout.limits.max_unsent_bytes,
+            (lambda: 0) if transport is None else transport.get_write_buffer_size,
+        ),
+        range_requests=RangeRequests(now),
+        plain_requests=RangeRequests(now, HISTORY_REQUESTS_PER_S, HISTORY_REQUEST_BURST),
+        requests_in=TokenBucket(REQUESTS_IN_PER_S, REQUESTS_IN_BURST, now),
+        alerts=alerts,
     )
     with runtime.tracked(ws, request, "subscribe"):
         try:
@@ -111,22 +161,22 @@ async def handle_subscribe(runtime: CollectorRuntime, request: web.Request) -> w
 
 
 async def _serve(runtime: CollectorRuntime, sub: Subscriber) -> None:
-    # Snapshot and registration happen with no await between them, so no change is lost or doubled.
-    cfg = runtime.config
-    first: bytes | str
-    if sub.json_format:
-        first = encode_json(wire.snapshot(runtime.cache, runtime.wall_clock(), cfg.snapshot_history_points))
-    else:
-        first = wire.snapshot_frame(runtime.cache, runtime.wall_clock(), cfg.snapshot_history_points)
-    frames: list[bytes | str] = [first]
+    # Capture and registration happen with no await between them, so no change is lost or doubled.
+    fanout = runtime.fanout
+    wall = runtime.wall_clock()
+    limits = fanout.limits
+    captured = fanout.snapshots.capture(runtime.cache)
+    first = snapshot_frames(
+        wall, captured, limits.snapshot_part_max_bytes, limits.snapshot_part_max_nodes, json_format=sub.json_format
+    )
+    frames: list[bytes | str] = []
     if sub.alerts:  # every live alert after the snapshot; transitions follow as ``alert`` messages
-        frames += wire.alerts_frames(
-            runtime.wall_clock(), runtime.alerts.service.api_alerts()["alerts"], sub.json_format
-        )
+        frames = wire.alerts_frames(wall, runtime.alerts.service.api_alerts()["alerts"], sub.json_format)
     runtime.subscribers.add(sub)
+    fanout.last_flush_at = asyncio.get_running_loop().time()
     try:
         async with asyncio.TaskGroup() as tg:
-            sender = tg.create_task(_send_loop(runtime, sub, frames))
+            sender = tg.create_task(_send_loop(runtime, sub, first, frames))
             try:
                 await _receive_loop(runtime, sub)
             finally:
@@ -135,7 +185,7 @@ async def _serve(runtime: CollectorRuntime, sub: Subscriber) -> None:
         if sub.rewake is not None:
             sub.rewake.cancel()
         runtime.subscribers.discard(sub)
-        runtime.stats.updates_dropped += len(sub.pending)
+        runtime.stats.updates_dropped += sub.outbox.clear()
 
 
 async def _receive_loop(runtime: CollectorRuntime, sub: Subscriber) -> None:
@@ -146,6 +196,7 @@ async def _receive_loop(runtime: CollectorRuntime, sub: Subscriber) -> None:
                 sub.history_requests[key] = request
                 sub.wake.set()
     except ProtocolError as exc:
+        runtime.subscribers.discard(sub)
         await runtime.reject(sub.ws, sub.peer, "subscribe", exc, text=sub.json_format)
 
 
@@ -165,45 +216,78 @@ def _decode_request(runtime: CollectorRuntime, sub: Subscriber, msg: WSMessage) 
         return None
     if not isinstance(message, HistoryRequest):
         raise ProtocolError(ErrorReason.UNEXPECTED_MESSAGE, f"expected a history_request, got {message.type!r}")
+    if not sub.requests_in.take(runtime.clock()):
+        detail = f"expected at most {REQUESTS_IN_PER_S:g} requests/s (bursts of {REQUESTS_IN_BURST}), got more"
+        raise ProtocolError(ErrorReason.RATE_EXCEEDED, detail)
     return message
 
 
-async def _send_loop(runtime: CollectorRuntime, sub: Subscriber, first: list[bytes | str]) -> None:
-    """Send the snapshot (and live alerts), then at most one Update per flush interval; 4429 if a send times out."""
-    loop = asyncio.get_running_loop()
-    cfg = runtime.config
+async def _send_loop(
+    runtime: CollectorRuntime, sub: Subscriber, snapshot: Iterator[bytes | str], alerts: list[bytes | str]
+) -> None:
+    """The snapshot's parts, live alerts, then every queued frame in order; 4429 when it falls behind."""
     try:
-        for frame in first:
+        for frame in snapshot:  # each part is joined only when the previous one went out
             await _send_frame(runtime, sub, frame)
-        last_flush = loop.time()
+        for frame in alerts:
+            await _send_frame(runtime, sub, frame)
         while True:
             await sub.wake.wait()
-            delay_s = last_flush + cfg.flush_interval_s - loop.time()
-            if delay_s > 0:
-                await asyncio.sleep(delay_s)
             sub.wake.clear()
+            if sub.over_unsent is not None:
+                break
             await _answer_history_requests(runtime, sub)
-            update: bytes | str | None
-            if sub.json_format:
-                model = sub.pending.take_update(runtime.cache, runtime.wall_clock())
-                update = None if model is None else encode_json(model)
-            else:
-                update = sub.pending.take_frame(runtime.cache, runtime.wall_clock())
-            if update is not None:
+            while (update := sub.outbox.pop()) is not None:
                 await _send_frame(runtime, sub, update)
                 runtime.stats.updates_sent += 1
             while sub.pending_alerts:
                 await _send_frame(runtime, sub, _take_alerts(runtime, sub))
-            last_flush = loop.time()
     except TimeoutError:
-        reason = ErrorReason.SUBSCRIBER_TOO_SLOW
-        detail = f"expected each send to finish within {cfg.send_timeout_s:g} s, got one that did not"
-        runtime.count_close("subscribe", sub.peer, CloseCode.SUBSCRIBER_TOO_SLOW, reason.value, detail)
-        runtime.subscribers.discard(sub)
-        await runtime.close_ws(sub.ws, CloseCode.SUBSCRIBER_TOO_SLOW, reason.value.encode())
-        runtime.abort(sub.ws)
+        pass
     except ConnectionError:
         return
+    await _close_too_slow(runtime, sub)
+
+
+async def _close_too_slow(runtime: CollectorRuntime, sub: Subscriber) -> None:
+    """4429 ``subscriber_too_slow``, counted and logged paced, saying which bound it passed."""
+    reason = ErrorReason.SUBSCRIBER_TOO_SLOW
+    if sub.over_unsent is not None:
+        detail = f"expected at most {sub.outbox.max_unsent_bytes} unsent bytes, got {sub.over_unsent}"
+    else:
+        detail = f"expected each send to finish within {runtime.config.send_timeout_s:g} s, got one that did not"
+    runtime.count_close("subscribe", sub.peer, CloseCode.SUBSCRIBER_TOO_SLOW, reason.value, detail)
+    runtime.subscribers.discard(sub)
+    runtime.stats.updates_dropped += sub.outbox.clear()
+    await runtime.close_ws(sub.ws, CloseCode.SUBSCRIBER_TOO_SLOW, reason.value.encode())
+    runtime.abort(sub.ws)
+
+
+def cut(runtime: CollectorRuntime, sub: Subscriber) -> None:
+    """Stop queueing to ``sub`` and end its send at once: its unsent bytes passed the bound (finding 12c)."""
+    sub.over_unsent = sub.outbox.unsent_bytes()
+    runtime.subscribers.discard(sub)
+    runtime.stats.updates_dropped += sub.outbox.clear()  # the memory goes now, not when the close is done
+    runtime.fanout.stats.cut_unsent += 1
+    sub.wake.set()
+    if sub.deadline is not None:
+        sub.deadline.reschedule(asyncio.get_running_loop().time())  # the blocked send raises TimeoutError
+
+
+async def fanout_loop(runtime: CollectorRuntime) -> None:
+    """Flush the fan-out at most once per flush interval while changes are pending (``create_app`` runs it)."""
+    fanout = runtime.fanout
+    loop = asyncio.get_running_loop()
+    while True:
+        await fanout.wake.wait()
+        delay_s = fanout.last_flush_at + runtime.config.flush_interval_s - loop.time()
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+        fanout.wake.clear()
+        fanout.last_flush_at = loop.time()
+        for sub in fanout.flush(runtime.subscribers, runtime.wall_clock()):
+            assert isinstance(sub, Subscriber)
+            cut(runtime, sub)
 
 
 async def _answer_history_requests(runtime: CollectorRuntime, sub: Subscriber) -> None:
@@ -212,7 +296,8 @@ async def _answer_history_requests(runtime: CollectorRuntime, sub: Subscriber) -
         request = sub.history_requests.get(key)
         if request is None:
             continue
-        if request.ranged and not sub.range_requests.take(runtime.clock()):
+        budget = sub.range_requests if request.ranged else sub.plain_requests
+        if not budget.take(runtime.clock()):
             continue  # stays pending: _rewake brings the send loop back once a token is there
         del sub.history_requests[key]  # before any await: a newer request for the key is kept
         if request.ranged:
@@ -238,8 +323,10 @@ def _rewake(runtime: CollectorRuntime, sub: Subscriber) -> None:
     if sub.rewake is not None:
         sub.rewake.cancel()
         sub.rewake = None
-    if any(ranged for _, ranged in sub.history_requests):
-        delay_s = sub.range_requests.wait_s(runtime.clock())
+    if sub.history_requests:
+        now = runtime.clock()
+        kinds = {ranged for _, ranged in sub.history_requests}
+        delay_s = min((sub.range_requests if ranged else sub.plain_requests).wait_s(now) for ranged in kinds)
         sub.rewake = asyncio.get_running_loop().call_later(delay_s, sub.wake.set)
 
 
@@ -254,8 +341,12 @@ async def _send(runtime: CollectorRuntime, sub: Subscriber, message: Message) ->
 
 
 async def _send_frame(runtime: CollectorRuntime, sub: Subscriber, frame: bytes | str) -> None:
-    async with asyncio.timeout(runtime.config.send_timeout_s):
-        if isinstance(frame, str):
-            await sub.ws.send_str(frame)
-        else:
-            await sub.ws.send_bytes(frame)
+    async with asyncio.timeout(runtime.config.send_timeout_s) as deadline:
+        sub.deadline = deadline
+        try:
+            if isinstance(frame, str):
+                await sub.ws.send_str(frame)
+            else:
+                await sub.ws.send_bytes(frame)
+        finally:
+            sub.deadline = None

@@ -113,21 +113,8 @@ def snapshot_parts(server_time_at: float, entries: Sequence[bytes]) -> bytes:
 
 
 def status(record: NodeRecord) -> NodeStatus:
-    """The wire model of a node's liveness."""
-    return NodeStatus(
-        node_id=record.node_id,
-        state=record.state,
-        state_since_at=record.state_since_at,
-        reason=record.reason,
-        last_seen_at=record.last_seen_at,
-        interval_s=record.interval_s,
-        agent_instance_id=record.instance_id,
-        connected=record.conn is not None,
-        last_seq=record.last_seq,
-        clock_skew_s=record.clock_skew_s,
-        dropped_samples=record.dropped_samples,
-        missing_samples=record.missing_samples,
-    )
+    """The wire model of a node's liveness: ``status_wire``'s map, validated (the JSON and HTTP paths)."""
+    return NodeStatus.model_validate(status_wire(record))
 
 
 def status_wire(record: NodeRecord) -> dict[str, Any]:
@@ -163,21 +150,36 @@ def entry(record: NodeRecord, kind: ChangeKind, history: History | None = None) 
     )
 
 
+def facts_frame(record: NodeRecord) -> bytes:
+    """The node's facts packed, built on first use after each change of facts (the cache clears it)."""
+    if record.facts_frame is None:
+        record.facts_frame = pack(record.facts.model_dump(mode="python", exclude_none=True))
+    return record.facts_frame
+
+
+def sample_frame(record: NodeRecord) -> bytes | None:
+    """The node's last sample packed: the agent's own frame, or one packed once from a heartbeat without it."""
+    if record.last_sample_frame is None and record.last_sample_model is not None:
+        record.last_sample_frame = pack(to_wire_dict(record.last_sample_model))
+        record.last_sample_model = None
+    return record.last_sample_frame
+
+
 def entry_frame(record: NodeRecord, kind: ChangeKind, history: bytes | None = None) -> bytes:
     """``entry(record, kind)`` packed as msgpack, from cached parts."""
     bits = kind.value  # plain int tests: IntFlag's & costs ~0.5 us each, and this runs per node per flush
-    facts = None
-    if bits & _FACTS_BIT:
-        if record.facts_frame is None:
-            record.facts_frame = pack(record.facts.model_dump(mode="python", exclude_none=True))
-        facts = record.facts_frame
-    sample = None
-    if bits & _SAMPLE_BIT and record.last_sample_frame is not None:
-        sample = record.last_sample_frame
-    elif bits & _SAMPLE_BIT and record.last_sample_model is not None:
-        sample = record.last_sample_frame = pack(to_wire_dict(record.last_sample_model))
-        record.last_sample_model = None
+    facts = facts_frame(record) if bits & _FACTS_BIT else None
+    sample = sample_frame(record) if bits & _SAMPLE_BIT else None
     return entry_parts(pack(status_wire(record)), facts, sample, history)
+
+
+def json_text(frame: bytes) -> str:
+    """A packed collector message as the JSON text ``encode_json`` gives for it (same map; compact).
+
+    The fan-out packs each update once and gives ``?format=json`` subscribers this text of the
+    same bytes, so both formats carry exactly one state (``collector.fanout``).
+    """
+    return json.dumps(msgpack.unpackb(frame), separators=(",", ":"), allow_nan=False)
 
 
 def snapshot(cache: NodeCache, wall: float, history_points: int) -> Snapshot:
