@@ -18,7 +18,9 @@ an address a recent hello vouched for, 4,096 in all; more get HTTP 429 with
 ``Retry-After``) until its request head is
 complete, and is closed if the head does not arrive within ``header_timeout_s``
 (nginx's ``client_header_timeout``) or grows past ``MAX_HEAD_BYTES`` (431).
-Only then is it handed to aiohttp, with no cost per frame afterwards. What
+Only then is it handed to aiohttp; an ingest connection through ``_Metered``,
+which counts the bytes it parks in unfinished messages against one budget
+for all (``collector.trust.parked``, finding 11: one call per chunk). What
 counts toward ``limit`` is ``count()``: the CLI counts upgraded, authenticated
 ingest websockets, so idle sockets no longer crowd agents out.
 
@@ -40,6 +42,8 @@ from aiohttp import web
 
 from collector import aiohttp_private
 from collector.trust.nodetable import PeerGate, PeerRefused, PeerSlot
+from collector.trust.parked import ParkedBytes, ParkedConn
+from shared.errors import CloseCode, ErrorReason
 from shared.limits import INGEST_PATH
 
 INGEST_REQUEST_LINE = b"GET " + INGEST_PATH.encode()
@@ -156,7 +160,9 @@ class _HeadReader(asyncio.Protocol):
             site.on_refused()
             return
         self._transport = None
-        handler = aiohttp_private.site_server(site)()
+        handler: asyncio.Protocol = aiohttp_private.site_server(site)()
+        if site.parked is not None and head.startswith(INGEST_REQUEST_LINE):
+            handler = _Metered(site, handler, site.parked)
         transport.set_protocol(handler)
         handler.connection_made(transport)
         handler.data_received(head)
@@ -191,6 +197,68 @@ class _HeadReader(asyncio.Protocol):
         self._transport = None
 
 
+def close_frame(code: int, reason: str) -> bytes:
+    """A server's websocket close frame (unmasked, RFC 6455 5.5.1), written straight to a transport."""
+    payload = code.to_bytes(2, "big") + reason.encode()[:123]
+    return bytes((0x88, len(payload))) + payload
+
+
+class _Metered(asyncio.Protocol):
+    """In front of aiohttp's handler on an ingest connection: counts what it parks (``ParkedBytes``).
+
+    Every call is passed on; a connection the budget sheds gets a close frame, 1009
+    ``parked_bytes_exceeded``, and no more of its bytes reach aiohttp.
+    """
+
+    def __init__(self, site: AdmissionSite, handler: asyncio.Protocol, parked: ParkedBytes) -> None:
+        self._site = site
+        self._handler = handler
+        self.parked = parked
+        self.conn = parked.open(site.clock())
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._site.metered[self.conn] = self
+        self._handler.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        victims = self.parked.received(self.conn, len(data), self._site.clock())
+        if victims:
+            self._site.shed(victims)
+        if not self.conn.shed:
+            self._handler.data_received(data)
+
+    def shed(self) -> None:
+        """Over the budget, and among the largest: a close frame, then close (the handler hears connection_lost)."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(close_frame(int(CloseCode.MESSAGE_TOO_BIG), ErrorReason.PARKED_BYTES_EXCEEDED.value))
+            transport.close()
+
+    def eof_received(self) -> bool | None:
+        return self._handler.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.parked.close(self.conn)
+        self._site.metered.pop(self.conn, None)
+        self._transport = None
+        self._handler.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._handler.resume_writing()
+
+
+def parked_meter(transport: asyncio.BaseTransport | None) -> tuple[ParkedBytes, ParkedConn] | None:
+    """The parked-bytes budget and count of an ingest connection behind an ``AdmissionSite``, else None."""
+    protocol = transport.get_protocol() if transport is not None else None
+    return (protocol.parked, protocol.conn) if isinstance(protocol, _Metered) else None
+
+
 class AdmissionSite(web.TCPSite):
     """A ``web.TCPSite`` that bounds unauthenticated sockets and sends ingest past ``limit`` away with a 503.
 
@@ -213,8 +281,13 @@ class AdmissionSite(web.TCPSite):
         peer_gate: PeerGate | None = None,
         header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
+        parked: ParkedBytes | None = None,
     ) -> None:
-        """``clock`` is the one ``peer_gate.vouch`` is fed with (the runtime's monotonic clock)."""
+        """``clock`` is the one ``peer_gate.vouch`` is fed with (the runtime's monotonic clock).
+
+        With ``peer_gate``, ``parked`` (default: ``ParkedBytes()``, 16 MiB) bounds the bytes all ingest
+        connections together hold in unfinished messages (issue 13, finding 11).
+        """
         super().__init__(runner, host, port, ssl_context=ssl_context, backlog=backlog)
         self.limit = limit
         self.on_refused = on_refused
@@ -223,6 +296,15 @@ class AdmissionSite(web.TCPSite):
         self.peer_gate = peer_gate
         self.header_timeout_s = header_timeout_s
         self.clock = clock
+        self.parked = parked if parked is not None else ParkedBytes()
+        self.metered: dict[ParkedConn, _Metered] = {}
+
+    def shed(self, victims: list[ParkedConn]) -> None:
+        """Close the connections the parked-bytes budget gave up on."""
+        for conn in victims:
+            metered = self.metered.get(conn)
+            if metered is not None:
+                metered.shed()
 
     def counted(self) -> int:
         """Connections that count toward ``limit`` now."""

@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import WSMessage, WSMsgType, web
 
+from collector.admission import parked_meter
 from collector.http_api import token_ok, unauthorized, upgrade
 from collector.ingest_session import (
     Actions,
@@ -64,6 +65,7 @@ class IngestConnection:
 
     __slots__ = (
         "_pace",
+        "_parked",
         "_tasks",
         "_timer",
         "changed",
@@ -110,6 +112,8 @@ class IngestConnection:
         self._timer: TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # actions a timer produced, run outside the receive loop
         self._pace: ReplayPace | None = None  # set by the hello while a backlog is owed (docs/security.md, 3.3)
+        # The bytes this connection parks count against one budget for all (behind the CLI's AdmissionSite).
+        self._parked = parked_meter(request.transport)
 
     def hello_accepted(self, hello: Hello, ack_seq: int) -> None:
         """The node is ours now: health counts this agent, a later hello of its instance can replace it."""
@@ -119,6 +123,8 @@ class IngestConnection:
         owed = replay_owed(hello.newest_seq, ack_seq)
         # The pacing waits on the loop's clock (asyncio.sleep), so it counts on that clock too.
         self._pace = ReplayPace(owed, asyncio.get_running_loop().time()) if owed else None
+        if self._parked is not None:
+            self._parked[1].replaying = self._pace is not None  # its queue of whole frames fills by design
         log.info(
             "ingest %r: hello from node %r (instance %r), ack %d",
             self.peer,
@@ -130,13 +136,17 @@ class IngestConnection:
     async def run(self) -> None:
         """Receive until the session or the peer ends the conversation."""
         session, ws, clock = self.session, self.ws, self.runtime.clock
+        meter = self._parked
         try:
             await self.execute(session.start())
             while session.phase is not _CLOSED:
                 msg = await ws.receive()
                 kind = msg.type
                 if kind is _BINARY or kind is _TEXT:
-                    actions = session.receive_frame(msg.data, clock())
+                    now = clock()
+                    if meter is not None:
+                        meter[0].taken(meter[1], len(msg.data), now, data=True)
+                    actions = session.receive_frame(msg.data, now)
                     if actions:
                         await self.execute(actions)
                     if self._pace is not None:
@@ -157,7 +167,15 @@ class IngestConnection:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             if session.phase is not _CLOSED:  # cancelled (shutdown): the cache still hears the connection ended
                 session.receive_close(None, clock())
+            self._count_shed()
             self.runtime.agents.pop(self.conn, None)
+
+    def _count_shed(self) -> None:
+        """If the parked-bytes budget closed this connection (1009, collector.admission): count it, log it paced."""
+        if self._parked is None or not self._parked[1].shed:
+            return
+        detail = "expected whole messages, got one of the largest unfinished ones over the collector's budget"
+        self.runtime.count_close("ingest", self.peer, 1009, ErrorReason.PARKED_BYTES_EXCEEDED, detail)
 
     async def _paced(self) -> None:
         """Backlog replay at the budget's pace: stop reading for the pacer's delay (TCP slows the agent)."""
@@ -174,7 +192,10 @@ class IngestConnection:
         """Autoping is off (``handle_ingest``): the budget sees every ping, and only those under it get a pong.
 
         Past the budget the session closes with 4430 (docs/security.md, finding 16b). A pong needs nothing.
+        Neither is progress for the parked-bytes budget (a ping cannot keep an unfinished message alive).
         """
+        if self._parked is not None:
+            self._parked[0].taken(self._parked[1], len(msg.data), self.runtime.clock(), data=False)
         if msg.type is not _PING:
             return
         actions = self.session.receive_ping(self.runtime.clock())

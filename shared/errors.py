@@ -63,6 +63,9 @@ class ErrorReason(StrEnum):
     NEW_NODE_RATE_EXCEEDED = "new_node_rate_exceeded"  # too many new node ids from one agent token
     SEQ_OUT_OF_RANGE = "seq_out_of_range"  # a seq further ahead than elapsed time and backlog explain
     NODE_ID_NOT_ALLOWED = "node_id_not_allowed"  # the agent token is scoped to node-id patterns this id misses
+    PARKED_BYTES_EXCEEDED = (
+        "parked_bytes_exceeded"  # among the largest unfinished messages when all together were too many
+    )
 
 
 # Which close code each reason ends a connection with; one table so the
@@ -92,6 +95,8 @@ CLOSE_CODE_FOR_REASON: dict[ErrorReason, CloseCode] = {
     ErrorReason.NODE_KEY_REQUIRED: CloseCode.NODE_KEY_REFUSED,
     # HTTP 403's meaning too: the token is good, but not for this node id (docs/security.md, 3.1).
     ErrorReason.NODE_ID_NOT_ALLOWED: CloseCode.NODE_KEY_REFUSED,
+    # The websocket layer's "too big", for unfinished messages across connections (collector.trust.parked).
+    ErrorReason.PARKED_BYTES_EXCEEDED: CloseCode.MESSAGE_TOO_BIG,
     ErrorReason.RATE_EXCEEDED: CloseCode.RATE_EXCEEDED,
     ErrorReason.NEW_NODE_RATE_EXCEEDED: CloseCode.RATE_EXCEEDED,
     # A seq no clock can explain is a broken peer, like a schema violation.
