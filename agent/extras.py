@@ -2,7 +2,7 @@
 
 Inodes, read-only mounts, CPU time by mode, pressure stall information,
 per-disk I/O, per-interface errors and drops, down links, TCP counts and
-file handles, and the GPUs' figures (read by ``agent.gpu``). They change
+file handles, and the GPUs' figures (read by ``agent.gpu`` into the slow reading). They change
 slowly and would push the 1 Hz heartbeat past its 600-byte budget if every
 heartbeat repeated them, so only the heartbeat that
 carries a fresh slow reading has them; in between they are absent
@@ -86,8 +86,8 @@ class ExtrasBuilder:
         """Take the CPU baseline, so the first fresh reading already has CPU modes."""
         self._cpu = fast.cpu_total
 
-    def build(self, fast: FastReading, slow: SlowReading, gpus: list[WireDict] | None = None) -> WireDict:
-        """The detail fields in wire order, or nothing for a repeated slow reading; ``gpus`` from ``agent.gpu``."""
+    def build(self, fast: FastReading, slow: SlowReading) -> WireDict:
+        """The detail fields in wire order, or nothing for a repeated slow reading."""
         if not slow.fresh:
             return {}
         modes = None
@@ -123,7 +123,7 @@ class ExtrasBuilder:
             "tcp_time_wait": tcp.time_wait if tcp is not None else None,
             "fd_allocated": handles.allocated if handles is not None else None,
             "fd_max": handles.maximum if handles is not None else None,
-            "gpus": gpus,
+            "gpus": slow.gpus,
         }
 
     def _disk_devices(self, slow: SlowReading) -> dict[str, list[float]] | None:

@@ -10,8 +10,13 @@
   per query). "Not supported" is no error: many boards cannot report power or utilization,
   and the value is simply absent, every time.
 
+``with_gpus`` adds a read to a slow reading. The agent calls it in the slow-read worker thread
+(``agent.runner``), never on its loop: a hung driver (an NVML call that never returns) then
+holds that thread, and costs the slow tier's fields (docs/protocol.md 5.2: absent, then gone
+after three slow periods), not the heartbeats.
+
 The ``nvml`` module object is injected (tests pass a fake); None means ``import pynvml``.
-Not here: when to read (``agent.heartbeat``, with the slow tier), other vendors (the wire
+Not here: when to read (``agent.runner``, with the slow tier), other vendors (the wire
 fields are vendor-neutral, docs/protocol.md 5.2).
 """
 
@@ -21,10 +26,10 @@ import functools
 import importlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from agent.readings import Attempts
+from agent.readings import Attempts, SlowReading
 from agent.wire import WireDict
 from shared.limits import MAX_GPUS, MAX_SHORT_TEXT
 
@@ -53,7 +58,7 @@ def _text(value: object) -> str:
 
 
 class GpuReader:
-    """Reads every GPU through an NVML module, started on the first ``read()``; not thread-safe."""
+    """Reads every GPU through an NVML module, started on the first ``read()``; one thread at a time."""
 
     def __init__(self, nvml: Any = None) -> None:
         self._nvml = nvml
@@ -134,3 +139,9 @@ class GpuReader:
             "power_watts": round(max(0, int(milliwatts)) / 1000.0, 3) if milliwatts is not None else None,
         }
         return {key: value for key, value in fields.items() if value is not None}
+
+
+def with_gpus(reading: SlowReading, gpu: GpuReader) -> SlowReading:
+    """``reading`` with the GPUs read now, their failed queries added to its errors."""
+    sample = gpu.read()
+    return replace(reading, gpus=sample.gpus, errors=reading.errors + sample.errors)

@@ -3,11 +3,10 @@
 ``HeartbeatBuilder`` builds the plain map that
 ``shared.codec.encode(Heartbeat(...))`` would pack (see ``agent.wire`` for
 why not the pydantic model itself). ``SlowCache`` decides when the slow
-reading is refreshed and repeats the last one in between. With a ``GpuReader``,
-the builder reads the GPUs when a fresh slow reading arrives, on the caller's
-thread (with no GPU or no NVML that costs nothing; a hung GPU driver would hold
-the caller, so the slow reading's worker thread is the better home for it).
-Not here: reading anything else (``agent.sampler``), the tick loop (``agent.runner``).
+reading is refreshed and repeats the last one in between. The GPUs come inside
+the slow reading (``agent.gpu.with_gpus``, read in the slow-read worker thread),
+so building a heartbeat reads nothing.
+Not here: reading anything (``agent.sampler``, ``agent.gpu``), the tick loop (``agent.runner``).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from dataclasses import replace
 
 from agent.cgroup import CgroupLimits
 from agent.extras import ExtrasBuilder
-from agent.gpu import GpuReader
 from agent.netdev import first_interfaces
 from agent.rates import CounterRates, CounterRateTracker, CpuRateTracker
 from agent.readings import FastReading, ProcessRow, SlowReading
@@ -96,14 +94,10 @@ def _usage(rows: list[ProcessRow] | None) -> list[WireDict] | None:
 
 
 class HeartbeatBuilder:
-    """Turns readings into a wire ``Heartbeat``, keeping the rate baselines between calls.
+    """Turns readings into a wire ``Heartbeat``, keeping the rate baselines between calls; pure."""
 
-    Pure but for ``gpu``, the one source it reads itself: once per fresh slow reading.
-    """
-
-    def __init__(self, boot_time_at: float | None = None, gpu: GpuReader | None = None) -> None:
+    def __init__(self, boot_time_at: float | None = None) -> None:
         self._boot_time_at = boot_time_at
-        self._gpu = gpu  # None: no GPU readings at all
         self._cpu = CpuRateTracker()
         self._disk = CounterRateTracker()
         self._net = CounterRateTracker()
@@ -120,16 +114,11 @@ class HeartbeatBuilder:
     def build(self, seq: int, fast: FastReading, slow: SlowReading | None, late_ticks: int = 0) -> WireDict:
         """Return the heartbeat for ``seq``; ``slow`` is None when the slow reading did not finish in time."""
         self.sample_errors += fast.errors + (slow.errors if slow is not None else 1)
-        gpus = None
-        if self._gpu is not None and slow is not None and slow.fresh:  # with the slow tier, every 5 s
-            gpu = self._gpu.read()
-            self.sample_errors += gpu.errors
-            gpus = gpu.gpus
         cpu = self._cpu.update(fast.cpu_total, fast.cpu_per_core)
         disk = self._disk.update(fast.monotonic_s, fast.disk_io)
         net = self._net.update(fast.monotonic_s, fast.net_io)
         net_total = _counted_total(net, fast.net_counted)
-        extras = self._extras.build(fast, slow, gpus) if slow is not None else {}
+        extras = self._extras.build(fast, slow) if slow is not None else {}
         slow = slow if slow is not None else SlowReading()
         cgroup = slow.cgroup if slow.cgroup is not None else CgroupLimits()
         interfaces = {name: net.per_device[name] for name in first_interfaces(net.per_device, fast.net_counted)}

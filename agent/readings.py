@@ -17,6 +17,7 @@ from agent.kernelstats import FileHandles, Pressure, TcpCounts
 from agent.mounts import DiskUsage
 from agent.netdev import NetCounters
 from agent.rates import CounterPair, CpuTimes
+from agent.wire import WireDict
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class SlowReading:
     pressure: dict[str, Pressure] | None = None
     tcp: TcpCounts | None = None
     file_handles: FileHandles | None = None
+    # The GPUs' GpuReading maps (agent.gpu.with_gpus, in the same worker thread); None: no GPU, or not read.
+    gpus: list[WireDict] | None = None
     errors: int = 0
 
 

@@ -3,8 +3,9 @@
 The loop waits on the collector's socket and a wake-up socket pair (``stop()``
 from a signal handler or another thread, a finished slow reading, a resolved
 name) until the next timer: the next tick, a slow reading's deadline, or the
-pusher's next wake. Slow readings (disk usage, processes, sensors) run in one
-worker thread so a hung mount costs one sample's fields, not the loop. Not
+pusher's next wake. Slow readings (disk usage, processes, sensors, then the
+GPUs through NVML) run in one worker thread, one at a time, so a hung mount or
+GPU driver costs the slow tier's fields, not the loop or the heartbeats. Not
 here: argument parsing or signal handling (``agent.cli``), the maths
 (``agent.rates``, ``agent.schedule``), psutil calls (``agent.sampler``) or the
 protocol (``agent.session``). No asyncio: it imports ssl and costs ~8 MB RSS.
@@ -28,7 +29,7 @@ from agent.backlog import Backlog
 from agent.backoff import Backoff
 from agent.cgroup import DEFAULT_ROOT
 from agent.config import AgentConfig
-from agent.gpu import GpuReader
+from agent.gpu import GpuReader, with_gpus
 from agent.identity import node_credential
 from agent.pusher import Outcome, Pusher
 from agent.readings import FastReading
@@ -71,7 +72,9 @@ class Agent:
         random_source: Callable[[], float] | None = None,
         cgroup_root: Path | None = DEFAULT_ROOT,
         on_retry: Callable[[float, Outcome], None] | None = None,
+        nvml: Any = None,
     ) -> None:
+        """``ps`` and ``nvml`` are the psutil and pynvml modules (None: imported here, and on the first GPU read)."""
         if ps is None:
             # Imported when an agent is built, not when --help is printed; importlib also spares a
             # dependency on types-psutil, which the venv does not have.
@@ -89,18 +92,19 @@ class Agent:
         self.facts = self.reader.read_facts()
         if config.labels:  # facts.labels, the last NodeFacts field, so the map keeps model field order
             self.facts["labels"] = dict(config.labels)
-        # NVML is tried once, on the first fresh slow reading; without a GPU or nvidia-ml-py, nothing is sent.
-        self.gpu = GpuReader()
-        self.builder = HeartbeatBuilder(boot_time_at=self.facts.get("boot_time_at"), gpu=self.gpu)
+        # NVML is tried once, on the first slow reading; without a GPU or nvidia-ml-py, nothing is sent.
+        self.gpu = GpuReader(nvml)
+        self.builder = HeartbeatBuilder(boot_time_at=self.facts.get("boot_time_at"))
         self.backlog = Backlog(config.backlog_samples, config.backlog_bytes)
+        timeout_s = config.connect_timeout_s  # one budget for TCP, TLS and the upgrade, and one for the hello's ack
         self.pusher = Pusher(
             config.ingest_url,
             self.backlog,
             self.hello_frame,
             token=config.token,
             ws_heartbeat_s=config.ws_heartbeat_s,
-            connect_timeout_s=config.connect_timeout_s,
-            hello_ack_timeout_s=config.connect_timeout_s,
+            connect_timeout_s=timeout_s,
+            hello_ack_timeout_s=timeout_s,
             backoff=Backoff() if random_source is None else Backoff(random=random_source),
             clock=clock,
             on_retry=on_retry,
@@ -128,6 +132,10 @@ class Agent:
             fields["node_credential"] = self.credential
         fields["newest_seq"] = self.seq  # the highest seq taken: bounds our seqs and the ack (docs/security.md, 3.2)
         return pack(fields)
+
+    def read_slow(self) -> SlowReading:
+        """Disk usage, swap, processes, sensors, then the GPUs: the slow-read worker's job, never the loop's."""
+        return with_gpus(self.reader.read_slow(), self.gpu)
 
     def stop(self) -> None:
         """Ask the loop to stop cleanly: safe from a signal handler and from another thread."""
@@ -183,7 +191,8 @@ class Agent:
             writer, self._wake_w = self._wake_w, None
             writer.close()
             wake_r.close()
-            self.gpu.close()
+            if sampling.idle():  # else the worker may be inside NVML: leave it to process exit, never wait on it
+                self.gpu.close()
         log.info("agent stopped; %d sample(s) were not acked", len(self.backlog))
 
 
@@ -204,6 +213,10 @@ class Sampling:
     def next_wake(self) -> float:
         return self.waiting[1] if self.waiting is not None else self.schedule.next_due
 
+    def idle(self) -> bool:
+        """No slow reading is running (one that hangs stays running: no second one is queued behind it)."""
+        return self.pending is None or self.pending.done()
+
     def step(self, now: float) -> None:
         """Take the sample that is due, or finish the one waiting for its slow reading."""
         agent = self.agent
@@ -213,7 +226,7 @@ class Sampling:
             fast = agent.reader.read_fast()
             now = agent._clock()
             if self.pending is None and self.cache.due(now):  # never queue a second slow read behind a hung one
-                self.pending = Job(agent.reader.read_slow, agent._wake, name="nodewatch-slow-reading")
+                self.pending = Job(agent.read_slow, agent._wake, name="nodewatch-slow-reading")
                 self.cache.started(now)
                 self.waiting = (fast, now + self.slow_timeout_s)
                 return

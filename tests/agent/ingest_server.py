@@ -50,6 +50,7 @@ class IngestLog:
     hellos: list[Hello] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)  # every heartbeat seq, in arrival order, duplicates included
     sampled_at: list[float] = field(default_factory=list)
+    heartbeats: list[Heartbeat] = field(default_factory=list)  # every heartbeat, as it arrived
     close_codes: list[int | None] = field(default_factory=list)
     held: dict[str, int] = field(default_factory=dict)  # agent_instance_id -> highest seq held
     connections: int = 0
@@ -151,6 +152,7 @@ class IngestServer:
             assert isinstance(beat, Heartbeat)
             self.log.seqs.append(beat.seq)
             self.log.sampled_at.append(beat.sampled_at)
+            self.log.heartbeats.append(beat)
             held = max(self.log.held.get(instance, 0), beat.seq)
             self.log.held[instance] = held
             await ws.send_bytes(encode(Ack(seq=held)))

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from agent.gpu import NVML_MODULE, GpuReader, GpuSample
+from agent.gpu import NVML_MODULE, GpuReader, GpuSample, with_gpus
 from agent.heartbeat import HeartbeatBuilder, SlowCache
 from agent.procfs import HostPaths
+from agent.readings import SlowReading
 from agent.sampler import PsutilReader
 from agent.wire import pack
 from shared.codec import decode, encode
@@ -153,13 +154,18 @@ def heartbeats(tmp_path: Path, gpu: GpuReader | None, seconds: int = 6) -> list[
     reader = PsutilReader(
         ps, clock=clock, wall_clock=lambda: 1_700_000_000.0 + clock.now, host=HostPaths.under(tmp_path)
     )
-    builder = HeartbeatBuilder(boot_time_at=1_690_000_000.0, gpu=gpu)
+    builder = HeartbeatBuilder(boot_time_at=1_690_000_000.0)
     cache = SlowCache(refresh_s=5.0, max_age_s=15.0)
     builder.prime(reader.read_fast())
     beats = []
     for second in range(1, seconds + 1):
         clock.advance(1.0)
-        slow = cache.store(reader.read_slow(), clock.now) if second % 5 == 1 else cache.reuse(clock.now)
+        slow: SlowReading | None = None
+        if second % 5 == 1:  # what the agent's slow-read worker does: the slow reading, then the GPUs
+            fresh = reader.read_slow() if gpu is None else with_gpus(reader.read_slow(), gpu)
+            slow = cache.store(fresh, clock.now)
+        else:
+            slow = cache.reuse(clock.now)
         frame = pack(builder.build(second, reader.read_fast(), slow))
         beat = decode(frame)
         assert isinstance(beat, Heartbeat)
