@@ -10,11 +10,31 @@ import pytest
 
 from shared.codec import COLLECTOR_LIMITS, decode_json, encode
 from shared.errors import CLOSE_CODE_FOR_REASON, CloseCode, ErrorReason
-from shared.messages import MESSAGE_TYPES, History, NodeEntry, NodeFacts, NodeStatus, ProcessUsage, WireModel
+from shared.messages import (
+    MESSAGE_TYPES,
+    GpuReading,
+    History,
+    HistoryRange,
+    NodeEntry,
+    NodeFacts,
+    NodeStatus,
+    ProcessUsage,
+    RangeSeries,
+    WireModel,
+)
 from shared.retry import ABNORMAL_CLOSURE, RETRY_BY_CLOSE_CODE, RETRY_BY_HTTP_STATUS, RetryAction, RetryPolicy
 
 PROTOCOL_MD = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
-NESTED_MODELS: tuple[type[WireModel], ...] = (NodeFacts, NodeStatus, History, NodeEntry, ProcessUsage)
+NESTED_MODELS: tuple[type[WireModel], ...] = (
+    NodeFacts,
+    NodeStatus,
+    History,
+    NodeEntry,
+    ProcessUsage,
+    GpuReading,
+    HistoryRange,
+    RangeSeries,
+)
 # "### Hello (389 bytes msgpack)" followed by a ```json block
 EXAMPLE = re.compile(r"^### (\w+) \((\d[\d,]*) bytes msgpack\)\s*```json\n(.*?)\n```", re.MULTILINE | re.DOTALL)
 
@@ -95,6 +115,29 @@ def _section(title_prefix: str) -> str:
     return rest[: end.start()] if end else rest
 
 
+def field_table(model_name: str) -> list[tuple[str, bool]]:
+    """(field, marked ``?``) of each row of the model's field table, in order.
+
+    The table is the first ``| field |`` table after the heading or the line that starts by
+    naming the model, and before the next heading.
+    """
+    text = _protocol_md()
+    intro = re.search(rf"^(?:#+ .*`{model_name}`.*|`{model_name}`.*)$", text, re.MULTILINE)
+    assert intro, f"docs/protocol.md has no heading or paragraph naming `{model_name}`"
+    rest = text[intro.end() :]
+    heading = re.search(r"^#", rest, re.MULTILINE)
+    table = re.search(
+        r"^\| field \|.*\n\|[-| ]+\|\n((?:\|.*\n)+)", rest[: heading.start()] if heading else rest, re.MULTILINE
+    )
+    assert table, f"docs/protocol.md has no field table for `{model_name}`"
+    rows = []
+    for line in table.group(1).splitlines():
+        cell = re.match(r"\| `(\w+)`(\?)?", line)
+        assert cell, f"`{model_name}`'s table has a row without a field name: {line!r}"
+        rows.append((cell.group(1), cell.group(2) is not None))
+    return rows
+
+
 def render_retry_table() -> str:
     """The retry table as docs/protocol.md section 7 shows it, rendered from shared/retry.py."""
     action = {
@@ -113,6 +156,14 @@ def render_retry_table() -> str:
 
 class TestTablesMatchTheCode:
     """The doc's tables are the code's tables, so a third party reads what the programs do."""
+
+    @pytest.mark.parametrize("model", [*MESSAGE_TYPES, *NESTED_MODELS], ids=lambda model: model.__name__)
+    def test_every_field_table_is_its_model(self, model: type[WireModel]) -> None:
+        """Each model's table lists its fields in wire order, with ``?`` on exactly those that may be absent."""
+        expected = [
+            (name, not info.is_required() and info.default is None) for name, info in model.model_fields.items()
+        ]
+        assert field_table(model.__name__) == expected
 
     def test_retry_table_is_shared_retry(self) -> None:
         """Section 7's retry table is exactly shared/retry.py's (regenerate it from render_retry_table)."""
