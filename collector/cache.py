@@ -159,6 +159,7 @@ class NodeCache:
                 node.instance_id = hello.agent_instance_id
                 node.last_seq = 0
                 node.missing_samples = 0
+                node.history.new_run()
             if node.facts != hello.facts:
                 node.facts = hello.facts
                 node.facts_frame = None
@@ -207,7 +208,12 @@ class NodeCache:
             sampled_at = check_sampled_at(sampled_at, wall).sampled_at
             heartbeat, frame = heartbeat.model_copy(update={"sampled_at": sampled_at}), None
             self.samples_clamped += 1
-        node.history.add(heartbeat.seq, sampled_at, point_values(heartbeat))
+        if not node.history.add(heartbeat.seq, sampled_at, point_values(heartbeat)):
+            # A replay of a point the ring holds (the store refused it first: ``rewind``): the store takes it
+            # again, but it is no news, and the latest sample stays the newer one the node sent before.
+            return HeartbeatResult(
+                ack_seq=node.last_seq, duplicate=False, current=True, changes=[Change(node_id, kind)]
+            )
         # The latest sample is the newest by seq of the current instance (a new instance resets
         # last_seq, so any seq that got here is newer), never by the agent's sampled_at: one sample
         # stamped an hour ahead can no longer freeze it (issue 13, finding 3).
@@ -309,8 +315,5 @@ class NodeCache:
             heapq.heappush(self._heap, (due, node.node_id))
 
     def _resize_history(self, node: NodeRecord, interval_s: float) -> None:
-        ring = HistoryRing(self.history_capacity(interval_s))
-        for seq, at, values in node.history.points():
-            ring.add(seq, at, values)
-        node.history = ring
+        node.history = node.history.resized(self.history_capacity(interval_s))
         node.interval_s = interval_s

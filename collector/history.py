@@ -107,6 +107,10 @@ class HistoryRing:
         )
         self._start = 0
         self._len = 0
+        # The newest ``_run`` points are one count of seqs (one agent instance's), strictly increasing:
+        # what a replayed seq is looked up in. An older count may restart at 1 (a take-over).
+        self._run = 0
+        self._newest = 0  # the newest point's seq, kept apart so add() need not index the ring
 
     def __len__(self) -> int:
         return self._len
@@ -116,23 +120,58 @@ class HistoryRing:
         return sys.getsizeof(self._seq) + sys.getsizeof(self._at) + sum(sys.getsizeof(c) for c in self._series)
 
     def add(self, seq: int, sampled_at: float, values: Sequence[float | None]) -> bool:
-        """Append one point (arrival order); the oldest falls out of a full ring. Always True."""
+        """Append one point (arrival order), the oldest falling out of a full ring; False if ``seq`` is held already.
+
+        A held seq is a replay: a sample the store refused comes again after ``NodeCache.rewind``, and the
+        ring keeps the copy it has. Only a seq at or below the newest pays for the look-up (a binary search).
+        """
         if len(values) != len(SERIES):
             raise RuntimeError(f"expected {len(SERIES)} values, got {len(values)}")
+        run = self._run
+        if run and seq <= self._newest:
+            if self._holds(seq, run):
+                return False
+            run = 0  # below the newest and not held: a new count of seqs begins
         # Appended in arrival order (the cache adds only seqs above the node's last), never sorted by
         # the agent's sampled_at: a crafted stamp order made each insert O(n) (issue 13, finding 5b).
-        pos = self._len
         if self._len == self.capacity:
-            if pos == 0:
-                return False
             self._start = (self._start + 1) % self.capacity
             self._len -= 1
-            pos -= 1
-        for i in range(self._len, pos, -1):
-            self._copy(self._phys(i - 1), self._phys(i))
-        self._write(self._phys(pos), seq, sampled_at, values)
+        self._write(self._phys(self._len), seq, sampled_at, values)
         self._len += 1
+        self._run = min(run + 1, self._len)
+        self._newest = seq
         return True
+
+    def new_run(self) -> None:
+        """The next point starts a new count of seqs (another agent instance): no earlier point is a copy of it."""
+        self._run = 0
+
+    def resized(self, capacity: int) -> HistoryRing:
+        """The newest ``capacity`` points in a ring of that size, copied as stored (nothing is rounded again)."""
+        ring = HistoryRing(capacity)
+        idx = self._indices(capacity)
+        n = len(idx)
+        ring._seq[:n] = array("q", [self._seq[i] for i in idx])
+        ring._at[:n] = array("d", [self._at[i] for i in idx])
+        for target, column in zip(ring._series, self._series, strict=True):
+            target[:n] = array(column.typecode, [column[i] for i in idx])
+        ring._len, ring._run, ring._newest = n, min(self._run, n), self._newest
+        return ring
+
+    def _holds(self, seq: int, run: int) -> bool:
+        """Whether the newest ``run`` points (strictly increasing seqs) hold ``seq``: a binary search."""
+        lo, hi = self._len - run, self._len
+        while lo < hi:
+            mid = (lo + hi) // 2
+            held = self._seq[self._phys(mid)]
+            if held == seq:
+                return True
+            if held < seq:
+                lo = mid + 1
+            else:
+                hi = mid
+        return False
 
     def load(self, seq: Sequence[int], sampled_at: Sequence[float], series: Sequence[array[Any]]) -> None:
         """Replace the contents with the newest ``capacity`` of these time-sorted points, in this ring's own widths.
@@ -148,6 +187,11 @@ class HistoryRing:
             column[:n] = source[lo:]
         self._start = 0
         self._len = n
+        run = min(n, 1)
+        while run < n and self._seq[n - run - 1] < self._seq[n - run]:
+            run += 1
+        self._run = run
+        self._newest = self._seq[n - 1] if n else 0
 
     def points(self) -> Iterator[tuple[int, float, tuple[float | None, ...]]]:
         """Yield every point as (seq, sampled_at, values), oldest first; for resizing a ring.
