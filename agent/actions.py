@@ -1,8 +1,11 @@
 """What ``AgentSession`` asks its shell to do, as values; and what it counts.
 
 Each action is a frozen dataclass the shell executes in order (``agent.pusher``
-over a socket, ``tests/protocol/pair.py`` in memory). Not here: any decision
-about when to emit them (``agent.session``), or I/O.
+over a socket, ``tests/protocol/pair.py`` in memory). ``SendFrame``, ``Close``
+and ``WakeAt`` mean what they mean to the collector's session, and come from
+``shared.actions``; a ping or pong to send is ``agent.wsclient``'s ``Ping`` or
+``Pong`` value. Not here: any decision about when to emit them
+(``agent.session``), or I/O.
 """
 
 from __future__ import annotations
@@ -10,42 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent.backoff import Outcome
+from agent.wsclient import Ping, Pong
+from shared.actions import Close, SendFrame, WakeAt
+
+__all__ = [
+    "Action", "Close", "HelloAcked", "Log", "SendFrame", "SendPing", "SendPong", "SessionCounters", "WakeAt",
+]  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class SendFrame:
-    """Send this binary frame."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SendPong:
-    """Answer a ping with this payload (RFC 6455 section 5.5.3)."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SendPing:
-    """Send a keepalive ping: the collector has been silent for the keepalive interval."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Send a close frame with this code and reason, then drop the connection."""
-
-    code: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class WakeAt:
-    """Call ``tick`` at monotonic time ``at`` (or as soon as possible after it)."""
-
-    at: float
+# A ping or pong to send is the same value as one received: the frame's payload (RFC 6455 section 5.5).
+SendPing = Ping
+SendPong = Pong
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,21 +182,29 @@ def close_payload(code: int, reason: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
-    """A whole data message, fragments joined; ``text`` for opcode 1 (then ``data`` is valid UTF-8)."""
+class Payload:
+    """What a data message, a ping and a pong carry: their bytes (the three events below)."""
 
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Message(Payload):
+    """A whole data message, fragments joined; ``text`` for opcode 1 (then ``data`` is valid UTF-8)."""
+
     text: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Ping:
-    data: bytes
+class Ping(Payload):
+    """A ping's payload: one the server sent, or one to send (``agent.actions.SendPing``)."""
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Pong:
-    data: bytes
+class Pong(Payload):
+    """A pong's payload: one the server sent, or one to send (``agent.actions.SendPong``)."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,8 @@ Public API (kept stable: ``tests/protocol`` pairs it with the agent's session)::
     actions = session.receive_ping(now)          # a websocket ping arrived (the shell answers the pong itself)
     actions = session.fail(now)                  # the shell hit a bug of ours on this connection: 1011
 
-Each call returns a tuple of actions, to be executed in order:
+Each call returns a tuple of actions, to be executed in order (``SendFrame``,
+``Close`` and ``WakeAt`` are ``shared.actions``', the agent's session returns them too):
 
 - ``SendFrame(data)``: send these bytes as one binary frame.
 - ``Close(code, reason, detail)``: log one line, count ``reason``, close with ``code`` and ``reason``.
@@ -26,11 +27,11 @@ Each call returns a tuple of actions, to be executed in order:
 
 The rules enforced here: a hello first and within ``hello_timeout_s``, one hello
 per connection, heartbeats only after it (an agent need not wait for the hello's
-ack), binary frames only (a text frame gets 1003), and ack pacing: the hello is
-acked at once, then a heartbeat once ``hello.ack_every`` heartbeats are un-acked or
-``ack_interval_s`` after the first un-acked one, whichever comes first. That second
-bound is a real timer (``WakeAt``), armed once per ack window, never per frame: a
-single heartbeat followed by silence is acked ``ack_interval_s`` later.
+ack), binary frames only (a text frame gets 1003), and ack pacing
+(``collector.acks.AckPacer``): the hello acked at once, then a heartbeat once
+``hello.ack_every`` heartbeats are un-acked or ``ack_interval_s`` after the first
+un-acked one, whichever comes first, that second bound a real timer (``WakeAt``)
+armed once per ack window, never per frame.
 
 The trust rules (docs/security.md, 3.2 and 3.3), set up by the hello: a
 ``SeqGuard`` refuses a seq that neither elapsed time nor the declared backlog
@@ -57,17 +58,18 @@ aiohttp shell).
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from collector.acks import ACK_INTERVAL_S, AckPacer, ack_frame
 from collector.cache_port import CachePort, IngestObserver, NullObserver
 from collector.trust.budget import DEFAULT_UNDECLARED_REPLAY_FRAMES as UNDECLARED_REPLAY_FRAMES
 from collector.trust.budget import FrameBudget, FrameDecision, RateBudget, ping_budget
 from collector.trust.refusal import Refusal
 from collector.trust.sanity import DEFAULT_SLACK_S, SeqGuard
+from shared.actions import Close, SendFrame, WakeAt
 from shared.codec import INGEST_LIMITS, FrameDecoder, encode
 from shared.errors import CLOSE_CODE_FOR_REASON, ErrorReason, ProtocolError
 from shared.messages import Error, Heartbeat, Hello, Message
@@ -91,29 +93,6 @@ __all__ = [  # CachePort and its observer live in collector.cache_port; the sess
     "ack_frame",
 ]
 
-# docs/protocol.md, section 4.1: the longest a heartbeat waits for its ack.
-ACK_INTERVAL_S = 5.0
-# docs/protocol.md, section 4.1: an agent sends its hello within this long of the upgrade.
-HELLO_TIMEOUT_S = 10.0
-# Error.detail is at most 1,024 characters (docs/protocol.md, section 5.4).
-MAX_ERROR_DETAIL = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class SendFrame:
-    """Send ``data`` as one binary websocket frame."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Close with ``code`` and ``reason`` (the close frame's text); ``detail`` is for the log line."""
-
-    code: int
-    reason: str
-    detail: str
-
 
 @dataclass(frozen=True, slots=True)
 class Drop:
@@ -122,16 +101,14 @@ class Drop:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
-class WakeAt:
-    """Call ``tick`` at monotonic time ``at``; supersedes every earlier WakeAt of this session."""
-
-    at: float
-
-
 Action = SendFrame | Close | Drop | WakeAt
 Actions = tuple[Action, ...]
 NO_ACTIONS: Actions = ()
+
+# docs/protocol.md, section 4.1: an agent sends its hello within this long of the upgrade.
+HELLO_TIMEOUT_S = 10.0
+# Error.detail is at most 1,024 characters (docs/protocol.md, section 5.4).
+MAX_ERROR_DETAIL = 1024
 
 
 class IngestPort(Protocol):
@@ -158,23 +135,6 @@ class Phase(Enum):
     CLOSED = "closed"
 
 
-# {"type": "ack", "seq": } up to the seq's own bytes: a fixmap of 2, then the keys and the "ack" tag.
-_ACK_HEAD = b"\x82\xa4type\xa3ack\xa3seq"
-
-
-def ack_frame(seq: int) -> bytes:
-    """The bytes of ``encode(Ack(seq=seq))``, packed by hand (a third of packb's cost): acks are the hottest send.
-
-    msgpack's unsigned ints: positive fixint below 128, then uint8 (0xcc), uint16 (0xcd),
-    uint32 (0xce) and uint64 (0xcf), each the shortest that fits.
-    """
-    if seq < 128:
-        return _ACK_HEAD + bytes((seq,))
-    if seq < 65536:
-        return _ACK_HEAD + (struct.pack(">BB", 0xCC, seq) if seq < 256 else struct.pack(">BH", 0xCD, seq))
-    return _ACK_HEAD + (struct.pack(">BI", 0xCE, seq) if seq < 2**32 else struct.pack(">BQ", 0xCF, seq))
-
-
 def _expect_hello(message: Message, phase: Phase) -> Hello:
     """``message`` if it is the hello the conversation waits for; ProtocolError otherwise."""
     if phase is Phase.STREAMING:
@@ -192,18 +152,13 @@ class IngestSession:
     """The collector's half of one ingest conversation; see the module docstring for the API."""
 
     __slots__ = (
-        "_ack_deadline",
-        "_ack_every",
-        "_ack_interval_s",
+        "_acks",
         "_admit",
         "_decode",
-        "_hb_interval_s",
-        "_held_seq",
         "_hello_deadline",
         "_pings",
         "_seq_guard",
         "_seq_ok",
-        "_unacked",
         "hello_timeout_s",
         "phase",
         "port",
@@ -214,22 +169,15 @@ class IngestSession:
         port: IngestPort,
         *,
         now: float,
+        decoder: FrameDecoder | None = None,
         hello_timeout_s: float = HELLO_TIMEOUT_S,
         ack_interval_s: float = ACK_INTERVAL_S,
-        decoder: FrameDecoder | None = None,
     ) -> None:
         """``decoder`` may be shared by every session of one event loop (the shell shares one)."""
-        self.port = port
+        self.port, self.phase = port, Phase.AWAIT_HELLO
         self._decode = (decoder if decoder is not None else FrameDecoder(INGEST_LIMITS)).decode
-        self.phase = Phase.AWAIT_HELLO
-        self.hello_timeout_s = hello_timeout_s
-        self._hello_deadline = now + hello_timeout_s
-        self._ack_interval_s = ack_interval_s
-        self._ack_every = 1
-        self._hb_interval_s = 0.0
-        self._unacked = 0
-        self._held_seq = 0  # the seq the port last said it holds: what a timed ack covers
-        self._ack_deadline: float | None = None  # set while an ack window is open
+        self._acks = AckPacer(ack_interval_s)
+        self.hello_timeout_s, self._hello_deadline = hello_timeout_s, now + hello_timeout_s
         # Set by the hello (docs/security.md, 3.2 and 3.3): the seq range and the heartbeat budget.
         self._seq_guard: SeqGuard | None = None
         self._seq_ok = -1  # a limit the guard already gave: a seq up to it needs no new check (limits only grow)
@@ -265,21 +213,7 @@ class IngestSession:
         if ack_seq is None:
             self.phase = _CLOSED
             return (Drop("another connection of this agent instance holds the node now"),)
-        self._held_seq = ack_seq
-        self._unacked += 1
-        deadline = self._ack_deadline
-        if deadline is None:
-            deadline = now + self._ack_interval_s
-            if self._unacked >= self._ack_every or now + self._hb_interval_s >= deadline:
-                return self._ack(ack_seq)
-            self._ack_deadline = deadline
-            return (WakeAt(deadline),)
-        # Ack now if the count is reached, or if the next heartbeat is not expected before the
-        # window's deadline anyway: the timer then has nothing to do (and an agent sampling slower
-        # than ack_interval_s is acked every time, with no timer at all).
-        if self._unacked >= self._ack_every or now + self._hb_interval_s >= deadline:
-            return self._ack(ack_seq)
-        return NO_ACTIONS
+        return self._acks.heartbeat(ack_seq, now)
 
     def tick(self, now: float) -> Actions:
         """A wake-up: refuse a late hello, or send the ack an open window is due."""
@@ -288,12 +222,9 @@ class IngestSession:
                 return (WakeAt(self._hello_deadline),)
             detail = f"expected a hello within {self.hello_timeout_s:g} s, got nothing"
             return self._refuse(ProtocolError(ErrorReason.HELLO_TIMEOUT, detail), now)
-        deadline = self._ack_deadline
-        if self.phase is Phase.CLOSED or deadline is None:
-            return NO_ACTIONS  # a wake-up for a window that an ack already closed
-        if now < deadline:
-            return (WakeAt(deadline),)
-        return self._ack(self._held_seq)
+        if self.phase is Phase.CLOSED:
+            return NO_ACTIONS
+        return self._acks.tick(now)
 
     def receive_ping(self, now: float) -> Actions:
         """A websocket ping: nothing to do while under the ping budget; past it, 4430 ``rate_exceeded``."""
@@ -334,14 +265,7 @@ class IngestSession:
         self._seq_guard = SeqGuard(hello.interval_s, newest_seq=hello.newest_seq, now=now, slack_s=slack_s)
         self._seq_ok = -1
         self._admit = FrameBudget(hello.interval_s, newest_seq=hello.newest_seq, ack_seq=ack_seq, now=now).admit
-        self._ack_every = hello.ack_every or 1
-        self._hb_interval_s = hello.interval_s
-        return (SendFrame(ack_frame(ack_seq)),)
-
-    def _ack(self, seq: int) -> Actions:
-        self._unacked = 0
-        self._ack_deadline = None
-        return (SendFrame(ack_frame(seq)),)
+        return self._acks.hello(ack_seq, hello.ack_every, hello.interval_s)
 
     def _refuse(self, exc: ProtocolError, now: float) -> Actions:
         """An Error frame and the reason's close code; the cache hears the connection ended."""
