@@ -131,6 +131,7 @@ def fanout_health(runtime: CollectorRuntime) -> dict[str, int]:
         "frames_queued": stats.frames_queued,
         "cut_unsent_bytes": stats.cut_unsent,
         "refused_full": stats.refused_full,
+        "snapshot_entries_packed": runtime.fanout.snapshots.packed,
     }
 
 

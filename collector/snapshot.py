@@ -64,6 +64,7 @@ class SnapshotCache:
     def __init__(self, history_points: int) -> None:
         self._history_points = history_points
         self._parts: dict[str, EntryParts] = {}
+        self.packed = 0  # entries packed since start: a connect re-packs only what changed since the last one
 
     def __len__(self) -> int:
         return len(self._parts)
@@ -90,6 +91,7 @@ class SnapshotCache:
         return captured
 
     def _pack(self, record: NodeRecord) -> EntryParts:
+        self.packed += 1
         return EntryParts(
             status=wire.pack(wire.status_wire(record)),
             facts=wire.facts_frame(record),
