@@ -71,9 +71,7 @@ class AlertEngine:
         self, node_id: str, labels: Mapping[str, str], values: Mapping[str, float], now: float
     ) -> list[AlertTransition]:
         """Judge one fresh sample (from a ``samples.Flattener``); a sample also means the node is online."""
-        node = self._nodes.get(node_id)
-        if node is None or node.labels is not labels:
-            node = self._enter(node_id, labels)
+        node = self._node(node_id, labels)
         out: list[AlertTransition] = []
         if node.liveness != "online":
             self._set_liveness(node, "online", now, out)
@@ -105,17 +103,22 @@ class AlertEngine:
     def liveness(
         self, node_id: str, state: NodeState, now: float, labels: Mapping[str, str] | None = None
     ) -> list[AlertTransition]:
-        """The cache moved the node to ``state`` (from ``NodeCache.expire``, ``close`` or a hello)."""
-        node = self._nodes.get(node_id)
-        if node is None:
-            node = self._enter(node_id, NO_LABELS if labels is None else labels)
+        """The cache moved the node to ``state`` (from ``NodeCache.expire``, ``close`` or a hello).
+
+        ``labels``, the node's labels now (None: unchanged): a hello may bring new ones, and this
+        transition and every later one is grouped and routed by them.
+        """
+        node = self._node(node_id, labels)
         out: list[AlertTransition] = []
         self._set_liveness(node, state, now, out)
         return out
 
     def reboot(self, node_id: str, now: float, labels: Mapping[str, str] | None = None) -> list[AlertTransition]:
-        """The node's boot time changed; the reboot rule fires and resolves by itself after ``keep_firing_for``."""
-        node = self._nodes.get(node_id) or self._enter(node_id, NO_LABELS if labels is None else labels)
+        """The node's boot time changed; the reboot rule fires and resolves by itself after ``keep_firing_for``.
+
+        ``labels`` as for ``liveness``: the node rebooted, perhaps relabelled, and the alert carries the new ones.
+        """
+        node = self._node(node_id, labels)
         out: list[AlertTransition] = []
         for rule in self._reboot:
             if not rule.applies_to(node_id, node.labels):
@@ -216,6 +219,15 @@ class AlertEngine:
         return dropped
 
     # ---- internals -----------------------------------------------------------------------
+
+    def _node(self, node_id: str, labels: Mapping[str, str] | None) -> NodeAlerts:
+        """The node's record, entered or re-labelled unless ``labels`` is None or the mapping it already has."""
+        node = self._nodes.get(node_id)
+        if node is None:
+            return self._enter(node_id, NO_LABELS if labels is None else labels)
+        if labels is not None and node.labels is not labels:
+            return self._enter(node_id, labels)
+        return node
 
     def _enter(self, node_id: str, labels: Mapping[str, str]) -> NodeAlerts:
         """Create or re-label a node: work out which metric rules cover it, share the plan of that set."""

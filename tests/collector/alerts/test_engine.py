@@ -184,6 +184,38 @@ class TestReboot:
         assert moves(eng.tick(T0 + 660)) == [("node_rebooted", "", "firing", "resolved")]
 
 
+class TestLabelsChange:
+    """A node whose labels change (a hello with new --label values) is alerted on and routed by the new ones."""
+
+    def test_the_offline_alert_carries_the_labels_of_the_last_hello(self) -> None:
+        """A web node relabelled db at its hello, then lost before any sample: its offline page says db.
+
+        Regression: only ``observe`` re-labelled a node, so liveness alerts kept the old labels.
+        """
+        eng = engine(builtin={"node_offline": {"for": "0s"}})
+        eng.observe("n", WEB, {"cpu_percent": 5.0}, T0)
+        eng.liveness("n", "offline", T0 + 10, WEB)
+        eng.liveness("n", "online", T0 + 20, {"role": "db"})
+        fired = eng.liveness("n", "offline", T0 + 30, {"role": "db"})
+        assert moves(fired) == [("node_offline", "", "inactive", "firing")]
+        assert fired[0].labels == {"role": "db"}
+
+    def test_a_rule_for_the_new_labels_covers_the_node_at_once(self) -> None:
+        """A reboot rule selecting role=db fires for a node that came back from its reboot labelled db."""
+        eng = engine(builtin={"node_rebooted": {"labels": {"role": "db"}}})
+        eng.observe("n", WEB, {"cpu_percent": 5.0}, T0)
+        fired = eng.reboot("n", T0 + 60, {"role": "db"})
+        assert moves(fired) == [("node_rebooted", "", "inactive", "firing")]
+        assert fired[0].labels == {"role": "db"}
+
+    def test_no_labels_given_keeps_the_ones_it_has(self) -> None:
+        """A liveness change passed without labels keeps the node's labels rather than clearing them."""
+        eng = engine(builtin={"node_offline": {"for": "0s"}})
+        eng.observe("n", WEB, {"cpu_percent": 5.0}, T0)
+        fired = eng.liveness("n", "offline", T0 + 10)
+        assert fired[0].labels == WEB
+
+
 class TestInstances:
     def test_one_alert_per_mount(self) -> None:
         """Only the full mount alerts, and it is named in the alert."""
