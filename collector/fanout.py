@@ -51,7 +51,7 @@ REQUESTS_IN_BURST = 200
 
 @dataclass(frozen=True, slots=True)
 class FanoutLimits:
-    """The fan-out's bounds (``--max-subscribers``, ``--max-subscriber-unsent-bytes``); defaults fit tests."""
+    """The fan-out's bounds: ``--max-subscribers``, and constants a test may lower to see them act."""
 
     max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS
     max_unsent_bytes: int = DEFAULT_MAX_UNSENT_BYTES

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -81,33 +80,26 @@ class FatFleet:
                 await ws.close()
 
 
-@pytest.fixture
-def collector() -> Iterator[CollectorProcess]:
-    """A running collector CLI on loopback."""
-    process = CollectorProcess()
-    process.start()
-    yield process
-    process.stop()
-
-
 class TestViewerGetsAPartedSnapshot:
     """The viewer's frame limit no longer bounds the fleet it can show."""
 
-    def test_every_node_shows_though_the_snapshot_is_over_the_frame_limit(
-        self, qtbot: QtBot, collector: CollectorProcess
-    ) -> None:
+    def test_every_node_shows_though_the_snapshot_is_over_the_frame_limit(self, qtbot: QtBot) -> None:
         """40 maximal nodes (~2 MiB of snapshot) all show in a viewer that refuses frames over 1 MiB."""
-        with FatFleet(collector.url):
-            config = LinkConfig(collector_url=collector.url, max_frame_bytes=VIEWER_FRAME_LIMIT)
-            backoff = Backoff(initial_s=0.05, max_s=0.2, uniform=lambda _low, _high: 0.0)
-            win = MainWindow(CollectorLink(config, backoff=backoff))
-            qtbot.addWidget(win)
-            win.show()
-            win.link.start()
-            try:
-                qtbot.waitUntil(lambda: win.model.rowCount() == NODES, timeout=WAIT_MS)
-                assert win.link.state.phase is Phase.CONNECTED
-                last = win.model.row_of(f"fat-{NODES - 1:03d}")  # in the last part, not the snapshot frame
-                assert last is not None
-            finally:
-                assert win.link.stop()
+        collector = CollectorProcess()
+        collector.start()
+        try:
+            with FatFleet(collector.url):
+                config = LinkConfig(collector_url=collector.url, max_frame_bytes=VIEWER_FRAME_LIMIT)
+                backoff = Backoff(initial_s=0.05, max_s=0.2, uniform=lambda _low, _high: 0.0)
+                win = MainWindow(CollectorLink(config, backoff=backoff))
+                qtbot.addWidget(win)
+                win.show()
+                win.link.start()
+                try:
+                    qtbot.waitUntil(lambda: win.model.rowCount() == NODES, timeout=WAIT_MS)
+                    assert win.link.state.phase is Phase.CONNECTED
+                    assert win.model.row_of(f"fat-{NODES - 1:03d}") is not None  # in the last part
+                finally:
+                    assert win.link.stop()
+        finally:
+            collector.stop()
