@@ -131,8 +131,7 @@ class OverviewCharts(QWidget):
         self._window_s = drawing.to_at - drawing.from_at
         self.last_sampled_at = float(x[-1]) if x.size else None
         self._last_seq = None
-        # Gaps before the last point; the trailing one is the current outage's to shade (or not).
-        self._gaps = [gap for gap in drawing.gaps if x.size and gap[1] <= x[-1]]
+        self._gaps = list(drawing.gaps)  # every stretch the store has no samples for, the trailing one too
         for chart in self.charts:
             chart.follow_data(time=False)
         # The leader only: the others follow through the link (framing each would re-align them by pixels).

@@ -23,7 +23,7 @@ from collector.store.model import NodeRow, Sample
 from collector.store.sqlite_engine import SqliteEngine
 from shared.messages import HistoryRequest
 from tests.support.messages import facts
-from tests.support.swarm import CollectorProcess
+from tests.support.swarm import AgentSwarm, CollectorProcess
 from tests.viewer.helpers import start_window
 from viewer.link import Phase
 
@@ -125,6 +125,8 @@ class TestRangePicker:
             low, high = win.detail.cpu_chart.plot.getViewBox().viewRange()[0]
             assert high - low == pytest.approx(86400.0, abs=120.0)  # the whole day is framed, not just the data
             assert now - 86400 - 120 < low
+            shaded = win.detail.cpu_chart.shaded_spans()
+            assert any(lo <= now - END_AGO_S + 60 and hi >= now for lo, hi in shaded)  # nothing stored since: shaded
         finally:
             win.close()
 
@@ -175,6 +177,29 @@ class TestRangePicker:
             qtbot.waitUntil(lambda: status(win).startswith("24 h · 1 min"), timeout=WAIT_MS * 2)
         finally:
             win.close()
+
+    def test_live_samples_keep_appending_at_the_end_of_a_picked_range(
+        self, qtbot: QtBot, at_24_h: MainWindow, collector: CollectorProcess
+    ) -> None:
+        """With "24 h" drawn, the next heartbeat is added at the right edge, after a break for the silent minutes."""
+        win, swarm = at_24_h, AgentSwarm(collector.url)
+        try:
+            # The restored node counts as online until its silence is judged; a new instance may take it then.
+            qtbot.waitUntil(
+                lambda: (row := win.model.node("web-1")) is not None and row.status.state == "offline", timeout=30_000
+            )
+            swarm.connect("web-1")
+            swarm.beat("web-1", cpu_percent=77.0)
+            qtbot.waitUntil(lambda: finite_points(win)[1][-1] == 77.0, timeout=WAIT_MS)
+            x = finite_points(win)[0]
+            assert x[-1] == pytest.approx(time.time(), abs=30.0)
+            series = win.detail.overview._curves[0].series
+            assert np.isnan(series.y[-2])  # ten minutes without samples before it: a break, not a ramp
+            low, high = win.detail.cpu_chart.plot.getViewBox().viewRange()[0]
+            assert high >= x[-1]
+            assert high - low == pytest.approx(86400.0, abs=120.0)  # still one day, now ending at the new point
+        finally:
+            swarm.close_all()
 
     def test_back_to_15_min_shows_the_live_window_again(self, qtbot: QtBot, at_24_h: MainWindow) -> None:
         """After "24 h", "15 min" asks for the in-memory window (no range) and frames the recent minutes."""
