@@ -140,7 +140,11 @@ class Outbox:
         return len(self._frames)
 
     def unsent_bytes(self) -> int:
-        """Bytes this subscriber has not been sent: queued here and waiting in its socket."""
+        """Bytes this subscriber has not been sent: the frames queued here and what its socket holds.
+
+        Its snapshot's parts are not counted: they are sent one at a time, each within the send
+        timeout, and a fleet's snapshot may well be bigger than the bound (it must still arrive).
+        """
         return self.queued_bytes + self._in_socket()
 
     def put(self, frame: bytes | str, nodes: int) -> bool:

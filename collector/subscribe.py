@@ -285,7 +285,12 @@ async def fanout_loop(runtime: CollectorRuntime) -> None:
             await asyncio.sleep(delay_s)
         fanout.wake.clear()
         fanout.last_flush_at = loop.time()
-        for sub in fanout.flush(runtime.subscribers, runtime.wall_clock()):
+        try:
+            over = fanout.flush(runtime.subscribers, runtime.wall_clock())
+        except Exception as exc:  # noqa: BLE001 - a bug of ours loses one flush (counted, logged), not the fan-out
+            runtime.internal_error("subscribe", "fan-out", exc)
+            continue
+        for sub in over:
             assert isinstance(sub, Subscriber)
             cut(runtime, sub)
 
