@@ -32,6 +32,9 @@ from bench.replay_stub import MAX_FRAME_BYTES, SUBSCRIBE_PATH, Recording
 from shared.codec import COLLECTOR_LIMITS, decode
 
 HISTORY_POINTS = 60  # what a collector's snapshot carries per node (docs/protocol.md 4.2)
+# The collector takes at most 512 unauthenticated sockets per address (docs/security.md): a bigger
+# fleet connects from 127.0.0.x, as bench/e2e.py's does.
+SPREAD_ABOVE_NODES = 2000
 _SAMPLE_SERIES = (  # History columns read straight from a heartbeat map (load_1 is load_avg[0])
     "cpu_percent",
     "mem_percent",
@@ -111,11 +114,13 @@ async def record_fleet(group: ProcessGroup, base: str, nodes: int, seconds: floa
     url = base.replace("http://", "ws://") + SUBSCRIBE_PATH
     async with aiohttp.ClientSession() as session, session.ws_connect(url, max_msg_size=MAX_FRAME_BYTES) as ws:
         reader = asyncio.create_task(follow(ws, view, window, started))
-        group.fleet(base, nodes, 1.0, 900.0 + seconds)
+        spread = ["--spread-addresses"] if nodes > SPREAD_ABOVE_NODES else []
+        group.fleet(base, nodes, 1.0, 900.0 + seconds, *spread)
         connected, deadline = 0, time.monotonic() + 300.0
         while time.monotonic() < deadline and connected < nodes * 0.95 and not reader.done():
             await asyncio.sleep(1.0)
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError, KeyError):
+            # AssertionError: health answered 429 or 503 during the connect storm; ask again
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError, KeyError, AssertionError):
                 connected = int((await health(session, base))["agents_connected"])
         await asyncio.sleep(settle_s)
         if reader.done():  # closed on us: say why now, not after the window
