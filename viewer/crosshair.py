@@ -5,7 +5,8 @@ Moving the pointer over any of the overview's charts puts a line at that time on
 with every series' value there, in the viewer's units (percent, load, IEC byte rates). A
 point's value reaches until the next point, or one bucket for rollups; in a gap the readout
 says "no data" rather than the nearest value, so an outage is never read as a figure. A
-rollup range adds each series' min-max in that bucket. The label is plain text.
+rollup range adds each series' min-max in that bucket. The lines hide when the pointer leaves
+the charts. The label is plain text.
 
 Not here: drawing the curves (``viewer.overview``), which range is shown. UI thread only.
 """
@@ -18,7 +19,7 @@ from functools import partial
 from typing import Final
 
 import pyqtgraph as pg
-from PyQt6.QtCore import QObject, QPointF, Qt
+from PyQt6.QtCore import QEvent, QObject, QPointF, Qt
 from PyQt6.QtWidgets import QLabel
 
 from viewer.charts import Chart
@@ -78,7 +79,14 @@ class Crosshair(QObject):
             chart.plot.addItem(line, ignoreBounds=True)  # the line never widens the axis
             self._lines.append(line)
             chart.plot.scene().sigMouseMoved.connect(partial(self._on_moved, chart))
+            chart.plot.viewport().installEventFilter(self)  # the pointer leaving a chart hides the line
         readout.setText(HINT)
+
+    def eventFilter(self, watched: QObject | None, event: QEvent | None) -> bool:  # noqa: N802 - Qt's name
+        """Hide the lines when the pointer leaves a chart; never consume the event."""
+        if event is not None and event.type() == QEvent.Type.Leave:
+            self.hide()
+        return super().eventFilter(watched, event)
 
     @property
     def at(self) -> float | None:

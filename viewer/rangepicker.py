@@ -127,14 +127,14 @@ class RangeLoader(QObject):
         if node_id is None or self.choice.live:
             self._picker.set_status(LIVE_WORDS if self.choice.live else f"{self.choice.label} · select a node")
             return
-        request = range_request(node_id, self.choice, self._wall_clock() + server_offset_s)
-        self._pending.start(request, self._clock())
-        self.request.emit(request)
         link = self._link
-        if link is not None and link.phase is not Phase.CONNECTED:
+        if link is not None and link.phase is not Phase.CONNECTED:  # the link would drop it: ask once connected
             self._fail(_not_connected(link))
             self._ask_when_connected = True
             return
+        request = range_request(node_id, self.choice, self._wall_clock() + server_offset_s)
+        self._pending.start(request, self._clock())
+        self.request.emit(request)
         self._picker.set_status(f"loading {self.choice.label} of {node_id} from the collector's store ...")
         self._timer.start(round(self._timeout_s * 1000))
 

@@ -128,3 +128,13 @@ class TestCrosshair:
         text = detail.readout.text()
         assert text.count("no data") == 7
         assert "%" not in text
+
+    def test_the_lines_hide_when_the_pointer_leaves_the_charts(self, qtbot: QtBot, win: MainWindow) -> None:
+        """Moving the pointer from a chart to the table hides every line and brings the hint back."""
+        detail = win.detail
+        detail.show_tab("Charts")
+        point_at(qtbot, detail.cpu_chart, time.time() - 1800)
+        qtbot.mouseMove(win.table.viewport())  # type: ignore[no-untyped-call]
+        qtbot.waitUntil(lambda: detail.crosshair.at is None, timeout=WAIT_MS)
+        assert detail.crosshair.line_positions() == [None] * 5
+        assert detail.readout.text() == HINT
