@@ -28,6 +28,7 @@ if __package__ in {None, ""}:  # run as a script: make the repo importable
 
 import aiohttp
 
+from bench import _trust_faults as trust
 from bench._flood import HealthProbe, storm
 from bench._procs import (
     REPO,
@@ -325,6 +326,14 @@ async def run(args: argparse.Namespace) -> list[Row]:
         ("flood", lambda g: flood(g, args.flood)),
         ("fuzz", lambda g: fuzz(g, args.fuzz_connections)),
         ("memory", lambda g: memory_limit(g, args.fleet, args.max_nodes)),
+        # Issue 13's trust rows: identity, time, idle sockets, budgets and hostile collectors.
+        ("identity", trust.identity),
+        ("time", trust.future_stamp),
+        ("idle", lambda g: trust.idle_sockets(g, args.idle)),
+        ("flooder", lambda g: trust.flood(g, args.flood_nodes, args.flood_window)),
+        ("budgets", lambda g: trust.budgets(g, args.trust_nodes)),
+        ("parked", lambda g: trust.parked(g, args.parkers)),
+        ("hostile", lambda g: trust.hostile_collector(g, 5.0)),
     ]
     rows = []
     for key, scenario in scenarios:
@@ -352,8 +361,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-nodes", type=int, default=2000, help="collector cap in the memory scenario (2000)")
     parser.add_argument("--subscriber-nodes", type=int, default=200, help="fleet size for the frozen subscriber")
     parser.add_argument("--fuzz-connections", type=int, default=4000, help="bench/fuzz.py --connections (4000)")
+    parser.add_argument("--idle", type=int, default=10_000, help="idle sockets from one address (10000)")
+    parser.add_argument("--flood-nodes", type=int, default=300, help="simulated nodes next to the flooder (300)")
+    parser.add_argument("--flood-window", type=float, default=10.0, help="seconds without, then with, the flood")
+    parser.add_argument("--trust-nodes", type=int, default=1000, help="maximal nodes for RSS per node (1000)")
+    parser.add_argument("--parkers", type=int, default=1500, help="connections parking fragments (1500)")
     parser.add_argument(
-        "--skip", default="", help="comma-separated: kill,overflow,network,subscriber,flood,fuzz,memory"
+        "--skip",
+        default="",
+        help="comma-separated: kill,overflow,network,subscriber,flood,fuzz,memory,"
+        "identity,time,idle,flooder,budgets,parked,hostile",
     )
     args = parser.parse_args(argv)
     args.skip = set(filter(None, args.skip.split(",")))

@@ -141,7 +141,11 @@ class FrameBudget:
     ) -> None:
         self.interval_s = interval_s
         burst = max(MIN_BURST_FRAMES, math.ceil(burst_window_s / interval_s))
+        # A fresh connection has no stalled queue to deliver (its backlog is the paced replay credit), so its
+        # live bucket starts at MIN_BURST_FRAMES and fills at the live rate: a flooder that reconnects with a
+        # fresh node id each time it is refused gets 10 frames a connection, not 30 s worth (bench/faults.py).
         self._live = TokenBucket(rate_slack / interval_s, burst, now)
+        self._live.tokens = min(burst, MIN_BURST_FRAMES)
         if newest_seq is None:
             owed = undeclared_replay_frames
             self._replay_end: int | None = None

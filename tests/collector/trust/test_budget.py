@@ -68,7 +68,7 @@ class TestFrameBudget:
             clock.advance(1 / 58_000)
             decisions.append(budget.admit(seq, clock()))
         refusals = [d for d in decisions if isinstance(d, Refusal)]
-        assert decisions[:30] == [ADMIT] * 30
+        assert decisions[:MIN_BURST_FRAMES] == [ADMIT] * MIN_BURST_FRAMES
         assert refusals
         assert refusals[0].reason is TrustReason.RATE_EXCEEDED
         assert refusals[0].code == 4430
@@ -107,7 +107,15 @@ class TestFrameBudget:
         assert budget.replay_left == 2
         results = [budget.admit(seq, clock()) for seq in range(4, 100)]
         assert isinstance(results[-1], Refusal)
-        assert sum(r is ADMIT for r in results) == 2 + max(MIN_BURST_FRAMES, 30)
+        assert sum(r is ADMIT for r in results) == 2 + MIN_BURST_FRAMES  # a fresh connection's live bucket
+
+    def test_a_fresh_connection_earns_its_burst_with_time(self) -> None:
+        """A new connection may send 10 frames at once; after 15 s at 1 Hz its bucket holds the 30 s burst."""
+        clock = FakeClock()
+        budget = FrameBudget(1.0, newest_seq=0, ack_seq=0, now=clock())
+        clock.advance(15.0)
+        assert all(budget.admit(seq, clock()) is ADMIT for seq in range(1, 31))
+        assert isinstance(budget.admit(31, clock()), Refusal)
 
     def test_a_huge_newest_seq_earns_bounded_credit(self) -> None:
         """Claiming newest_seq 2**63-1 buys at most a day of paced replay, not an endless flood."""
