@@ -4,9 +4,9 @@ Moving the pointer over any of the overview's charts puts a line at that time on
 (their time axes are linked, so one x is one instant everywhere) and fills one readout label
 with every series' value there, in the viewer's units (percent, load, IEC byte rates). A
 point's value reaches until the next point, or one bucket for rollups; in a gap the readout
-says "no data" rather than the nearest value, so an outage is never read as a figure. A
-rollup range adds each series' min-max in that bucket. The lines hide when the pointer leaves
-the charts. The label is plain text.
+says "no data" rather than the nearest value, so an outage is never read as a figure. For a
+rollup range the label reads the bucket's average, and its tooltip each series' min and max.
+The lines hide when the pointer leaves the charts. The label is plain text (its tooltip escaped).
 
 Not here: drawing the curves (``viewer.overview``), which range is shown. UI thread only.
 """
@@ -23,7 +23,7 @@ from PyQt6.QtCore import QEvent, QObject, QPointF, Qt
 from PyQt6.QtWidgets import QLabel
 
 from viewer.charts import Chart
-from viewer.format import format_percent, format_rate
+from viewer.format import format_percent, format_rate, plain_tooltip
 from viewer.overview import OverviewCharts
 
 HINT: Final = "Point at a chart to read every series at one time."
@@ -32,8 +32,8 @@ _NAMES: Final = {
     "cpu_percent": "CPU",
     "mem_percent": "Memory",
     "load_1": "Load",
-    "net_rx_bytes_per_s": "↓ rx",
-    "net_tx_bytes_per_s": "↑ tx",
+    "net_rx_bytes_per_s": "↓\u00a0rx",  # no-break space: the arrow never ends a wrapped line
+    "net_tx_bytes_per_s": "↑\u00a0tx",
     "disk_read_bytes_per_s": "read",
     "disk_write_bytes_per_s": "write",
 }
@@ -51,16 +51,28 @@ def format_value(column: str, value: float | None) -> str:
     return format_rate(value)
 
 
-def readout_text(at: float, values: Sequence[tuple[str, float | None, tuple[float, float] | None]]) -> str:
-    """The readout: the time, then each series as "CPU 12.5 %", with "(min 3.0 % - max 40.0 %)" for rollups."""
-    parts = []
+Reading = tuple[str, float | None, tuple[float, float] | None]  # column, value, (min, max) of a rollup bucket
+
+
+def _moment(at: float) -> str:
+    return dt.datetime.fromtimestamp(at).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def readout_text(at: float, values: Sequence[Reading]) -> str:
+    """The readout, one line's worth: the time, then each series as "CPU 12.5 %" (a rollup's average)."""
+    parts = [f"{_NAMES.get(column, column)} {format_value(column, value)}" for column, value, _band in values]
+    return f"{_moment(at)} · " + " · ".join(parts)
+
+
+def band_text(at: float, values: Sequence[Reading]) -> str:
+    """The readout's tooltip: one series a line, with "min 3.0 % - max 40.0 %" where a rollup has them."""
+    lines = [_moment(at)]
     for column, value, band in values:
-        text = f"{_NAMES.get(column, column)} {format_value(column, value)}"
+        line = f"{_NAMES.get(column, column)} {format_value(column, value)}"
         if band is not None and value is not None:
-            text += f" ({format_value(column, band[0])} - {format_value(column, band[1])})"
-        parts.append(text)
-    moment = dt.datetime.fromtimestamp(at).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    return f"{moment}  ·  " + "  ·  ".join(parts)
+            line += f"  (min {format_value(column, band[0])} - max {format_value(column, band[1])})"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 class Crosshair(QObject):
@@ -103,7 +115,9 @@ class Crosshair(QObject):
         for line in self._lines:
             line.setValue(at)
             line.show()
-        self._readout.setText(readout_text(at, self._overview.values_at(at)))
+        values = self._overview.values_at(at)
+        self._readout.setText(readout_text(at, values))
+        self._readout.setToolTip(plain_tooltip(band_text(at, values)))
 
     def hide(self) -> None:
         """No line; the readout shows its hint."""
@@ -111,6 +125,7 @@ class Crosshair(QObject):
         for line in self._lines:
             line.hide()
         self._readout.setText(HINT)
+        self._readout.setToolTip("")
 
     def refresh(self) -> None:
         """Read again at the same time (the data under the line changed: a new range, a live point)."""
@@ -132,4 +147,7 @@ def readout_label() -> QLabel:
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     label.setWordWrap(True)
     label.setObjectName("crosshair-readout")
+    # Three lines' room from the start (a full reading at the pane's default width): the charts
+    # below do not jump when the first reading comes, and no line is cut off.
+    label.setMinimumHeight(3 * label.fontMetrics().lineSpacing() + 4)
     return label

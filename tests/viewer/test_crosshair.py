@@ -112,12 +112,13 @@ class TestCrosshair:
         assert f"CPU {cpu:.1f} %" in text
         assert f"Memory {mem:.1f} %" in text
         assert f"Load {load:.2f}" in text
-        assert f"↓ rx {format_rate(rx)}" in text
+        assert f"↓\u00a0rx {format_rate(rx)}" in text
         assert format_rate(rx).endswith(" KiB/s")  # IEC, as the table
-        assert f"↑ tx {format_rate(tx)}" in text
+        assert f"↑\u00a0tx {format_rate(tx)}" in text
         assert "read 0 B/s" in text
         assert f"write {format_rate(write)}" in text
-        assert f"({cpu:.1f} % - {cpu:.1f} %)" in text  # a 1-minute bucket's min-max, all one value here
+        # The tooltip adds each 1-minute bucket's min and max (all one value here), one series a line.
+        assert f"CPU {cpu:.1f} %  (min {cpu:.1f} % - max {cpu:.1f} %)" in detail.readout.toolTip()
 
     def test_the_pointer_in_a_gap_reads_no_data_rather_than_a_neighbour(self, qtbot: QtBot, win: MainWindow) -> None:
         """Over the half hour with no samples, every series reads "no data", not the last value before it."""

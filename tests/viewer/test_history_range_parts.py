@@ -16,7 +16,7 @@ from pytestqt.qtbot import QtBot
 
 from shared.messages import HistoryRange, HistoryRequest, RangeSeries
 from tests.support.clock import FakeClock
-from viewer.crosshair import readout_text
+from viewer.crosshair import band_text, readout_text
 from viewer.historyload import (
     COLUMNS,
     LIVE,
@@ -158,9 +158,9 @@ class TestRangeLoader:
 class TestReadout:
     def test_the_readout_gives_each_series_in_its_unit_and_no_data_in_a_gap(self) -> None:
         """Percent, load and IEC rates each read as the table shows them; a series without a sample says so."""
-        text = readout_text(
-            NOW,
-            [("cpu_percent", 12.5, (3.0, 40.0)), ("load_1", 0.5, None), ("net_rx_bytes_per_s", 1536.0, None),
-             ("disk_write_bytes_per_s", None, None)],
-        )  # fmt: skip
-        assert text.endswith("CPU 12.5 % (3.0 % - 40.0 %)  ·  Load 0.50  ·  ↓ rx 1.5 KiB/s  ·  write no data")
+        values = [("cpu_percent", 12.5, (3.0, 40.0)), ("load_1", 0.5, None), ("net_rx_bytes_per_s", 1536.0, None),
+                  ("disk_write_bytes_per_s", None, None)]  # fmt: skip
+        text = readout_text(NOW, values)
+        assert text.endswith(" · CPU 12.5 % · Load 0.50 · ↓\u00a0rx 1.5 KiB/s · write no data")
+        lines = band_text(NOW, values).splitlines()[1:]
+        assert lines == ["CPU 12.5 %  (min 3.0 % - max 40.0 %)", "Load 0.50", "↓\u00a0rx 1.5 KiB/s", "write no data"]
