@@ -24,13 +24,13 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from collector import wire
 from collector.cache import NodeCache, NodeRecord
 from collector.changes import REMOVED_BIT, Change, ChangeKind
-from collector.snapshot import SNAPSHOT_PART_MAX_BYTES, SNAPSHOT_PART_MAX_NODES, SnapshotCache
+from collector.snapshot import PartLimits, SnapshotCache
 from shared.messages import Update
 
 # Viewers at once: each costs a socket, its snapshot and its share of each flush's writes; 256 is far
@@ -55,8 +55,7 @@ class FanoutLimits:
 
     max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS
     max_unsent_bytes: int = DEFAULT_MAX_UNSENT_BYTES
-    snapshot_part_max_bytes: int = SNAPSHOT_PART_MAX_BYTES
-    snapshot_part_max_nodes: int = SNAPSHOT_PART_MAX_NODES
+    snapshot_parts: PartLimits = field(default_factory=PartLimits)
 
 
 class PendingUpdates:

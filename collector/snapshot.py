@@ -20,7 +20,8 @@ Not here: which subscribers get what (``collector.fanout``), sockets (``collecto
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from collector import wire
@@ -59,39 +60,36 @@ class EntryParts(NamedTuple):
 
 
 class SnapshotCache:
-    """Each node's snapshot entry parts, packed once per change of the node."""
+    """Each node's snapshot entry parts, packed once per change of the node, with a serial per packing."""
 
     def __init__(self, history_points: int) -> None:
         self._history_points = history_points
-        self._parts: dict[str, EntryParts] = {}
-        self.packed = 0  # entries packed since start: a connect re-packs only what changed since the last one
+        self._parts: dict[str, tuple[int, EntryParts]] = {}
+        self.packed = 0  # entries packed since start (also the serial of the newest): once per node per change
 
     def __len__(self) -> int:
         return len(self._parts)
 
     def forget(self, changes: Iterable[Change]) -> None:
-        """Drop the parts of every node in ``changes``: they are packed again at the next capture."""
+        """Drop the parts of every node in ``changes``: they are packed again when next asked for."""
         parts = self._parts
         for change in changes:
             parts.pop(change.node_id, None)
 
-    def capture(self, cache: NodeCache) -> list[EntryParts]:
-        """Every node's parts as of now, packing those that changed since they were last packed."""
-        parts = self._parts
-        captured: list[EntryParts] = []
-        for record in cache.nodes():
-            entry = parts.get(record.node_id)
-            if entry is None:
-                entry = parts[record.node_id] = self._pack(record)
-            captured.append(entry)
-        if len(parts) > len(captured):  # forgotten nodes whose removal nobody captured since
-            alive = {record.node_id for record in cache.nodes()}
-            for node_id in [n for n in parts if n not in alive]:
-                del parts[node_id]
-        return captured
+    def parts(self, record: NodeRecord) -> tuple[int, EntryParts]:
+        """The node's parts as of now and their serial, packed if the node changed since they were."""
+        cached = self._parts.get(record.node_id)
+        if cached is None:
+            self.packed += 1
+            cached = self._parts[record.node_id] = (self.packed, self._pack(record))
+        return cached
+
+    def serial(self, node_id: str) -> int | None:
+        """The serial of the node's current parts; None when it changed since they were packed."""
+        cached = self._parts.get(node_id)
+        return None if cached is None else cached[0]
 
     def _pack(self, record: NodeRecord) -> EntryParts:
-        self.packed += 1
         return EntryParts(
             status=wire.pack(wire.status_wire(record)),
             facts=wire.facts_frame(record),
@@ -100,26 +98,76 @@ class SnapshotCache:
         )
 
 
-def split(captured: list[EntryParts], max_bytes: int, max_nodes: int) -> Iterator[list[EntryParts]]:
-    """``captured`` in runs of at most ``max_nodes`` entries and ``max_bytes`` (a run holds at least one entry)."""
+@dataclass(frozen=True, slots=True)
+class PartLimits:
+    """How big one part may be: ``max_bytes`` of entries (one bigger entry goes alone) and ``max_nodes``."""
+
+    max_bytes: int = SNAPSHOT_PART_MAX_BYTES
+    max_nodes: int = SNAPSHOT_PART_MAX_NODES
+
+
+class SnapshotSend:
+    """One viewer's snapshot: the node ids of the capture instant, sent in parts packed as they go out.
+
+    Each part is packed from the nodes' current state when it is due, so a viewer that stops
+    reading holds one part and a list of ids, never a copy of the fleet. ``catch_up`` then
+    brings the nodes that changed, appeared or went since their part was packed, and must be
+    called in the same step as the viewer is registered for updates: together they give the
+    current view, and every later change comes as an update.
+    """
+
+    def __init__(self, snapshots: SnapshotCache, cache: NodeCache, limits: PartLimits, *, json_format: bool) -> None:
+        self._snapshots = snapshots
+        self._cache = cache
+        self._limits = limits
+        self._json_format = json_format
+        self._node_ids = [record.node_id for record in cache.nodes()]
+        self._sent: dict[str, int] = {}  # node id -> serial of the parts it was sent
+
+    def parts(self, wall: float) -> Iterator[bytes | str]:
+        """The ``snapshot``, then a snapshot part (an ``update`` with ``history``) per run; packed lazily."""
+        first = True
+        for run in split(self._entries(iter(self._node_ids)), self._limits):
+            yield self._frame(wall, run, (), snapshot=first)
+            first = False
+
+    def catch_up(self, wall: float) -> list[bytes | str]:
+        """Parts for every node that changed, appeared or went since its part was packed (often none)."""
+        sent = self._sent
+        snapshots = self._snapshots
+        changed = (r.node_id for r in self._cache.nodes() if snapshots.serial(r.node_id) != sent.get(r.node_id, -1))
+        gone = sorted(node_id for node_id in sent if self._cache.get(node_id) is None)
+        runs = list(split(self._entries(changed), self._limits))
+        if not runs[-1] and not gone:
+            return []
+        return [
+            self._frame(wall, run, gone if i == len(runs) - 1 else (), snapshot=False) for i, run in enumerate(runs)
+        ]
+
+    def _entries(self, node_ids: Iterator[str]) -> Iterator[EntryParts]:
+        for node_id in node_ids:
+            record = self._cache.get(node_id)
+            if record is None:
+                continue  # forgotten before its part: never sent, nothing to remove
+            serial, entry = self._snapshots.parts(record)
+            self._sent[node_id] = serial
+            yield entry
+
+    def _frame(self, wall: float, run: list[EntryParts], removed: Sequence[str], *, snapshot: bool) -> bytes | str:
+        entries = [entry.join() for entry in run]
+        frame = wire.snapshot_parts(wall, entries) if snapshot else wire.update_frame(wall, entries, removed)
+        return wire.json_text(frame) if self._json_format else frame
+
+
+def split(entries: Iterable[EntryParts], limits: PartLimits) -> Iterator[list[EntryParts]]:
+    """``entries`` in runs within ``limits`` (a run holds at least one entry); none gives one empty run."""
     run: list[EntryParts] = []
     size = _FRAME_OVERHEAD
-    for entry in captured:
+    for entry in entries:
         entry_size = entry.size()
-        if run and (size + entry_size > max_bytes or len(run) >= max_nodes):
+        if run and (size + entry_size > limits.max_bytes or len(run) >= limits.max_nodes):
             yield run
             run, size = [], _FRAME_OVERHEAD
         run.append(entry)
         size += entry_size
-    if run or not captured:
-        yield run  # an empty fleet is still one (empty) snapshot
-
-
-def snapshot_frames(
-    wall: float, captured: list[EntryParts], max_bytes: int, max_nodes: int, *, json_format: bool
-) -> Iterator[bytes | str]:
-    """The snapshot in parts: one ``snapshot``, then ``update``s with ``history``; each frame built when asked for."""
-    for index, run in enumerate(split(captured, max_bytes, max_nodes)):
-        entries = [entry.join() for entry in run]
-        frame = wire.snapshot_parts(wall, entries) if index == 0 else wire.update_frame(wall, entries, ())
-        yield wire.json_text(frame) if json_format else frame
+    yield run  # the last run; empty only when there were no entries at all

@@ -1,7 +1,8 @@
 """``GET /api/v1/subscribe``: one viewer's snapshot, its share of the fan-out and its history requests.
 
-The snapshot is captured from ``Fanout.snapshots`` (per-node cached parts) in the same step
-as the subscriber is registered, so no change is lost or doubled, and is sent in bounded parts
+The snapshot is sent in bounded parts packed from ``Fanout.snapshots`` (per-node cached parts)
+as they go out, then a catch-up of what changed meanwhile, built in the same step as the
+subscriber is registered for updates, so no change is lost or goes backwards
 (``collector.snapshot``, docs/protocol.md 4.2.1). Updates are packed once per flush for every
 subscriber (``collector.fanout``, flushed by ``fanout_loop``) and wait in the subscriber's
 ``Outbox``; its send loop sends them in order. A viewer whose unsent bytes pass
@@ -31,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +49,7 @@ from collector.history import HistoryRing
 from collector.history_query import RangeRequests, query_range, range_map, resolve_range
 from collector.http_api import json_error, token_ok, unauthorized, upgrade
 from collector.runtime import CollectorRuntime
-from collector.snapshot import snapshot_frames
+from collector.snapshot import SnapshotSend
 from collector.trust.budget import TokenBucket
 from shared.codec import SUBSCRIBE_REQUEST_LIMITS, decode, decode_json, encode, encode_json
 from shared.errors import CloseCode, ErrorReason, ProtocolError
@@ -161,22 +161,11 @@ async def _subscribe(
 
 
 async def _serve(runtime: CollectorRuntime, sub: Subscriber) -> None:
-    # Capture and registration happen with no await between them, so no change is lost or doubled.
     fanout = runtime.fanout
-    wall = runtime.wall_clock()
-    limits = fanout.limits
-    captured = fanout.snapshots.capture(runtime.cache)
-    first = snapshot_frames(
-        wall, captured, limits.snapshot_part_max_bytes, limits.snapshot_part_max_nodes, json_format=sub.json_format
-    )
-    frames: list[bytes | str] = []
-    if sub.alerts:  # every live alert after the snapshot; transitions follow as ``alert`` messages
-        frames = wire.alerts_frames(wall, runtime.alerts.service.api_alerts()["alerts"], sub.json_format)
-    runtime.subscribers.add(sub)
-    fanout.last_flush_at = asyncio.get_running_loop().time()
+    snapshot = SnapshotSend(fanout.snapshots, runtime.cache, fanout.limits.snapshot_parts, json_format=sub.json_format)
     try:
         async with asyncio.TaskGroup() as tg:
-            sender = tg.create_task(_send_loop(runtime, sub, first, frames))
+            sender = tg.create_task(_send_loop(runtime, sub, snapshot))
             try:
                 await _receive_loop(runtime, sub)
             finally:
@@ -186,6 +175,21 @@ async def _serve(runtime: CollectorRuntime, sub: Subscriber) -> None:
             sub.rewake.cancel()
         runtime.subscribers.discard(sub)
         runtime.stats.updates_dropped += sub.outbox.clear()
+
+
+def _register(runtime: CollectorRuntime, sub: Subscriber, snapshot: SnapshotSend) -> list[bytes | str]:
+    """Subscribe ``sub`` to the fan-out; return what it must be sent first: the snapshot's catch-up, live alerts.
+
+    No await here: from this instant every change reaches ``sub`` as an update, and the catch-up
+    holds every change before it that its parts missed, so nothing is lost or goes backwards.
+    """
+    wall = runtime.wall_clock()
+    frames = snapshot.catch_up(wall)
+    if sub.alerts:  # every live alert after the snapshot; transitions follow as ``alert`` messages
+        frames += wire.alerts_frames(wall, runtime.alerts.service.api_alerts()["alerts"], sub.json_format)
+    runtime.subscribers.add(sub)
+    runtime.fanout.last_flush_at = asyncio.get_running_loop().time()  # the snapshot counts as this flush
+    return frames
 
 
 async def _receive_loop(runtime: CollectorRuntime, sub: Subscriber) -> None:
@@ -222,14 +226,12 @@ def _decode_request(runtime: CollectorRuntime, sub: Subscriber, msg: WSMessage) 
     return message
 
 
-async def _send_loop(
-    runtime: CollectorRuntime, sub: Subscriber, snapshot: Iterator[bytes | str], alerts: list[bytes | str]
-) -> None:
-    """The snapshot's parts, live alerts, then every queued frame in order; 4429 when it falls behind."""
+async def _send_loop(runtime: CollectorRuntime, sub: Subscriber, snapshot: SnapshotSend) -> None:
+    """The snapshot's parts, its catch-up and live alerts, then every queued frame in order; 4429 if it lags."""
     try:
-        for frame in snapshot:  # each part is joined only when the previous one went out
+        for frame in snapshot.parts(runtime.wall_clock()):  # each part is packed when the previous one went out
             await _send_frame(runtime, sub, frame)
-        for frame in alerts:
+        for frame in _register(runtime, sub, snapshot):
             await _send_frame(runtime, sub, frame)
         while True:
             await sub.wake.wait()

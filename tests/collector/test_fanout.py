@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from collector.app import create_app
 from collector.cache import NodeCache
 from collector.changes import Change, ChangeKind
-from collector.snapshot import SNAPSHOT_PART_MAX_BYTES, EntryParts, SnapshotCache, split
+from collector.snapshot import SNAPSHOT_PART_MAX_BYTES, EntryParts, PartLimits, SnapshotCache, SnapshotSend, split
 from shared.codec import COLLECTOR_LIMITS, decode, decode_json
 from shared.messages import Heartbeat, Message, Snapshot, Update
 from tests.support.collector import MakeClient, connect_agent, fast_config, send_heartbeat
@@ -184,29 +184,60 @@ class TestChunkedSnapshot:
         return nodes
 
 
+def small_cache(*node_ids: str) -> NodeCache:
+    """A node cache holding ``node_ids``, each after its hello (no sample yet)."""
+    cache = NodeCache(forget_after_s=3600, max_nodes=10, history_window_s=900, history_max_points=900)
+    for index, node_id in enumerate(node_ids):
+        cache.hello(hello(node_id, f"inst-{index}"), conn=index + 1, now=1.0, wall=1_700_000_000.0)
+    return cache
+
+
 class TestSnapshotCache:
-    """The per-node parts: packed once per change."""
+    """The per-node parts: packed once per change, and a viewer's snapshot caught up at registration."""
 
     def test_parts_are_packed_again_only_for_nodes_that_changed(self) -> None:
-        """A capture reuses the parts of unchanged nodes and re-packs a node named in a change."""
-        cache = NodeCache(forget_after_s=3600, max_nodes=10, history_window_s=900, history_max_points=900)
-        for index, name in enumerate(("node-a", "node-b")):
-            cache.hello(hello(name, f"inst-{index}"), conn=index + 1, now=1.0, wall=1_700_000_000.0)
+        """Asking twice reuses a node's parts; a change of the node makes the next ask pack them anew."""
+        cache = small_cache("node-a", "node-b")
+        a, b = cache.get("node-a"), cache.get("node-b")
+        assert a is not None
+        assert b is not None
         snapshots = SnapshotCache(history_points=60)
-        before = snapshots.capture(cache)
-        again = snapshots.capture(cache)
-        assert all(a is b for a, b in zip(before, again, strict=True))
+        first_a, first_b = snapshots.parts(a), snapshots.parts(b)
+        assert snapshots.parts(a) is first_a
         snapshots.forget([Change("node-b", ChangeKind.STATUS)])
-        after = snapshots.capture(cache)
-        assert after[0] is before[0]
-        assert after[1] is not before[1]
-        assert after[1] == before[1]  # nothing really changed: the same bytes, packed again
+        assert snapshots.serial("node-b") is None
+        again_b = snapshots.parts(b)
+        assert snapshots.parts(a) is first_a
+        assert again_b[0] > first_b[0]
+        assert again_b[1] == first_b[1]  # nothing really changed: the same bytes, packed again
+        assert snapshots.packed == 3
+
+    def test_catch_up_brings_what_changed_appeared_or_went_during_the_parts(self) -> None:
+        """A node that changed after its part, a new one and a forgotten one all come in the catch-up."""
+        cache = small_cache("node-a", "node-b", "node-c")
+        snapshots = SnapshotCache(history_points=60)
+        send = SnapshotSend(snapshots, cache, PartLimits(max_bytes=10_000, max_nodes=1), json_format=False)
+        parts = [decode(frame, COLLECTOR_LIMITS) for frame in send.parts(1_700_000_001.0) if isinstance(frame, bytes)]
+        assert [type(part).__name__ for part in parts] == ["Snapshot", "Update", "Update"]
+        assert send.catch_up(1_700_000_002.0) == []  # nothing changed
+        snapshots.forget([Change("node-a", ChangeKind.STATUS)])
+        cache.hello(hello("node-d", "inst-d"), conn=9, now=2.0, wall=1_700_000_002.0)
+        cache.close("node-c", 3, clean=True, now=2.0, wall=1_700_000_002.0)
+        assert cache.forget("node-c")  # an operator's DELETE
+        frames = [
+            decode(frame, COLLECTOR_LIMITS) for frame in send.catch_up(1_700_000_003.0) if isinstance(frame, bytes)
+        ]
+        assert all(isinstance(frame, Update) for frame in frames)
+        updates = [frame for frame in frames if isinstance(frame, Update)]
+        assert sorted(entry.status.node_id for u in updates for entry in u.nodes) == ["node-a", "node-d"]
+        assert all(entry.history is not None for u in updates for entry in u.nodes)
+        assert updates[-1].removed == ["node-c"]
 
     def test_split_bounds_parts_and_keeps_an_oversized_node_alone(self) -> None:
         """Runs stay under the byte and node bounds; a node bigger than the bound is a run of its own."""
         small = EntryParts(b"s" * 10, b"f" * 10, b"x" * 80, b"h" * 10)
         big = EntryParts(b"s" * 10, b"f" * 10, b"x" * 5000, b"h" * 10)
-        runs = list(split([small, small, big, small, small, small], max_bytes=500, max_nodes=2))
+        runs = list(split([small, small, big, small, small, small], PartLimits(max_bytes=500, max_nodes=2)))
         assert [len(run) for run in runs] == [2, 1, 2, 1]
         assert runs[1] == [big]
-        assert list(split([], max_bytes=500, max_nodes=2)) == [[]]
+        assert list(split([], PartLimits(max_bytes=500, max_nodes=2))) == [[]]
