@@ -10,7 +10,10 @@ CPU % and µs per heartbeat (robust to noise on a shared machine), e2e p99 and h
 (a prober in its own process), event-loop lag. Rows run in turn in one invocation, so a table is
 side by side.
 
-Run: flock /work/notes/bench.lock timeout 900 .venv/bin/python bench/fanout.py --steady-s 15 [--repo DIR]
+Run: flock /work/notes/bench.lock timeout 900 .venv/bin/python bench/fanout.py --steady-s 15 [--compare DIR]
+
+``--compare DIR`` runs each row against DIR's collector too, right before this checkout's, so
+the table is an A/B from one run (make DIR with ``git worktree add --detach DIR COMMIT``).
 
 Not a test: it measures. Loopback only; every phase has a deadline.
 """
@@ -46,6 +49,7 @@ class Row:
     """One line of the table."""
 
     label: str
+    code: str  # which checkout ran the collector: "this" or --compare's
     readers_ok: int
     cpu_percent: float
     cpu_us_per_heartbeat: float
@@ -124,6 +128,7 @@ async def run_row(  # noqa: PLR0917 - one call site, every argument named
             notes.append(f"{final.get('subscribers')} subscribers left at the end")
         return Row(
             label=label,
+            code=repo.name,
             readers_ok=ready,
             cpu_percent=round(steady.cpu_percent, 1),
             cpu_us_per_heartbeat=round(steady.cpu_us_per_heartbeat, 1),
@@ -147,30 +152,32 @@ async def run_row(  # noqa: PLR0917 - one call site, every argument named
 def table(rows: Sequence[Row]) -> str:
     """The markdown table."""
     lines = [
-        "| extra subscribers | collector CPU % | CPU µs/heartbeat | ingest hb/s | e2e p99 ms | health p99 ms | "
+        "| extra subscribers | code | collector CPU % | CPU µs/heartbeat | ingest hb/s | e2e p99 ms | health p99 ms | "
         "loop lag max ms |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.label} | {r.cpu_percent:.0f} | {r.cpu_us_per_heartbeat:.1f} | {r.ingest_per_s:,.0f} | "
+            f"| {r.label} | {r.code} | {r.cpu_percent:.0f} | {r.cpu_us_per_heartbeat:.1f} | {r.ingest_per_s:,.0f} | "
             f"{r.e2e_p99_ms:.1f} | {r.health_p99_ms:.2f} | {r.lag_max_ms:.0f} |"
         )
     lines.extend(f"note ({r.label}): {r.note}" for r in rows if r.note)
     return "\n".join(lines)
 
 
-async def bench(repo: Path, nodes: int, settle_s: float, steady_s: float, only: Sequence[str]) -> None:
-    """Every row in turn; print the table."""
+async def bench(repos: Sequence[Path], nodes: int, settle_s: float, steady_s: float, only: Sequence[str]) -> None:
+    """Every row in turn, each for every checkout in ``repos`` one after the other; print the table."""
     rows = []
     for label, extra, fmt in ROWS:
         if only and label not in only:
             continue
-        print(f"fanout: {nodes:,} nodes, {label} ...", file=sys.stderr, flush=True)
-        row = await run_row(repo, label, extra, fmt, nodes, settle_s, steady_s)
-        print(f"fanout: {row}", file=sys.stderr, flush=True)
-        rows.append(row)
-    print(f"\nnodewatch fan-out, {nodes:,} nodes at 1 Hz, {os.cpu_count()} CPUs, {steady_s:g} s steady, repo {repo}\n")
+        for repo in repos:
+            print(f"fanout: {nodes:,} nodes, {label}, {repo} ...", file=sys.stderr, flush=True)
+            row = await run_row(repo, label, extra, fmt, nodes, settle_s, steady_s)
+            print(f"fanout: {row}", file=sys.stderr, flush=True)
+            rows.append(row)
+    names = ", ".join(f"{repo.name} = {repo}" for repo in repos)
+    print(f"\nnodewatch fan-out, {nodes:,} nodes at 1 Hz, {os.cpu_count()} CPUs, {steady_s:g} s steady; {names}\n")
     print(table(rows))
 
 
@@ -182,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steady-s", type=float, default=15.0, help="seconds measured per row (default 15)")
     parser.add_argument("--repo", type=Path, default=REPO, help="checkout whose collector runs (default: this one)")
     parser.add_argument("--only", default="", help="comma-separated row labels to run (default: all)")
+    parser.add_argument(
+        "--compare", type=Path, metavar="DIR", help="also run each row against DIR's collector (a git worktree)"
+    )
     parser.add_argument("--readers-url", help=argparse.SUPPRESS)
     parser.add_argument("--readers", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -194,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--steady-s: expected 5-600 seconds, got {args.steady_s}")
     raise_nofile_limit()
     only = [label.strip() for label in args.only.split(",") if label.strip()]
-    asyncio.run(bench(args.repo.resolve(), args.nodes, args.settle_s, args.steady_s, only))
+    repos = [args.repo.resolve()] if args.compare is None else [args.compare.resolve(), args.repo.resolve()]
+    asyncio.run(bench(repos, args.nodes, args.settle_s, args.steady_s, only))
     return 0
 
 
