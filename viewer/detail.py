@@ -226,8 +226,8 @@ class DetailPane(QWidget):
         self.ranges.on_link_state(state)
 
     def _on_range_chosen(self, choice: RangeChoice) -> None:
-        if choice == self.ranges.choice:
-            return
+        if choice.live and self.ranges.choice.live:
+            return  # a stored range clicked again loads again (fresh to now, or after a failure)
         self.ranges.pick(choice)
         row = self._row if self._row is not None and self._row.node_id == self._node_id else None
         self.show_node(row, None, self._server_offset_s)

@@ -36,6 +36,14 @@ from viewer.historyload import (
 from viewer.linkstate import LinkState, Phase
 
 LIVE_WORDS: Final = "15 min · live: the collector's recent window, then every update"
+# The connection dropping this often with a range in flight and no answer between is taken as the
+# collector refusing ranged requests (one that predates them closes with 1008 schema, docs/protocol.md
+# 5.9): the pane stops asking by itself, so it never drives a reconnect loop. A click asks again.
+MAX_DROPS_IN_FLIGHT: Final = 2
+REFUSED_WORDS: Final = (
+    "the connection closed twice while loading it: this collector may not serve stored ranges "
+    "(it predates them?); click the range to try again"
+)
 
 
 class RangePicker(QWidget):
@@ -103,6 +111,7 @@ class RangeLoader(QObject):
         self._offset_s = 0.0
         self._link: LinkState | None = None  # unknown until the window passes the first change
         self._ask_when_connected = False
+        self._drops = 0  # connection drops with a range in flight since the last answer
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._check_overdue)
@@ -116,6 +125,7 @@ class RangeLoader(QObject):
     def pick(self, choice: RangeChoice) -> None:
         """Remember ``choice`` for this and every later node (the buttons follow)."""
         self.choice = choice
+        self._drops = 0
         self._picker.button(choice.label).setChecked(True)
 
     def load(self, node_id: str | None, server_offset_s: float = 0.0) -> None:
@@ -126,6 +136,9 @@ class RangeLoader(QObject):
         self._ask_when_connected = False
         if node_id is None or self.choice.live:
             self._picker.set_status(LIVE_WORDS if self.choice.live else f"{self.choice.label} · select a node")
+            return
+        if self._drops >= MAX_DROPS_IN_FLIGHT:
+            self._fail(REFUSED_WORDS)
             return
         link = self._link
         if link is not None and link.phase is not Phase.CONNECTED:  # the link would drop it: ask once connected
@@ -144,6 +157,7 @@ class RangeLoader(QObject):
             return None
         self._pending.clear()
         self._timer.stop()
+        self._drops = 0
         drawing = RangeDrawing.of(answer)
         self._picker.set_status(describe_drawn(self.choice, drawing))
         return drawing
@@ -156,6 +170,7 @@ class RangeLoader(QObject):
                 self.load(self._node_id, self._offset_s)
             return
         if self._pending.waiting:
+            self._drops += 1
             self._fail(_not_connected(state))
             self._ask_when_connected = True
 

@@ -154,6 +154,29 @@ class TestRangeLoader:
         )
         assert picker.button("30 d").isChecked()
 
+    def test_a_collector_that_drops_every_range_request_is_not_asked_forever(self, qtbot: QtBot) -> None:
+        """Two drops with a range in flight stop the automatic re-asking (no reconnect loop); a click asks again."""
+        picker = RangePicker()
+        qtbot.addWidget(picker)
+        loader = RangeLoader(picker, wall_clock=lambda: NOW, clock=FakeClock(0.0))
+        sent: list[HistoryRequest] = []
+        loader.request.connect(sent.append)
+        connected = LinkState(Phase.CONNECTED, "ws://collector")
+        closed = LinkState(Phase.RECONNECTING, "the collector closed the connection: policy violation (schema)")
+        loader.on_link_state(connected)
+        loader.pick(choice_named("24 h"))
+        loader.load("web-1")
+        for _ in range(2):  # asked, dropped, asked again once connected, dropped again
+            loader.on_link_state(closed)
+            loader.on_link_state(connected)
+        assert len(sent) == 2
+        loader.load("web-1")  # the window's reload after the next snapshot
+        assert len(sent) == 2
+        assert "may not serve stored ranges" in picker.status.text()
+        loader.pick(choice_named("24 h"))  # the operator clicks again
+        loader.load("web-1")
+        assert len(sent) == 3
+
 
 class TestReadout:
     def test_the_readout_gives_each_series_in_its_unit_and_no_data_in_a_gap(self) -> None:
