@@ -21,21 +21,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from agent.actions import Action, Close, HelloAcked, Log, SendFrame, SessionCounters, WakeAt
 from agent.backlog import Backlog
 from agent.backoff import Backoff, Outcome, http_outcome
-from agent.session import (
-    FINAL_ACK_TIMEOUT_S,
-    Action,
-    AgentSession,
-    Close,
-    HelloAcked,
-    Log,
-    SendFrame,
-    SendPing,
-    SendPong,
-    SessionCounters,
-    WakeAt,
-)
+from agent.session import FINAL_ACK_TIMEOUT_S, AgentSession
 from agent.transport import Failed, Link, Lost, Opened, Phase
 from agent.wire import MAX_INBOUND_BYTES
 from agent.worker import Job
@@ -209,9 +198,9 @@ class Pusher:
         for action in actions:
             if isinstance(action, SendFrame) and link is not None:
                 link.send(BINARY, action.data)
-            elif isinstance(action, SendPong) and link is not None:
+            elif isinstance(action, Pong) and link is not None:  # a pong or ping to send (agent.actions)
                 link.send(PONG, action.data)
-            elif isinstance(action, SendPing) and link is not None:
+            elif isinstance(action, Ping) and link is not None:
                 link.send(PING, action.data)
             elif isinstance(action, Close) and link is not None:
                 link.close(action.code, action.reason, now)
