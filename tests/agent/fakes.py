@@ -1,7 +1,8 @@
-"""Recorded psutil numbers for the sampler tests: a psutil-shaped object whose readings the test sets."""
+"""Recorded numbers for the agent's tests: psutil- and pynvml-shaped objects whose readings the test sets, a clock."""
 
 from __future__ import annotations
 
+import threading
 from collections import namedtuple
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,3 +106,91 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+# pynvml, as the agent calls it (agent.gpu); NVML is one of the fakes the house rules allow.
+class NVMLError(Exception):
+    """pynvml's error: one class, the NVML return code in ``value``."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(f"NVML error {value}")
+        self.value = value
+
+
+@dataclass(frozen=True)
+class GpuUtilization:
+    gpu: int
+    memory: int
+
+
+@dataclass(frozen=True)
+class GpuMemory:
+    total: int
+    free: int
+    used: int
+
+
+@dataclass
+class FakeGpu:
+    """What one recorded GPU answers."""
+
+    name: str | bytes
+    busy_percent: int
+    used_bytes: int
+    total_bytes: int
+    celsius: int
+    milliwatts: int
+
+
+@dataclass
+class FakeNvml:
+    """The part of pynvml the agent calls, answering from recorded GPUs; ``fail`` maps (query, index) -> code."""
+
+    gpus: list[FakeGpu]
+    fail: dict[tuple[str, int], int] = field(default_factory=dict)
+    init_error: int | None = None
+    hang: threading.Event | None = None  # given: the device count blocks until it is set (a hung driver)
+    calls: list[str] = field(default_factory=list)
+    NVMLError: type[NVMLError] = NVMLError
+
+    def _answer(self, query: str, index: int) -> FakeGpu:
+        self.calls.append(query)
+        code = self.fail.get((query, index))
+        if code is not None:
+            raise NVMLError(code)
+        return self.gpus[index]
+
+    def nvmlInit(self) -> None:  # noqa: N802 - pynvml's names
+        self.calls.append("init")
+        if self.init_error is not None:
+            raise NVMLError(self.init_error)
+
+    def nvmlShutdown(self) -> None:  # noqa: N802 - pynvml's names
+        self.calls.append("shutdown")
+
+    def nvmlDeviceGetCount(self) -> int:  # noqa: N802 - pynvml's names
+        self.calls.append("count")
+        if self.hang is not None:
+            self.hang.wait(30.0)
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:  # noqa: N802 - pynvml's names
+        self._answer("handle", index)
+        return index
+
+    def nvmlDeviceGetName(self, handle: int) -> str | bytes:  # noqa: N802 - pynvml's names
+        return self._answer("name", handle).name
+
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> GpuUtilization:  # noqa: N802 - pynvml's names
+        return GpuUtilization(gpu=self._answer("utilization", handle).busy_percent, memory=0)
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> GpuMemory:  # noqa: N802 - pynvml's names
+        gpu = self._answer("memory", handle)
+        return GpuMemory(total=gpu.total_bytes, free=gpu.total_bytes - gpu.used_bytes, used=gpu.used_bytes)
+
+    def nvmlDeviceGetTemperature(self, handle: int, sensor: int) -> int:  # noqa: N802 - pynvml's names
+        assert sensor == 0  # NVML_TEMPERATURE_GPU
+        return self._answer("temperature", handle).celsius
+
+    def nvmlDeviceGetPowerUsage(self, handle: int) -> int:  # noqa: N802 - pynvml's names
+        return self._answer("power", handle).milliwatts

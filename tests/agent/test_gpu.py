@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,96 +23,12 @@ from shared.codec import decode, encode
 from shared.limits import MAX_GPUS
 from shared.messages import GpuReading, Heartbeat
 
-from .fakes import FakeClock, FakePsutil
+from .fakes import FakeClock, FakeGpu, FakeNvml, FakePsutil
 
 GIB = 1024**3
 NOT_SUPPORTED = 3  # nvml.h NVML_ERROR_NOT_SUPPORTED
 UNKNOWN = 999  # nvml.h NVML_ERROR_UNKNOWN
 LIBRARY_NOT_FOUND = 12  # nvml.h NVML_ERROR_LIBRARY_NOT_FOUND
-
-
-class NVMLError(Exception):
-    """pynvml's error: one class, the NVML return code in ``value``."""
-
-    def __init__(self, value: int) -> None:
-        super().__init__(f"NVML error {value}")
-        self.value = value
-
-
-@dataclass(frozen=True)
-class Utilization:
-    gpu: int
-    memory: int
-
-
-@dataclass(frozen=True)
-class Memory:
-    total: int
-    free: int
-    used: int
-
-
-@dataclass
-class FakeGpu:
-    """What one recorded GPU answers."""
-
-    name: str | bytes
-    busy_percent: int
-    used_bytes: int
-    total_bytes: int
-    celsius: int
-    milliwatts: int
-
-
-@dataclass
-class FakeNvml:
-    """The part of pynvml the agent calls, answering from recorded GPUs; ``fail`` maps (query, index) -> code."""
-
-    gpus: list[FakeGpu]
-    fail: dict[tuple[str, int], int] = field(default_factory=dict)
-    init_error: int | None = None
-    calls: list[str] = field(default_factory=list)
-    NVMLError: type[NVMLError] = NVMLError
-
-    def _answer(self, query: str, index: int) -> FakeGpu:
-        self.calls.append(query)
-        code = self.fail.get((query, index))
-        if code is not None:
-            raise NVMLError(code)
-        return self.gpus[index]
-
-    def nvmlInit(self) -> None:  # noqa: N802 - pynvml's names
-        self.calls.append("init")
-        if self.init_error is not None:
-            raise NVMLError(self.init_error)
-
-    def nvmlShutdown(self) -> None:  # noqa: N802 - pynvml's names
-        self.calls.append("shutdown")
-
-    def nvmlDeviceGetCount(self) -> int:  # noqa: N802 - pynvml's names
-        self.calls.append("count")
-        return len(self.gpus)
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:  # noqa: N802 - pynvml's names
-        self._answer("handle", index)
-        return index
-
-    def nvmlDeviceGetName(self, handle: int) -> str | bytes:  # noqa: N802 - pynvml's names
-        return self._answer("name", handle).name
-
-    def nvmlDeviceGetUtilizationRates(self, handle: int) -> Utilization:  # noqa: N802 - pynvml's names
-        return Utilization(gpu=self._answer("utilization", handle).busy_percent, memory=0)
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Memory:  # noqa: N802 - pynvml's names
-        gpu = self._answer("memory", handle)
-        return Memory(total=gpu.total_bytes, free=gpu.total_bytes - gpu.used_bytes, used=gpu.used_bytes)
-
-    def nvmlDeviceGetTemperature(self, handle: int, sensor: int) -> int:  # noqa: N802 - pynvml's names
-        assert sensor == 0  # NVML_TEMPERATURE_GPU
-        return self._answer("temperature", handle).celsius
-
-    def nvmlDeviceGetPowerUsage(self, handle: int) -> int:  # noqa: N802 - pynvml's names
-        return self._answer("power", handle).milliwatts
 
 
 def two_gpus(**fail: int) -> FakeNvml:

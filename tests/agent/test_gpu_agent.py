@@ -22,7 +22,7 @@ from agent.runner import Agent
 from tests.support.processes import ProcessGroup
 from tests.support.processes import wait_until as wait_for
 
-from .fakes import FakePsutil
+from .fakes import FakeGpu, FakeNvml, FakePsutil
 from .ingest_server import IngestServer, running, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,75 +93,26 @@ async def test_a_real_agent_reports_its_gpu(procs: ProcessGroup, tmp_path: Path)
     assert float(used) == 1_073_741_824
 
 
-class NVMLError(Exception):
-    """pynvml's one error class, the NVML return code in ``value``."""
+@dataclass
+class HungDriver:
+    """A node's NVML whose device count hangs until ``release`` is set, as a driver stuck in the kernel."""
 
-    def __init__(self, value: int) -> None:
-        super().__init__(f"NVML error {value}")
-        self.value = value
-
-
-@dataclass(frozen=True)
-class Utilization:
-    gpu: int
-
-
-@dataclass(frozen=True)
-class Memory:
-    used: int
-    total: int
-
-
-class HungNvml:
-    """pynvml on a node whose driver hangs: the device count never returns until ``release`` is set."""
-
-    NVMLError = NVMLError
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.calls: list[str] = []
-
-    def nvmlInit(self) -> None:  # noqa: N802 - pynvml's names
-        self.calls.append("init")
-
-    def nvmlShutdown(self) -> None:  # noqa: N802 - pynvml's names
-        self.calls.append("shutdown")
-
-    def nvmlDeviceGetCount(self) -> int:  # noqa: N802 - pynvml's names
-        self.calls.append("count")
-        self.release.wait(30.0)
-        return 1
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:  # noqa: N802 - pynvml's names
-        return index
-
-    def nvmlDeviceGetName(self, handle: int) -> str:  # noqa: N802 - pynvml's names
-        return "NVIDIA A100-SXM4-40GB"
-
-    def nvmlDeviceGetUtilizationRates(self, handle: int) -> Utilization:  # noqa: N802 - pynvml's names
-        return Utilization(gpu=37)
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Memory:  # noqa: N802 - pynvml's names
-        return Memory(used=1_073_741_824, total=42_949_672_960)
-
-    def nvmlDeviceGetTemperature(self, handle: int, sensor: int) -> int:  # noqa: N802 - pynvml's names
-        return 41
-
-    def nvmlDeviceGetPowerUsage(self, handle: int) -> int:  # noqa: N802 - pynvml's names
-        return 61_500
+    release: threading.Event
+    nvml: FakeNvml
 
 
 @pytest.fixture
-def hung_nvml() -> Iterator[HungNvml]:
-    """A hanging NVML, released at teardown so the agent's worker thread ends."""
-    nvml = HungNvml()
+def hung() -> Iterator[HungDriver]:
+    """A hanging NVML with one A100 behind it, released at teardown so the agent's worker thread ends."""
+    release = threading.Event()
+    a100 = FakeGpu("NVIDIA A100-SXM4-40GB", 37, 1_073_741_824, 42_949_672_960, 41, 61_500)
     try:
-        yield nvml
+        yield HungDriver(release, FakeNvml(gpus=[a100], hang=release))
     finally:
-        nvml.release.set()
+        release.set()
 
 
-def gpu_agent(url: str, nvml: HungNvml, tmp_path: Path) -> Agent:
+def gpu_agent(url: str, nvml: FakeNvml, tmp_path: Path) -> Agent:
     """An in-process agent at 0.1 s with recorded psutil numbers and ``nvml`` as its pynvml."""
     config = AgentConfig(ingest_url=url + "/api/v1/ingest", node_id="gpu-node", interval_s=0.1)
     return Agent(config, ps=FakePsutil(), cgroup_root=tmp_path, random_source=lambda: 0.2, nvml=nvml)
@@ -169,7 +120,7 @@ def gpu_agent(url: str, nvml: HungNvml, tmp_path: Path) -> Agent:
 
 class TestHungDriver:
     async def test_heartbeats_flow_on_time_while_nvml_hangs(
-        self, ingest_server: IngestServer, hung_nvml: HungNvml, tmp_path: Path
+        self, ingest_server: IngestServer, hung: HungDriver, tmp_path: Path
     ) -> None:
         """A GPU driver stuck in an NVML call costs the GPU figures, not one heartbeat or one tick.
 
@@ -177,22 +128,22 @@ class TestHungDriver:
         every heartbeat after it.
         """
         log = ingest_server.log
-        async with running(gpu_agent(ingest_server.url, hung_nvml, tmp_path)):
+        async with running(gpu_agent(ingest_server.url, hung.nvml, tmp_path)):
             await wait_until(lambda: len(log.heartbeats) >= 15)
-            assert "count" in hung_nvml.calls  # the GPU read started and is hanging now
+            assert "count" in hung.nvml.calls  # the GPU read started and is hanging now
             beats = list(log.heartbeats)
         assert [beat.seq for beat in beats] == list(range(1, len(beats) + 1))
         assert all(beat.gpus is None for beat in beats)  # absent, as docs/protocol.md 5.2 says of a lost reading
         assert all(beat.late_ticks is None for beat in beats)  # the tick loop never fell behind
 
     async def test_the_gpu_comes_back_when_the_driver_answers(
-        self, ingest_server: IngestServer, hung_nvml: HungNvml, tmp_path: Path
+        self, ingest_server: IngestServer, hung: HungDriver, tmp_path: Path
     ) -> None:
         """Once the hung NVML call returns, the next heartbeat carries the GPU's figures."""
         log = ingest_server.log
-        async with running(gpu_agent(ingest_server.url, hung_nvml, tmp_path)):
+        async with running(gpu_agent(ingest_server.url, hung.nvml, tmp_path)):
             await wait_until(lambda: len(log.heartbeats) >= 5)
-            hung_nvml.release.set()
+            hung.release.set()
             await wait_until(lambda: any(beat.gpus for beat in log.heartbeats))
         carrying = next(beat for beat in log.heartbeats if beat.gpus)
         assert carrying.gpus is not None
@@ -200,10 +151,10 @@ class TestHungDriver:
         assert carrying.gpus[0].memory_used_bytes == 1_073_741_824
 
     async def test_stop_does_not_wait_on_a_hung_driver(
-        self, ingest_server: IngestServer, hung_nvml: HungNvml, tmp_path: Path
+        self, ingest_server: IngestServer, hung: HungDriver, tmp_path: Path
     ) -> None:
         """The agent stops within 2 s while NVML hangs, and does not call nvmlShutdown under the hung call."""
         log = ingest_server.log
-        async with running(gpu_agent(ingest_server.url, hung_nvml, tmp_path)):
-            await wait_until(lambda: len(log.heartbeats) >= 3 and "count" in hung_nvml.calls)
-        assert "shutdown" not in hung_nvml.calls
+        async with running(gpu_agent(ingest_server.url, hung.nvml, tmp_path)):
+            await wait_until(lambda: len(log.heartbeats) >= 3 and "count" in hung.nvml.calls)
+        assert "shutdown" not in hung.nvml.calls
