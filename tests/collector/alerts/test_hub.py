@@ -44,11 +44,13 @@ class Fleet:
         )
         self.conn = 0
 
-    def connect(self, node_id: str = "web-1", boot_at: float = WALL_T0 - 86_400) -> None:
-        """A hello, and the changes it made go to the hub."""
+    def connect(
+        self, node_id: str = "web-1", boot_at: float = WALL_T0 - 86_400, labels: dict[str, str] | None = None
+    ) -> None:
+        """A hello (its facts carrying ``labels``), and the changes it made go to the hub."""
         self.conn += 1
         message = hello(node_id, f"inst-{self.conn}", sent_at=self.wall()).model_copy(
-            update={"facts": facts().model_copy(update={"boot_time_at": boot_at})}
+            update={"facts": facts().model_copy(update={"boot_time_at": boot_at, "labels": labels})}
         )
         self.hub.changed(self.cache.hello(message, self.conn, self.mono(), self.wall()).changes)
 
@@ -93,6 +95,19 @@ class TestInputs:
         assert fleet.firing() == [("node_offline", "web-1")]
         fleet.connect()
         assert fleet.firing() == []
+
+    def test_alerts_carry_the_labels_of_the_latest_hello(self) -> None:
+        """A node back with new labels (role=web, then role=db) is paged as db when it goes offline again.
+
+        Regression: the engine took a node's labels from samples only, so the second page said web.
+        """
+        fleet = Fleet()
+        fleet.connect(labels={"role": "web"})
+        fleet.close()
+        fleet.connect(labels={"role": "db"})
+        fleet.close()
+        fired = [e for e in fleet.hub.events if e["alertname"] == "node_offline" and e["new"] == "firing"]
+        assert [e["labels"] for e in fired] == [{"role": "web"}, {"role": "db"}]
 
     def test_a_new_boot_time_is_a_reboot(self) -> None:
         """A hello whose boot time moved by an hour fires node_rebooted; the same boot time again does not."""
