@@ -11,7 +11,7 @@ measures a steady window of ``--steady-s`` seconds:
 - latency: subscriber receive time minus the sample's ``sampled_at``, which
   the simulator stamps with ``time.time()`` just before sending (wall time
   is one clock for every process on one host);
-- collector CPU (% of one core, from /proc/PID/stat, which sums every thread, the store's
+- collector CPU (% of one core, from /proc/PID/stat of the collector and its children: every thread and the store's
   writer included), also as microseconds per heartbeat, and RSS per 1,000 nodes
   (RSS growth over the idle collector, from /proc/PID/status);
 - /api/v1/health latency, and the collector's own event-loop lag;
@@ -115,7 +115,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of ``pid`` and its direct children (the fleet's worker processes)."""
+    """CPU seconds of ``pid`` and its direct children (the fleet's workers, the collector's store writer)."""
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:  # the fleet already ended
@@ -274,14 +274,14 @@ async def _steady(  # noqa: PLR0917 - one call site, every argument named
     prober.start()
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     before = await _get_json(session, health_url)
-    cpu_before, fleet_before, t_before = cpu_seconds(pid), tree_cpu_seconds(fleet_pid), time.monotonic()
+    cpu_before, fleet_before, t_before = tree_cpu_seconds(pid), tree_cpu_seconds(fleet_pid), time.monotonic()
     sub.phase = "steady"
     lag_max_ms = 0.0
     while time.monotonic() - t_before < steady_s:
         await asyncio.sleep(min(2.0, max(0.0, steady_s - (time.monotonic() - t_before))))
         lag_max_ms = max(lag_max_ms, float((await _get_json(session, health_url))["event_loop_lag_max_ms"]))
     sub.phase = "after"
-    cpu_after, fleet_after, t_after = cpu_seconds(pid), tree_cpu_seconds(fleet_pid), time.monotonic()
+    cpu_after, fleet_after, t_after = tree_cpu_seconds(pid), tree_cpu_seconds(fleet_pid), time.monotonic()
     after = await _get_json(session, health_url)
     rss_loaded = rss_bytes(pid)
     health_ms: list[float] = json.loads(await asyncio.to_thread(probe_out.get))

@@ -275,6 +275,43 @@ def decode_batch(blob: bytes) -> Batch:
     return Batch(node, inst, Columns(seq, at_us, [_column(c, reader.take(array(c).itemsize)) for c in TYPECODES]))
 
 
+def decode_batch_node(blob: bytes, node_idx: int) -> Batch:
+    """The rows of ``node_idx`` in a head batch: only the node column is unshuffled whole.
+
+    A history query of one node reads every head batch in its range (each holds every node),
+    so it takes the node's rows out of each byte plane instead of rebuilding all columns.
+    """
+    reader = _Reader(blob)
+    node = _column("I", reader.take(4))
+    lo, hi = bisect.bisect_left(node, node_idx), bisect.bisect_right(node, node_idx)
+    inst = _rows("I", reader.take(4), lo, hi)
+    seq, at_us = _rows("q", reader.take(8), lo, hi), _rows("q", reader.take(8), lo, hi)
+    series = [_rows(c, reader.take(array(c).itemsize), lo, hi) for c in TYPECODES]
+    return Batch(node[lo:hi], inst, Columns(seq, at_us, series))
+
+
+def decode_batch_seqs(blob: bytes) -> tuple[array[int], array[int]]:
+    """A head batch's instance and seq columns only (what the registry's last seq needs at restart)."""
+    reader = _Reader(blob)
+    reader.take(4)
+    return _column("I", reader.take(4)), _column("q", reader.take(8))
+
+
+def _rows(code: str, data: bytes, lo: int, hi: int) -> array[Any]:
+    """Rows [lo, hi) of one shuffled column: a slice of each byte plane, interleaved."""
+    column = array(code)
+    width = column.itemsize
+    if hi > lo:
+        n = len(data) // width
+        out = bytearray((hi - lo) * width)
+        for i in range(width):
+            out[i::width] = data[i * n + lo : i * n + hi]
+        column.frombytes(bytes(out))
+        if sys.byteorder != "little":  # pragma: no cover
+            column.byteswap()
+    return column
+
+
 class _Reader:
     """Walks a decompressed chunk column by column."""
 

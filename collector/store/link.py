@@ -15,16 +15,29 @@ Not here: sockets, the cache, the clock (every call takes ``now``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Generic, Protocol, TypeVar
 
 from collector.store.durability import AckAction, AckGate, StoreHealth
 from collector.store.model import Durable, NodeRow, Sample
-from collector.store.writer import StoreWriter
 
 
-class StoreLink:
+class SampleWriter(Protocol):
+    """What the link needs of a writer: ``StoreWriter`` (a thread) or ``ProcessWriter`` (a child process)."""
+
+    def append(self, sample: Sample) -> bool: ...
+    def put_node(self, row: NodeRow) -> None: ...
+    def forget_node(self, node_id: str) -> None: ...
+    def accepting(self) -> bool: ...
+    def health(self) -> StoreHealth: ...
+
+
+W = TypeVar("W", bound=SampleWriter)
+
+
+class StoreLink(Generic[W]):
     """Ack gating and sample hand-off for every agent connection of one collector."""
 
-    def __init__(self, writer: StoreWriter, gate: AckGate, durable_by_node: dict[str, tuple[str, int]]) -> None:
+    def __init__(self, writer: W, gate: AckGate, durable_by_node: dict[str, tuple[str, int]]) -> None:
         """``durable_by_node``: node id -> (instance id, last stored seq), from ``load_nodes`` at start."""
         self.writer = writer
         self.gate = gate

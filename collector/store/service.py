@@ -5,8 +5,10 @@
 recent window, and rebuilds every known node in the ``NodeCache``: disconnected,
 with its last sample and last-seen time, and judged by the normal liveness rules
 from the collector's start (``last_heard = now``). ``start(loop)`` starts the
-writer thread, whose commit reports come back through ``loop.call_soon_threadsafe``
-so the ack gate only ever runs on the event loop.
+writer process (``collector.store.proc``: encoding, SQLite and compaction off our
+GIL), whose commit reports come back through ``loop.call_soon_threadsafe`` so the
+ack gate only ever runs on the event loop. Reads (history, the restart window) stay
+here, on the engine's own read connection.
 
 What the ingest shell calls per connection is ``StorePort`` (``collector.store.port``);
 this object holds what they share: the writer, the ack gate (``StoreLink``), and
@@ -40,8 +42,8 @@ from collector.store.durability import AckGate, StoreHealth
 from collector.store.keystore import KeyStore
 from collector.store.link import StoreLink
 from collector.store.model import Durable, NodeRow, RangeResult, RawPoints
+from collector.store.proc import EngineView, ProcessWriter
 from collector.store.sqlite_engine import SqliteEngine
-from collector.store.writer import StoreWriter
 from collector.wire import pack
 from shared.messages import Heartbeat, NodeFacts, NodeState
 
@@ -58,22 +60,14 @@ Clock = Callable[[], float]
 
 def row_of(record: NodeRecord, last_seq: int) -> NodeRow:
     """The registry row of ``record``; ``last_seq`` is what the store took of it, not the cache's own."""
-    if record.facts_frame is None:
-        record.facts_frame = pack(record.facts.model_dump(mode="python", exclude_none=True))
+    facts = record.facts_frame
+    if facts is None:
+        facts = record.facts_frame = pack(record.facts.model_dump(mode="python", exclude_none=True))
+    r = record  # NodeRow's fields in order: the record's own, but the store's last seq
     return NodeRow(
-        node_id=record.node_id,
-        instance_id=record.instance_id,
-        facts=record.facts_frame,
-        interval_s=record.interval_s,
-        state=record.state,
-        state_since_at=record.state_since_at,
-        reason=record.reason,
-        last_seen_at=record.last_seen_at,
-        last_seq=last_seq,
-        missing_samples=record.missing_samples,
-        dropped_samples=record.dropped_samples,
-        last_sample=record.last_sample_frame,
-    )
+        r.node_id, r.instance_id, facts, r.interval_s, r.state, r.state_since_at, r.reason, r.last_seen_at,
+        last_seq, r.missing_samples, r.dropped_samples, r.last_sample_frame,
+    )  # fmt: skip
 
 
 def record_of(row: NodeRow, cache: NodeCache, now: float, wall: float) -> NodeRecord | None:
@@ -166,12 +160,10 @@ class DurableStore:
     """The writer, the ack gate and the registry writes of one collector; everything but ``close`` is sync."""
 
     def __init__(self, engine: SqliteEngine, cache: NodeCache, config: CollectorConfig, clock: Clock, wall: Clock):
-        self.engine = engine
-        self.cache = cache
-        self.clock = clock
-        self.wall_clock = wall
+        self.cache, self.clock, self.wall_clock = cache, clock, wall
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.writer = StoreWriter(engine, self._on_durable, wall_clock=wall)
+        self.writer = ProcessWriter(engine.data_dir, config.store_sync, self._on_durable, wall_clock=wall)
+        self.engine = EngineView(engine, self.writer)
         self.link = StoreLink(self.writer, AckGate(config.ack_interval_s), {})
         self.restored = 0
         self._restored_seq: dict[str, int] = {}
@@ -202,7 +194,7 @@ class DurableStore:
         """
         now, wall = self.clock(), self.wall_clock()
         durable: dict[str, tuple[str, int]] = {}
-        for row in self.engine.load_nodes():
+        for row in self.engine.reader.load_nodes():
             record = record_of(row, self.cache, now, wall)
             if record is None:
                 continue
@@ -220,7 +212,7 @@ class DurableStore:
         """
         since = self.wall_clock() - self.cache.history_window_s
         started = time.perf_counter()
-        recent = await asyncio.to_thread(self.engine.load_recent, since)
+        recent = await asyncio.to_thread(self.engine.reader.load_recent, since)
         changes = []
         for n, (node_id, points) in enumerate(recent.items()):
             record = self.cache.get(node_id)
@@ -235,14 +227,20 @@ class DurableStore:
     # ---- lifecycle --------------------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the writer thread; its commit reports run on ``loop``."""
+        """Start the writer process; its commit reports run on ``loop``."""
         self._loop = loop
         self.writer.start()
 
     async def close(self) -> None:
-        """Save the node keys, commit what is queued, stop the thread and close the database, off the event loop."""
+        """Save the node keys, commit what is queued, stop the writer and close the database, off the event loop."""
         await self.keys.save()
-        await asyncio.to_thread(self.writer.close)
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        try:
+            self.writer.close()
+        finally:
+            self.engine.close()
 
     def _on_durable(self, durables: list[Durable]) -> None:
         """On the writer thread: hand the commit to the loop (the gate is only touched there)."""
@@ -302,4 +300,4 @@ class DurableStore:
 
     async def query(self, node_id: str, from_at: float, to_at: float, step_s: float) -> RangeResult:
         """One node's history from the store, in a worker thread (the reader has its own connection)."""
-        return await asyncio.to_thread(self.engine.query, node_id, from_at, to_at, step_s, self.wall_clock())
+        return await asyncio.to_thread(self.engine.reader.query, node_id, from_at, to_at, step_s, self.wall_clock())

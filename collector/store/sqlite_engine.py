@@ -63,7 +63,9 @@ class SqliteEngine:
         head_window_s: float = HEAD_WINDOW_S,
         max_bytes: int | None = None,
         rate_mantissa_bits: int = 23,
+        locked_by_caller: bool = False,
     ) -> None:
+        """``locked_by_caller``: the writer process, whose parent holds the data dir's lock (and checked the file)."""
         self.data_dir = data_dir
         self.path = data_dir / DB_NAME
         self.policy = policy or RetentionPolicy()
@@ -72,13 +74,14 @@ class SqliteEngine:
         # 23 keeps rates exactly as the history ring does (float32); fewer bits trade precision
         # for size (codec.quantize_rates; bench/store_size.py measures it).
         self.rate_mantissa_bits = rate_mantissa_bits
-        self._lock_fd = take_lock(data_dir)
+        self._lock_fd = -1 if locked_by_caller else take_lock(data_dir)
         try:
-            self._conn = open_database(self.path, sync, wall_clock())
+            self._conn = open_database(self.path, sync, wall_clock(), check=not locked_by_caller)
             self.reader = SqliteReader(self.path, self.policy)
-            stamp_lock(self._lock_fd)
+            if not locked_by_caller:
+                stamp_lock(self._lock_fd)
         except BaseException:
-            os.close(self._lock_fd)
+            self._release()
             raise
         self._idx: dict[str, int] = {}
         self._inst: dict[tuple[int, str], int] = {}
@@ -339,7 +342,12 @@ class SqliteEngine:
             self.reader.close()
             self._conn.close()
         finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock_fd >= 0:
             os.close(self._lock_fd)
+            self._lock_fd = -1
 
 
 def _segments(cols: Columns, segment_s: float) -> list[tuple[int, int, float]]:

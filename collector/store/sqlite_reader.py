@@ -43,11 +43,10 @@ def decode_heads(blobs: Iterable[bytes], node_idx: int | None = None) -> dict[tu
     """
     node, inst, cols = array("I"), array("I"), Columns.empty()
     for blob in blobs:
-        batch = codec.decode_batch(blob)
-        lo, hi = (0, len(batch.node)) if node_idx is None else batch.node_range(node_idx)
-        node.extend(batch.node[lo:hi])
-        inst.extend(batch.inst[lo:hi])
-        cols.extend(batch.cols.slice(lo, hi))
+        batch = codec.decode_batch(blob) if node_idx is None else codec.decode_batch_node(blob, node_idx)
+        node.extend(batch.node)
+        inst.extend(batch.inst)
+        cols.extend(batch.cols)
     key = array("q", [(n << 32) | i for n, i in zip(node, inst, strict=True)])
     order = sorted(range(len(key)), key=key.__getitem__)  # stable: arrival order within a key
     key = array("q", map(key.__getitem__, order))
@@ -134,8 +133,8 @@ class SqliteReader:
             self._rows("SELECT inst_idx, max(last_seq) FROM chunks WHERE tier = 0 GROUP BY inst_idx")
         )
         for (blob,) in self._rows(_HEADS.format(w="1")):
-            batch = codec.decode_batch(blob)
-            for inst_idx, seq in zip(batch.inst, batch.cols.seq, strict=True):
+            insts, seqs = codec.decode_batch_seqs(blob)
+            for inst_idx, seq in zip(insts, seqs, strict=True):
                 if seq > stored.get(inst_idx, 0):
                     stored[inst_idx] = seq
         seen = dict(self._rows("SELECT node_idx, last_seen_at FROM progress"))

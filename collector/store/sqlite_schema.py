@@ -99,8 +99,11 @@ def migrate(conn: sqlite3.Connection, target: int, now_at: float) -> list[int]:
     return applied
 
 
-def open_database(path: Path, sync: str, now_at: float) -> sqlite3.Connection:
-    """Open (or create) the store at ``path`` in WAL mode, migrated; refuse a corrupt, foreign or newer file."""
+def open_database(path: Path, sync: str, now_at: float, *, check: bool = True) -> sqlite3.Connection:
+    """Open (or create) the store at ``path`` in WAL mode, migrated; refuse a corrupt, foreign or newer file.
+
+    ``check=False`` skips ``quick_check``: for the writer process, whose parent checked the file a moment ago.
+    """
     if path.exists():
         with path.open("rb") as f:
             header = f.read(len(SQLITE_HEADER))
@@ -118,9 +121,9 @@ def open_database(path: Path, sync: str, now_at: float) -> sqlite3.Connection:
         migrate(conn, SCHEMA_VERSION, now_at)
         # quick_check reads every page once (O(file size)) but skips the index cross-checks of
         # integrity_check: it finds a damaged page before a query trips on it at 3 a.m.
-        check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
-        if check != "ok":
-            raise model.StoreCorruptError(path, f"damaged database (quick_check: {check[:200]!r})", REMEDY_CORRUPT)
+        found = conn.execute("PRAGMA quick_check(1)").fetchone()[0] if check else "ok"
+        if found != "ok":
+            raise model.StoreCorruptError(path, f"damaged database (quick_check: {found[:200]!r})", REMEDY_CORRUPT)
     except sqlite3.DatabaseError as exc:
         conn.close()
         if isinstance(exc, sqlite3.OperationalError) and ("readonly" in str(exc) or "unable to open" in str(exc)):

@@ -43,7 +43,24 @@ RETRY_MAX_S = 30.0
 MAINTAIN_INTERVAL_S = 60.0
 
 
-class StoreWriter:
+class RegistryPuts:
+    """Registry writes queued for the next commit, latest per node (None: forget), so bounded by the node count."""
+
+    _lock: threading.Lock
+    _nodes: dict[str, NodeRow | None]
+
+    def put_node(self, row: NodeRow) -> None:
+        """Queue a registry write; a later put of the same node replaces one not yet written."""
+        with self._lock:
+            self._nodes[row.node_id] = row
+
+    def forget_node(self, node_id: str) -> None:
+        """Queue a registry removal (the cache forgot the node); its history stays until retention drops it."""
+        with self._lock:
+            self._nodes[node_id] = None
+
+
+class StoreWriter(RegistryPuts):
     """Owns the backend's write side on one thread; every public method is safe from any thread."""
 
     def __init__(
@@ -57,15 +74,13 @@ class StoreWriter:
         maintain_interval_s: float = MAINTAIN_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        on_cycle: Callable[[], None] | None = None,
     ) -> None:
-        self.backend = backend
-        self.on_durable = on_durable
-        self.commit_interval_s = commit_interval_s
-        self.queue_max = queue_max
-        self.batch_max = batch_max
-        self.maintain_interval_s = maintain_interval_s
-        self.clock = clock
-        self.wall_clock = wall_clock
+        """``on_cycle``, if given, runs on the thread after every commit attempt (the child process reports health)."""
+        self.backend, self.on_durable, self.on_cycle = backend, on_durable, on_cycle
+        self.commit_interval_s, self.maintain_interval_s = commit_interval_s, maintain_interval_s
+        self.queue_max, self.batch_max = queue_max, batch_max
+        self.clock, self.wall_clock = clock, wall_clock
         self._queue: deque[Sample] = deque()
         # Registry puts (None: forget), latest per node, so bounded by the node count.
         self._nodes: dict[str, NodeRow | None] = {}
@@ -103,15 +118,10 @@ class StoreWriter:
             self._wake.set()  # a full batch is waiting: commit now rather than at the next tick
         return True
 
-    def put_node(self, row: NodeRow) -> None:
-        """Queue a registry write; a later put of the same node replaces one not yet written."""
+    def failures(self) -> dict[str, str]:
+        """What is failing now, by kind (``commit``, ``maintain``), with the reason health shows."""
         with self._lock:
-            self._nodes[row.node_id] = row
-
-    def forget_node(self, node_id: str) -> None:
-        """Queue a registry removal (the cache forgot the node); its history stays until retention drops it."""
-        with self._lock:
-            self._nodes[node_id] = None
+            return dict(self._failures)
 
     def accepting(self) -> bool:
         """Whether refused samples may be replayed now: no failing write, and the queue half empty at most."""
@@ -209,6 +219,8 @@ class StoreWriter:
             # A failed maintenance is retried at the next interval; commits go on meanwhile.
             self._next_maintain = self.clock() + self.maintain_interval_s
             self._maintain()
+        if self.on_cycle is not None:
+            self.on_cycle()
         with self._lock:
             self._finished += 1
             self._done.notify_all()

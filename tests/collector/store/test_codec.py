@@ -14,6 +14,8 @@ from collector.store.codec import (
     Batch,
     Columns,
     decode_batch,
+    decode_batch_node,
+    decode_batch_seqs,
     decode_buckets,
     decode_raw,
     encode_batch,
@@ -155,3 +157,22 @@ class TestQuantizeRates:
         copy = cols.slice(0, len(cols))
         quantize_rates(copy, 23)
         assert copy.points() == cols.points()
+
+
+class TestBatchParts:
+    def test_one_nodes_rows_and_the_seqs_read_alone_equal_the_whole_batch(self) -> None:
+        """A history query's per-node read of a head batch, and the restart's seq read, see what a full decode sees."""
+        rows = [(seq, 1_800_000_000.0 + seq, (12.5, None, 0.3, 1e3 + seq, 0.0, None, 7.0)) for seq in range(1, 31)]
+        cols = Columns.from_values([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+        node = array("I", sorted([1, 2, 2, 5] * 7 + [9, 9]))
+        batch = Batch(node, array("I", range(30)), cols)
+        blob = encode_batch(batch)
+        whole = decode_batch(blob)
+        for node_idx in (0, 1, 2, 5, 9, 10):
+            lo, hi = whole.node_range(node_idx)
+            part = decode_batch_node(blob, node_idx)
+            assert list(part.node) == list(whole.node[lo:hi])
+            assert list(part.inst) == list(whole.inst[lo:hi])
+            assert part.cols.points() == whole.cols.slice(lo, hi).points()
+        insts, seqs = decode_batch_seqs(blob)
+        assert (list(insts), list(seqs)) == (list(whole.inst), list(whole.cols.seq))

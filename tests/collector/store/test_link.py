@@ -26,14 +26,14 @@ class Loop:
     def __call__(self, durables: list[Durable]) -> None:
         self.reports.append(durables)
 
-    def run(self, link: StoreLink) -> list[AckAction]:
+    def run(self, link: StoreLink[StoreWriter]) -> list[AckAction]:
         """Deliver the queued reports, as the event loop would."""
         actions = [a for durables in self.reports for a in link.committed(durables, NOW)]
         self.reports.clear()
         return actions
 
 
-def start(path: Path, loop: Loop, queue_max: int = 1000) -> StoreLink:
+def start(path: Path, loop: Loop, queue_max: int = 1000) -> StoreLink[StoreWriter]:
     """A link over a started writer on ``path``, restored from what the store holds."""
     engine = SqliteEngine(path, wall_clock=lambda: T0)
     writer = StoreWriter(engine, loop, commit_interval_s=NEVER_S, maintain_interval_s=NEVER_S, queue_max=queue_max)

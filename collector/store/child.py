@@ -1,0 +1,125 @@
+"""The store's writer process: ``python -m collector.store.child``, started by ``collector.store.proc``.
+
+It runs the ordinary ``StoreWriter`` on its own ``SqliteEngine`` (the parent holds the
+data dir's lock and checked the file), fed through the socketpair the parent passed as
+``--fd``. In: ``("write", samples, registry puts)``, ``("flush", token, timeout_s)``,
+``("max_bytes", n)``, ``("close", timeout_s)``. Out: ``("durable", [(node, instance,
+seq), ...])`` after each commit, ``("state", health, failures)`` after each commit
+attempt, ``("flushed", token, ok)``, ``("closed", health, failures)``, ``("fatal", reason)``.
+
+It dies with its parent (``PR_SET_PDEATHSIG``, Linux), and leaves SIGINT and SIGTERM to
+the parent, which shuts it down in order (a final commit, then ``close``).
+
+Not here: the queue bound and the ack rules (the parent's), SQL (``sqlite_engine``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import os
+import pickle
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from collector.store.model import Durable, NodeRow, Sample, StoreOpenError
+from collector.store.sqlite_engine import SqliteEngine
+from collector.store.writer import StoreWriter
+
+log = logging.getLogger("nodewatch.collector.store")
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# The parent bounds the queue (samples not yet committed); the child's own bound must never refuse one.
+UNBOUNDED = sys.maxsize
+
+
+def die_with_parent(parent_pid: int) -> bool:
+    """Ask for SIGKILL when the parent dies; False if it is already gone (then the request came too late)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    return os.getppid() == parent_pid
+
+
+class Child:
+    """The writer and its pipe; ``serve`` runs until the parent says close or goes away."""
+
+    def __init__(self, conn: Connection, engine: SqliteEngine) -> None:
+        self.conn = conn
+        self.engine = engine
+        self._send_lock = threading.Lock()
+        self.writer = StoreWriter(engine, self._durable, queue_max=UNBOUNDED, on_cycle=self._report)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        """One message to the parent (from the writer thread or the main one)."""
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        with self._send_lock:
+            self.conn.send_bytes(data)
+
+    def _durable(self, durables: list[Durable]) -> None:
+        self.send(("durable", [tuple(d) for d in durables]))
+
+    def _report(self) -> None:
+        self.send(("state", asdict(self.writer.health()), self.writer.failures()))
+
+    def serve(self) -> None:
+        """Take the parent's messages until ``close``; a closed pipe means the parent died: exit at once."""
+        self.writer.start()
+        append = self.writer.append
+        while True:
+            try:
+                message = pickle.loads(self.conn.recv_bytes())  # noqa: S301 - our parent's socketpair, no one else's
+            except (EOFError, OSError):
+                os._exit(0)  # nothing uncommitted here was ever acked; the next collector takes over the file
+            kind = message[0]
+            if kind == "write":
+                samples: list[Sample] = message[1]
+                nodes: dict[str, NodeRow | None] = message[2]
+                for sample in samples:
+                    append(sample)
+                for node_id, row in nodes.items():
+                    if row is None:
+                        self.writer.forget_node(node_id)
+                    else:
+                        self.writer.put_node(row)
+            elif kind == "flush":
+                self.send(("flushed", message[1], self.writer.flush(message[2])))
+            elif kind == "max_bytes":
+                self.engine.max_bytes = message[1]
+            elif kind == "close":
+                self.writer.close(message[1])
+                self.send(("closed", asdict(self.writer.health()), self.writer.failures()))
+                return
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Open the engine on the parent's data dir and serve its pipe."""
+    parser = argparse.ArgumentParser(description="nodewatch's store writer process (started by the collector)")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--sync", choices=("NORMAL", "FULL"), default="NORMAL")
+    parser.add_argument("--parent-pid", type=int, required=True)
+    args = parser.parse_args(argv)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    if not die_with_parent(args.parent_pid):
+        return 1
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s (writer process): %(message)s")
+    conn = Connection(args.fd)
+    try:
+        engine = SqliteEngine(args.data_dir, sync=args.sync, locked_by_caller=True)
+    except StoreOpenError as exc:
+        conn.send_bytes(pickle.dumps(("fatal", str(exc))))
+        return 2
+    Child(conn, engine).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""``ProcessWriter``: the store's writes in a child process, so encoding, SQLite and compaction never hold our GIL.
+
+At 10,000 nodes the writer thread's Python work (column encoding, compaction: seconds
+every minute) shared the event loop's GIL and its one core, and the loop fell behind
+(e2e p99 0.7-1 s, docs/store.md). The child (``collector.store.child``) runs the very
+same ``StoreWriter`` on its own ``SqliteEngine``, on the other core; this side keeps
+``StoreWriter``'s interface (``append``, ``put_node``, ``forget_node``, ``accepting``,
+``health``, ``flush``, ``close``), so ``StoreLink`` and the ack gate do not change.
+
+- The loop's ``append`` is a deque append and a count check. A sender thread pickles
+  what queued every ``SEND_INTERVAL_S`` and writes it to a socketpair; a receiver thread
+  reads the child's commit reports and hands them to ``on_durable``, as the thread did.
+- The queue bound is kept here: samples appended but not yet reported committed. The
+  child's own queue never refuses, so nothing the gate counts as accepted is dropped there.
+- An ack still follows a commit: only the child's commit report moves ``durable``.
+- If the child dies, health says degraded with the exit status, ``append`` refuses
+  (the gate stops acking: agents keep their backlogs) and nothing further is acked.
+  Samples it held uncommitted were never acked, so no acked sample is lost. A restart
+  of the collector brings the writer back.
+- The child dies with us (``PR_SET_PDEATHSIG``): a kill -9 of the collector leaves no writer behind.
+
+Not here: SQL, the commit loop (``collector.store.writer``, in the child), ack rules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import fields
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from collector.store.durability import StoreHealth, accepting, health_reason
+from collector.store.model import Durable, NodeRow, Sample
+from collector.store.sqlite_engine import SqliteEngine
+from collector.store.sqlite_reader import SqliteReader
+from collector.store.writer import QUEUE_MAX, RegistryPuts
+
+log = logging.getLogger("nodewatch.collector.store")
+
+# The sender hands queued samples to the child this often: an ack waits for its commit (~1 s) anyway,
+# and 0.1 s keeps each message to ~1,000 samples at 10,000 nodes (~70 KB pickled).
+SEND_INTERVAL_S = 0.1
+# How long close() waits for the child's last commit and exit before it kills it.
+CLOSE_TIMEOUT_S = 15.0
+_HEALTH_FIELDS = {f.name for f in fields(StoreHealth)}
+
+
+class ProcessWriter(RegistryPuts):
+    """The parent's handle on the writer process; every public method is safe from any thread."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        sync: str,
+        on_durable: Callable[[list[Durable]], None],
+        *,
+        queue_max: int = QUEUE_MAX,
+        send_interval_s: float = SEND_INTERVAL_S,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.data_dir, self.sync, self.on_durable = data_dir, sync, on_durable
+        self.queue_max, self.send_interval_s, self.wall_clock = queue_max, send_interval_s, wall_clock
+        self._queue: deque[Sample] = deque()
+        self._appended = 0  # loop thread only
+        self._committed = 0  # the child's count, set by the receiver thread
+        self._refused = 0
+        self._lock = threading.Lock()
+        self._nodes: dict[str, NodeRow | None] = {}
+        self._ops: list[tuple[Any, ...]] = []  # flush, max_bytes, close: sent after the samples before them
+        self._flushes: dict[int, tuple[threading.Event, list[bool]]] = {}
+        self._tokens = itertools.count(1)
+        self._child: dict[str, Any] = {}  # the child's last health report
+        self._failures: dict[str, str] = {}
+        self._failure: str | None = None  # the child is gone or never started: degraded until restart
+        self._since_at = wall_clock()
+        self._closing = False
+        self._closed = threading.Event()
+        self._wake = threading.Event()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._threads: list[threading.Thread] = []
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Spawn the child and the two threads that talk to it."""
+        mine, theirs = socket.socketpair()
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        argv = [sys.executable, "-m", "collector.store.child", "--fd", str(theirs.fileno())]
+        argv += ["--data-dir", str(self.data_dir), "--sync", self.sync, "--parent-pid", str(os.getpid())]
+        try:
+            # argv is ours: this interpreter, our module, our data dir.
+            self._proc = subprocess.Popen(argv, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)  # noqa: S603
+        finally:
+            theirs.close()
+        self._conn = Connection(mine.detach())
+        for name, target in (("sender", self._send_loop), ("receiver", self._receive_loop)):
+            thread = threading.Thread(target=target, name=f"nodewatch-store-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    @property
+    def pid(self) -> int | None:
+        """The writer process's pid, once started (for an operator's ps and py-spy)."""
+        return None if self._proc is None else self._proc.pid
+
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Commit what is left, stop the child and the threads; what could not be written is counted lost."""
+        if self._proc is None:
+            return
+        if self._failure is None:
+            self.flush(timeout_s)
+        with self._lock:
+            self._ops.append(("close", timeout_s))
+        self._wake.set()
+        self._closed.wait(timeout_s)
+        with self._lock:
+            self._closing = True
+        try:
+            self._proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.error("store: the writer process did not exit in %.0f s; killing it", timeout_s)  # noqa: TRY400 - no traceback to add
+            self._proc.kill()
+            self._proc.wait()
+        self._wake.set()
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.close()
+        for thread in self._threads:
+            thread.join(timeout_s)
+
+    # ---- event-loop side -----------------------------------------------------------------
+
+    def append(self, sample: Sample) -> bool:
+        """Queue one sample; False (and counted) if the queue is full or the child is gone: do not ack it."""
+        if self._failure is not None or self._appended - self._committed >= self.queue_max:
+            self._refused += 1
+            return False
+        self._queue.append(sample)
+        self._appended += 1
+        return True
+
+    def set_max_bytes(self, max_bytes: int | None) -> None:
+        """The child's ``SqliteEngine.max_bytes`` (a quota), from the next commit on."""
+        with self._lock:
+            self._ops.append(("max_bytes", max_bytes))
+        self._wake.set()
+
+    def accepting(self) -> bool:
+        """Whether refused samples may be replayed now: no failing write, and the queue half empty at most."""
+        with self._lock:
+            return accepting(self._outstanding(), self.queue_max, self._commit_failure())
+
+    def health(self) -> StoreHealth:
+        """The store's state for /api/v1/health: the child's last report, with the queue counted here."""
+        with self._lock:
+            child, queued = self._child, self._outstanding()
+            reason = health_reason(queued, self.queue_max, self._commit_failure()) or self._failures.get("maintain")
+            return StoreHealth(
+                status="ok" if reason is None else "degraded",
+                reason=reason,
+                since_at=self._since_at if self._failure is not None else child.get("since_at", self._since_at),
+                queued=queued,
+                queue_capacity=self.queue_max,
+                pending=child.get("pending", 0),
+                committed_samples=self._committed,
+                refused_samples=self._refused,
+                lost_samples=child.get("lost_samples", 0),
+                commit_failures=child.get("commit_failures", 0),
+                last_commit_at=child.get("last_commit_at"),
+                last_commit_ms=child.get("last_commit_ms"),
+            )
+
+    def _outstanding(self) -> int:
+        return self._appended - self._committed
+
+    def _commit_failure(self) -> str | None:
+        return self._failure or self._failures.get("commit")
+
+    # ---- blocking side -------------------------------------------------------------------
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Commit everything appended so far; True once the child reports it durable."""
+        token, done = next(self._tokens), threading.Event()
+        result: list[bool] = []
+        with self._lock:
+            if self._failure is not None:
+                return False
+            self._flushes[token] = (done, result)
+            self._ops.append(("flush", token, timeout_s))
+        self._wake.set()
+        done.wait(timeout_s + 1.0)
+        with self._lock:
+            self._flushes.pop(token, None)
+        return bool(result and result[0])
+
+    # ---- the threads ---------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        while True:
+            self._wake.wait(self.send_interval_s)
+            self._wake.clear()
+            queue = self._queue
+            samples = [queue.popleft() for _ in range(len(queue))]
+            with self._lock:
+                nodes, self._nodes = self._nodes, {}
+                ops, self._ops = self._ops, []
+                if self._closing or self._failure is not None:
+                    return
+            try:
+                if samples or nodes:
+                    conn.send_bytes(pickle.dumps(("write", samples, nodes), pickle.HIGHEST_PROTOCOL))
+                for op in ops:
+                    conn.send_bytes(pickle.dumps(op, pickle.HIGHEST_PROTOCOL))
+            except OSError:
+                return  # the child is gone: the receiver reports it
+
+    def _receive_loop(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        while True:
+            try:
+                message = pickle.loads(conn.recv_bytes())  # noqa: S301 - our child's socketpair, no one else's
+            except (EOFError, OSError):
+                break
+            kind = message[0]
+            if kind == "durable":
+                self.on_durable([Durable(*d) for d in message[1]])
+            elif kind == "state":
+                self._state(message[1], message[2])
+            elif kind == "flushed":
+                with self._lock:
+                    waiter = self._flushes.get(message[1])
+                if waiter is not None:
+                    waiter[1].append(message[2])
+                    waiter[0].set()
+            elif kind == "closed":
+                self._state(message[1], message[2])
+                self._closed.set()
+            elif kind == "fatal":
+                self._gone(f"store writer process could not open the store: {message[1]}")
+        self._gone(None)
+
+    def _state(self, health: dict[str, Any], failures: dict[str, str]) -> None:
+        with self._lock:
+            self._child = {k: v for k, v in health.items() if k in _HEALTH_FIELDS}
+            self._committed = int(health.get("committed_samples", self._committed))
+            self._failures = dict(failures)
+
+    def _gone(self, reason: str | None) -> None:
+        """The child ended: expected while closing; otherwise degraded for good, and every flush answered False."""
+        if reason is None:
+            if self._closed.is_set():
+                return
+            code = None
+            if self._proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    code = self._proc.wait(1.0)
+            reason = f"store writer process exited (status {code}); acks stopped: restart the collector"
+        with self._lock:
+            if self._failure is not None or self._closing:
+                return
+            self._failure = reason
+            self._since_at = self.wall_clock()
+            waiters = list(self._flushes.values())
+        log.error("store: degraded: %s", reason)
+        for done, _ in waiters:
+            done.set()
+
+
+class EngineView:
+    """The parent's side of the engine: reads, the lock and the file checks here; writes in the child.
+
+    ``max_bytes`` (the quota, ``SqliteEngine.max_bytes``) is forwarded to the child's engine.
+    """
+
+    def __init__(self, engine: SqliteEngine, writer: ProcessWriter) -> None:
+        self._engine = engine
+        self._writer = writer
+        self._max_bytes = engine.max_bytes
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._engine.path
+
+    @property
+    def reader(self) -> SqliteReader:
+        """The read connection (``SqliteReader``)."""
+        return self._engine.reader
+
+    @property
+    def max_bytes(self) -> int | None:
+        """The quota the writer process applies."""
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int | None) -> None:
+        self._max_bytes = value
+        self._writer.set_max_bytes(value)
+
+    def close(self) -> None:
+        """Close the read connection and release the lock (after the child is done)."""
+        self._engine.close()
