@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from collector.app import create_app
 from collector.cache import NodeCache
 from collector.changes import Change, ChangeKind
+from collector.fanout import FanoutLimits
 from collector.snapshot import SNAPSHOT_PART_MAX_BYTES, EntryParts, PartLimits, SnapshotCache, SnapshotSend, split
 from shared.codec import COLLECTOR_LIMITS, decode, decode_json
 from shared.messages import Heartbeat, Message, Snapshot, Update
@@ -190,6 +191,44 @@ def small_cache(*node_ids: str) -> NodeCache:
     for index, node_id in enumerate(node_ids):
         cache.hello(hello(node_id, f"inst-{index}"), conn=index + 1, now=1.0, wall=1_700_000_000.0)
     return cache
+
+
+class TestPartsWhileTheFleetMoves:
+    """Parts packed as they go out, then the catch-up: a moving fleet never goes backwards in a viewer."""
+
+    async def test_no_node_goes_back_while_parts_and_updates_interleave(self, aiohttp_client: Any) -> None:
+        """Ten nodes beating while a viewer gets one node per part: each node's seq only rises, ending at its newest."""
+        limits = FanoutLimits(snapshot_parts=PartLimits(max_bytes=2_000, max_nodes=1))
+        client: TestClient[Any, Any] = await aiohttp_client(create_app(fast_config(), fanout_limits=limits))
+        agents = []
+        for index in range(10):
+            ws, _ = await connect_agent(client, hello(f"node-{index}", f"inst-{index}", interval_s=0.05))
+            await send_heartbeat(ws, heartbeat(1))
+            agents.append(ws)
+        newest = dict.fromkeys(range(10), 1)
+
+        async def beat() -> None:
+            for seq in range(2, 12):
+                for index, ws in enumerate(agents):
+                    await send_heartbeat(ws, heartbeat(seq))
+                    newest[index] = seq
+
+        beating = asyncio.create_task(beat())
+        viewer = await client.ws_connect("/api/v1/subscribe")
+        seen: dict[str, int] = {}
+        kinds = []
+        async with asyncio.timeout(10):
+            while len(seen) < 10 or any(seen[f"node-{i}"] < newest[i] for i in range(10)) or not beating.done():
+                message = decode((await viewer.receive()).data, COLLECTOR_LIMITS)
+                assert isinstance(message, Snapshot | Update)
+                kinds.append(type(message).__name__)
+                for entry in message.nodes:
+                    if entry.last_sample is not None:
+                        node_id = entry.status.node_id
+                        assert entry.last_sample.seq >= seen.get(node_id, 0), (node_id, entry.last_sample.seq, seen)
+                        seen[node_id] = entry.last_sample.seq
+        assert kinds[0] == "Snapshot"
+        assert seen == {f"node-{i}": 11 for i in range(10)}
 
 
 class TestSnapshotCache:
