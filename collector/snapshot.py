@@ -1,4 +1,4 @@
-"""A subscriber's first view of the fleet: captured at once from per-node cached parts, sent in bounded parts.
+"""A subscriber's first view of the fleet: packed from per-node cached parts, sent in bounded parts.
 
 ``SnapshotCache`` keeps, per node, the packed parts of its snapshot entry (status and
 recent history, packed by us; facts and last sample, referenced where the record keeps
@@ -6,14 +6,14 @@ them packed). A change of a node drops its parts (``forget``, fed by the fan-out
 every published change), so a connect/close loop re-packs only the nodes that changed
 since the previous snapshot, not the whole fleet each time (issue 13, finding 12b).
 
-``capture`` takes every node's parts at one instant, with no await: the caller registers
-the subscriber in the same step, so every later change reaches it as an update.
-``snapshot_frames`` then joins those parts into frames lazily, one part at a time, each
-of at most ``max_bytes`` (or a single node larger than that) and ``max_nodes`` nodes
-(docs/protocol.md 4.2.1): the first is the ``snapshot``, the rest are ``update``s whose
-entries carry ``history``. No frame is bigger than a viewer's limit for a fleet of any
-size (finding 6: 4,500 maximal nodes were one 277 MiB frame), and a viewer that does not
-read holds one part in its socket, not the fleet.
+``SnapshotSend`` is one viewer's snapshot: the node ids of the instant it connected, sent in
+parts of at most ``PartLimits.max_bytes`` (or one node larger than that) and ``max_nodes``
+nodes (docs/protocol.md 4.2.1), each packed from the nodes' current parts when it is due: the
+first is the ``snapshot``, the rest are ``update``s whose entries carry ``history``. Its
+``catch_up``, built in the same step as the viewer is registered for updates, brings what
+changed meanwhile. No frame is bigger than a viewer's limit for a fleet of any size
+(finding 6: 4,500 maximal nodes were one 277 MiB frame), and a viewer that does not read
+holds one part in its socket and a list of ids, not the fleet.
 
 Not here: which subscribers get what (``collector.fanout``), sockets (``collector.subscribe``).
 """
