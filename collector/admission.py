@@ -18,9 +18,9 @@ an address a recent hello vouched for, 4,096 in all; more get HTTP 429 with
 ``Retry-After``) until its request head is
 complete, and is closed if the head does not arrive within ``header_timeout_s``
 (nginx's ``client_header_timeout``) or grows past ``MAX_HEAD_BYTES`` (431).
-Only then is it handed to aiohttp; an ingest connection through ``_Metered``,
-which counts the bytes it parks in unfinished messages against one budget
-for all (``collector.trust.parked``, finding 11: one call per chunk). What
+Only then is it handed to aiohttp, through ``_Metered``, which counts the
+bytes an ingest websocket parks in unfinished messages against one budget for
+all (``collector.trust.parked``, finding 11: one call per chunk). What
 counts toward ``limit`` is ``count()``: the CLI counts upgraded, authenticated
 ingest websockets, so idle sockets no longer crowd agents out.
 
@@ -161,7 +161,7 @@ class _HeadReader(asyncio.Protocol):
             return
         self._transport = None
         handler: asyncio.Protocol = aiohttp_private.site_server(site)()
-        if site.parked is not None and head.startswith(INGEST_REQUEST_LINE):
+        if site.parked is not None:  # every connection: a kept-alive one may upgrade to ingest later
             handler = _Metered(site, handler, site.parked)
         transport.set_protocol(handler)
         handler.connection_made(transport)
@@ -204,7 +204,7 @@ def close_frame(code: int, reason: str) -> bytes:
 
 
 class _Metered(asyncio.Protocol):
-    """In front of aiohttp's handler on an ingest connection: counts what it parks (``ParkedBytes``).
+    """In front of aiohttp's handler on every connection: counts what an ingest websocket parks (``ParkedBytes``).
 
     Every call is passed on; a connection the budget sheds gets a close frame, 1009
     ``parked_bytes_exceeded``, and no more of its bytes reach aiohttp.
@@ -254,7 +254,10 @@ class _Metered(asyncio.Protocol):
 
 
 def parked_meter(transport: asyncio.BaseTransport | None) -> tuple[ParkedBytes, ParkedConn] | None:
-    """The parked-bytes budget and count of an ingest connection behind an ``AdmissionSite``, else None."""
+    """The parked-bytes budget and count of a connection behind an ``AdmissionSite``, else None.
+
+    The ingest handler ``activate``s the count: from then on it is in the budget's total.
+    """
     protocol = transport.get_protocol() if transport is not None else None
     return (protocol.parked, protocol.conn) if isinstance(protocol, _Metered) else None
 

@@ -114,6 +114,8 @@ class IngestConnection:
         self._pace: ReplayPace | None = None  # set by the hello while a backlog is owed (docs/security.md, 3.3)
         # The bytes this connection parks count against one budget for all (behind the CLI's AdmissionSite).
         self._parked = parked_meter(request.transport)
+        if self._parked is not None:
+            self._parked[0].activate(self._parked[1])
 
     def hello_accepted(self, hello: Hello, ack_seq: int) -> None:
         """The node is ours now: health counts this agent, a later hello of its instance can replace it."""

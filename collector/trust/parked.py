@@ -6,7 +6,9 @@ aiohttp's reader, up to the frame cap per connection. 1,400 connections doing
 so drove a collector under a 256 MiB limit to MemoryError. Each connection's
 share is bounded by its ``max_msg_size``; this bounds them together.
 
-``ParkedBytes`` counts, per connection (``ParkedConn``), the bytes the socket
+``ParkedBytes`` counts, per connection (``ParkedConn``; every connection that
+passed the admission site's head reader, in the total once it is an ingest
+websocket: ``activate``), the bytes the socket
 delivered minus those of the messages the handler took (``taken``: a
 message's payload plus the largest client frame header, 14 bytes, so the
 count errs low, never high, for an honest peer). An honest agent's count is a
@@ -51,6 +53,7 @@ class ParkedConn:
     parked: int = 0
     last_data_at: float | None = None
     replaying: bool = False
+    active: bool = False  # counted in the total: an ingest websocket (``activate``)
     shed: bool = field(default=False)
 
 
@@ -72,21 +75,32 @@ class ParkedBytes:
         return len(self._conns)
 
     def open(self, now: float) -> ParkedConn:
-        """A new ingest connection (its request head just arrived)."""
-        conn = ParkedConn(opened_at=now)
-        self._conns.add(conn)
-        return conn
+        """A new connection (its request head just arrived): counted by itself until ``activate``."""
+        return ParkedConn(opened_at=now)
+
+    def activate(self, conn: ParkedConn) -> None:
+        """``conn`` became an ingest websocket: from now on it counts in the total, with every byte it received.
+
+        Bytes of earlier requests on a kept-alive connection are counted too (an honest agent's
+        connection has none but its upgrade request), so a peer gains nothing by upgrading late.
+        """
+        if not conn.active:
+            conn.active = True
+            self._conns.add(conn)
+            self.total += conn.parked
 
     def close(self, conn: ParkedConn) -> None:
         """The connection is gone: its bytes are freed with it."""
         if conn in self._conns:
             self._conns.discard(conn)
             self.total -= conn.parked
-            conn.parked = 0
+        conn.parked = 0
 
     def received(self, conn: ParkedConn, size: int, now: float) -> list[ParkedConn]:
         """``size`` bytes arrived on ``conn``: the connections to shed now (usually none)."""
         conn.parked += size
+        if not conn.active:
+            return []
         self.total += size
         if self.total <= self.budget_bytes or now < self._next_scan:
             return []
@@ -96,7 +110,8 @@ class ParkedBytes:
         """The handler took one message of ``payload_bytes``; ``data`` for a binary or text one (progress)."""
         freed = min(conn.parked, payload_bytes + MAX_CLIENT_HEADER_BYTES)
         conn.parked -= freed
-        self.total -= freed
+        if conn.active:
+            self.total -= freed
         if data:
             conn.last_data_at = now
 

@@ -77,9 +77,19 @@ def frame(opcode: int, payload: bytes, *, fin: bool) -> bytes:
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-async def parker(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A raw websocket on ingest that sends an unfinished fragmented binary message of 64 KiB."""
+async def parker(port: int, *, late: bool = False) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw websocket on ingest that sends an unfinished fragmented binary message of 64 KiB.
+
+    ``late``: the connection first serves a plain health request (kept alive), then upgrades.
+    """
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if late:
+        writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: c\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
+        await reader.readexactly(length)
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
         f"GET /api/v1/ingest HTTP/1.1\r\nHost: c\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -117,10 +127,14 @@ async def agent_acked(port: int) -> bool:
 class TestParkedBytes:
     """Unfinished messages on many connections stay within one budget; honest agents still connect."""
 
-    async def test_parkers_past_the_budget_are_closed_1009_and_honest_agents_connect(self, served: Served) -> None:
+    @pytest.mark.parametrize("late", [False, True], ids=["first-request", "after-a-kept-alive-request"])
+    async def test_parkers_past_the_budget_are_closed_1009_and_honest_agents_connect(
+        self, served: Served, late: bool
+    ) -> None:
         """48 connections parking 64 KiB each under a 1 MiB budget: the parked total stays bounded, the largest
-        are closed with 1009 parked_bytes_exceeded, and an honest agent is still acked."""
-        sockets = [await parker(served.port) for _ in range(PARKERS)]
+        are closed with 1009 parked_bytes_exceeded, and an honest agent is still acked; upgrading a kept-alive
+        connection late counts the same."""
+        sockets = [await parker(served.port, late=late) for _ in range(PARKERS)]
         await asyncio.sleep(0.2)
         assert served.site.parked.total <= BUDGET + FRAGMENTS * (FRAGMENT + 8)
         endings = await asyncio.gather(*(closed_with(r) for r, _ in sockets))
@@ -150,6 +164,8 @@ class TestShedOrder:
         """Over the budget, the connections parking most are shed until the total is back to 3/4 of it."""
         parked = ParkedBytes(100_000)
         small, big, bigger = parked.open(0.0), parked.open(0.0), parked.open(0.0)
+        for conn in (small, big, bigger):
+            parked.activate(conn)
         assert parked.received(small, 3000, 0.0) == []
         assert parked.received(big, 40_000, 0.0) == []
         assert parked.received(bigger, 60_000, 0.0) == [bigger]
@@ -160,6 +176,7 @@ class TestShedOrder:
         """A replaying connection's full queue is spared while it takes frames, shed after a second without."""
         parked = ParkedBytes(100_000)
         replay = parked.open(0.0)
+        parked.activate(replay)
         replay.replaying = True
         parked.taken(replay, 0, 0.5, data=True)
         assert parked.received(replay, 120_000, 0.9) == []
@@ -169,7 +186,17 @@ class TestShedOrder:
         """Whole messages taken by the handler leave nothing parked (headers included)."""
         parked = ParkedBytes(100_000)
         conn = parked.open(0.0)
+        parked.activate(conn)
         parked.received(conn, 2 * (600 + 6), 0.0)
         parked.taken(conn, 600, 0.0, data=True)
         parked.taken(conn, 600, 0.0, data=True)
         assert parked.total == 0
+
+    def test_a_connection_counts_in_the_total_only_once_it_is_an_ingest_websocket(self) -> None:
+        """Plain HTTP bytes stay out of the total; at the upgrade every byte the connection received joins it."""
+        parked = ParkedBytes(100_000)
+        conn = parked.open(0.0)
+        assert parked.received(conn, 200_000, 0.0) == []
+        assert parked.total == 0
+        parked.activate(conn)
+        assert parked.total == 200_000
