@@ -1,0 +1,111 @@
+"""Alert messages a collector might get wrong: refused with a close and a log line, never shown, never a crash.
+
+A real loopback subscribe endpoint (``SubscribeServer``) sends the frames; the viewer's real
+link and window receive them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import pytest
+from pytestqt.qtbot import QtBot
+
+from shared.errors import CloseCode
+from tests.support.messages import WALL_T0, snapshot
+from tests.viewer.helpers import start_window
+from tests.viewer.subscribe_server import SubscribeServer
+from viewer.alertspanel import EMPTY_TEXT, NOT_HEARD_TEXT
+from viewer.window import MainWindow
+
+GOOD_ALERT: dict[str, Any] = {
+    "alertname": "cpu_high",
+    "node_id": "a",
+    "instance": "",
+    "severity": "warning",
+    "state": "firing",
+    "active_since_at": WALL_T0 - 60,
+    "fired_at": WALL_T0 - 30,
+    "value": 95.0,
+    "condition": "cpu_percent > 90",
+    "summary": "CPU above 90 %",
+}
+
+
+def alerts_frame(*alerts: dict[str, Any], **fields: Any) -> bytes:
+    """An ``alerts`` message holding ``alerts``; ``fields`` replace top-level keys."""
+    packed: bytes = msgpack.packb({"type": "alerts", "server_time_at": WALL_T0, "alerts": list(alerts), **fields})
+    return packed
+
+
+@pytest.fixture
+def served() -> Iterator[SubscribeServer]:
+    """A subscribe endpoint with nodes a, b and c."""
+    srv = SubscribeServer(lambda: snapshot("a", "b", "c"))
+    srv.start()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def window(qtbot: QtBot, served: SubscribeServer) -> Iterator[MainWindow]:
+    """A window connected to ``served``."""
+    win = start_window(qtbot, served.url, 3)
+    yield win
+    win.close()
+
+
+class TestAlertMessages:
+    def test_a_good_message_fills_the_panel(self, qtbot: QtBot, served: SubscribeServer, window: MainWindow) -> None:
+        """An ``alerts`` message's firing alert shows; an ``alert`` resolving it empties the panel again."""
+        panel = window.parts.alerts
+        assert panel.summary_label.text() == NOT_HEARD_TEXT  # this stand-in sent none yet
+        served.push_raw(alerts_frame(GOOD_ALERT, {**GOOD_ALERT, "node_id": "b", "state": "pending"}))
+        qtbot.waitUntil(lambda: panel.summary_label.text() == "1 firing · 0 unknown", timeout=5000)
+        event = {**GOOD_ALERT, "old": "firing", "new": "resolved", "changed_at": WALL_T0, "labels": {}}
+        for key in ("state", "fired_at", "condition"):
+            event.pop(key)
+        served.push_raw(msgpack.packb({"type": "alert", "server_time_at": WALL_T0, "events": [event]}))
+        qtbot.waitUntil(lambda: panel.summary_label.text() == EMPTY_TEXT, timeout=5000)
+
+    @pytest.mark.parametrize(
+        ("frame", "words"),
+        [
+            (alerts_frame({**GOOD_ALERT, "alertname": "<b>x</b>"}), "alertname"),
+            (alerts_frame({**GOOD_ALERT, "state": "exploded"}), "state"),
+            (alerts_frame({**GOOD_ALERT, "node_id": "-bad"}), "node_id"),
+            (alerts_frame({**GOOD_ALERT, "summary": "x" * 5000}), "summary"),
+            (alerts_frame(alerts={"not": "a list"}), "alerts"),
+            (alerts_frame(server_time_at="noon"), "server_time_at"),
+            (msgpack.packb({"type": "alert", "server_time_at": WALL_T0, "events": [GOOD_ALERT]}), "old"),
+        ],
+    )
+    def test_bad_alert_messages_are_refused(
+        self,
+        qtbot: QtBot,
+        served: SubscribeServer,
+        window: MainWindow,
+        *,
+        caplog: pytest.LogCaptureFixture,
+        frame: bytes,
+        words: str,
+    ) -> None:
+        """A malformed alert message closes the connection as a policy violation, logs the field, shows nothing."""
+        with caplog.at_level(logging.WARNING, logger="viewer.link"):
+            served.push_raw(frame)
+            qtbot.waitUntil(lambda: bool(served.client_close_codes), timeout=5000)
+        assert served.client_close_codes[0] == CloseCode.POLICY_VIOLATION
+        assert any("schema" in record.getMessage() and words in record.getMessage() for record in caplog.records)
+        assert window.parts.alerts.model.rowCount() == 0
+
+    def test_other_unknown_types_are_still_refused(
+        self, qtbot: QtBot, served: SubscribeServer, window: MainWindow, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A message type neither the codec nor the alert reader knows is refused as an unknown type."""
+        with caplog.at_level(logging.WARNING, logger="viewer.link"):
+            served.push_raw(msgpack.packb({"type": "gossip", "server_time_at": WALL_T0}))
+            qtbot.waitUntil(lambda: bool(served.client_close_codes), timeout=5000)
+        assert any("unknown_type" in record.getMessage() for record in caplog.records)
