@@ -16,7 +16,6 @@ from typing import Annotated, Final, Literal
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from shared.codec import COLLECTOR_LIMITS
 from shared.errors import ErrorReason, ProtocolError
 from shared.limits import NODE_ID_MAX_LEN, NODE_ID_PATTERN
 
@@ -107,18 +106,9 @@ def decode_alert_frame(data: bytes, refused: ProtocolError) -> AlertNews:
     """
     if refused.reason is not ErrorReason.UNKNOWN_TYPE:
         raise refused
-    limits = COLLECTOR_LIMITS
     try:
-        obj = msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            max_str_len=limits.max_str_len,
-            max_bin_len=limits.max_str_len,
-            max_array_len=limits.max_container_len,
-            max_map_len=limits.max_container_len,
-            max_ext_len=0,
-        )
+        # ``decode`` got as far as the schema, so these bytes are one msgpack map within COLLECTOR_LIMITS.
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True, max_ext_len=0)
         return _ADAPTER.validate_python(obj)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]

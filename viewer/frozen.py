@@ -67,9 +67,8 @@ class FrozenColumns(QObject):
         assert own_bar is not None
         table_bar.valueChanged.connect(own_bar.setValue)
         own_bar.valueChanged.connect(table_bar.setValue)
-        view.activated.connect(table.activated)
-        view.doubleClicked.connect(table.doubleClicked)
-        view.clicked.connect(table.clicked)
+        for own, tables in ((view.activated, table.activated), (view.clicked, table.clicked)):
+            own.connect(tables)  # a click or Enter on the overlay is one on the table
         self.sync_columns()
         view.show()
         table.installEventFilter(self)

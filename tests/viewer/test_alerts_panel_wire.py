@@ -7,7 +7,6 @@ link and window receive them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import msgpack
@@ -15,7 +14,7 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from shared.errors import CloseCode
-from tests.support.messages import WALL_T0, snapshot
+from tests.support.messages import WALL_T0
 from tests.viewer.helpers import start_window
 from tests.viewer.subscribe_server import SubscribeServer
 from viewer.alertspanel import EMPTY_TEXT, NOT_HEARD_TEXT
@@ -42,33 +41,22 @@ def alerts_frame(*alerts: dict[str, Any], **fields: Any) -> bytes:
 
 
 @pytest.fixture
-def served() -> Iterator[SubscribeServer]:
-    """A subscribe endpoint with nodes a, b and c."""
-    srv = SubscribeServer(lambda: snapshot("a", "b", "c"))
-    srv.start()
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
-def window(qtbot: QtBot, served: SubscribeServer) -> Iterator[MainWindow]:
-    """A window connected to ``served``."""
-    win = start_window(qtbot, served.url, 3)
-    yield win
-    win.close()
+def window(qtbot: QtBot, server: SubscribeServer) -> MainWindow:
+    """A window connected to ``server`` (nodes a, b and c); qtbot closes it after the test."""
+    return start_window(qtbot, server.url, 3)
 
 
 class TestAlertMessages:
-    def test_a_good_message_fills_the_panel(self, qtbot: QtBot, served: SubscribeServer, window: MainWindow) -> None:
+    def test_a_good_message_fills_the_panel(self, qtbot: QtBot, server: SubscribeServer, window: MainWindow) -> None:
         """An ``alerts`` message's firing alert shows; an ``alert`` resolving it empties the panel again."""
         panel = window.parts.alerts
         assert panel.summary_label.text() == NOT_HEARD_TEXT  # this stand-in sent none yet
-        served.push_raw(alerts_frame(GOOD_ALERT, {**GOOD_ALERT, "node_id": "b", "state": "pending"}))
+        server.push_raw(alerts_frame(GOOD_ALERT, {**GOOD_ALERT, "node_id": "b", "state": "pending"}))
         qtbot.waitUntil(lambda: panel.summary_label.text() == "1 firing · 0 unknown", timeout=5000)
         event = {**GOOD_ALERT, "old": "firing", "new": "resolved", "changed_at": WALL_T0, "labels": {}}
         for key in ("state", "fired_at", "condition"):
             event.pop(key)
-        served.push_raw(msgpack.packb({"type": "alert", "server_time_at": WALL_T0, "events": [event]}))
+        server.push_raw(msgpack.packb({"type": "alert", "server_time_at": WALL_T0, "events": [event]}))
         qtbot.waitUntil(lambda: panel.summary_label.text() == EMPTY_TEXT, timeout=5000)
 
     @pytest.mark.parametrize(
@@ -86,7 +74,7 @@ class TestAlertMessages:
     def test_bad_alert_messages_are_refused(
         self,
         qtbot: QtBot,
-        served: SubscribeServer,
+        server: SubscribeServer,
         window: MainWindow,
         *,
         caplog: pytest.LogCaptureFixture,
@@ -95,17 +83,17 @@ class TestAlertMessages:
     ) -> None:
         """A malformed alert message closes the connection as a policy violation, logs the field, shows nothing."""
         with caplog.at_level(logging.WARNING, logger="viewer.link"):
-            served.push_raw(frame)
-            qtbot.waitUntil(lambda: bool(served.client_close_codes), timeout=5000)
-        assert served.client_close_codes[0] == CloseCode.POLICY_VIOLATION
+            server.push_raw(frame)
+            qtbot.waitUntil(lambda: bool(server.client_close_codes), timeout=5000)
+        assert server.client_close_codes[0] == CloseCode.POLICY_VIOLATION
         assert any("schema" in record.getMessage() and words in record.getMessage() for record in caplog.records)
         assert window.parts.alerts.model.rowCount() == 0
 
     def test_other_unknown_types_are_still_refused(
-        self, qtbot: QtBot, served: SubscribeServer, window: MainWindow, caplog: pytest.LogCaptureFixture
+        self, qtbot: QtBot, server: SubscribeServer, window: MainWindow, caplog: pytest.LogCaptureFixture
     ) -> None:
         """A message type neither the codec nor the alert reader knows is refused as an unknown type."""
         with caplog.at_level(logging.WARNING, logger="viewer.link"):
-            served.push_raw(msgpack.packb({"type": "gossip", "server_time_at": WALL_T0}))
-            qtbot.waitUntil(lambda: bool(served.client_close_codes), timeout=5000)
+            server.push_raw(msgpack.packb({"type": "gossip", "server_time_at": WALL_T0}))
+            qtbot.waitUntil(lambda: bool(server.client_close_codes), timeout=5000)
         assert any("unknown_type" in record.getMessage() for record in caplog.records)
