@@ -111,7 +111,7 @@ class GroupedSortFilterModel(NodeSortFilterModel):
         if self.group_key is None or collapsed == (name in self._collapsed):
             return
         (self._collapsed.add if collapsed else self._collapsed.discard)(name)
-        self.set_filter(self._filter)
+        self.set_filter(self._filter)  # re-sorts even while held: expanded nodes go under their header
         group = self._group_ids.get(name)
         header = None if group is None else self._view_row.get(-1 - group)
         if header is not None:
@@ -136,6 +136,7 @@ class GroupedSortFilterModel(NodeSortFilterModel):
             self._recount()
         super().set_filter(node_filter)
         self._sync_headers(set(self._counts))
+        self._resort(force=True)  # the user's action: headers that came back go in place, even while held
 
     # -- Qt model interface ----------------------------------------------------------------------
 

@@ -129,7 +129,7 @@ class NodeSortFilterModel(QAbstractTableModel):
         self._sort_column = column if 0 <= column < COLUMN_COUNT else int(Column.NODE)
         self._descending = order is Qt.SortOrder.DescendingOrder
         self._keys.clear()
-        self._resort()
+        self._resort(force=True)  # the user asked: even over the table (held), the header click sorts
 
     # -- what the window uses ---------------------------------------------------------------
 
@@ -148,6 +148,7 @@ class NodeSortFilterModel(QAbstractTableModel):
         gone = [source_row for source_row in self._order if source_row >= 0 and source_row not in wanted]
         self._hide(gone)
         self._show(sorted(wanted.difference(self._view_row)))
+        self._resort(force=True)  # typed by the user: rows it brings back go in place, not at the bottom
 
     def mapToSource(self, index: AnyIndex) -> QModelIndex:  # noqa: N802 - the proxy-model name people expect
         """The source index of a view index."""
@@ -296,9 +297,9 @@ class NodeSortFilterModel(QAbstractTableModel):
         self._last_live_resort_s = self._clock()
         self._resort()
 
-    def _resort(self) -> None:
-        """Re-sort the visible rows; tell the view through layoutChanged only if the order moved."""
-        if self._held:
+    def _resort(self, *, force: bool = False) -> None:
+        """Re-sort the visible rows (unless held, or ``force``: the user's own action); layoutChanged if moved."""
+        if self._held and not force:
             return
         new_order = self._sorted(self._order)
         if new_order == self._order:

@@ -95,6 +95,7 @@ class TestAlertsPanel:
             qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=rect.center())  # type: ignore[no-untyped-call]
             assert win.selected_node_id == node_id
             assert win.table.currentIndex().siblingAtColumn(0).data() == node_id
+        qtbot.mouseMove(win.counts_label)  # type: ignore[no-untyped-call]  # off the table, for the next window
         win.close()
 
     def test_no_alerts_says_so(self, qtbot: QtBot, group: ProcessGroup, tmp_path: Path) -> None:

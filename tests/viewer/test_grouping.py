@@ -109,7 +109,28 @@ class TestGrouping:
         assert win.shown_label.text() == "4 of 4 shown"
         assert win.selected_node_id is None  # a header is no node
         qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=at)  # type: ignore[no-untyped-call]
-        assert "web-1" in visible_nodes(win)
+        assert visible_nodes(win)[header_row : header_row + 3] == ["role=web (2)", "web-1", "web-2"]
+        qtbot.mouseMove(win.counts_label)  # type: ignore[no-untyped-call]  # off the table, for the next window
+        win.close()
+
+    def test_group_changes_apply_while_the_order_is_held(self, qtbot: QtBot, fleet: Fleet) -> None:
+        """Frozen (or with the pointer over the table), choosing a group and expanding one still put rows in place."""
+        win = start_window(qtbot, fleet.collector.url, 4)
+        qtbot.waitUntil(lambda: win.filter_bar.group_box.findData("role") >= 0, timeout=WAIT_MS)
+        win.table.sortByColumn(Column.NODE, Qt.SortOrder.AscendingOrder)
+        win.toggle_freeze()
+        win.filter_bar.choose_group("role")
+        assert visible_nodes(win)[:2] == ["role=db (1)", "db-1"]
+        win.proxy.toggle_group("role=web")
+        win.proxy.toggle_group("role=web")
+        assert visible_nodes(win)[2:5] == ["role=web (2)", "web-1", "web-2"]
+        win.table.sortByColumn(Column.NODE, Qt.SortOrder.DescendingOrder)  # a header click sorts, held or not
+        assert visible_nodes(win)[2:5] == ["role=web (2)", "web-2", "web-1"]
+        win.filter_box.setText("web")
+        win.filter_box.clear()  # rows the filter brings back go in place, not to the bottom
+        assert visible_nodes(win) == [
+            "role=db (1)", "db-1", "role=web (2)", "web-2", "web-1", "(no role) (1)", "bare",
+        ]  # fmt: skip
         win.close()
 
     def test_grouped_proxy_is_a_valid_model(self, qtbot: QtBot, qtmodeltester: ModelTester, fleet: Fleet) -> None:
