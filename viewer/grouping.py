@@ -303,5 +303,6 @@ class GroupedSortFilterModel(NodeSortFilterModel):
             Column.NODE: f"{name} ({counts.total():,})",
             Column.CPU: " · ".join(f"{counts[state]:,} {state}" for state in _STATES),
         }
-        text = texts.get(Column(column)) if 0 <= column < COLUMN_COUNT else None
-        return plain_tooltip(text) if role == _TOOLTIP else text
+        if role == _TOOLTIP:  # the whole line, for when the counts are scrolled out of view
+            return plain_tooltip(f"{texts[Column.NODE]} · {texts[Column.CPU]}")
+        return texts.get(Column(column)) if 0 <= column < COLUMN_COUNT else None

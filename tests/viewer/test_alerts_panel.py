@@ -95,6 +95,9 @@ class TestAlertsPanel:
             qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=rect.center())  # type: ignore[no-untyped-call]
             assert win.selected_node_id == node_id
             assert win.table.currentIndex().siblingAtColumn(0).data() == node_id
+        win.filter_box.setText("state:offline")  # hides both nodes
+        qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=rect.center())  # type: ignore[no-untyped-call]
+        assert panel.summary_label.text() == f"{node_id} is hidden by the filter"
         qtbot.mouseMove(win.counts_label)  # type: ignore[no-untyped-call]  # off the table, for the next window
         win.close()
 
