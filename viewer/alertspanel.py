@@ -115,6 +115,7 @@ class AlertsPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.book = AlertBook()
+        self._as_of_at: float | None = None  # while disconnected: when the collector last spoke
         self.summary_label = plain_label()
         self.model = AlertTableModel(self)
         self.view = QTableView()
@@ -153,6 +154,12 @@ class AlertsPanel(QWidget):
             self.changes.emit(changed)
         return changed
 
+    def set_as_of(self, as_of_at: float | None) -> None:
+        """Disconnected since ``as_of_at`` (our wall clock): the alerts shown may be old; None: live again."""
+        if as_of_at != self._as_of_at:
+            self._as_of_at = as_of_at
+            self._show()
+
     def shown_alerts(self) -> list[Alert]:
         """The rows, top to bottom."""
         return [alert for row in range(self.model.rowCount()) if (alert := self.model.alert_at(row)) is not None]
@@ -167,6 +174,8 @@ class AlertsPanel(QWidget):
         else:
             firing = sum(alert.state == "firing" for alert in rows)
             text = f"{firing:,} firing · {len(rows) - firing:,} unknown"
+        if self._as_of_at is not None:
+            text += f" · as of {format_clock(self._as_of_at)} (disconnected)"
         self.summary_label.setText(text)
 
     def _on_clicked(self, index: QModelIndex) -> None:

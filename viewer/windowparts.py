@@ -26,6 +26,7 @@ from viewer.alertwire import AlertNews
 from viewer.batching import NodeBatch
 from viewer.cells import COLUMN_COUNT, Column
 from viewer.frozen import FrozenColumns
+from viewer.linkstate import LinkState, Phase
 from viewer.notifications import Notifier
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class WindowParts(QObject):
         self._wall_clock = wall_clock
         self._label_keys: set[str] = set()
         self._spanned = False
+        self._heard_at: float | None = None  # our wall clock when the collector last spoke
         self._add_shortcuts()
         self.alerts_dock = AlertsDock(window)
         window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.alerts_dock)
@@ -71,6 +73,7 @@ class WindowParts(QObject):
         window.table.clicked.connect(self._on_table_clicked)
         window.link.alerts_ready.connect(self._on_alerts)
         window.link.batch_ready.connect(self._on_batch)
+        window.link.state_changed.connect(self._on_link_state)
 
     def _add_shortcuts(self) -> None:
         window = self._window
@@ -96,9 +99,15 @@ class WindowParts(QObject):
         return True
 
     def _on_alerts(self, news: AlertNews) -> None:
+        self._heard_at = self._wall_clock()
         self.alerts.apply(news, self._wall_clock())
 
+    def _on_link_state(self, state: LinkState) -> None:
+        self._heard_at = self._wall_clock() if state.phase is Phase.CONNECTED else self._heard_at
+        self.alerts.set_as_of(None if state.phase is Phase.CONNECTED else self._heard_at)
+
     def _on_batch(self, batch: NodeBatch) -> None:
+        self._heard_at = self._wall_clock()
         if batch.is_snapshot:
             self.alerts.reset()  # the alerts message that follows says what is live now
             model = self._window.model

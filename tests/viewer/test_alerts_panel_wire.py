@@ -59,6 +59,20 @@ class TestAlertMessages:
         server.push_raw(msgpack.packb({"type": "alert", "server_time_at": WALL_T0, "events": [event]}))
         qtbot.waitUntil(lambda: panel.summary_label.text() == EMPTY_TEXT, timeout=5000)
 
+    def test_disconnected_alerts_are_marked_as_of(
+        self, qtbot: QtBot, server: SubscribeServer, window: MainWindow
+    ) -> None:
+        """While the collector is gone the panel keeps its alerts but says since when they are old."""
+        panel = window.parts.alerts
+        server.push_raw(alerts_frame(GOOD_ALERT))
+        qtbot.waitUntil(lambda: panel.summary_label.text() == "1 firing · 0 unknown", timeout=5000)
+        server.stop()
+        qtbot.waitUntil(lambda: "as of" in panel.summary_label.text(), timeout=5000)
+        assert panel.summary_label.text().startswith("1 firing · 0 unknown · as of ")
+        assert panel.summary_label.text().endswith("(disconnected)")
+        server.start()
+        qtbot.waitUntil(lambda: panel.summary_label.text() == NOT_HEARD_TEXT, timeout=5000)  # a new connection
+
     @pytest.mark.parametrize(
         ("frame", "words"),
         [
