@@ -16,7 +16,8 @@
 - ``choose_victim`` picks which node to evict when the node table is full and
   a new node says hello: never one that is connected, nor one that sent data
   and is online or stale; first nodes that never sent a heartbeat (a
-  hello-and-close junk id, whatever its state), oldest first;
+  hello-and-close junk id, whatever its state) and offline nodes holding
+  fewer than 60 samples (a flooder's id: a hello, 10 frames, then 4430), oldest first;
   then nodes offline for at least ``min_offline_s``, longest offline first.
   None means "refuse the new node" (4503 ``capacity_reached``).
 
@@ -49,6 +50,9 @@ DEFAULT_MAX_PENDING = 4096
 PEER_RETRY_AFTER_S = 5.0
 # A node offline this long may be evicted for a new one; shorter outages keep their slot.
 DEFAULT_MIN_OFFLINE_S = 600.0
+# An offline node that holds fewer samples than this is junk-tier (evicted first, at once): a new
+# connection's first burst is 10 frames, and a real node runs for a minute before it holds 60.
+FEW_SAMPLES = 60
 _IPV6_PREFIX = 64
 
 
@@ -163,6 +167,8 @@ class EvictionCandidate:
     heartbeated: bool  # ever sent a heartbeat (last_seq > 0 or a sample held)
     last_heard: float  # monotonic: the last hello or heartbeat
     offline_since: float | None  # monotonic, None unless offline
+    # Samples the node holds (its history's length); None: unknown, judged by ``heartbeated`` alone.
+    samples: int | None = None
 
 
 def _sort_key(node: EvictionCandidate, now: float, min_offline_s: float) -> tuple[int, float] | None:
@@ -170,6 +176,10 @@ def _sort_key(node: EvictionCandidate, now: float, min_offline_s: float) -> tupl
     if node.connected or (node.state != "offline" and node.heartbeated):
         return None
     if not node.heartbeated:
+        return (0, node.last_heard)
+    if node.state == "offline" and node.samples is not None and node.samples < FEW_SAMPLES:
+        # A flooder's junk id: a hello and the first burst of frames, then 4430. It carried almost no
+        # data, so it goes before a real node's outage, and the table cannot be held full for 10 minutes.
         return (0, node.last_heard)
     since = node.last_heard if node.offline_since is None else node.offline_since
     if now - since < min_offline_s:

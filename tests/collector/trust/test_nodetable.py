@@ -121,3 +121,12 @@ class TestChooseVictim:
     def test_offline_since_unknown_falls_back_to_last_heard(self) -> None:
         """A record offline without an offline time is judged by when it was last heard."""
         assert choose_victim([_node("x", offline_since=None, last_heard=0.0)], now=10_000.0) == "x"
+
+    def test_an_offline_node_with_few_samples_goes_at_once(self) -> None:
+        """A flooder's id (a hello, a burst of frames, then 4430) is junk: evicted at once, before a real outage."""
+        flooder = EvictionCandidate("flood-1", False, "offline", True, 9_990.0, 9_995.0, samples=10)
+        real = EvictionCandidate("real", False, "offline", True, 0.0, 1_000.0, samples=900)
+        recent_real = EvictionCandidate("recent", False, "offline", True, 9_990.0, 9_995.0, samples=900)
+        assert choose_victim([real, flooder], now=10_000.0) == "flood-1"
+        assert choose_victim([recent_real], now=10_000.0) is None
+        assert choose_victim([flooder], now=10_000.0) == "flood-1"
