@@ -151,8 +151,8 @@ class IngestConnection:
                     actions = session.receive_frame(msg.data, now)
                     if actions:
                         await self.execute(actions)
-                    if self._pace is not None:
-                        await self._paced()
+                    if self._pace is not None and (delay := self._pace_delay()):
+                        await asyncio.sleep(delay)  # backlog replay: TCP slows the agent meanwhile
                     continue
                 if kind is _PING or kind is _PONG:
                     await self._ping(msg)
@@ -179,16 +179,15 @@ class IngestConnection:
         detail = "expected whole messages, got one of the largest unfinished ones over the collector's budget"
         self.runtime.count_close("ingest", self.peer, 1009, ErrorReason.PARKED_BYTES_EXCEEDED, detail)
 
-    async def _paced(self) -> None:
-        """Backlog replay at the budget's pace: stop reading for the pacer's delay (TCP slows the agent)."""
+    def _pace_delay(self) -> float:
+        """Backlog replay at the budget's pace: how long to stop reading after this frame (a plain call per frame)."""
         pace = self._pace
         if pace is None:
-            return
+            return 0.0
         delay = pace.frame(asyncio.get_running_loop().time())
         if pace.done:
             self._pace = None
-        if delay > 0:
-            await asyncio.sleep(delay)
+        return delay
 
     async def _ping(self, msg: WSMessage) -> None:
         """Autoping is off (``handle_ingest``): the budget sees every ping, and only those under it get a pong.
