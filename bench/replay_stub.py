@@ -150,6 +150,27 @@ def histories(snapshot: bytes) -> dict[str, tuple[float, bytes]]:
     return answers
 
 
+def split_updates(recording: Recording, max_entries: int) -> Recording:
+    """``recording`` with every update of over ``max_entries`` nodes cut into several, sent at the same instant.
+
+    What a collector that bounds its update frames would send: the same entries at the same
+    rate, in frames a viewer decodes in bounded pieces (an A/B for the viewer's stalls).
+    """
+    updates: list[tuple[float, bytes]] = []
+    for offset_s, frame in recording.updates:
+        message = msgpack.unpackb(frame, raw=False)
+        nodes = message.get("nodes", [])
+        if len(nodes) <= max_entries:
+            updates.append((offset_s, frame))
+            continue
+        starts = range(0, len(nodes), max_entries)
+        for start in starts:
+            part = {**message, "nodes": nodes[start : start + max_entries]}
+            part["removed"] = message.get("removed", []) if start == starts[-1] else []
+            updates.append((offset_s, msgpack.packb(part, use_bin_type=True)))
+    return Recording(recording.snapshot, updates, recording.loop_s, {**recording.header, "max_entries": max_entries})
+
+
 def schedule(recording: Recording, started_s: float) -> Iterator[tuple[float, int, bytes]]:
     """Forever: (when to send, loop number, frame) for the updates, loop after loop."""
     for loop in itertools.count():
@@ -247,13 +268,15 @@ def _empty_range(request: HistoryRequest, now_at: float) -> NodeHistory:
 # ---- serve ---------------------------------------------------------------------------------------
 
 
-def start_stub(path: Path, timeout_s: float = 120.0) -> tuple[subprocess.Popen[str], str, dict[str, Any]]:
+def start_stub(
+    path: Path, timeout_s: float = 120.0, max_entries: int = 0
+) -> tuple[subprocess.Popen[str], str, dict[str, Any]]:
     """Run ``serve path`` as a process (so its CPU is not the viewer's); return it, its URL and the header."""
     with path.open("rb") as recording:
         if recording.read(len(MAGIC)) != MAGIC:
             raise SystemExit(f"replay stub: {path} is not a replay recording")
         header: dict[str, Any] = json.loads(recording.readline())
-    command = [sys.executable, str(Path(__file__).resolve()), "serve", str(path)]
+    command = [sys.executable, str(Path(__file__).resolve()), "serve", str(path), "--max-entries", str(max_entries)]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     deadline = time.monotonic() + timeout_s  # loading a 10,000-node minute is ~400 MB
@@ -300,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     srv.add_argument("recording", type=Path)
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=0, help="0: a free port (default)")
+    srv.add_argument("--max-entries", type=int, default=0, help="cut updates into frames of at most N nodes")
     args = parser.parse_args(argv)
     if args.command == "record":
         if args.nodes < 1 or args.seconds <= 0:
@@ -313,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         recording = Recording.read(args.recording)
     except (OSError, ValueError) as exc:
         parser.error(f"recording: {exc}")
+    if args.max_entries > 0:
+        recording = split_updates(recording, args.max_entries)
     asyncio.run(serve(recording, args.host, args.port))
     return 0
 

@@ -400,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--nodes", type=int, default=2000, help="simulated agents at 1 Hz (default 2000)")
     parser.add_argument("--replay", type=Path, default=None, help="feed the viewer from this replay_stub recording")
+    parser.add_argument(
+        "--replay-max-entries", type=int, default=0, help="the stub cuts updates into frames of at most N nodes"
+    )
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds (default 60)")
     parser.add_argument(
         "--switch-interval-ms",
@@ -422,10 +425,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     feeders: list[subprocess.Popen[str] | subprocess.Popen[bytes]] = []
     try:
         if args.replay is not None:
-            stub, url, header = start_stub(args.replay)
+            stub, url, header = start_stub(args.replay, max_entries=args.replay_max_entries)
             feeders.append(stub)
             nodes = connected = int(header["nodes"])
             command = f"bench/viewer_stall.py --replay {args.replay} --duration {args.duration:g}"
+            command += f" --replay-max-entries {args.replay_max_entries}" if args.replay_max_entries else ""
         else:
             collector, url = start_collector()
             feeders.append(collector)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bench._replay_record import HISTORY_POINTS, FleetView
-from bench.replay_stub import Recording, Shift, retime, start_stub
+from bench.replay_stub import Recording, Shift, retime, split_updates, start_stub
 from bench.viewer_stall import stop_all
 from shared.codec import COLLECTOR_LIMITS, decode, encode, to_wire_dict
 from shared.messages import NodeEntry, NodeHistory, NodeStatus, Snapshot, Update
@@ -127,6 +127,15 @@ class TestRecording:
         assert again.updates == original.updates
         assert again.loop_s == LOOP_S
         assert again.header["nodes"] == 2
+
+    def test_split_keeps_every_entry_at_its_instant(self) -> None:
+        """Cut into frames of one node, the updates carry the same entries at the same offsets, in order."""
+        original = small_recording()
+        split = split_updates(original, max_entries=1)
+        assert len(split.updates) == 2 * len(original.updates)
+        assert [offset for offset, _ in split.updates] == [o for o, _ in original.updates for _ in "ab"]
+        nodes = [decode(frame, COLLECTOR_LIMITS) for _, frame in split.updates]
+        assert all(isinstance(m, Update) and len(m.nodes) == 1 for m in nodes)
 
     def test_other_file_is_refused(self, tmp_path: Path) -> None:
         """A file that is not a recording is named in a ValueError, not replayed as garbage."""
