@@ -229,7 +229,12 @@ class Camera:
 
 def take_pictures(camera: Camera, collector: subprocess.Popen[str], stop: threading.Event) -> None:
     """The pictures, in order: fleet, detail (its tabs, 24 h), filter, grouped, dark, disconnected."""
+    from PyQt6.QtGui import QCursor  # noqa: PLC0415
+
     window = camera.window
+    # Under Xvfb the pointer starts mid-screen, over the table, which holds the row order ("paused"):
+    # park it off the window, as a user reading the fleet would.
+    QCursor.setPos(window.frameGeometry().right() + 40, window.frameGeometry().bottom() + 40)
     started = time.monotonic()
     camera.wait(30.0, lambda: window.model.rowCount() >= NODES)
     camera.wait(FIRST_PICTURE_S - (time.monotonic() - started))
@@ -258,9 +263,9 @@ def take_pictures(camera: Camera, collector: subprocess.Popen[str], stop: thread
     camera.wait(2.0)
     take_grouped(camera, "role", "grouped.png")
     take_dark(camera)
-    stop.set()
-    collector.terminate()
+    collector.terminate()  # before the fleet stops: the last view is of a live fleet, alerts included
     collector.wait(timeout=10)
+    stop.set()
     camera.wait(10.0, lambda: window.banner.isVisible() and "Retrying in" in window.banner.text())
     camera.wait(1.0)
     camera.save("disconnected.png")
