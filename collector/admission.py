@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import ssl
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from aiohttp import web
 from collector import aiohttp_private
 from collector.trust.nodetable import PeerGate, PeerRefused, PeerSlot
 from collector.trust.parked import ParkedBytes, ParkedConn
+from collector.trust.penalty import Penalized
 from shared.errors import CloseCode, ErrorReason
 from shared.limits import INGEST_PATH
 
@@ -64,6 +66,15 @@ def canned_response(status: str, error: str, detail: str, retry_after_s: float |
         f"Content-Length: {len(body)}\r\n{retry}Connection: close\r\n\r\n"
     )
     return head.encode() + body
+
+
+def penalty_response(penalized: Penalized) -> web.Response:
+    """HTTP 429 with ``Retry-After`` for an ingest upgrade in a refusal cooldown (``collector.trust.penalty``)."""
+    body = json.dumps({"error": "rate_exceeded", "detail": penalized.detail})
+    retry = str(max(1, math.ceil(penalized.retry_after_s)))
+    return web.Response(
+        status=429, text=body, content_type="application/json", headers={"Retry-After": retry, "Connection": "close"}
+    )
 
 
 def busy_response(limit: int) -> bytes:

@@ -152,6 +152,7 @@ class CachePort:
                 heartbeated=n.last_seq > 0 or n.last_sample_frame is not None or n.last_sample_model is not None,
                 last_heard=n.last_heard,
                 offline_since=n.offline_since,
+                samples=len(n.history),
             )
             for n in self.cache.nodes()
         )

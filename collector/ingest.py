@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import WSMessage, WSMsgType, web
 
-from collector.admission import parked_meter
+from collector.admission import parked_meter, penalty_response
 from collector.http_api import token_ok, unauthorized, upgrade
 from collector.ingest_session import (
     Actions,
@@ -46,6 +46,7 @@ from collector.store.port import StorePort
 from collector.timers import TimerHandle
 from collector.trust.budget import ReplayPace, replay_owed
 from collector.trust.gate import token_label
+from collector.trust.ratelog import info_budgeted
 from shared.errors import CloseCode, ErrorReason
 from shared.messages import Hello
 
@@ -64,6 +65,7 @@ class IngestConnection:
     """One agent's websocket: the receive loop, the action executor and the session's one timer."""
 
     __slots__ = (
+        "_label",
         "_pace",
         "_parked",
         "_tasks",
@@ -91,6 +93,7 @@ class IngestConnection:
         self.heartbeat_applied = runtime.heartbeat_applied
         self.replaced = runtime.replaced
         cfg = runtime.config
+        self._label = token_label(request.headers.get("Authorization", ""), runtime.agent_tokens)
         cache_port = CachePort(
             runtime.cache,
             self.conn,
@@ -98,7 +101,7 @@ class IngestConnection:
             self,
             gate=runtime.hello_gate,
             peer=self.peer,
-            label=token_label(request.headers.get("Authorization", ""), runtime.agent_tokens),
+            label=self._label,
         )
         # With a store, acks wait for the commit that holds the sample.
         port: IngestPort = cache_port if runtime.store is None else StorePort(cache_port, runtime.store)
@@ -127,7 +130,10 @@ class IngestConnection:
         self._pace = ReplayPace(owed, asyncio.get_running_loop().time()) if owed else None
         if self._parked is not None:
             self._parked[1].replaying = self._pace is not None  # its queue of whole frames fills by design
-        log.info(
+        info_budgeted(  # a reconnect flood's hellos go to DEBUG past 100 in a row (trust.ratelog.LineBudget)
+            log,
+            self.runtime.hello_log,
+            self.runtime.clock(),
             "ingest %r: hello from node %r (instance %r), ack %d",
             self.peer,
             hello.node_id,
@@ -217,6 +223,9 @@ class IngestConnection:
             elif type(action) is Close:
                 if action.reason != ErrorReason.INTERNAL:  # internal_error already logged and counted it
                     self.runtime.count_close("ingest", self.peer, action.code, action.reason, action.detail)
+                # Refused again and again (4430/1008): its next upgrades get a 429 for a while (trust.penalty).
+                if self.runtime.refusals.refused(self.peer, self._label, action.code, self.runtime.clock()):
+                    self.runtime.stats.penalties_armed += 1
                 await self.runtime.close_ws(self.ws, action.code, action.reason.encode())
             elif type(action) is Drop and self.request.transport is not None:
                 log.info("ingest %r: dropped: %s", self.peer, action.detail)
@@ -284,6 +293,12 @@ async def handle_ingest(runtime: CollectorRuntime, request: web.Request) -> web.
     """``GET /api/v1/ingest``: one agent's hello, then its heartbeats, each acked cumulatively."""
     if not token_ok(request, runtime.agent_tokens):
         return unauthorized(runtime, request, "ingest", "agent")
+    # A peer refused again and again gets 429 before any upgrade, hello or frame (docs/security.md, 3.3).
+    label = token_label(request.headers.get("Authorization", ""), runtime.agent_tokens)
+    penalized = runtime.refusals.check(str(request.remote), label, runtime.clock())
+    if penalized is not None:
+        runtime.stats.penalized_upgrades += 1
+        return penalty_response(penalized)
     cfg = runtime.config
     ws = await upgrade(
         request,

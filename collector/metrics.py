@@ -60,6 +60,9 @@ class CollectorStats:
     connections_total: Counter[str] = field(default_factory=Counter)
     connections_active: Counter[str] = field(default_factory=Counter)
     auth_failures: Counter[str] = field(default_factory=Counter)
+    # A peer refused again and again (collector.trust.penalty): cooldowns armed, upgrades answered 429 in one.
+    penalties_armed: int = 0
+    penalized_upgrades: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,3 +240,13 @@ class NodewatchMetrics(Collector):
             active.add_metric([endpoint], s.connections_active[endpoint])
             auth.add_metric([endpoint], s.auth_failures[endpoint])
         yield from (total, active, auth)
+        yield CounterMetricFamily(
+            p + "ingest_penalties",
+            "Refusal cooldowns armed or extended for a peer address and agent token (4430/1008 again and again)",
+            value=s.penalties_armed,
+        )
+        yield CounterMetricFamily(
+            p + "ingest_penalized",
+            "Ingest upgrades answered 429 within a refusal cooldown, before any websocket or hello",
+            value=s.penalized_upgrades,
+        )

@@ -19,6 +19,7 @@ Not here: the snapshot and the collector's own counters (``collector.metrics``).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -190,6 +191,10 @@ def node_exposition(views: Iterable[NodeView]) -> str:
     detail_gauges = [Family(name, text) for name, text, _ in DETAIL_GAUGES]
     pairs = [Family(f.name, f.help, counter=f.counter, key=f.label) for f in PAIR_FAMILIES]
     gpus = [Family(name, text) for name, text, _ in GPU_GAUGES]
+    truncated = Family(
+        "nodewatch_node_series_truncated",
+        "Keyed series (cores, mounts, interfaces, sensors) of the node left out of this scrape, past the per-node cap",
+    )
     info_order = sorted((*INFO_LABELS, "node"))
     for view in views:
         live = view.liveness
@@ -221,13 +226,29 @@ def node_exposition(views: Iterable[NodeView]) -> str:
         if details is not None:
             _add(detail_gauges, DETAIL_GAUGES, details, node)
             _add_gpus(gpus, details, node)
-        for family, spec in zip(pairs, PAIR_FAMILIES, strict=True):
-            source = details if spec.from_details else sample
-            values = None if source is None else spec.read(source)
-            for key, value in values or ():
-                family.add_keyed(node, key, value)
+        left_out = _add_pairs(pairs, sample, details, node)
+        if left_out:
+            truncated.add(node, left_out)
     families = (state, info, connected, last_seen, skew, missing, dropped, memory_total, cpus, boot)
-    return "".join(family.text() for family in (*families, *gauges, *detail_gauges, *pairs, *gpus))
+    return "".join(family.text() for family in (*families, *gauges, *detail_gauges, *pairs, *gpus, truncated))
+
+
+def _add_pairs(families: list[Family], sample: Heartbeat | None, details: Heartbeat | None, node: str) -> int:
+    """The keyed series of one node, at most each family's ``max_keys``; returns how many were left out."""
+    left_out = 0
+    for family, spec in zip(families, PAIR_FAMILIES, strict=True):
+        source = details if spec.from_details else sample
+        values = None if source is None else spec.read(source)
+        if values is None:
+            continue
+        rest = iter(values)
+        kept = list(itertools.islice(rest, spec.max_keys + 1))
+        if len(kept) > spec.max_keys:
+            left_out += 1 + sum(1 for _ in rest)
+            kept.pop()
+        for key, value in kept:
+            family.add_keyed(node, key, value)
+    return left_out
 
 
 def _add(families: list[Family], table: tuple[tuple[str, str, Reader], ...], hb: Heartbeat, node: str) -> None:

@@ -38,7 +38,8 @@ from collector.timers import Clock, Scheduler
 from collector.trust.budget import NEW_NODE_BURST, new_node_budget
 from collector.trust.gate import HelloGate
 from collector.trust.nodetable import PeerGate
-from collector.trust.ratelog import LogGate, warn_limited
+from collector.trust.penalty import RefusalPenalty
+from collector.trust.ratelog import LineBudget, LogGate, warn_limited
 from collector.trust.scope import parse_token_specs
 from shared.codec import INGEST_LIMITS, FrameDecoder, encode, encode_json
 from shared.errors import CloseCode, ErrorReason, ProtocolError
@@ -128,6 +129,9 @@ class CollectorRuntime:
         self._close_log = LogGate(interval_s=CLOSE_LOG_INTERVAL_S)
         # Unauthenticated sockets per peer address, for the CLI's AdmissionSite (collector.admission).
         self.peer_gate = PeerGate()
+        # Per (address, token) refusal scores: a peer refused again and again gets 429 before upgrading.
+        self.refusals = RefusalPenalty()
+        self.hello_log = LineBudget()  # the per-hello INFO line, DEBUG past its budget (collector.ingest)
         self.viewer_tokens = [t.encode() for t in config.viewer_tokens]
         self._conn_ids = itertools.count(1)
         self._liveness_wake = asyncio.Event()

@@ -102,8 +102,12 @@ RETRY_BY_HTTP_STATUS: Mapping[int, RetryPolicy] = MappingProxyType(
         404: RetryPolicy(
             RetryAction.BACKOFF_LONG, LONG_DELAY_S, "no such endpoint: the URL is not a nodewatch collector"
         ),
+        # Also a refused peer's ingest cooldown (collector.trust.penalty: 1 s doubling to 30 s, in Retry-After).
         429: RetryPolicy(
-            RetryAction.BACKOFF, 1.0, "too many connections from this address: Retry-After, else this, with backoff"
+            RetryAction.BACKOFF,
+            1.0,
+            "too many connections from this address, or a refused peer's cooldown: "
+            "Retry-After, else this, with backoff",
         ),
         503: RetryPolicy(
             RetryAction.BACKOFF,

@@ -8,8 +8,11 @@ order:
 0. the agent token's scope (``collector.trust.scope``): a node id outside the
    patterns of the token that matched is refused with 4403
    ``node_id_not_allowed``, before it costs that node id any budget;
-1. hellos per node id (``hello_budget``): a reconnect or takeover loop is
-   refused with 4430 ``rate_exceeded``;
+1. hellos per (peer address, node id) (``hello_budget``): a reconnect or
+   takeover loop is refused with 4430 ``rate_exceeded``. Keyed by address
+   too, so another address's hellos for a node id cannot spend the real
+   agent's budget (and earn it a 4430 and the refusal cooldown,
+   ``collector.trust.penalty``);
 2. the node key (``IdentityTable.check``): 4403 ``node_key_mismatch`` or
    ``node_key_required``;
 3. for a node id the cache does not hold, new node ids per agent token
@@ -32,6 +35,7 @@ from collections.abc import Mapping
 
 from collector.trust.budget import KeyedBudget, hello_budget, new_node_budget
 from collector.trust.identity import Accept, AcceptKind, IdentityTable
+from collector.trust.nodetable import peer_key
 from collector.trust.refusal import Refusal, TrustReason
 from collector.trust.scope import ANY_NODE, TokenScope
 
@@ -93,7 +97,7 @@ class HelloGate:
         if not scope.allows(node_id):
             detail = f"expected a node id matching this agent token's patterns {scope.describe()!r}, got {node_id!r}"
             return Refusal(TrustReason.NODE_ID_NOT_ALLOWED, detail[:1000])
-        refusal = self.hellos.admit(node_id, now)
+        refusal = self.hellos.admit(f"{peer_key(peer)} {node_id}", now)  # a node id has no space
         if refusal is not None:
             return refusal
         decision = self.identity.check(node_id, credential, peer=peer, now=now, wall=wall)

@@ -8,8 +8,14 @@ since the last one, so the line that does go out says "(N more suppressed)".
 The same shape as the kernel's ``printk_ratelimit`` with its "callbacks
 suppressed" count. Pure: the caller passes the monotonic ``now``.
 
-Not here: choosing the level or the text (``warn_limited`` is a two-line
-convenience around ``logging.Logger.warning``).
+``LineBudget`` is the other shape, for a line that is routine one at a time
+but costs under a flood (the per-hello INFO line: a flooder reconnecting 200
+times a second wrote 200 lines a second): ``LINE_BURST`` lines in a row, then
+``LINE_RATE_PER_S``, at INFO; past it DEBUG, and the next INFO line says how
+many went to DEBUG (``info_budgeted``).
+
+Not here: choosing the text (``warn_limited`` and ``info_budgeted`` are
+conveniences around ``logging.Logger``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ from dataclasses import dataclass
 DEFAULT_LOG_INTERVAL_S = 10.0
 # Keys are node ids, which a peer chooses: bound them. 4,096 keys of ~100 bytes is ~0.5 MiB at worst.
 DEFAULT_MAX_KEYS = 4096
+# A fleet's restart writes its hellos at INFO up to this many in a row (then one a second, the rest at DEBUG):
+# 100 lines is a screenful an operator reads; a reconnect storm of 10,000 agents is summarised, not printed.
+LINE_BURST = 100
+LINE_RATE_PER_S = 1.0
 
 
 @dataclass(slots=True)
@@ -78,4 +88,44 @@ def warn_limited(logger: logging.Logger, gate: LogGate, key: str, now: float, ms
         logger.warning(msg + " (%d similar lines suppressed)", *args, suppressed)
     else:
         logger.warning(msg, *args)
+    return True
+
+
+class LineBudget:
+    """A token bucket of lines for one kind of line: ``admit(now)`` is None (over: log at DEBUG) or the count held."""
+
+    __slots__ = ("_last", "_tokens", "burst", "held", "rate_per_s")
+
+    def __init__(self, rate_per_s: float = LINE_RATE_PER_S, burst: int = LINE_BURST) -> None:
+        if rate_per_s <= 0 or burst < 1:
+            raise RuntimeError(f"expected rate_per_s > 0 and burst >= 1, got {rate_per_s!r} and {burst!r}")
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last: float | None = None
+        self.held = 0  # lines sent to DEBUG since the last INFO one
+
+    def admit(self, now: float) -> int | None:
+        """None if this line is over the budget (it is counted); else how many were held back before it."""
+        if self._last is not None and now > self._last:
+            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate_per_s)
+        self._last = now if self._last is None else max(self._last, now)
+        if self._tokens < 1:
+            self.held += 1
+            return None
+        self._tokens -= 1
+        held, self.held = self.held, 0
+        return held
+
+
+def info_budgeted(logger: logging.Logger, budget: LineBudget, now: float, msg: str, *args: object) -> bool:
+    """Log ``msg % args`` at INFO within ``budget``, else at DEBUG; True if it went out at INFO."""
+    held = budget.admit(now)
+    if held is None:
+        logger.debug(msg, *args)
+        return False
+    if held:
+        logger.info(msg + " (%d similar lines at DEBUG since the last)", *args, held)
+    else:
+        logger.info(msg, *args)
     return True

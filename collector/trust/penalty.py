@@ -1,0 +1,126 @@
+"""A refused peer's reconnects made cheap: after repeated 4430/1008 refusals, ingest upgrades get HTTP 429 for a while.
+
+Why: a flooder refused with 4430 reconnected ~200 times a second, and each
+attempt cost the collector an upgrade, a hello and the 10 frames of a fresh
+connection's burst; honest nodes' ack p99 went 2.2 → 59 ms (bench/faults.py,
+"One flooding connection"). ``RefusalPenalty`` remembers, per (peer address,
+agent-token label), a refusal score; past ``FREE_REFUSALS`` it arms a cooldown
+that doubles with every further refusal, from ``BASE_COOLDOWN_S`` up to
+``MAX_COOLDOWN_S``. Within the cooldown the ingest handler answers the upgrade
+with HTTP 429 and ``Retry-After`` before any websocket, hello or frame.
+
+Honest agents behind the same address (a NAT gateway) and token are not locked
+out: only refusals arm or extend the cooldown, never a 429 nor an accepted
+connection, and the score decays by one every ``DECAY_S``. The cooldown ends
+for everyone at once, so a neighbour of a flooder waits at most
+``MAX_COOLDOWN_S`` (and connected agents are never touched). The address is
+the ``peer_key`` (IPv6 by /64), the label ``collector.trust.gate.token_label``.
+
+Pure: the caller passes the monotonic ``now``. Not here: the HTTP answer
+(``collector.admission.penalty_response``), which close codes count
+(``PENALIZED_CODES``, used by ``collector.ingest``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from collector.trust.nodetable import peer_key
+from shared.errors import CloseCode
+
+# The close codes that say "this peer did something it will do again at once": a budget (4430) or the protocol
+# (1008, e.g. a hello timeout or a bad frame). Not 4409/4503/4403: those are about the node table, not the peer.
+PENALIZED_CODES = frozenset({int(CloseCode.RATE_EXCEEDED), int(CloseCode.POLICY_VIOLATION)})
+# Refusals before any cooldown: an honest agent with a bug is refused once and backs off 60 s (shared.retry);
+# a few in a row (a test, an operator's curl) cost nothing. A flooder passes this in its first 30 ms.
+FREE_REFUSALS = 4
+# The first cooldown, doubled per further refusal: 1, 2, 4 ... 30 s. The cap is the reference agent's own backoff
+# cap, so a NAT neighbour of a flooder reconnects no later than its backoff would have let it anyway.
+BASE_COOLDOWN_S = 1.0
+MAX_COOLDOWN_S = 30.0
+# The score forgets one refusal a minute: slower than one refusal per MAX_COOLDOWN_S, so a flooder that gets in
+# once per cooldown stays at the cap; an agent refused once a minute (its 1008 backoff) never gets a cooldown.
+DECAY_S = 60.0
+# Keys remembered at once (~150 bytes each): one per refused address and token; past it, the calmest go first.
+DEFAULT_MAX_KEYS = 20_000
+
+
+@dataclass(slots=True)
+class _Score:
+    score: float
+    at: float  # when ``score`` was last decayed
+    until: float  # the cooldown's end (monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class Penalized:
+    """Answer HTTP 429 with ``Retry-After: retry_after_s`` and ``detail``; no upgrade, no hello."""
+
+    detail: str
+    retry_after_s: float
+
+
+class RefusalPenalty:
+    """Per (address, token label) refusal scores and cooldowns; see the module docstring."""
+
+    __slots__ = ("_keys", "max_keys")
+
+    def __init__(self, max_keys: int = DEFAULT_MAX_KEYS) -> None:
+        if max_keys < 1:
+            raise RuntimeError(f"expected max_keys >= 1, got {max_keys!r}")
+        self.max_keys = max_keys
+        self._keys: dict[tuple[str, str], _Score] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def refused(self, address: str, label: str, code: int, now: float) -> bool:
+        """A connection from ``address`` with ``label`` was closed with ``code``; True if a cooldown is armed."""
+        if code not in PENALIZED_CODES:
+            return False
+        key = (peer_key(address), label)
+        state = self._keys.pop(key, None)  # re-insert: the dict stays oldest-refusal first, for ``_prune``
+        if state is None:
+            if len(self._keys) >= self.max_keys:
+                self._prune(now)
+            state = _Score(0.0, now, -math.inf)
+        _decay(state, now)
+        state.score += 1
+        self._keys[key] = state
+        over = state.score - FREE_REFUSALS
+        if over <= 0:
+            return False
+        cooldown = min(MAX_COOLDOWN_S, BASE_COOLDOWN_S * 2 ** (math.ceil(over) - 1))
+        state.until = max(state.until, now + cooldown)
+        return True
+
+    def check(self, address: str, label: str, now: float) -> Penalized | None:
+        """None to go on with the upgrade; a ``Penalized`` while (address, label) is in its cooldown."""
+        key = (peer_key(address), label)
+        state = self._keys.get(key)
+        if state is None or now >= state.until:
+            return None
+        wait = state.until - now
+        detail = (
+            f"expected no ingest upgrade from {key[0]} with this credential for {wait:.1f} s after "
+            f"{state.score:.0f} refusals (4430/1008), got one"
+        )
+        return Penalized(detail, wait)
+
+    def _prune(self, now: float) -> None:
+        """Drop keys whose cooldown is over and whose score decayed below the free refusals; else the oldest one."""
+        for key, state in list(self._keys.items()):
+            _decay(state, now)
+            if now >= state.until and state.score < 1:
+                del self._keys[key]
+        if len(self._keys) >= self.max_keys:
+            del self._keys[next(iter(self._keys))]
+
+
+def _decay(state: _Score, now: float) -> None:
+    """Forget one refusal per ``DECAY_S`` since the score last changed."""
+    elapsed = now - state.at
+    if elapsed > 0:
+        state.score = max(0.0, state.score - elapsed / DECAY_S)
+        state.at = now
