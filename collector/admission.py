@@ -42,9 +42,11 @@ from collections.abc import Callable
 from aiohttp import web
 
 from collector import aiohttp_private
+from collector.metrics import CollectorStats
+from collector.trust.gate import token_label
 from collector.trust.nodetable import PeerGate, PeerRefused, PeerSlot
 from collector.trust.parked import ParkedBytes, ParkedConn
-from collector.trust.penalty import Penalized
+from collector.trust.penalty import Penalized, RefusalPenalty
 from shared.errors import CloseCode, ErrorReason
 from shared.limits import INGEST_PATH
 
@@ -55,6 +57,10 @@ MAX_HEAD_BYTES = 16 * 1024
 # nginx's client_header_timeout is 60 s; an agent sends its head in one packet right after connecting.
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 _HEAD_END = b"\r\n\r\n"
+# An ingest upgrade within a refusal cooldown waits this long (at most) for its 429, holding its peer slot:
+# a reconnect loop then costs one accept a second, not hundreds, and a parallel one fills its address's
+# slots and gets PeerGate's instant 429s (docs/security.md, 3.3).
+TARPIT_S = 1.0
 
 
 def canned_response(status: str, error: str, detail: str, retry_after_s: float | None = None) -> bytes:
@@ -81,6 +87,39 @@ def busy_response(limit: int) -> bytes:
     """The whole HTTP 503 answer, encoded once per site rather than per refused connection."""
     detail = f"expected at most {limit} open connections, retry later"
     return canned_response("503 Service Unavailable", "capacity_reached", detail, retry_after_s=5.0)
+
+
+def header_value(head: bytes, name: bytes) -> str:
+    """The first ``name`` header's value in a raw request head (``name`` lower-case), or "" if absent."""
+    at = head.lower().find(b"\r\n" + name + b":")
+    if at < 0:
+        return ""
+    start = at + len(name) + 3
+    end = head.find(b"\r\n", start)
+    return head[start : end if end >= 0 else len(head)].strip().decode("utf-8", "surrogateescape")
+
+
+class IngestPenalty:
+    """The head reader's side of the refusal cooldown (``collector.trust.penalty``): no aiohttp parser, no handler.
+
+    The ingest handler checks the same ``RefusalPenalty`` again (a kept-alive connection's later request and a
+    collector without an ``AdmissionSite`` never pass here).
+    """
+
+    __slots__ = ("refusals", "stats", "tokens")
+
+    def __init__(self, refusals: RefusalPenalty, tokens: list[bytes], stats: CollectorStats) -> None:
+        self.refusals = refusals
+        self.tokens = tokens
+        self.stats = stats
+
+    def check(self, address: str, head: bytes, now: float) -> Penalized | None:
+        """A ``Penalized`` if this ingest request's address and agent token are in a cooldown, counted; else None."""
+        label = token_label(header_value(head, b"authorization"), self.tokens)
+        penalized = self.refusals.check(address, label, now)
+        if penalized is not None:
+            self.stats.penalized_upgrades += 1
+        return penalized
 
 
 class _Sniffer(asyncio.Protocol):
@@ -130,13 +169,15 @@ class _HeadReader(asyncio.Protocol):
         self._slot: PeerSlot | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._head = b""
+        self._address = ""
+        self._tarpitted = False  # waiting for its 429: whatever else it sends is ignored
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         site = self._site
         peer = transport.get_extra_info("peername")
-        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        address = self._address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         gate = site.peer_gate
         slot = gate.open(address, site.clock()) if gate is not None else None
         if isinstance(slot, PeerRefused):
@@ -151,7 +192,7 @@ class _HeadReader(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         transport = self._transport
-        if transport is None:
+        if transport is None or self._tarpitted:
             return
         searched = max(0, len(self._head) - len(_HEAD_END) + 1)
         head = self._head + data
@@ -162,8 +203,13 @@ class _HeadReader(asyncio.Protocol):
             else:
                 self._head = head
             return
-        self._release()
         site = self._site
+        if head.startswith(INGEST_REQUEST_LINE) and site.penalty is not None:
+            penalized = site.penalty.check(self._address, head, site.clock())
+            if penalized is not None:
+                self._tarpit(penalized)
+                return
+        self._release()
         if head.startswith(INGEST_REQUEST_LINE) and site.counted() >= site.limit:
             transport.write(site.busy)
             transport.close()
@@ -177,6 +223,18 @@ class _HeadReader(asyncio.Protocol):
         transport.set_protocol(handler)
         handler.connection_made(transport)
         handler.data_received(head)
+
+    def _tarpit(self, penalized: Penalized) -> None:
+        """Within a refusal cooldown: answer 429 after up to ``TARPIT_S``, holding the peer slot meanwhile."""
+        if self._timer is not None:
+            self._timer.cancel()
+        delay = min(TARPIT_S, penalized.retry_after_s)
+        response = canned_response(
+            "429 Too Many Requests", "rate_exceeded", penalized.detail, max(0.0, penalized.retry_after_s - delay)
+        )
+        self._head = b""
+        self._timer = asyncio.get_running_loop().call_later(delay, self._end, response)
+        self._tarpitted = True
 
     def _expire(self) -> None:
         """No complete request head in time: an idle or slow socket gives its slot back (408, then closed)."""
@@ -296,11 +354,13 @@ class AdmissionSite(web.TCPSite):
         header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
         parked: ParkedBytes | None = None,
+        penalty: IngestPenalty | None = None,
     ) -> None:
         """``clock`` is the one ``peer_gate.vouch`` is fed with (the runtime's monotonic clock).
 
         With ``peer_gate``, ``parked`` (default: ``ParkedBytes()``, 16 MiB) bounds the bytes all ingest
-        connections together hold in unfinished messages (issue 13, finding 11).
+        connections together hold in unfinished messages (issue 13, finding 11). With ``peer_gate``,
+        ``penalty`` answers an ingest upgrade within a refusal cooldown with a held-back 429 (``TARPIT_S``).
         """
         super().__init__(runner, host, port, ssl_context=ssl_context, backlog=backlog)
         self.limit = limit
@@ -311,6 +371,7 @@ class AdmissionSite(web.TCPSite):
         self.header_timeout_s = header_timeout_s
         self.clock = clock
         self.parked = parked if parked is not None else ParkedBytes()
+        self.penalty = penalty
         self.metered: dict[ParkedConn, _Metered] = {}
 
     def shed(self, victims: list[ParkedConn]) -> None:

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from collector.admission import AdmissionSite
+from collector.admission import AdmissionSite, IngestPenalty
 from collector.alerts.delivery import Sender, apprise_senders, silence_apprise_logs
 from collector.alerts.routes import AlertsConfig, load_alerts_config, parse_alerts_config
 from collector.alerts.settings import AlertConfigError
@@ -302,6 +302,8 @@ async def serve(
         peer_gate=app[RUNTIME_KEY].peer_gate,
         clock=app[RUNTIME_KEY].clock,  # the clock hellos vouch for addresses on (PeerGate.vouch)
         header_timeout_s=config.header_timeout_s,
+        # A peer refused again and again: its ingest upgrades get a held-back 429 here, before aiohttp.
+        penalty=IngestPenalty(app[RUNTIME_KEY].refusals, app[RUNTIME_KEY].agent_tokens, app[RUNTIME_KEY].stats),
     )
     try:
         await site.start()

@@ -8,6 +8,7 @@ every reconnect of a refused flooder was upgraded, read a hello and 10 frames (b
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -26,6 +27,7 @@ from shared.codec import encode
 from tests.support.clock import FakeClock
 from tests.support.collector import connect_agent, expect_rejection, fast_config
 from tests.support.messages import heartbeat, hello
+from tests.support.processes import ProcessGroup, metric
 
 TOKEN_A, TOKEN_B = "token-a-" + "a" * 24, "token-b-" + "b" * 24
 FLOOD_FRAMES = 12  # a fresh connection's burst is 10 frames (collector.trust.budget.MIN_BURST_FRAMES)
@@ -100,6 +102,32 @@ class TestRefusalCooldown:
         ws, ack = await connect_agent(client, hello(node_id="honest"), _auth(TOKEN_A))
         assert ack.seq == 0
         await ws.close()
+
+
+class TestCollectorProcess:
+    """``nodewatch collector`` answers the cooldown's 429 in its admission layer, before aiohttp sees the request."""
+
+    async def test_a_real_collector_answers_a_refused_flooder_with_429_before_aiohttp(
+        self, group: ProcessGroup
+    ) -> None:
+        """After five 4430s the flooder's next upgrade gets a 429 with Retry-After and no aiohttp Server header."""
+        collector = await asyncio.to_thread(group.collector)
+        url = collector.url + "/api/v1/ingest"
+        async with aiohttp.ClientSession() as session:
+            for round_ in range(FREE_REFUSALS + 1):
+                async with session.ws_connect(url) as ws:
+                    await ws.send_bytes(encode(hello(node_id=f"flood-{round_}", interval_s=0.05, newest_seq=0)))
+                    for _ in range(FLOOD_FRAMES):
+                        await ws.send_bytes(encode(heartbeat(1)))
+                    while (msg := await ws.receive(timeout=5)).type is aiohttp.WSMsgType.BINARY:
+                        pass
+                    assert msg.data == 4430
+            async with session.get(url, headers={"Connection": "Upgrade", "Upgrade": "websocket"}) as answer:
+                assert answer.status == 429
+                assert int(answer.headers["Retry-After"]) >= 1
+                assert "Server" not in answer.headers  # the admission layer's canned answer, not aiohttp's
+                assert (await answer.json())["error"] == "rate_exceeded"
+            assert await metric(session, collector.url, "nodewatch_collector_ingest_penalized_total") == 1
 
 
 class TestRefusalPenalty:
