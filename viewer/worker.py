@@ -3,7 +3,9 @@
 ``NetworkWorker.run`` is a thread target with its own asyncio loop and aiohttp client.
 It decodes every frame (``shared.codec.decode`` with ``COLLECTOR_LIMITS``), merges
 updates latest-per-node (``viewer.batching``) and hands at most one batch at a time to
-the UI thread through ``Bridge``'s signals (queued connections only). Every way a
+the UI thread through ``Bridge``'s signals (queued connections only). A snapshot and its
+parts (docs/protocol.md 4.2.1) go to the UI as one batch, so rows never vanish between them.
+Every way a
 session ends becomes a ``Failure`` in words (``viewer.linkstate``), and its least retry
 delay comes from ``shared.retry``. Peer text in log lines is always ``%r``.
 
@@ -18,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Final
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -42,6 +45,13 @@ from viewer.linkstate import (
 )
 
 logger = logging.getLogger("viewer.link")
+
+# A snapshot is shown with its parts at the first message that is not a part (docs/protocol.md 4.2.1).
+# A collector that sends nothing after them (one that predates alerts, a quiet fleet) would keep it
+# hidden: so it is also shown once no frame came for SNAPSHOT_QUIET_S (the collector sends parts back
+# to back, so a longer silence means they are over), and at most SNAPSHOT_PARTS_WAIT_S after it began.
+SNAPSHOT_QUIET_S: Final = 0.3
+SNAPSHOT_PARTS_WAIT_S: Final = 2.0
 
 
 class Bridge(QObject):
@@ -73,6 +83,8 @@ class NetworkWorker:
         self._clock = clock
         self._pending = PendingBatch()
         self._last_flush_s = float("-inf")
+        self._snapshot_since_s: float | None = None  # a snapshot arrived and its parts may follow
+        self._last_frame_s = float("-inf")
         self._lock = threading.Lock()
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -126,6 +138,7 @@ class NetworkWorker:
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
             while True:
                 failure = await self._session(session)
+                self._snapshot_since_s = None
                 self._flush(force=True)
                 if failure.auth:
                     delay_s = max(failure.min_delay_s, self._backoff.auth_failed_delay_s())
@@ -181,45 +194,53 @@ class NetworkWorker:
                 if frame.type is aiohttp.WSMsgType.ERROR and isinstance(frame.data, BaseException):
                     error = frame.data  # e.g. a frame over max_msg_size: aiohttp closes with 1009
                 break
-            try:
-                message = decode(frame.data, COLLECTOR_LIMITS)
-            except ProtocolError as exc:
-                try:  # an alert message (docs/protocol.md 5.11, 5.12), or a bad frame
-                    news = decode_alert_frame(frame.data, exc)
-                except ProtocolError as bad:
-                    await self._reject(ws, bad)
-                    break
-                self._emit(self._bridge.alerts, news)
-                continue
-            if isinstance(message, Snapshot | Update):
-                self._pending.add(message)
-                if isinstance(message, Update) and self._clock() - self._last_flush_s >= self._config.flush_interval_s:
-                    # Right after a decode: the UI works while this thread idles until the next
-                    # message, instead of both wanting the GIL at once (bench/viewer_stall.py).
-                    self._flush()
-                if isinstance(message, Snapshot):
-                    self._ever_connected = True
-                    self._backoff.reset()
-                    self._flush()  # show the fleet at once, not 100 ms later
-                    self._emit(self._bridge.state, LinkState(Phase.CONNECTED, self._url))
-            elif isinstance(message, NodeHistory):
-                self._emit(self._bridge.history, message)
-            elif isinstance(message, Error):
-                logger.warning(
-                    "collector %s: error %r: %r",
-                    self._url,
-                    message.reason[:DETAIL_CHARS],
-                    message.detail[:DETAIL_CHARS],
-                )
-            else:
-                unexpected = ProtocolError(
-                    ErrorReason.UNEXPECTED_MESSAGE, f"expected snapshot/update/history, got {message.type!r}"
-                )
-                await self._reject(ws, unexpected)
+            bad = self._take(frame.data)
+            if bad is not None:
+                await self._reject(ws, bad)
                 break
         failure = close_failure(ws.close_code, ws.exception() or error)
         logger.info("collector %s: connection closed: %r", self._url, failure.words)
         return failure
+
+    def _take(self, data: bytes) -> ProtocolError | None:
+        """Act on one binary frame; the error to close with if it is bad."""
+        self._last_frame_s = self._clock()
+        try:
+            message = decode(data, COLLECTOR_LIMITS)
+        except ProtocolError as exc:
+            try:  # an alert message (docs/protocol.md 5.11, 5.12), or a bad frame
+                news = decode_alert_frame(data, exc)
+            except ProtocolError as bad:
+                return bad
+            if self._snapshot_since_s is not None:
+                self._end_snapshot()  # the alerts message follows the last part (docs/protocol.md 4.2.1)
+            self._emit(self._bridge.alerts, news)
+            return None
+        if isinstance(message, Snapshot):
+            self._pending.add(message)
+            self._snapshot_since_s = self._clock()  # flushed with its parts, at the first other message
+            self._ever_connected = True
+            self._backoff.reset()
+            return None
+        if self._snapshot_since_s is not None and not (isinstance(message, Update) and is_part(message)):
+            self._end_snapshot()  # the snapshot is complete: show the whole fleet at once
+        if isinstance(message, Update):
+            self._pending.add(message)
+            if self._snapshot_since_s is None and self._clock() - self._last_flush_s >= self._config.flush_interval_s:
+                # Right after a decode: the UI works while this thread idles until the next
+                # message, instead of both wanting the GIL at once (bench/viewer_stall.py).
+                self._flush()
+        elif isinstance(message, NodeHistory):
+            self._emit(self._bridge.history, message)
+        elif isinstance(message, Error):
+            logger.warning(
+                "collector %s: error %r: %r", self._url, message.reason[:DETAIL_CHARS], message.detail[:DETAIL_CHARS]
+            )
+        else:
+            return ProtocolError(
+                ErrorReason.UNEXPECTED_MESSAGE, f"expected snapshot/update/history, got {message.type!r}"
+            )
+        return None
 
     async def _reject(self, ws: aiohttp.ClientWebSocketResponse, exc: ProtocolError) -> None:
         logger.warning("collector %s: %s: %r", self._url, exc.reason.value, exc.detail[:DETAIL_CHARS])
@@ -229,8 +250,18 @@ class NetworkWorker:
         """Fallback for when no message comes to trigger a flush (or the UI was still busy)."""
         while True:
             await asyncio.sleep(self._config.flush_interval_s / 2)
-            if self._clock() - self._last_flush_s >= self._config.flush_interval_s:
+            now_s, since_s = self._clock(), self._snapshot_since_s
+            if since_s is not None:  # parts may still come: wait for them, but not forever
+                if now_s - self._last_frame_s >= SNAPSHOT_QUIET_S or now_s - since_s >= SNAPSHOT_PARTS_WAIT_S:
+                    self._end_snapshot()
+            elif now_s - self._last_flush_s >= self._config.flush_interval_s:
                 self._flush()
+
+    def _end_snapshot(self) -> None:
+        """The snapshot and its parts are all in: hand them to the UI as one batch, then say connected."""
+        self._snapshot_since_s = None
+        self._flush()
+        self._emit(self._bridge.state, LinkState(Phase.CONNECTED, self._url))
 
     async def _send_requests(
         self, ws: aiohttp.ClientWebSocketResponse, outbox: asyncio.Queue[str | HistoryRequest]
@@ -257,3 +288,8 @@ class NetworkWorker:
         # If a stop timed out, the UI side may already be gone; that is the only expected error.
         with contextlib.suppress(RuntimeError):
             signal.emit(value)
+
+
+def is_part(update: Update) -> bool:
+    """Whether ``update`` is a snapshot part: every entry carries ``history`` (docs/protocol.md 4.2.1)."""
+    return all(entry.history is not None for entry in update.nodes)
