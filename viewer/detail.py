@@ -231,8 +231,13 @@ class DetailPane(QWidget):
         self.ranges.pick(choice)
         row = self._row if self._row is not None and self._row.node_id == self._node_id else None
         self.show_node(row, None, self._server_offset_s)
-        if choice.live and row is not None:
-            self.history_requested.emit(HistoryRequest(node_id=row.node_id))  # the full in-memory window
+        if row is not None:
+            self.ask_live_history(row.node_id)
+
+    def ask_live_history(self, node_id: str) -> None:
+        """Ask for ``node_id``'s full in-memory window, only while it is drawn: a stored range ignores it."""
+        if self.ranges.choice.live:
+            self.history_requested.emit(HistoryRequest(node_id=node_id))
 
     def extend(self, node_id: str, sample: Heartbeat) -> None:
         """Append one live sample, ``CHART_DELAY_MS`` later, if newer than the last point; a gap breaks the curve."""

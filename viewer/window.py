@@ -224,7 +224,7 @@ class MainWindow(QMainWindow):
             # (a restarted collector before its agents return): keep the selection, refill the charts.
             if self.select_node(node_id) or batch.is_snapshot:
                 self.detail.show_node(row, now_at, self.model.server_offset_s)
-                self._link.request_history(node_id)
+                self.detail.ask_live_history(node_id)
         elif node_id in batch.entries:
             self.detail.update_facts(row, now_at, server_offset_s=self.model.server_offset_s)
             if row.sample is not None:
@@ -252,7 +252,7 @@ class MainWindow(QMainWindow):
             return
         self._selected_node_id = node_id
         self.detail.show_node(self.model.node(node_id), self._wall_clock(), self.model.server_offset_s)
-        self._link.request_history(node_id)
+        self.detail.ask_live_history(node_id)
 
     def _open_row(self, index: QModelIndex) -> None:
         """Enter (or a double click) on a row: select it and show it in the pane."""

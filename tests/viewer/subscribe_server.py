@@ -35,6 +35,7 @@ class SubscribeServer:
         self.tls = tls
         self.attempts = 0
         self.history_requests: list[str] = []
+        self.requests: list[HistoryRequest] = []  # every request in full, ranged ones too
         self.client_close_codes: list[int | None] = []
         self.histories: dict[str, History] = {}
         self.port = 0
@@ -116,6 +117,7 @@ class SubscribeServer:
                 message = decode(frame.data, SUBSCRIBE_REQUEST_LIMITS)
                 if isinstance(message, HistoryRequest):
                     self.history_requests.append(message.node_id)
+                    self.requests.append(message)
                     full = self.histories.get(message.node_id, history(points=30))
                     await ws.send_bytes(encode(NodeHistory(node_id=message.node_id, history=full)))
         finally:
