@@ -6,7 +6,12 @@ cores and 64 mounts were all written: ~318 KiB of text per node, 3.7 s of scrape
 
 from __future__ import annotations
 
+import asyncio
 import re
+import shutil
+from asyncio.subprocess import PIPE, STDOUT
+
+import pytest
 
 from collector.metric_table import MAX_CORES_PER_NODE, MAX_KEYS_PER_NODE
 from tests.support.collector import MakeClient, connect_agent, send_heartbeat
@@ -42,6 +47,22 @@ class TestSeriesCap:
             if _series(text, family) == MAX_KEYS_PER_NODE
         )
         assert float(match.group(1)) == (1024 - MAX_CORES_PER_NODE) + mount_families * (64 - MAX_KEYS_PER_NODE)
+        await ws.close()
+
+    @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+    async def test_a_capped_exposition_passes_promtool(self, make_client: MakeClient) -> None:
+        """A scrape with a capped node and its truncated count is still a clean exposition for promtool."""
+        client = await make_client()
+        ws, _ = await connect_agent(client, hello(node_id="big"))
+        sensors = {f"sensor-{index:02d}": 40.0 for index in range(64)}
+        await send_heartbeat(ws, heartbeat(1, cpu_per_core_percent=[5.0] * 128, temperatures=sensors))
+        text = await (await client.get("/metrics")).text()
+        assert "nodewatch_node_series_truncated{" in text
+        promtool = await asyncio.create_subprocess_exec(
+            "promtool", "check", "metrics", stdin=PIPE, stdout=PIPE, stderr=STDOUT
+        )
+        output, _ = await asyncio.wait_for(promtool.communicate(text.encode()), timeout=30)
+        assert promtool.returncode == 0, output.decode()
         await ws.close()
 
     async def test_a_small_node_has_every_series_and_no_truncated_line(self, make_client: MakeClient) -> None:
