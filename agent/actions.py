@@ -58,5 +58,6 @@ class SessionCounters:
     pings: int = 0
     pongs: int = 0
     floods: int = 0  # connections closed for too many unsolicited frames
+    violation_closes: int = 0  # connections we closed because the collector broke the protocol (backed off long)
     keepalive_timeouts: int = 0  # connections dropped because no pong came
     log_lines_suppressed: int = 0

@@ -2,8 +2,9 @@
 And Jitter", 2015), as a pure class with the random source and the clock passed in.
 
 Also here: ``Outcome``, how one connection attempt ended (what the backoff is
-fed), and ``http_outcome`` for an upgrade refused with an HTTP status; both read
-``shared.retry``. Not here: sleeping or connecting (``agent.pusher`` does that).
+fed), ``http_outcome`` for an upgrade refused with an HTTP status, and
+``violation_outcome`` for a connection the agent closed because the collector
+broke the protocol; all read ``shared.retry``. Not here: sleeping or connecting (``agent.pusher`` does that).
 
 Rules:
 - delay = uniform(0, min(cap, base * 2**attempt)); base 0.5 s, cap 30 s;
@@ -15,7 +16,11 @@ Rules:
   end and keeps the jitter on top: delay = floor + uniform(0, ceiling), so a
   fleet sent away together does not come back in lockstep; a floor over the
   long cap counts as the long cap;
-- a connection that stayed healthy for 60 s resets the attempt counter.
+- a connection that stayed healthy for 60 s resets the attempt counter;
+- after the agent closed a connection because the collector broke the protocol
+  (a text frame, an ack above the highest seq sent, a bad frame, a flood), it
+  backs off as the table says for 1008: long, at least 60 s, with jitter. A
+  collector that did it once does it again at once (issue 13: a flood every second).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.retry import RetryAction, RetryPolicy, retry_for_http
+from shared.errors import CloseCode
+from shared.retry import RetryAction, RetryPolicy, retry_for_close, retry_for_http
 
 BASE_S = 0.5
 CAP_S = 30.0
@@ -65,6 +71,7 @@ class Outcome:
     retry_after_s: float | None = None  # the collector's Retry-After on a 503 or 429, if it sent a usable one
     busy: bool = False  # the collector is at capacity: HTTP 503/429 or close 4503
     min_delay_s: float = 0.0  # the least delay before the next attempt: Retry-After, else the retry table's
+    peer_fault: bool = False  # the agent closed it because the collector broke the protocol
 
 
 def backs_off_long(policy: RetryPolicy) -> bool:
@@ -83,6 +90,19 @@ def http_outcome(status: int, phrase: str, retry_after: str | None) -> Outcome:
         retry_after_s=floor,
         busy=busy,
         min_delay_s=policy.min_delay_s if floor is None else floor,
+    )
+
+
+def violation_outcome(why: str, close_code: int, *, was_connected: bool) -> Outcome:
+    """The agent closed with ``close_code`` because the collector broke the protocol: back off as for 1008."""
+    policy = retry_for_close(int(CloseCode.POLICY_VIOLATION))
+    return Outcome(
+        why,
+        refused=backs_off_long(policy),
+        close_code=close_code,
+        was_connected=was_connected,
+        min_delay_s=policy.min_delay_s,
+        peer_fault=True,
     )
 
 

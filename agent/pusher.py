@@ -190,7 +190,7 @@ class Pusher:
             link.answer_close(event, now)
             self._run(session.close_received(event.code, event.reason, now), now)
         elif isinstance(event, Lost):
-            self._run(session.connection_lost(f"connection lost: {event.why}", now), now)
+            self._run(session.connection_lost(f"connection lost: {event.why}", now, close_code=event.close_code), now)
 
     def _run(self, actions: list[Action], now: float) -> None:
         """Do what the session asked, in order."""
@@ -260,6 +260,8 @@ class Pusher:
             log.debug("still not connected to %s: %s; retrying in %.1f s", self.url, outcome.reason, delay_s)
 
     def _why_waiting(self, outcome: Outcome) -> str:
+        if outcome.peer_fault:
+            return " (the collector broke the protocol: backing off 1 to 5 min)"
         if outcome.refused:
             return " (the collector refused us: backing off up to 5 min)"
         if not outcome.busy:

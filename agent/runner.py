@@ -17,6 +17,7 @@ import contextlib
 import importlib
 import logging
 import os
+import random
 import selectors
 import socket
 import time
@@ -70,11 +71,15 @@ class Agent:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         random_source: Callable[[], float] | None = None,
+        backoff: Backoff | None = None,
         cgroup_root: Path | None = DEFAULT_ROOT,
         on_retry: Callable[[float, Outcome], None] | None = None,
         nvml: Any = None,
     ) -> None:
-        """``ps`` and ``nvml`` are the psutil and pynvml modules (None: imported here, and on the first GPU read)."""
+        """``ps`` and ``nvml`` are the psutil and pynvml modules (None: imported here, and on the first GPU read).
+
+        ``backoff`` replaces the reconnect delays (default: ``Backoff`` drawing from ``random_source``).
+        """
         if ps is None:
             # Imported when an agent is built, not when --help is printed; importlib also spares a
             # dependency on types-psutil, which the venv does not have.
@@ -105,7 +110,7 @@ class Agent:
             ws_heartbeat_s=config.ws_heartbeat_s,
             connect_timeout_s=timeout_s,
             hello_ack_timeout_s=timeout_s,
-            backoff=Backoff() if random_source is None else Backoff(random=random_source),
+            backoff=backoff if backoff is not None else Backoff(random=random_source or random.random),
             clock=clock,
             on_retry=on_retry,
             wake=self._wake,

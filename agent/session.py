@@ -39,7 +39,7 @@ from enum import Enum
 
 from agent.actions import Action, Close, HelloAcked, Log, SendFrame, SendPing, SendPong, SessionCounters, WakeAt
 from agent.backlog import Backlog
-from agent.backoff import Outcome, backs_off_long
+from agent.backoff import Outcome, backs_off_long, violation_outcome
 from agent.schedule import LogThrottle, TokenBucket
 from agent.wire import InboundAck, InboundError, decode_inbound
 from shared.errors import CloseCode, ProtocolError
@@ -178,7 +178,7 @@ class AgentSession:
         """A ``WakeAt`` time came: a deadline, or the next replay batch."""
         if self.state is SessionState.AWAIT_ACK and self._deadline is not None and now >= self._deadline:
             why = "collector did not ack the hello in time"
-            return self._fail(int(CloseCode.POLICY_VIOLATION), "hello_ack_timeout", why)
+            return self._fail(int(CloseCode.POLICY_VIOLATION), "hello_ack_timeout", why, peer_fault=False)
         if self.state is SessionState.STOPPING and self._deadline is not None and now >= self._deadline:
             return self._goodbye()
         actions: list[Action] = []
@@ -219,9 +219,14 @@ class AgentSession:
         self._reset()
         return [outcome]
 
-    def connection_lost(self, why: str, now: float) -> list[Action]:
-        """The connection failed without a close frame (an error, a ping timeout, a failed send)."""
+    def connection_lost(self, why: str, now: float, *, close_code: int | None = None) -> list[Action]:
+        """The connection failed without a close frame; ``close_code``: the shell closed it for the peer's fault."""
         self._expect_open()
+        if close_code is not None:  # bad frames or the inbound budget (agent.transport): back off as for 1008
+            self.counters.violation_closes += 1
+            outcome = violation_outcome(why, close_code, was_connected=self._established())
+            self._reset()
+            return [outcome]
         policy = retry_for_close(None)
         outcome = Outcome(
             why, refused=backs_off_long(policy), was_connected=self._established(), min_delay_s=policy.min_delay_s
@@ -299,8 +304,13 @@ class AgentSession:
         line = Log(logging.INFO, "closed the connection to %s (agent stopping)", (self.peer,))
         return [Close(int(CloseCode.NORMAL), "agent stopping"), line, outcome]
 
-    def _fail(self, code: int, reason: str, why: str) -> list[Action]:
-        outcome = Outcome(why, close_code=code, was_connected=self._established())
+    def _fail(self, code: int, reason: str, why: str, *, peer_fault: bool = True) -> list[Action]:
+        """Close with ``code``; the collector broke the protocol unless said otherwise: back off long."""
+        if peer_fault:
+            self.counters.violation_closes += 1
+            outcome = violation_outcome(why, code, was_connected=self._established())
+        else:
+            outcome = Outcome(why, close_code=code, was_connected=self._established())
         self._reset()
         return [Close(code, reason), outcome]
 

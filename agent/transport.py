@@ -7,6 +7,9 @@ the socket allows and returns what happened as values (``Opened``,
 blocks: a stop is seen within one loop turn even while dialling. Not here:
 what frames mean (``agent.session``), retries (``agent.pusher``).
 
+What the collector sends is budgeted (``agent.inbound``); a link that refuses
+its bytes (bad frames, over budget) closes and reads nothing more (RFC 6455 7.1.7).
+
 ``ssl`` is imported only for a ``wss://`` URL (it costs ~1.5 MB RSS of the 20 MB
 budget): the system CA store, ``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured by
 OpenSSL, the host name checked, TLS 1.2 at least. Names are resolved in a
@@ -19,11 +22,13 @@ import errno
 import os
 import socket
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 from urllib.parse import SplitResult
 
+from agent.inbound import InboundBudget
 from agent.worker import Job
 from agent.wsclient import (
     CLOSE,
@@ -42,6 +47,7 @@ from agent.wsclient import (
 )
 
 READ, WRITE = 1, 2  # selectors.EVENT_READ, EVENT_WRITE
+NORMAL_CLOSURE, POLICY_VIOLATION = 1000, 1008  # RFC 6455 section 7.4.1
 RECV_BYTES = 64 * 1024
 MAX_READ_PER_TURN = 1024 * 1024  # a flooding peer gets one megabyte per loop turn, then the timers run
 
@@ -60,9 +66,10 @@ class Failed:
 
 @dataclass(frozen=True, slots=True)
 class Lost:
-    """The open websocket ended without a close frame from the server (EOF, reset, bad frames)."""
+    """The open websocket ended without a close frame from the server (EOF, reset, bad frames, over budget)."""
 
     why: str
+    close_code: int | None = None  # ours, when we closed it for the collector's fault; None: it just ended
 
 
 LinkEvent = Opened | Failed | Refused | Lost | Event
@@ -108,6 +115,7 @@ class Link:
         connect_timeout_s: float,
         close_timeout_s: float,
         max_message_bytes: int,
+        budget: InboundBudget | None = None,
     ) -> None:
         self.phase = Phase.RESOLVING
         self.deadline = now + connect_timeout_s
@@ -124,6 +132,8 @@ class Link:
         self._response = ResponseReader(self._key)
         self._frames = FrameReader(max_message_bytes)
         self._last_error = "no address"
+        self._budget = budget if budget is not None else InboundBudget()
+        self._listening = True  # False once we close for the peer's fault: nothing more is read
         self.more_to_read = False  # a read cap was hit, or TLS holds decrypted bytes: call advance again at once
 
     def fileno(self) -> int | None:
@@ -142,15 +152,18 @@ class Link:
             return WRITE
         if self.phase is Phase.TLS:
             return self._tls_wants
-        return READ | (WRITE if self._out else 0)
+        return (READ if self._listening else 0) | (WRITE if self._out else 0)
 
     def send(self, opcode: int, payload: bytes) -> None:
         """Queue one frame (sent by the next ``advance``); frames after our close are dropped (section 5.5.1)."""
         if self.phase is Phase.OPEN:
             self._out += encode_frame(opcode, payload, os.urandom(4))
+            self._budget.sent(opcode)
 
     def close(self, code: int, reason: str, now: float) -> None:
         """Queue our close frame; the link ends when the server answers, at EOF, or after the close timeout."""
+        if code != NORMAL_CLOSURE:  # we fail the connection (RFC 6455 section 7.1.7): send the close, read no more
+            self._listening = self.more_to_read = False
         if self.phase is Phase.OPEN:
             self._out += encode_frame(CLOSE, close_payload(code, reason), os.urandom(4))
             self.phase, self.deadline = Phase.CLOSING, now + self._close_timeout_s
@@ -246,7 +259,8 @@ class Link:
         """Write what is queued, read what arrived, and turn it into events."""
         if self._out:
             self._flush()
-        data, eof = self._read() if ready & READ or self.more_to_read else (b"", False)
+        reading = (ready & READ or self.more_to_read) and self._listening
+        data, eof = self._read() if reading else (b"", False)
         events: list[LinkEvent] = []
         if data and self.phase is Phase.UPGRADING:
             answer = self._answer(data)
@@ -255,11 +269,10 @@ class Link:
             self.phase, data = Phase.OPEN, answer.rest
             events.append(Opened())
         if data and self.phase in {Phase.OPEN, Phase.CLOSING}:
-            try:
-                events += self._frames.feed(data)
-            except WebSocketError as exc:
-                self.close(exc.close_code, exc.reason[:100], now)
-                return [*events, Lost(f"bad frames from the collector: {exc.reason}")]
+            frames, refused = self._parse(data, now)
+            events += frames
+            if refused:
+                return events
         if any(isinstance(event, CloseFrame) for event in events) and self.phase is Phase.CLOSING:
             self.abort()  # our close was answered: the handshake is complete
         elif eof:
@@ -272,6 +285,21 @@ class Link:
         if self.phase in {Phase.UPGRADING, Phase.CLOSING}:
             events += self._timeout(now)
         return events
+
+    def _parse(self, data: bytes, now: float) -> tuple[list[LinkEvent], bool]:
+        """The server's frames in ``data`` within the budget; True when the link refused them and closed."""
+        code, reason = POLICY_VIOLATION, "too_many_frames"
+        kept: Sequence[Event] = ()
+        over = self._budget.take_bytes(len(data), now)
+        if over is None:
+            try:
+                kept, over = self._budget.take_frames(self._frames.feed(data), now)
+            except WebSocketError as exc:
+                code, reason, over = exc.close_code, exc.reason[:100], f"bad frames ({exc.reason})"
+        if over is None:
+            return list(kept), False
+        self.close(code, reason, now)
+        return [*kept, Lost(f"closed it {code}: the collector sent {over}", close_code=code)], True
 
     def _answer(self, data: bytes) -> Upgraded | list[LinkEvent]:
         """The server's answer to the upgrade: accepted (with the bytes after it), refused, or not there yet."""
