@@ -2,7 +2,7 @@
 
 Kept: the table's sort column and order, which columns are hidden, their widths, the label
 rows are grouped by, the splitter between table and pane, the window's geometry and docks
-(the alerts panel), and the last collector URL.
+(the alerts panel), the detail pane's picked history range, and the last collector URL.
 Columns are stored by name (not by position), so a column added in a later version
 cannot inherit another's width; a value that does not parse is ignored, never trusted
 (the file is the user's, but it may be old or hand-edited).
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 from PyQt6.QtCore import QByteArray, QSettings, Qt
 
 from viewer.cells import Column
+from viewer.historyload import RANGES
 
 if TYPE_CHECKING:
     from viewer.window import MainWindow
@@ -28,6 +29,7 @@ SETTINGS_ORGANISATION: Final = "nodewatch"
 SETTINGS_APPLICATION: Final = "viewer"
 _URL_KEY: Final = "collector/url"
 _GROUP_KEY: Final = "table/group_by"
+_RANGE_KEY: Final = "detail/range"
 # A label key, as shared/limits.py bounds them: anything else in the file is not one.
 _LABEL_KEY: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,62}")
 # A width outside this is a broken file, not a choice: Qt would make such a column unusable.
@@ -84,6 +86,10 @@ class WindowMemory:
         group = settings.value(_GROUP_KEY)
         if isinstance(group, str) and _LABEL_KEY.fullmatch(group):
             window.filter_bar.choose_group(group)
+        picked = [choice for choice in RANGES if choice.label == settings.value(_RANGE_KEY)]
+        if picked:  # the pane shows it for the first node selected ("24 h · select a node" until then)
+            window.detail.ranges.pick(picked[0])
+            window.detail.ranges.load(None)
         splitter = settings.value("window/splitter")
         if isinstance(splitter, QByteArray):
             window.splitter.restoreState(splitter)
@@ -110,6 +116,7 @@ class WindowMemory:
             ascending = header.sortIndicatorOrder() is Qt.SortOrder.AscendingOrder
             settings.setValue("table/sort_order", "ascending" if ascending else "descending")
         settings.setValue(_GROUP_KEY, window.filter_bar.group_key)
+        settings.setValue(_RANGE_KEY, window.detail.ranges.choice.label)
         settings.setValue("window/splitter", window.splitter.saveState())
         settings.setValue("window/geometry", window.saveGeometry())
         settings.setValue("window/docks", window.saveState())

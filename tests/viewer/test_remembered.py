@@ -1,4 +1,4 @@
-"""Remembered between runs: sort, columns, widths, splitter, geometry, collector URL; dark mode follows the system."""
+"""Remembered between runs: layout, picked range and collector URL; dark mode follows the system."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from PyQt6.QtGui import QColor, QPalette
 from PyQt6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
-from tests.viewer.helpers import make_link
+from tests.viewer.helpers import make_link, start_window
+from tests.viewer.subscribe_server import SubscribeServer
 from viewer.cells import Column
 from viewer.cli import parse_config
 from viewer.remembered import remembered_url
@@ -81,6 +82,7 @@ class TestRemembered:
             "table/hidden": ["NODE", "STATE", "bogus"],
             "table/width/NET": "99999",
             "window/geometry": "not bytes",
+            "detail/range": "3 weeks",
         }.items():
             settings.setValue(key, value)
         settings.sync()
@@ -91,7 +93,25 @@ class TestRemembered:
         assert not win.table.isColumnHidden(Column.NODE)
         assert not win.table.isColumnHidden(Column.STATE)
         assert header.sectionSize(Column.NET) < 1000
+        assert win.detail.ranges.choice.label == "15 min"
         win.close()
+
+    def test_the_picked_range_survives_a_restart(self, qtbot: QtBot, tmp_path: Path, server: SubscribeServer) -> None:
+        """A range picked before closing is picked after reopening, and the first node selected asks for it."""
+        first = open_window(qtbot, settings_in(tmp_path))
+        first.detail.picker.button("7 d").click()
+        first.close()
+
+        second = start_window(qtbot, server.url, 3, settings=settings_in(tmp_path))
+        assert second.detail.ranges.choice.label == "7 d"
+        assert second.detail.picker.button("7 d").isChecked()
+        assert second.detail.picker.status.text() == "7 d · select a node"
+        second.select_node("b")
+        qtbot.waitUntil(lambda: len(server.requests) == 1, timeout=5000)
+        qtbot.wait(200)  # a live-window request would follow at once
+        [request] = server.requests
+        assert (request.node_id, request.ranged, request.step_s) == ("b", True, 600.0)
+        second.close()
 
     def test_last_collector_url_is_the_next_default(self, qtbot: QtBot, tmp_path: Path) -> None:
         """The URL a window followed is the next run's default; a flag or NODEWATCH_COLLECTOR still wins."""
