@@ -166,6 +166,7 @@ def run_viewer(  # noqa: PLR0915 - one measured scenario, read top to bottom
     profile: bool = False,
     trace: bool = False,
     feeder_pid: int | None = None,
+    gc_off: bool = False,
 ) -> Measurements:
     """Run the real window against ``url``, measure for ``duration_s``, close it, return the numbers."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -181,6 +182,8 @@ def run_viewer(  # noqa: PLR0915 - one measured scenario, read top to bottom
     link = CollectorLink(LinkConfig(collector_url=url))
     window = MainWindow(link)
     window.snapshot_applied.connect(freeze_gc)  # as viewer.cli does
+    if gc_off:
+        window.snapshot_applied.connect(gc.disable)
     window.resize(1400, 900)
     window.show()
     link.start()
@@ -414,6 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trace", action="store_true", help="print what happened before each late probe tick")
     parser.add_argument("--profile", action="store_true", help="print the UI thread's cProfile to stderr")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds between the table filling and measuring")
+    parser.add_argument(
+        "--gc-off", action="store_true", help="an A/B: disable the cyclic GC once the fleet is loaded (after freeze_gc)"
+    )
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.duration <= 0:
         parser.error("--nodes: expected >= 1 and --duration: expected > 0")
@@ -430,6 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             nodes = connected = int(header["nodes"])
             command = f"bench/viewer_stall.py --replay {args.replay} --duration {args.duration:g}"
             command += f" --replay-max-entries {args.replay_max_entries}" if args.replay_max_entries else ""
+            command += " --gc-off" if args.gc_off else ""
         else:
             collector, url = start_collector()
             feeders.append(collector)
@@ -448,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             profile=args.profile,
             trace=args.trace,
             feeder_pid=feeders[0].pid if args.replay is not None else None,
+            gc_off=args.gc_off,
         )
         if args.trace:
             print_trace(result.timeline)
