@@ -139,6 +139,15 @@ def _query(params: dict[str, str]) -> str:
     return "&".join(f"{k}={v}" for k, v in params.items())
 
 
+async def _connected(session: aiohttp.ClientSession, base: str) -> int:
+    """Health's ``agents_connected``; 0 while the connect storm keeps health from answering in time (or a 429)."""
+    try:
+        body = (await get_json(session, base + "/api/v1/health"))[1]
+    except (aiohttp.ClientError, TimeoutError):
+        return 0
+    return int(body.get("agents_connected", 0)) if isinstance(body, dict) else 0
+
+
 def _gap_free(seqs: Sequence[int], upto: int) -> bool:
     """Whether ``seqs`` (sorted) hold every seq from 1 up to ``upto``."""
     held = [s for s in seqs if s <= upto]
@@ -200,7 +209,7 @@ async def run(nodes: int, minutes: float, replay_s: float, api_nodes: int, workd
         fleet = group.fleet(base, nodes, 1.0, duration_s, *fleet_args)
         async with aiohttp.ClientSession() as session:
             connect_started = time.monotonic()
-            while (await get_json(session, base + "/api/v1/health"))[1]["agents_connected"] < nodes:
+            while await _connected(session, base) < nodes:
                 if time.monotonic() - connect_started > CONNECT_DEADLINE_S:
                     raise RuntimeError(f"not every node connected within {CONNECT_DEADLINE_S:g} s")
                 await asyncio.sleep(0.5)
