@@ -4,7 +4,8 @@ One row per alert: rule, severity, node (and mount, sensor or interface), state,
 (local clock) and summary. Clicking a row emits ``node_chosen(node_id)``: the window selects
 that node and opens its detail. With none live it says "no alerts firing"; before the
 collector sent any alert message on this connection, it says that it has not (an older
-collector, or one without ``?alerts=1``), never "no alerts". Every string is peer data:
+collector, or one without ``?alerts=1``), never "no alerts". The table is rebuilt per message,
+and the selected alert stays selected (by its key) wherever it moves. Every string is peer data:
 cells are model text (never rendered), tooltips go through ``plain_tooltip``.
 
 Not here: which alerts are live (``viewer.alertbook``), the wire (``viewer.alertwire``). UI thread only.
@@ -15,12 +16,20 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Final
 
-from PyQt6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, pyqtSignal
+from PyQt6.QtCore import (
+    QAbstractTableModel,
+    QItemSelectionModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    pyqtSignal,
+)
 from PyQt6.QtGui import QColor
 from PyQt6.QtWidgets import QAbstractItemView, QDockWidget, QHeaderView, QTableView, QVBoxLayout, QWidget
 
 from viewer.alertbook import Alert, AlertBook, AlertChange
-from viewer.alertwire import AlertNews
+from viewer.alertwire import AlertKey, AlertNews
 from viewer.detail import plain_label
 from viewer.format import format_clock, plain_tooltip
 
@@ -59,6 +68,10 @@ class AlertTableModel(QAbstractTableModel):
         self.beginResetModel()
         self._rows, self._offset_s = rows, server_offset_s
         self.endResetModel()
+
+    def row_of(self, key: AlertKey) -> int | None:
+        """The row showing the alert of ``key``, or None."""
+        return next((row for row, alert in enumerate(self._rows) if alert.key == key), None)
 
     def alert_at(self, row: int) -> Alert | None:
         """The alert of ``row``, or None."""
@@ -164,9 +177,18 @@ class AlertsPanel(QWidget):
         """The rows, top to bottom."""
         return [alert for row in range(self.model.rowCount()) if (alert := self.model.alert_at(row)) is not None]
 
+    def selected_alert(self) -> Alert | None:
+        """The alert selected in the table, or None."""
+        selection = self.view.selectionModel()
+        chosen = selection.selectedRows() if selection is not None else []
+        return self.model.alert_at(chosen[0].row()) if chosen else None
+
     def _show(self) -> None:
         rows = self.book.shown()
+        selected = self.selected_alert()
         self.model.set_alerts(rows, self.book.server_offset_s)
+        if selected is not None:  # the reset cleared the selection: put it back on the same alert
+            self._select(selected.key)
         if not self.book.heard:
             text = NOT_HEARD_TEXT
         elif not rows:
@@ -177,6 +199,12 @@ class AlertsPanel(QWidget):
         if self._as_of_at is not None:
             text += f" · as of {format_clock(self._as_of_at)} (disconnected)"
         self.summary_label.setText(text)
+
+    def _select(self, key: AlertKey) -> None:
+        row, selection = self.model.row_of(key), self.view.selectionModel()
+        if row is not None and selection is not None:
+            flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+            selection.setCurrentIndex(self.model.index(row, AlertColumn.RULE), flags)
 
     def _on_clicked(self, index: QModelIndex) -> None:
         alert = self.model.alert_at(index.row())

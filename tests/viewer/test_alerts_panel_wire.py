@@ -11,13 +11,14 @@ from typing import Any
 
 import msgpack
 import pytest
+from PyQt6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from shared.errors import CloseCode
 from tests.support.messages import WALL_T0
 from tests.viewer.helpers import start_window
 from tests.viewer.subscribe_server import SubscribeServer
-from viewer.alertspanel import EMPTY_TEXT, NOT_HEARD_TEXT
+from viewer.alertspanel import EMPTY_TEXT, NOT_HEARD_TEXT, AlertColumn
 from viewer.window import MainWindow
 
 GOOD_ALERT: dict[str, Any] = {
@@ -58,6 +59,28 @@ class TestAlertMessages:
             event.pop(key)
         server.push_raw(msgpack.packb({"type": "alert", "server_time_at": WALL_T0, "events": [event]}))
         qtbot.waitUntil(lambda: panel.summary_label.text() == EMPTY_TEXT, timeout=5000)
+
+    def test_the_clicked_alert_stays_selected_across_messages(
+        self, qtbot: QtBot, server: SubscribeServer, window: MainWindow
+    ) -> None:
+        """A clicked alert stays the selected one while later messages rebuild the panel and move its row."""
+        panel = window.parts.alerts
+        older = {**GOOD_ALERT, "node_id": "b", "active_since_at": WALL_T0 - 600, "fired_at": WALL_T0 - 500}
+        server.push_raw(alerts_frame(GOOD_ALERT, older))
+        qtbot.waitUntil(lambda: panel.summary_label.text() == "2 firing · 0 unknown", timeout=5000)
+        row = [alert.key.node_id for alert in panel.shown_alerts()].index("a")
+        viewport = panel.view.viewport()
+        assert viewport is not None
+        rect = panel.view.visualRect(panel.model.index(row, AlertColumn.RULE))
+        qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=rect.center())  # type: ignore[no-untyped-call]
+        qtbot.waitUntil(lambda: window.detail.node_id == "a", timeout=5000)
+        oldest = {**GOOD_ALERT, "node_id": "c", "active_since_at": WALL_T0 - 900, "fired_at": WALL_T0 - 800}
+        server.push_raw(alerts_frame(GOOD_ALERT, older, oldest))  # sorted oldest first: a's row moves down
+        qtbot.waitUntil(lambda: panel.summary_label.text() == "3 firing · 0 unknown", timeout=5000)
+        assert [alert.key.node_id for alert in panel.shown_alerts()] == ["c", "b", "a"]
+        selection = panel.view.selectionModel()
+        assert selection is not None
+        assert [index.row() for index in selection.selectedRows()] == [2]  # a's row, now last
 
     def test_disconnected_alerts_are_marked_as_of(
         self, qtbot: QtBot, server: SubscribeServer, window: MainWindow
