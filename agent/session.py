@@ -28,6 +28,7 @@ What a hostile collector cannot do (issue 13):
 - an ack above the highest seq ever sent is refused (close 1008); the backlog is kept;
 - frames that carry no progress (text, errors, pings, pongs, acks that do not advance)
   draw on a token bucket; past it the session closes 1008, so one connection's CPU is bounded;
+- after any close of ours for the collector's fault the agent backs off as for 1008 (60 s to 5 min);
 - log lines about peer frames are throttled per kind and counted; peer text goes out with %r.
 """
 

@@ -14,8 +14,11 @@ import asyncio
 import base64
 import contextlib
 import os
+import re
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,9 +40,9 @@ MIB = 2**20
 Row = tuple[str, str, str]
 
 
-def agent(group: ProcessGroup, url: str, node_id: str, *args: str) -> Spawned:
+def agent(group: ProcessGroup, url: str, node_id: str, *args: str, env: dict[str, str] | None = None) -> Spawned:
     """A real ``nodewatch agent`` with its node key in the group's own dir (never /var/lib)."""
-    return group.agent(url, node_id, "--state-dir", str(group.workdir / f"state-{node_id}"), *args)
+    return group.agent(url, node_id, "--state-dir", str(group.workdir / f"state-{node_id}"), *args, env=env)
 
 
 async def first_sample_s(session: aiohttp.ClientSession, base: str, node_id: str, started: float) -> float:
@@ -322,30 +325,78 @@ async def park(port: int) -> asyncio.StreamWriter | None:
     return writer
 
 
-async def hostile_collector(group: ProcessGroup, window_s: float) -> Row:
-    """A real agent against a collector that acks above its seq, floods text frames, or floods pings."""
-    parts = []
+_RETRY = re.compile(r"retrying in ([0-9.]+) s")
+
+
+def baseline_env(rev: str, into: Path) -> dict[str, str]:
+    """The environment that runs the agent as it was at git ``rev`` (unpacked under ``into``): an A/B in one run."""
+    tree = into / f"baseline-{rev}"
+    tree.mkdir(parents=True, exist_ok=True)
+    archive = ["git", "archive", rev, "agent", "shared", "nodewatch"]
+    packed = subprocess.run(archive, cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=packed, check=True)
+    return {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(tree)}  # not the checkout in the cwd: the tree at ``rev``
+
+
+async def hostile_collector(group: ProcessGroup, window_s: float, baseline: str | None = None) -> Row:
+    """A real agent against a collector that acks above its seq, floods text frames, or floods pings.
+
+    With ``baseline`` (a git rev), each mode runs the agent at that rev first, then this one, side by side.
+    """
+    envs: list[tuple[str, dict[str, str] | None]] = [("", None)]
+    if baseline is not None:
+        envs.insert(0, (f"{baseline}: ", baseline_env(baseline, group.workdir)))
+    parts: list[str] = []
     for mode in ("ack_above", "text", "ping"):
-        server = HostileCollector(mode)
-        await server.start()
-        proc = agent(group, f"http://127.0.0.1:{server.port}", f"victim-{mode}", "--interval", "0.1")
-        await asyncio.sleep(2.0)  # the agent starts and connects
-        cpu0, log0, t0 = cpu_s(proc.popen.pid), proc.log_path.stat().st_size, time.monotonic()
-        await asyncio.sleep(window_s)
-        took = time.monotonic() - t0
-        cpu = (cpu_s(proc.popen.pid) - cpu0) / took * 100
-        log_rate = (proc.log_path.stat().st_size - log0) / took
-        parts.append(
-            f"{mode}: agent CPU {cpu:.0f} %, log {log_rate / 1024:.1f} KiB/s, connections {server.connections}"
-        )
-        proc.kill()
-        await server.stop()
+        for label, env in envs:
+            server = HostileCollector(mode)
+            await server.start()
+            url, node_id = f"http://127.0.0.1:{server.port}", f"victim-{mode}-{len(parts)}"
+            proc = agent(group, url, node_id, "--interval", "0.1", env=env)
+
+            async def connected(server: HostileCollector = server) -> bool:
+                return server.connections > 0
+
+            await wait_until(connected, 30, "the agent's first connection")
+            cpu0, log0, t0 = cpu_s(proc.popen.pid), proc.log_path.stat().st_size, time.monotonic()
+            await asyncio.sleep(window_s)
+            took = time.monotonic() - t0
+            cpu = (cpu_s(proc.popen.pid) - cpu0) / took * 100
+            log_rate = (proc.log_path.stat().st_size - log0) / took
+            delays = [float(d) for d in _RETRY.findall(proc.log_text())]
+            retry = f", next try in {min(delays):.0f}-{max(delays):.0f} s" if delays else ""
+            parts.append(
+                f"{label}{mode}: agent CPU {cpu:.1f} %, log {log_rate / 1024:.2f} KiB/s, "
+                f"connections {server.connections}{retry}"
+            )
+            proc.kill()
+            await server.stop()
     return (
         "Hostile collector",
         f"a real agent (interval 0.1 s, DEBUG log) against an ingest endpoint that acks seq 1,000,000, floods text "
-        f"frames, or floods pings; measured over {window_s:g} s each",
+        f"frames, or floods pings; measured over {window_s:g} s from its first connection, each",
         "; ".join(parts),
     )
 
 
+def main(argv: list[str]) -> int:
+    """``hostile [WINDOW_S] [BASELINE_REV]``: print the hostile collector row (an A/B with a baseline rev)."""
+    if not argv or argv[0] != "hostile" or len(argv) > 3:
+        print("usage: python -m bench._trust_faults hostile [WINDOW_S] [BASELINE_REV]", file=sys.stderr)
+        return 2
+    window_s = float(argv[1]) if len(argv) > 1 else 5.0
+    with tempfile.TemporaryDirectory(prefix="nodewatch-hostile-") as tmp:
+        group = ProcessGroup(Path(tmp))
+        try:
+            row = asyncio.run(hostile_collector(group, window_s, argv[2] if len(argv) > 2 else None))
+        finally:
+            group.close()
+    print("| " + " | ".join(row) + " |")
+    return 0
+
+
 __all__ = ["REPO", "budgets", "flood", "future_stamp", "hostile_collector", "identity", "idle_sockets", "parked"]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

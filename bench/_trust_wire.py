@@ -166,6 +166,7 @@ class HostileCollector:
                         await ws.send_str("spam\nWARNING agent.pusher: forged")
                     else:
                         await ws.ping(b"x")
+                        await asyncio.sleep(0)  # aiohttp does not wait for a drain after a ping: let the loop run
         return ws
 
 
