@@ -223,7 +223,7 @@ class IngestConnection:
             elif type(action) is Close:
                 if action.reason != ErrorReason.INTERNAL:  # internal_error already logged and counted it
                     self.runtime.count_close("ingest", self.peer, action.code, action.reason, action.detail)
-                # Refused again and again (4430/1008): its next upgrades get a 429 for a while (trust.penalty).
+                # Refused 4430 again and again: its next upgrades get a 429 for a while (trust.penalty).
                 if self.runtime.refusals.refused(self.peer, self._label, action.code, self.runtime.clock()):
                     self.runtime.stats.penalties_armed += 1
                 await self.runtime.close_ws(self.ws, action.code, action.reason.encode())

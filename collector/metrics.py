@@ -242,7 +242,7 @@ class NodewatchMetrics(Collector):
         yield from (total, active, auth)
         yield CounterMetricFamily(
             p + "ingest_penalties",
-            "Refusal cooldowns armed or extended for a peer address and agent token (4430/1008 again and again)",
+            "Refusal cooldowns armed or extended for a peer address and agent token (4430 again and again)",
             value=s.penalties_armed,
         )
         yield CounterMetricFamily(

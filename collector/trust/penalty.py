@@ -1,4 +1,4 @@
-"""A refused peer's reconnects made cheap: after repeated 4430/1008 refusals, ingest upgrades get HTTP 429 for a while.
+"""A refused peer's reconnects made cheap: after repeated 4430 refusals, its ingest upgrades get HTTP 429 for a while.
 
 Why: a flooder refused with 4430 reconnected ~200 times a second, and each
 attempt cost the collector an upgrade, a hello and the 10 frames of a fresh
@@ -29,18 +29,21 @@ from dataclasses import dataclass
 from collector.trust.nodetable import peer_key
 from shared.errors import CloseCode
 
-# The close codes that say "this peer did something it will do again at once": a budget (4430) or the protocol
-# (1008, e.g. a hello timeout or a bad frame). Not 4409/4503/4403: those are about the node table, not the peer.
-PENALIZED_CODES = frozenset({int(CloseCode.RATE_EXCEEDED), int(CloseCode.POLICY_VIOLATION)})
-# Refusals before any cooldown: an honest agent with a bug is refused once and backs off 60 s (shared.retry);
-# a few in a row (a test, an operator's curl) cost nothing. A flooder passes this in its first 30 ms.
+# The close codes that say "this peer spent a budget and will do it again at once": 4430, which comes only after
+# an upgrade, an accepted hello and a burst of frames. Not 1008: refused at its first bad frame, before any hello
+# is accepted, it costs far less, and a fuzzer or a client bug must keep getting its specific close code
+# (tests/faults/test_fuzz.py). Not 4409/4503/4403: those are about the node table, not the peer.
+PENALIZED_CODES = frozenset({int(CloseCode.RATE_EXCEEDED)})
+# Refusals before any cooldown: an honest agent over a budget is refused once and backs off 10 s (shared.retry);
+# a few in a row (a test, an operator's script) cost nothing. A flooder passes this in its first 30 ms.
 FREE_REFUSALS = 4
 # The first cooldown, doubled per further refusal: 1, 2, 4 ... 30 s. The cap is the reference agent's own backoff
 # cap, so a NAT neighbour of a flooder reconnects no later than its backoff would have let it anyway.
 BASE_COOLDOWN_S = 1.0
 MAX_COOLDOWN_S = 30.0
 # The score forgets one refusal a minute: slower than one refusal per MAX_COOLDOWN_S, so a flooder that gets in
-# once per cooldown stays at the cap; an agent refused once a minute (its 1008 backoff) never gets a cooldown.
+# once per cooldown stays at the cap. An agent refused once a minute never reaches a cooldown; one refused every
+# 10-15 s (the least retry delay after a 4430, shared.retry) does after about six, and then waits at most 30 s more.
 DECAY_S = 60.0
 # Keys remembered at once (~150 bytes each): one per refused address and token; past it, the calmest go first.
 DEFAULT_MAX_KEYS = 20_000
@@ -104,7 +107,7 @@ class RefusalPenalty:
         wait = state.until - now
         detail = (
             f"expected no ingest upgrade from {key[0]} with this credential for {wait:.1f} s after "
-            f"{state.score:.0f} refusals (4430/1008), got one"
+            f"{state.score:.0f} refusals (4430), got one"
         )
         return Penalized(detail, wait)
 
