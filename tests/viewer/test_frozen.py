@@ -71,7 +71,6 @@ class TestFrozenColumns:
         assert viewport is not None
         qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=frozen.visualRect(index).center())  # type: ignore[no-untyped-call]
         assert win.selected_node_id == index.data()
-        qtbot.mouseMove(win.counts_label)  # type: ignore[no-untyped-call]  # off the table, for the next window
         win.close()
 
     def test_overlay_follows_vertical_scrolling_and_widths(self, qtbot: QtBot, collector: CollectorProc) -> None:
