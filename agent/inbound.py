@@ -8,7 +8,8 @@ agent parsing (issue 13, finding 13: 43-49 % of a core). ``InboundBudget`` is
 what ``agent.transport.Link`` charges: bytes before they are parsed, frames and
 pings after. Every frame the agent sends earns the credit of one ack, so a
 collector acking each heartbeat of a long replay stays inside it. Past the
-budget the link closes 1008 ``too_many_frames`` and reads nothing more.
+budget the link closes 1008 ``too_many_frames`` and reads nothing more;
+``parse`` runs bytes through the budget and the frame reader and says what to refuse.
 
 Pure: no sockets, no clock of its own (``now`` is passed in). Not here: what a
 frame means, or which frames carry progress (``agent.session`` has its own,
@@ -22,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.wire import MAX_INBOUND_BYTES
-from agent.wsclient import BINARY, PING, CloseFrame, Event, Ping, Pong
+from agent.wsclient import BINARY, PING, CloseFrame, Event, FrameReader, Ping, Pong, WebSocketError
+from shared.errors import CloseCode
 
 # One ack at most: a fixmap of two keys, "type": "ack" and a uint64 seq, is 23 bytes, plus a 2-byte frame head.
 ACK_FRAME_BYTES = 32
@@ -108,3 +110,31 @@ class InboundBudget:
             elif not self._frames.take(1, now):
                 return events[:index], f"over {limits.frame_burst} frames at once, then {limits.frames_per_s:g}/s"
         return events, None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why the link refuses what the collector sent: the close code and reason to send, and a line for the log."""
+
+    code: int
+    reason: str
+    why: str
+
+
+def parse(
+    reader: FrameReader, budget: InboundBudget, data: bytes, now: float
+) -> tuple[Sequence[Event], Refusal | None]:
+    """The events in ``data`` that the budget allows, and the refusal when bytes or frames were bad or too many."""
+    over = budget.take_bytes(len(data), now)
+    if over is not None:
+        return (), _too_many(over)
+    try:
+        events = reader.feed(data)
+    except WebSocketError as exc:
+        return (), Refusal(exc.close_code, exc.reason[:100], f"the collector sent bad frames ({exc.reason})")
+    kept, over = budget.take_frames(events, now)
+    return kept, None if over is None else _too_many(over)
+
+
+def _too_many(over: str) -> Refusal:
+    return Refusal(int(CloseCode.POLICY_VIOLATION), "too_many_frames", f"the collector sent {over}")

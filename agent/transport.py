@@ -22,13 +22,12 @@ import errno
 import os
 import socket
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 from urllib.parse import SplitResult
 
-from agent.inbound import InboundBudget
+from agent.inbound import InboundBudget, parse
 from agent.worker import Job
 from agent.wsclient import (
     CLOSE,
@@ -39,15 +38,14 @@ from agent.wsclient import (
     Refused,
     ResponseReader,
     Upgraded,
-    WebSocketError,
     close_payload,
     encode_frame,
     make_key,
     upgrade_request,
 )
+from shared.errors import CloseCode
 
 READ, WRITE = 1, 2  # selectors.EVENT_READ, EVENT_WRITE
-NORMAL_CLOSURE, POLICY_VIOLATION = 1000, 1008  # RFC 6455 section 7.4.1
 RECV_BYTES = 64 * 1024
 MAX_READ_PER_TURN = 1024 * 1024  # a flooding peer gets one megabyte per loop turn, then the timers run
 
@@ -162,7 +160,7 @@ class Link:
 
     def close(self, code: int, reason: str, now: float) -> None:
         """Queue our close frame; the link ends when the server answers, at EOF, or after the close timeout."""
-        if code != NORMAL_CLOSURE:  # we fail the connection (RFC 6455 section 7.1.7): send the close, read no more
+        if code != CloseCode.NORMAL:  # we fail the connection (RFC 6455 section 7.1.7): send the close, read no more
             self._listening = self.more_to_read = False
         if self.phase is Phase.OPEN:
             self._out += encode_frame(CLOSE, close_payload(code, reason), os.urandom(4))
@@ -288,18 +286,11 @@ class Link:
 
     def _parse(self, data: bytes, now: float) -> tuple[list[LinkEvent], bool]:
         """The server's frames in ``data`` within the budget; True when the link refused them and closed."""
-        code, reason = POLICY_VIOLATION, "too_many_frames"
-        kept: Sequence[Event] = ()
-        over = self._budget.take_bytes(len(data), now)
-        if over is None:
-            try:
-                kept, over = self._budget.take_frames(self._frames.feed(data), now)
-            except WebSocketError as exc:
-                code, reason, over = exc.close_code, exc.reason[:100], f"bad frames ({exc.reason})"
-        if over is None:
+        kept, refusal = parse(self._frames, self._budget, data, now)
+        if refusal is None:
             return list(kept), False
-        self.close(code, reason, now)
-        return [*kept, Lost(f"closed it {code}: the collector sent {over}", close_code=code)], True
+        self.close(refusal.code, refusal.reason, now)
+        return [*kept, Lost(f"closed it {refusal.code}: {refusal.why}", close_code=refusal.code)], True
 
     def _answer(self, data: bytes) -> Upgraded | list[LinkEvent]:
         """The server's answer to the upgrade: accepted (with the bytes after it), refused, or not there yet."""
