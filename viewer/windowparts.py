@@ -7,7 +7,8 @@
 - grouping by a label (``viewer.grouping``): the filter bar's "Group by" choice, the header
   rows' spans and clicks (a click on a header collapses or expands its group), and the label
   keys offered, taken from the facts as batches bring them;
-- the frozen State and Node columns (``viewer.frozen``).
+- the frozen State and Node columns (``viewer.frozen``), and the header rows' counts drawn right
+  of them when the table scrolls sideways (``viewer.groupcounts``).
 
 Not here: the table's own behaviour (``viewer.window``). UI thread only.
 """
@@ -26,6 +27,7 @@ from viewer.alertwire import AlertNews
 from viewer.batching import NodeBatch
 from viewer.cells import COLUMN_COUNT, Column
 from viewer.frozen import FrozenColumns
+from viewer.groupcounts import GroupCountsDelegate
 from viewer.linkstate import LinkState, Phase
 from viewer.notifications import Notifier
 
@@ -67,6 +69,7 @@ class WindowParts(QObject):
         view_menu.addAction(self.notifier.action)
         self.frozen = FrozenColumns(window.table)
         proxy = window.proxy
+        self.group_counts = GroupCountsDelegate(window.table, proxy, self.frozen.frozen_width)
         for signal in (proxy.layoutChanged, proxy.rowsInserted, proxy.rowsRemoved, proxy.modelReset):
             signal.connect(self._refresh_spans)
         window.filter_bar.group_changed.connect(self._on_group)

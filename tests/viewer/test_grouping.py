@@ -6,17 +6,20 @@ pushing to a real collector CLI on loopback; one of them is killed to move the c
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PyQt6.QtCore import QSettings, Qt
+from PyQt6.QtCore import QRect, QSettings, Qt
+from PyQt6.QtGui import QColor, QImage
 from pytestqt.modeltest import ModelTester
 from pytestqt.qtbot import QtBot
 
 from tests.support.processes import CollectorProc, ProcessGroup, Spawned
 from tests.viewer.helpers import check_model, start_window, visible_nodes
 from viewer.cells import Column
+from viewer.groupcounts import visible_part
 from viewer.window import MainWindow
 
 pytestmark = pytest.mark.slow
@@ -48,6 +51,18 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     running = Fleet(tmp_path_factory.mktemp("fleet"))
     yield running
     running.group.close()
+
+
+def ink_pixels(image: QImage, area: QRect) -> int:
+    """Pixels of ``area`` far from its commonest colour (its background): drawn text."""
+    pixels = [
+        image.pixelColor(x, y)
+        for x in range(area.left(), area.right() + 1)
+        for y in range(area.top(), area.bottom() + 1)
+    ]
+    background = Counter(colour.rgb() for colour in pixels).most_common(1)[0][0]
+    lightness = QColor.fromRgb(background).lightness()
+    return sum(abs(colour.lightness() - lightness) > 80 for colour in pixels)
 
 
 def grouped_window(qtbot: QtBot, url: str, key: str = "role", **settings: QSettings) -> MainWindow:
@@ -94,6 +109,26 @@ class TestGrouping:
         win.filter_box.setText("label:dc=fra")
         assert visible_nodes(win) == ["role=db (1)", "db-1", "role=web (1)", "web-1"]
         assert header_counts(win, "role=web") == "1 online · 0 stale · 0 offline"
+        win.close()
+
+    def test_header_counts_stay_in_view_when_scrolled_sideways(self, qtbot: QtBot, fleet: Fleet) -> None:
+        """Scrolled fully right, a group header's state counts are drawn just right of the frozen State and Node."""
+        win = grouped_window(qtbot, fleet.collector.url)
+        win.resize(640, 400)
+        win.splitter.setSizes([360, 280])
+        bar, viewport = win.table.horizontalScrollBar(), win.table.viewport()
+        assert bar is not None
+        assert viewport is not None
+        qtbot.waitUntil(lambda: bar.maximum() > 0, timeout=WAIT_MS)
+        bar.setValue(bar.maximum())
+        row = visible_nodes(win).index("role=web (2)")
+        span = win.table.visualRect(win.proxy.index(row, Column.CPU))  # CPU to Last seen, viewport coordinates
+        left = win.parts.frozen.frozen_width()  # the overlay covers the viewport left of this
+        assert span.left() + 150 < left  # where Qt would start the text: far under the overlay
+        image = viewport.grab().toImage()  # the viewport alone: the overlay is the table's child, not in it
+        assert ink_pixels(image, QRect(left, span.top(), 100, span.height())) > 20
+        below = win.table.visualRect(win.proxy.index(row + 1, Column.CPU))  # a node row: its own cell, as before
+        assert below.width() < span.width()
         win.close()
 
     def test_a_click_on_a_header_collapses_its_group(self, qtbot: QtBot, fleet: Fleet) -> None:
@@ -165,3 +200,17 @@ class TestGroupCountsFromTheWire:
             win.close()
         finally:
             running.group.close()
+
+
+class TestVisiblePart:
+    @pytest.mark.parametrize(
+        ("span", "expected"),
+        [
+            (QRect(200, 0, 300, 20), QRect(200, 0, 300, 20)),  # not scrolled: where Qt puts it
+            (QRect(-100, 0, 500, 20), QRect(150, 0, 250, 20)),  # scrolled: from the overlay's right edge
+            (QRect(-400, 0, 500, 20), QRect(-400, 0, 500, 20)),  # wholly under the overlay: nothing to move
+        ],
+    )
+    def test_the_counts_start_right_of_the_overlay(self, span: QRect, expected: QRect) -> None:
+        """A header's counts are drawn from the first pixel right of a 150-pixel overlay, or where Qt puts them."""
+        assert visible_part(span, 150) == expected
