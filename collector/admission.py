@@ -42,11 +42,9 @@ from collections.abc import Callable
 from aiohttp import web
 
 from collector import aiohttp_private
-from collector.metrics import CollectorStats
-from collector.trust.gate import token_label
 from collector.trust.nodetable import PeerGate, PeerRefused, PeerSlot
 from collector.trust.parked import ParkedBytes, ParkedConn
-from collector.trust.penalty import Penalized, RefusalPenalty
+from collector.trust.penalty import IngestPenalty, Penalized
 from shared.errors import CloseCode, ErrorReason
 from shared.limits import INGEST_PATH
 
@@ -87,39 +85,6 @@ def busy_response(limit: int) -> bytes:
     """The whole HTTP 503 answer, encoded once per site rather than per refused connection."""
     detail = f"expected at most {limit} open connections, retry later"
     return canned_response("503 Service Unavailable", "capacity_reached", detail, retry_after_s=5.0)
-
-
-def header_value(head: bytes, name: bytes) -> str:
-    """The first ``name`` header's value in a raw request head (``name`` lower-case), or "" if absent."""
-    at = head.lower().find(b"\r\n" + name + b":")
-    if at < 0:
-        return ""
-    start = at + len(name) + 3
-    end = head.find(b"\r\n", start)
-    return head[start : end if end >= 0 else len(head)].strip().decode("utf-8", "surrogateescape")
-
-
-class IngestPenalty:
-    """The head reader's side of the refusal cooldown (``collector.trust.penalty``): no aiohttp parser, no handler.
-
-    The ingest handler checks the same ``RefusalPenalty`` again (a kept-alive connection's later request and a
-    collector without an ``AdmissionSite`` never pass here).
-    """
-
-    __slots__ = ("refusals", "stats", "tokens")
-
-    def __init__(self, refusals: RefusalPenalty, tokens: list[bytes], stats: CollectorStats) -> None:
-        self.refusals = refusals
-        self.tokens = tokens
-        self.stats = stats
-
-    def check(self, address: str, head: bytes, now: float) -> Penalized | None:
-        """A ``Penalized`` if this ingest request's address and agent token are in a cooldown, counted; else None."""
-        label = token_label(header_value(head, b"authorization"), self.tokens)
-        penalized = self.refusals.check(address, label, now)
-        if penalized is not None:
-            self.stats.penalized_upgrades += 1
-        return penalized
 
 
 class _Sniffer(asyncio.Protocol):

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from collector.admission import AdmissionSite, IngestPenalty
+from collector.admission import AdmissionSite
 from collector.alerts.delivery import Sender, apprise_senders, silence_apprise_logs
 from collector.alerts.routes import AlertsConfig, load_alerts_config, parse_alerts_config
 from collector.alerts.settings import AlertConfigError
@@ -41,6 +41,7 @@ from collector.startup import (
 )
 from collector.store.datadir import default_data_dir
 from collector.store.model import StoreOpenError
+from collector.trust.penalty import IngestPenalty
 from collector.trust.scope import parse_token_specs
 
 __all__ = [  # the startup chores moved to collector.startup; they stay importable from here

@@ -16,16 +16,20 @@ for everyone at once, so a neighbour of a flooder waits at most
 ``MAX_COOLDOWN_S`` (and connected agents are never touched). The address is
 the ``peer_key`` (IPv6 by /64), the label ``collector.trust.gate.token_label``.
 
-Pure: the caller passes the monotonic ``now``. Not here: the HTTP answer
-(``collector.admission.penalty_response``), which close codes count
-(``PENALIZED_CODES``, used by ``collector.ingest``).
+``IngestPenalty`` is the same check on a raw request head, for the CLI's
+admission layer: it reads the ``Authorization`` header itself, so a penalised
+upgrade never reaches aiohttp. Pure: the caller passes the monotonic ``now``.
+Not here: the HTTP answers (``collector.admission``: ``penalty_response`` and
+the head reader's held-back 429) or the sockets.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
+from collector.trust.gate import token_label
 from collector.trust.nodetable import peer_key
 from shared.errors import CloseCode
 
@@ -127,3 +131,42 @@ def _decay(state: _Score, now: float) -> None:
     if elapsed > 0:
         state.score = max(0.0, state.score - elapsed / DECAY_S)
         state.at = now
+
+
+def header_value(head: bytes, name: bytes) -> str:
+    """The first ``name`` header's value in a raw request head (``name`` lower-case), or "" if absent."""
+    at = head.lower().find(b"\r\n" + name + b":")
+    if at < 0:
+        return ""
+    start = at + len(name) + 3
+    end = head.find(b"\r\n", start)
+    return head[start : end if end >= 0 else len(head)].strip().decode("utf-8", "surrogateescape")
+
+
+class PenaltyCounts(Protocol):
+    """Where ``IngestPenalty`` counts its 429s: ``collector.metrics.CollectorStats``."""
+
+    penalized_upgrades: int
+
+
+class IngestPenalty:
+    """The admission layer's side of the cooldown (``collector.admission``): no aiohttp parser, no handler.
+
+    The ingest handler checks the same ``RefusalPenalty`` again (a kept-alive connection's later request and a
+    collector without an ``AdmissionSite`` never pass here).
+    """
+
+    __slots__ = ("refusals", "stats", "tokens")
+
+    def __init__(self, refusals: RefusalPenalty, tokens: list[bytes], stats: PenaltyCounts) -> None:
+        self.refusals = refusals
+        self.tokens = tokens
+        self.stats = stats
+
+    def check(self, address: str, head: bytes, now: float) -> Penalized | None:
+        """A ``Penalized`` if this ingest request's address and agent token are in a cooldown, counted; else None."""
+        label = token_label(header_value(head, b"authorization"), self.tokens)
+        penalized = self.refusals.check(address, label, now)
+        if penalized is not None:
+            self.stats.penalized_upgrades += 1
+        return penalized

@@ -22,6 +22,7 @@ from collector.trust.penalty import (
     FREE_REFUSALS,
     MAX_COOLDOWN_S,
     RefusalPenalty,
+    header_value,
 )
 from shared.codec import encode
 from tests.support.clock import FakeClock
@@ -182,3 +183,18 @@ class TestRefusalPenalty:
         for index in range(100):
             penalty.refused(f"10.0.0.{index}", "token-0", 4430, now=float(index))
         assert len(penalty) <= 8
+
+    @pytest.mark.parametrize(
+        ("head", "value"),
+        [
+            (b"GET /api/v1/ingest HTTP/1.1\r\nAuthorization: Bearer abc\r\nHost: x\r\n\r\n", "Bearer abc"),
+            (b"GET /api/v1/ingest HTTP/1.1\r\nAUTHORIZATION:Bearer abc\r\n\r\n", "Bearer abc"),
+            (b"GET /api/v1/ingest HTTP/1.1\r\nX-Authorization: no\r\n\r\n", ""),
+            (b"GET /api/v1/ingest HTTP/1.1\r\nHost: x\r\n\r\n", ""),
+            (b"GET /api/v1/ingest HTTP/1.1\r\nAuthorization: Bearer \xff\r\n\r\n", "Bearer \udcff"),
+        ],
+        ids=["plain", "upper-case name", "another header", "absent", "not UTF-8"],
+    )
+    def test_the_head_readers_authorization_is_the_handlers(self, head: bytes, value: str) -> None:
+        """The raw head's Authorization value, as the label of a refused token needs it (any case, any bytes)."""
+        assert header_value(head, b"authorization") == value
