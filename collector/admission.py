@@ -22,7 +22,10 @@ Only then is it handed to aiohttp, through ``_Metered``, which counts the
 bytes an ingest websocket parks in unfinished messages against one budget for
 all (``collector.trust.parked``, finding 11: one call per chunk). What
 counts toward ``limit`` is ``count()``: the CLI counts upgraded, authenticated
-ingest websockets, so idle sockets no longer crowd agents out.
+ingest websockets, so idle sockets no longer crowd agents out. An ingest
+request whose address and agent token are in a refusal cooldown
+(``collector.trust.penalty``: a flooder refused 4430 again and again) gets
+HTTP 429 from the head reader, held back up to ``TARPIT_S`` with its slot.
 
 Not here: the node cap itself (``NodeCache``, close 4503 after the hello),
 auth (``collector.http_api``) and the per-address arithmetic
