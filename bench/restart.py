@@ -57,7 +57,7 @@ RESULTS = REPO / "bench" / "results" / "restart.json"
 POLL_S = 0.02  # how often health is tried while the collector starts
 SNAPSHOT_QUIET_S = 2.0  # no frame for this long after a snapshot part: the snapshot is complete
 START_DEADLINE_S = 120.0
-CONNECT_DEADLINE_S = 300.0
+CONNECT_DEADLINE_S = 120.0  # then go on with the nodes that did connect, noted
 SPREAD_ABOVE_NODES = 5000  # as bench/e2e.py: 127.0.0.x source addresses above this many nodes
 
 
@@ -209,11 +209,12 @@ async def run(nodes: int, minutes: float, replay_s: float, api_nodes: int, workd
         fleet = group.fleet(base, nodes, 1.0, duration_s, *fleet_args)
         async with aiohttp.ClientSession() as session:
             connect_started = time.monotonic()
-            while await _connected(session, base) < nodes:
+            while (connected := await _connected(session, base)) < nodes:
                 if time.monotonic() - connect_started > CONNECT_DEADLINE_S:
-                    raise RuntimeError(f"not every node connected within {CONNECT_DEADLINE_S:g} s")
+                    notes.append(f"{connected} of {nodes} nodes connected within {CONNECT_DEADLINE_S:g} s")
+                    break
                 await asyncio.sleep(0.5)
-            print(f"restart: {nodes:,} nodes connected; pushing {minutes:g} min of history", file=sys.stderr)
+            print(f"restart: {connected:,} nodes connected; pushing {minutes:g} min of history", file=sys.stderr)
             await asyncio.sleep(minutes * 60)
             held = await last_seqs(session, base)
             first.proc.kill()
@@ -223,7 +224,7 @@ async def run(nodes: int, minutes: float, replay_s: float, api_nodes: int, workd
             argv = [sys.executable, "-m", "nodewatch", "collector", "--bind", f"127.0.0.1:{first.port}", *extra]
             group.spawn("collector", [*argv, *store_flags(group.data_dir)])
             spawned = time.monotonic()
-            health_s, snapshot_s, rings_s, seen = await _time_restart(session, base, spawned, nodes, notes)
+            health_s, snapshot_s, rings_s, seen = await _time_restart(session, base, spawned, len(held), notes)
             restored = await last_seqs(session, base)
             await asyncio.sleep(replay_s)
             fleet.kill()
