@@ -14,11 +14,18 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 DEFAULT_COLLECTOR = "http://127.0.0.1:8765"
 # How often Python gets control back from Qt's C++ event loop, so Ctrl-C closes the window.
 _SIGNAL_POLL_MS = 200
 EXIT_NO_DISPLAY = 3
+# The cyclic GC's thresholds once the fleet is loaded (CPython's are 700, 10, 10). A generation-0
+# pass runs after this many more tracked objects were made than freed: a 10,000-node fleet replaces
+# ~50 objects per node each second, so at 700 a pass ran every few frames and the survivors (the
+# rows' newest entries) reached generation 2, whose full passes took 60-460 ms (bench/viewer_stall.py
+# --trace). Cycles are still collected, only less often: the fleet data has none, so memory stays flat.
+GC_THRESHOLDS: Final = (50_000, 50, 100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +121,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def freeze_gc() -> None:
-    """Move what is alive now (the fleet just loaded) out of the cyclic GC's reach.
+    """Move what is alive now (the fleet just loaded) out of the cyclic GC's reach, and run it rarely.
 
     bench/viewer_stall.py saw 35 ms full collections with 2,000 nodes loaded; our data
-    has no reference cycles (refcounting frees it), so the GC need not re-scan it.
+    has no reference cycles (refcounting frees it), so the GC need not re-scan it, and
+    need not run every 700 allocations either (``GC_THRESHOLDS``).
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _run(config: ViewerConfig) -> int:
