@@ -1,7 +1,8 @@
 """The viewer link's network thread: connect, decode, merge, flush, reconnect.
 
 ``NetworkWorker.run`` is a thread target with its own asyncio loop and aiohttp client.
-It decodes every frame (``shared.codec.decode`` with ``COLLECTOR_LIMITS``), merges
+It decodes every frame (``viewer.framedecode``: the codec's checks with ``COLLECTOR_LIMITS``,
+big updates validated in slices so the UI thread gets the GIL between them), merges
 updates latest-per-node (``viewer.batching``) and hands at most one batch at a time to
 the UI thread through ``Bridge``'s signals (queued connections only). A snapshot and its
 parts (docs/protocol.md 4.2.1) go to the UI as one batch, so rows never vanish between them.
@@ -26,12 +27,13 @@ from urllib.parse import urlsplit
 import aiohttp
 from PyQt6.QtCore import QObject, pyqtBoundSignal, pyqtSignal
 
-from shared.codec import COLLECTOR_LIMITS, decode, encode
+from shared.codec import encode
 from shared.errors import ErrorReason, ProtocolError
 from shared.messages import Error, HistoryRequest, NodeHistory, Snapshot, Update
 from viewer.alertwire import ALERTS_QUERY, decode_alert_frame
 from viewer.backoff import Backoff
 from viewer.batching import PendingBatch
+from viewer.framedecode import decode_frame
 from viewer.linkstate import (
     DETAIL_CHARS,
     Failure,
@@ -206,7 +208,7 @@ class NetworkWorker:
         """Act on one binary frame; the error to close with if it is bad."""
         self._last_frame_s = self._clock()
         try:
-            message = decode(data, COLLECTOR_LIMITS)
+            message = decode_frame(data)
         except ProtocolError as exc:
             try:  # an alert message (docs/protocol.md 5.11, 5.12), or a bad frame
                 news = decode_alert_frame(data, exc)
