@@ -132,6 +132,12 @@ def fanout_health(runtime: CollectorRuntime) -> dict[str, int]:
         "cut_unsent_bytes": stats.cut_unsent,
         "refused_full": stats.refused_full,
         "snapshot_entries_packed": runtime.fanout.snapshots.packed,
+        # Viewers slower than the stream get coalesced updates (docs/protocol.md 4.2, step 5).
+        "subscribers_lagging": sum(sub.outbox.behind is not None for sub in runtime.subscribers),
+        "unsent_bytes_max": max((sub.outbox.unsent_bytes() for sub in runtime.subscribers), default=0),
+        "lagged": stats.lagged,
+        "coalesced_updates": stats.coalesced_updates,
+        "rejoined": stats.rejoined,
     }
 
 

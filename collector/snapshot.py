@@ -9,11 +9,12 @@ since the previous snapshot, not the whole fleet each time (issue 13, finding 12
 ``SnapshotSend`` is one viewer's snapshot: the node ids of the instant it connected, sent in
 parts of at most ``PartLimits.max_bytes`` (or one node larger than that) and ``max_nodes``
 nodes (docs/protocol.md 4.2.1), each packed from the nodes' current parts when it is due: the
-first is the ``snapshot``, the rest are ``update``s whose entries carry ``history``. Its
-``catch_up``, built in the same step as the viewer is registered for updates, brings what
+first is the ``snapshot``, the rest are ``update``s whose entries carry ``history``.
+Its ``catch_up``, built in the same step as the viewer is registered for updates, brings what
 changed meanwhile. No frame is bigger than a viewer's limit for a fleet of any size
 (finding 6: 4,500 maximal nodes were one 277 MiB frame), and a viewer that does not read
-holds one part in its socket and a list of ids, not the fleet.
+holds one part in its socket and a list of ids, not the fleet. ``latest_entries`` gives the
+same parts, without history, to a lagging subscriber's coalesced update (``collector.fanout``).
 
 Not here: which subscribers get what (``collector.fanout``), sockets (``collector.subscribe``).
 """
@@ -26,7 +27,7 @@ from typing import NamedTuple
 
 from collector import wire
 from collector.cache import NodeCache, NodeRecord
-from collector.changes import Change
+from collector.changes import Change, ChangeKind
 
 # A part is at most this many bytes (unless one node alone is bigger): a maximal node entry is under
 # 100 KiB (a 64 KiB heartbeat, its facts and 60 points), so a part still holds a few such nodes, and a
@@ -39,20 +40,21 @@ SNAPSHOT_PART_MAX_NODES = 1_000
 _ENTRY_OVERHEAD = 40
 # A frame's own header around its entries: type, server_time_at, the keys, the array header (under 64 bytes).
 _FRAME_OVERHEAD = 64
+_FACTS_BIT = ChangeKind.FACTS.value  # plain int tests, as in ``wire.entry_frame``: this runs per node
+_SAMPLE_BIT = ChangeKind.SAMPLE.value
 
 
 class EntryParts(NamedTuple):
     """One node's snapshot entry, packed in parts; ``entry_parts`` joins them into the ``NodeEntry`` map."""
 
     status: bytes
-    facts: bytes
+    facts: bytes | None  # None only in ``latest_entries`` (facts unchanged), as is history
     sample: bytes | None
-    history: bytes
+    history: bytes | None
 
     def size(self) -> int:
         """The bytes of the joined entry, within ``_ENTRY_OVERHEAD``."""
-        sample = 0 if self.sample is None else len(self.sample)
-        return len(self.status) + len(self.facts) + sample + len(self.history) + _ENTRY_OVERHEAD
+        return sum(len(part) for part in self if part is not None) + _ENTRY_OVERHEAD
 
     def join(self) -> bytes:
         """The packed ``NodeEntry``."""
@@ -157,6 +159,19 @@ class SnapshotSend:
         entries = [entry.join() for entry in run]
         frame = wire.snapshot_parts(wall, entries) if snapshot else wire.update_frame(wall, entries, removed)
         return wire.json_text(frame) if self._json_format else frame
+
+
+def latest_entries(snapshots: SnapshotCache, records: Iterable[tuple[NodeRecord, ChangeKind]]) -> Iterator[EntryParts]:
+    """Update entries (no history) of ``records`` from their cached parts: facts and sample where ``kind`` says.
+
+    What a lagging subscriber is sent (``collector.fanout``): the parts are packed once per
+    change of the node whoever asks, so lagging viewers and new snapshots share them.
+    """
+    for record, kind in records:
+        parts = snapshots.parts(record)[1]
+        bits = kind.value
+        facts = parts.facts if bits & _FACTS_BIT else None
+        yield EntryParts(parts.status, facts, parts.sample if bits & _SAMPLE_BIT else None, None)
 
 
 def split(entries: Iterable[EntryParts], limits: PartLimits) -> Iterator[list[EntryParts]]:

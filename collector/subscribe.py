@@ -5,9 +5,10 @@ as they go out, then a catch-up of what changed meanwhile, built in the same ste
 subscriber is registered for updates, so no change is lost or goes backwards
 (``collector.snapshot``, docs/protocol.md 4.2.1). Updates are packed once per flush for every
 subscriber (``collector.fanout``, flushed by ``fanout_loop``) and wait in the subscriber's
-``Outbox``; its send loop sends them in order. A viewer whose unsent bytes pass
-``FanoutLimits.max_unsent_bytes``, or that cannot take a frame within ``send_timeout_s``, is
-closed with 4429; nobody else waits for it. Past ``--max-subscribers`` a request gets 503.
+``Outbox``; its send loop sends them in order, and to a lagging viewer the latest state of
+what it missed (``Fanout.lag_parts``). A viewer that does not read (``max_unsent_bytes`` passed
+it), or cannot take a frame within ``send_timeout_s``, is closed with 4429;
+nobody waits for it. Past ``--max-subscribers`` a request gets 503.
 
 A ``history_request`` without a range is answered from the node's in-memory window, paced at
 ``HISTORY_REQUESTS_PER_S``; one with ``from_at``/``to_at``/``step_s`` gets the tiered answer of
@@ -143,6 +144,7 @@ async def _subscribe(
         outbox=Outbox(
             runtime.fanout.limits.max_unsent_bytes,
             (lambda: 0) if transport is None else transport.get_write_buffer_size,
+            runtime.fanout.limits.lag_at(),
         ),
         range_requests=RangeRequests(now),
         plain_requests=RangeRequests(now, HISTORY_REQUESTS_PER_S, HISTORY_REQUEST_BURST),
@@ -242,6 +244,9 @@ async def _send_loop(runtime: CollectorRuntime, sub: Subscriber, snapshot: Snaps
             while (update := sub.outbox.pop()) is not None:
                 await _send_frame(runtime, sub, update)
                 runtime.stats.updates_sent += 1
+            for update in runtime.fanout.lag_parts(sub, runtime.wall_clock()):  # lagging: the latest state
+                await _send_frame(runtime, sub, update)
+                runtime.stats.updates_sent += 1
             while sub.pending_alerts:
                 await _send_frame(runtime, sub, _take_alerts(runtime, sub))
     except TimeoutError:
@@ -255,7 +260,8 @@ async def _close_too_slow(runtime: CollectorRuntime, sub: Subscriber) -> None:
     """4429 ``subscriber_too_slow``, counted and logged paced, saying which bound it passed."""
     reason = ErrorReason.SUBSCRIBER_TOO_SLOW
     if sub.over_unsent is not None:
-        detail = f"expected at most {sub.outbox.max_unsent_bytes} unsent bytes, got {sub.over_unsent}"
+        limit = sub.outbox.max_unsent_bytes
+        detail = f"expected reads while {limit} bytes of updates passed, got none in {sub.over_unsent}"
     else:
         detail = f"expected each send to finish within {runtime.config.send_timeout_s:g} s, got one that did not"
     runtime.count_close("subscribe", sub.peer, CloseCode.SUBSCRIBER_TOO_SLOW, reason.value, detail)
@@ -266,8 +272,8 @@ async def _close_too_slow(runtime: CollectorRuntime, sub: Subscriber) -> None:
 
 
 def cut(runtime: CollectorRuntime, sub: Subscriber) -> None:
-    """Stop queueing to ``sub`` and end its send at once: its unsent bytes passed the bound (finding 12c)."""
-    sub.over_unsent = sub.outbox.unsent_bytes()
+    """Stop queueing to ``sub`` and end its send at once: it read nothing while the bound's bytes passed it (12c)."""
+    sub.over_unsent = sub.outbox.skipped_bytes
     runtime.subscribers.discard(sub)
     runtime.stats.updates_dropped += sub.outbox.clear()  # the memory goes now, not when the close is done
     runtime.fanout.stats.cut_unsent += 1
@@ -350,6 +356,7 @@ async def _send(runtime: CollectorRuntime, sub: Subscriber, message: Message) ->
 async def _send_frame(runtime: CollectorRuntime, sub: Subscriber, frame: bytes | str) -> None:
     async with asyncio.timeout(runtime.config.send_timeout_s) as deadline:
         sub.deadline = deadline
+        sub.outbox.wrote(frame)
         try:
             if isinstance(frame, str):
                 await sub.ws.send_str(frame)
