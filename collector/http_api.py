@@ -242,7 +242,7 @@ class HttpApi:
             "heartbeats_received": runtime.stats.heartbeats_received,
             "event_loop_lag_ms": round(runtime.lag.last_s * 1000, 3),
             "event_loop_lag_max_ms": round(lag_max_s * 1000, 3),
-            "alerts": runtime.alerts.service.health(),  # failed deliveries show here, never as 503
+            "alerts": runtime.alerts.health(),  # failed deliveries show here, never as 503
         }
         if reasons:
             body["reason"] = "; ".join(reasons)
