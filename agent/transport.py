@@ -2,8 +2,8 @@
 
 A ``Link`` is driven by its owner's selector loop (``agent.runner``): the loop
 asks ``interest()``, waits, and calls ``advance(now, ready)``, which does what
-the socket allows and returns what happened as values (``Opened``,
-``Failed``, ``Refused``, ``agent.wsclient`` events, ``Lost``). Nothing here
+the socket allows and returns what happened as values (``agent.events``:
+``Opened``, ``Failed``, ``Refused``, ``Lost``; ``agent.wsclient`` frame events). Nothing here
 blocks: a stop is seen within one loop turn even while dialling. Not here:
 what frames mean (``agent.session``), retries (``agent.pusher``).
 
@@ -22,11 +22,15 @@ import errno
 import os
 import socket
 import sys
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 from urllib.parse import SplitResult
 
+# Re-exported: what ``Link.advance`` returns (agent.pusher imports them here).
+from agent.events import Failed as Failed  # noqa: PLC0414 - an explicit re-export (mypy --strict)
+from agent.events import Lost as Lost  # noqa: PLC0414 - an explicit re-export (mypy --strict)
+from agent.events import Opened as Opened  # noqa: PLC0414 - an explicit re-export (mypy --strict)
+from agent.events import Refused, Upgraded
 from agent.inbound import InboundBudget, parse
 from agent.worker import Job
 from agent.wsclient import (
@@ -35,9 +39,7 @@ from agent.wsclient import (
     Event,
     FrameReader,
     HandshakeError,
-    Refused,
     ResponseReader,
-    Upgraded,
     close_payload,
     encode_frame,
     make_key,
@@ -48,26 +50,6 @@ from shared.errors import CloseCode
 READ, WRITE = 1, 2  # selectors.EVENT_READ, EVENT_WRITE
 RECV_BYTES = 64 * 1024
 MAX_READ_PER_TURN = 1024 * 1024  # a flooding peer gets one megabyte per loop turn, then the timers run
-
-
-@dataclass(frozen=True, slots=True)
-class Opened:
-    """The upgrade succeeded: the websocket is open."""
-
-
-@dataclass(frozen=True, slots=True)
-class Failed:
-    """The attempt failed before the websocket opened: no route, refused, TLS, not a websocket, too slow."""
-
-    why: str
-
-
-@dataclass(frozen=True, slots=True)
-class Lost:
-    """The open websocket ended without a close frame from the server (EOF, reset, bad frames, over budget)."""
-
-    why: str
-    close_code: int | None = None  # ours, when we closed it for the collector's fault; None: it just ended
 
 
 LinkEvent = Opened | Failed | Refused | Lost | Event

@@ -25,6 +25,11 @@ import importlib
 from dataclasses import dataclass
 from typing import Final
 
+# Re-exported: the upgrade's answers are what ``ResponseReader`` returns (agent.pusher, tests import them here).
+from agent.events import Refused as Refused  # noqa: PLC0414 - an explicit re-export (mypy --strict)
+from agent.events import UpgradeAnswer
+from agent.events import Upgraded as Upgraded  # noqa: PLC0414 - an explicit re-export (mypy --strict)
+
 GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 MAX_RESPONSE_HEAD_BYTES = 16 * 1024  # an upgrade answer is a few hundred bytes; a proxy's error page head fits too
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -85,22 +90,6 @@ def upgrade_request(host: str, target: str, key: str, headers: dict[str, str]) -
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-@dataclass(frozen=True, slots=True)
-class Upgraded:
-    """101 Switching Protocols, checked; ``rest`` is what the server sent after the head (frames already)."""
-
-    rest: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """Any status but 101: the server said no, and why (``headers`` keys are lower case)."""
-
-    status: int
-    phrase: str
-    headers: dict[str, str]
-
-
 class ResponseReader:
     """Collects the answer to the upgrade request until its head is complete."""
 
@@ -108,7 +97,7 @@ class ResponseReader:
         self._expected_accept = accept_for(key)
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> Upgraded | Refused | None:
+    def feed(self, data: bytes) -> UpgradeAnswer | None:
         """Add received bytes; None until the head (up to the blank line) has arrived."""
         self._buffer += data
         end = self._buffer.find(b"\r\n\r\n")
