@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from agent.schedule import TokenBucket
 from agent.wire import MAX_INBOUND_BYTES
 from agent.wsclient import BINARY, PING, CloseFrame, Event, FrameReader, Ping, Pong, WebSocketError
 from shared.errors import CloseCode
@@ -48,34 +49,14 @@ class InboundLimits:
     pings_per_s: float = 1.0
 
 
-class _Bucket:
-    """``burst`` units at once, refilled at ``per_s``; ``take`` spends several at a time."""
-
-    def __init__(self, burst: int, per_s: float) -> None:
-        self.burst = burst
-        self.per_s = per_s
-        self._units = float(burst)
-        self._last: float | None = None
-
-    def take(self, amount: int, now: float) -> bool:
-        """Spend ``amount`` at ``now``; False (nothing spent) when fewer are left."""
-        if self._last is not None and now > self._last:
-            self._units = min(float(self.burst), self._units + (now - self._last) * self.per_s)
-        self._last = now if self._last is None else max(now, self._last)
-        if self._units < amount:
-            return False
-        self._units -= amount
-        return True
-
-
 class InboundBudget:
     """One connection's allowance; ``take_bytes`` and ``take_frames`` return the reason once it is spent."""
 
     def __init__(self, limits: InboundLimits | None = None) -> None:
         self.limits = limits if limits is not None else InboundLimits()
-        self._bytes = _Bucket(self.limits.byte_burst, self.limits.bytes_per_s)
-        self._frames = _Bucket(self.limits.frame_burst, self.limits.frames_per_s)
-        self._pings = _Bucket(self.limits.ping_burst, self.limits.pings_per_s)
+        self._bytes = TokenBucket(self.limits.byte_burst, self.limits.bytes_per_s)
+        self._frames = TokenBucket(self.limits.frame_burst, self.limits.frames_per_s)
+        self._pings = TokenBucket(self.limits.ping_burst, self.limits.pings_per_s)
         self._earned_frames = 0  # acks our sent frames may draw
         self._owed_pongs = 0  # pongs our keepalive pings may draw
 
@@ -89,7 +70,7 @@ class InboundBudget:
     def take_bytes(self, size: int, now: float) -> str | None:
         """Charge ``size`` received bytes before they are parsed; None while the budget lasts."""
         earned = self._earned_frames * ACK_FRAME_BYTES
-        if size <= earned or self._bytes.take(size - earned, now):
+        if size <= earned or self._bytes.take(now, size - earned):
             return None
         limits = self.limits
         return f"over {limits.byte_burst} bytes at once, then {limits.bytes_per_s:g}/s, beyond what it acked"
@@ -101,13 +82,13 @@ class InboundBudget:
             if isinstance(event, CloseFrame):
                 continue
             if isinstance(event, Ping):
-                if not self._pings.take(1, now):
+                if not self._pings.take(now):
                     return events[:index], f"over {limits.ping_burst} pings at once, then {limits.pings_per_s:g}/s"
             elif isinstance(event, Pong) and self._owed_pongs:
                 self._owed_pongs -= 1
             elif not isinstance(event, Pong) and self._earned_frames:
                 self._earned_frames -= 1
-            elif not self._frames.take(1, now):
+            elif not self._frames.take(now):
                 return events[:index], f"over {limits.frame_burst} frames at once, then {limits.frames_per_s:g}/s"
         return events, None
 

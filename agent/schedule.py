@@ -54,7 +54,7 @@ class TickSchedule:
 
 
 class TokenBucket:
-    """``burst`` events at once, refilled at ``per_s``: what a peer may make us do, and how fast."""
+    """``burst`` units at once, refilled at ``per_s``: what a peer may make us do (events, bytes), and how fast."""
 
     def __init__(self, burst: int, per_s: float) -> None:
         self.burst = burst
@@ -62,14 +62,14 @@ class TokenBucket:
         self._tokens = float(burst)
         self._last: float | None = None
 
-    def take(self, now: float) -> bool:
-        """Spend one token at ``now``; False when none is left."""
+    def take(self, now: float, amount: int = 1) -> bool:
+        """Spend ``amount`` tokens at ``now``; False (nothing spent) when fewer are left."""
         if self._last is not None and now > self._last:
             self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.per_s)
         self._last = now if self._last is None else max(now, self._last)
-        if self._tokens < 1.0:
+        if self._tokens < amount:
             return False
-        self._tokens -= 1.0
+        self._tokens -= amount
         return True
 
 
