@@ -12,6 +12,11 @@ side by side.
 
 Run: flock /work/notes/bench.lock timeout 900 .venv/bin/python bench/fanout.py --steady-s 15 [--compare DIR]
 
+``--join-loaded`` instead joins one subscriber to a collector already loaded with ``--nodes``
+nodes, and that subscriber decodes every frame with ``shared.codec.decode`` (as the viewer does,
+~10,000 entries a second here) for ``--steady-s``: it reports whether it was cut (4429), what it
+received, how far behind each node it ended, and the collector's ``fanout`` counters.
+
 ``--compare DIR`` runs each row against DIR's collector too, right before this checkout's, so
 the table is an A/B from one run (make DIR with ``git worktree add --detach DIR COMMIT``).
 
@@ -25,6 +30,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +43,7 @@ import aiohttp
 from bench._stats import percentile
 from bench.e2e import Subscriber, _connect_storm, _get_json, _steady, _stop
 from nodewatch.simulate import raise_nofile_limit
+from shared.codec import COLLECTOR_LIMITS, decode
 
 REPO = Path(__file__).resolve().parents[1]
 # (label, extra subscribers, their format): the rows of issue 13's finding 12a.
@@ -149,6 +156,68 @@ async def run_row(  # noqa: PLR0917 - one call site, every argument named
         await _stop(collector)
 
 
+@dataclass
+class JoinRow:
+    """What one decoding subscriber joining a loaded collector saw."""
+
+    code: str
+    close: str  # "open" at the end, or the close code and reason
+    frames: int
+    entries: int
+    decode_s: float
+    seq_behind_p99: float  # at the end: the fleet's newest seq minus the one it holds, per node
+    fanout: dict[str, int]
+
+
+async def join_loaded(repo: Path, nodes: int, settle_s: float, steady_s: float) -> JoinRow:
+    """Load a fresh collector with ``nodes``, then join one decoding subscriber for ``steady_s``."""
+    collector, base = await _start_collector(repo)
+    fleet = await asyncio.create_subprocess_exec(
+        sys.executable, str(REPO / "bench" / "fleet.py"), "--collector", base, "--nodes", str(nodes),
+        "--interval", "1", "--duration", str(STORM_BUDGET_S + settle_s + steady_s + 30), "--no-dying",
+        "--prefix", "join", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=REPO,
+    )  # fmt: skip
+    seqs: dict[str, int] = {}
+    frames = entries = 0
+    decode_s = 0.0
+    close = "open"
+    try:
+        async with aiohttp.ClientSession() as session:
+            health_url = base + "/api/v1/health"
+            await _connect_storm(session, health_url, nodes, STORM_BUDGET_S)
+            await asyncio.sleep(settle_s)
+            url = base.replace("http", "ws", 1) + "/api/v1/subscribe"
+            async with session.ws_connect(url, max_msg_size=0, compress=0) as ws:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(steady_s):
+                        async for msg in ws:
+                            started = time.perf_counter()
+                            message = decode(msg.data, COLLECTOR_LIMITS)
+                            decode_s += time.perf_counter() - started
+                            frames += 1
+                            for entry in getattr(message, "nodes", ()):
+                                entries += 1
+                                seqs[entry.status.node_id] = entry.status.last_seq or 0
+                if ws.closed:
+                    close = f"{ws.close_code} {ws.exception() or ''}".strip()
+                final = await _get_json(session, health_url)
+                newest = await _get_json(session, base + "/api/v1/nodes")
+    finally:
+        await _stop(fleet)
+        await _stop(collector)
+    statuses = [row.get("status", row) for row in newest["nodes"]]
+    behind = sorted(max(0, (st.get("last_seq") or 0) - seqs.get(st["node_id"], 0)) for st in statuses)
+    return JoinRow(
+        code=repo.name,
+        close=close,
+        frames=frames,
+        entries=entries,
+        decode_s=round(decode_s, 1),
+        seq_behind_p99=percentile([float(b) for b in behind], 0.99) if behind else -1.0,
+        fanout={k: v for k, v in final.get("fanout", {}).items() if isinstance(v, int)},
+    )
+
+
 def table(rows: Sequence[Row]) -> str:
     """The markdown table."""
     lines = [
@@ -192,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--compare", type=Path, metavar="DIR", help="also run each row against DIR's collector (a git worktree)"
     )
+    parser.add_argument("--join-loaded", action="store_true", help="one decoding subscriber joins a loaded collector")
     parser.add_argument("--readers-url", help=argparse.SUPPRESS)
     parser.add_argument("--readers", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -205,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_nofile_limit()
     only = [label.strip() for label in args.only.split(",") if label.strip()]
     repos = [args.repo.resolve()] if args.compare is None else [args.compare.resolve(), args.repo.resolve()]
+    if args.join_loaded:
+        for repo in repos:
+            print(asyncio.run(join_loaded(repo, args.nodes, args.settle_s, args.steady_s)), flush=True)
+        return 0
     asyncio.run(bench(repos, args.nodes, args.settle_s, args.steady_s, only))
     return 0
 

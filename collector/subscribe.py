@@ -229,7 +229,7 @@ def _decode_request(runtime: CollectorRuntime, sub: Subscriber, msg: WSMessage) 
 
 
 async def _send_loop(runtime: CollectorRuntime, sub: Subscriber, snapshot: SnapshotSend) -> None:
-    """The snapshot's parts, its catch-up and live alerts, then every queued frame in order; 4429 if it lags."""
+    """The snapshot's parts, its catch-up and live alerts, then queued frames in order (or, lagging, the latest)."""
     try:
         for frame in snapshot.parts(runtime.wall_clock()):  # each part is packed when the previous one went out
             await _send_frame(runtime, sub, frame)
