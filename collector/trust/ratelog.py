@@ -84,10 +84,7 @@ def warn_limited(logger: logging.Logger, gate: LogGate, key: str, now: float, ms
     suppressed = gate.admit(key, now)
     if suppressed is None:
         return False
-    if suppressed:
-        logger.warning(msg + " (%d similar lines suppressed)", *args, suppressed)
-    else:
-        logger.warning(msg, *args)
+    _log_counted(logger, logging.WARNING, msg, args, held=suppressed, what="similar lines suppressed")
     return True
 
 
@@ -124,8 +121,15 @@ def info_budgeted(logger: logging.Logger, budget: LineBudget, now: float, msg: s
     if held is None:
         logger.debug(msg, *args)
         return False
-    if held:
-        logger.info(msg + " (%d similar lines at DEBUG since the last)", *args, held)
-    else:
-        logger.info(msg, *args)
+    _log_counted(logger, logging.INFO, msg, args, held=held, what="similar lines at DEBUG since the last")
     return True
+
+
+def _log_counted(
+    logger: logging.Logger, level: int, msg: str, args: tuple[object, ...], *, held: int, what: str
+) -> None:
+    """Log the line that goes out, saying how many were held back before it (if any): "(N <what>)"."""
+    if held:
+        logger.log(level, msg + f" (%d {what})", *args, held, stacklevel=2)
+    else:
+        logger.log(level, msg, *args, stacklevel=2)
