@@ -30,8 +30,8 @@ ROUNDS = 30
 MAX_UNSENT_BYTES = 4 * 1024 * 1024
 LAG_BYTES = 128 * 1024
 # The viewer decodes this many entries a second, as the real one does 10,000 a second: here the fleet
-# beats ~1,500-2,000 times a second on two busy cores, so it could read a third of the stream at most.
-ENTRIES_PER_S = 500.0
+# beats ~1,500-2,000 times a second on two busy cores, so it reads a sixth to a third of the stream.
+ENTRIES_PER_S = 250.0
 
 
 def roomy_heartbeat(seq: int) -> Heartbeat:
