@@ -28,7 +28,7 @@ Pure: the caller passes ``now`` (monotonic) and executes the verdict (close
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # 16 MiB: 256 connections with a whole 64 KiB frame unfinished at once. Honest agents park a frame
 # of ~1 KiB for a round trip; bytes queued for a paced replay count too, but are not shed.
@@ -43,18 +43,6 @@ MAX_CLIENT_HEADER_BYTES = 14
 RESCAN_S = 0.1
 # Shed down to this share of the budget, so one scan buys room for many chunks.
 SHED_TO = 0.75
-
-
-@dataclass(slots=True, eq=False)
-class ParkedConn:
-    """One ingest connection's count; the shell reads ``shed`` after the connection ends, to count it."""
-
-    opened_at: float
-    parked: int = 0
-    last_data_at: float | None = None
-    replaying: bool = False
-    active: bool = False  # counted in the total: an ingest websocket (``activate``)
-    shed: bool = field(default=False)
 
 
 class ParkedBytes:
@@ -144,3 +132,15 @@ class ParkedBytes:
         for conn in victims:
             self.close(conn)
         return victims
+
+
+@dataclass(slots=True, eq=False)
+class ParkedConn:
+    """One ingest connection's count; the shell reads ``shed`` after the connection ends, to count it."""
+
+    opened_at: float
+    parked: int = 0
+    last_data_at: float | None = None
+    replaying: bool = False
+    active: bool = False  # counted in the total: an ingest websocket (``activate``)
+    shed: bool = False  # set by ``received`` when it names this connection
