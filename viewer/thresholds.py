@@ -26,6 +26,11 @@ class Level(IntEnum):
     WARNING = 1
     CRITICAL = 2
 
+    @property
+    def mark(self) -> str:
+        """What stands before a figure at this level: a triangle per step above normal ("▲ ", "▲▲ ")."""
+        return "▲" * int(self) + " " if self is not Level.NORMAL else ""
+
 
 @dataclass(frozen=True, slots=True)
 class Threshold:
@@ -65,7 +70,7 @@ class Thresholds:
 
 
 DEFAULT_THRESHOLDS: Final = Thresholds()
-MARKS: Final[dict[Level, str]] = {Level.NORMAL: "", Level.WARNING: "▲ ", Level.CRITICAL: "▲▲ "}
+MARKS: Final[dict[Level, str]] = {level: level.mark for level in Level}
 
 
 def load_per_core(load_1: float | None, cores: float | None) -> float | None:
