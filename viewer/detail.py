@@ -135,21 +135,10 @@ class DetailPane(QWidget):
         self.tabs.currentChanged.connect(self._refresh_tables)
         layout.addWidget(self.tabs, stretch=1)
         self.overview.reset(time.time(), self._interval_s)
-
-    @property
-    def cpu_chart(self) -> Chart:
-        """The CPU chart of the Charts tab."""
-        return self.overview.cpu_chart
-
-    @property
-    def memory_chart(self) -> Chart:
-        """The memory chart of the Charts tab."""
-        return self.overview.memory_chart
-
-    @property
-    def net_chart(self) -> Chart:
-        """The network chart of the Charts tab."""
-        return self.overview.net_chart
+        # The Charts tab's charts by name (the overview makes them once and keeps them).
+        self.cpu_chart: Chart = self.overview.cpu_chart
+        self.memory_chart: Chart = self.overview.memory_chart
+        self.net_chart: Chart = self.overview.net_chart
 
     def fact(self, name: str) -> QLabel:
         """The label showing fact ``name`` (e.g. "Hostname")."""
