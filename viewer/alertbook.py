@@ -21,8 +21,6 @@ from viewer.alertwire import AlertEvent, AlertKey, AlertMessage, AlertNews
 SHOWN_STATES: Final = frozenset({"firing", "unknown"})
 _STATE_RANK: Final = {"firing": 0, "unknown": 1, "pending": 2}
 _SEVERITY_RANK: Final = {"critical": 0, "warning": 1, "info": 2}
-# Bounds what a collector can make the viewer hold: the collector's own subscriber queue size.
-MAX_ALERTS: Final = 100_000
 
 
 @dataclass(slots=True)
@@ -44,6 +42,10 @@ class AlertChange:
     severity: str
     new: str
     summary: str
+
+
+# Bounds what a collector can make the viewer hold: the collector's own subscriber queue size.
+MAX_ALERTS: Final = 100_000
 
 
 class AlertBook:
