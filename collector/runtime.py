@@ -147,9 +147,9 @@ class CollectorRuntime:
     @store.setter
     def store(self, store: DurableStore | None) -> None:
         """Setting the store loads the node keys it read, before any hello can arrive, and saves them from then on."""
-        self._store = store
-        if store is not None:
+        if store is not None:  # the keys first: the store is in use only with the keys it read loaded
             store.keys.track(self.hello_gate.identity)
+        self._store = store
 
     def next_conn(self) -> int:
         """A fresh id for an ingest connection (the cache knows connections by these)."""
