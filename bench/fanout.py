@@ -13,9 +13,10 @@ side by side.
 Run: flock /work/notes/bench.lock timeout 900 .venv/bin/python bench/fanout.py --steady-s 15 [--compare DIR]
 
 ``--join-loaded`` instead joins one subscriber to a collector already loaded with ``--nodes``
-nodes, and that subscriber decodes every frame with ``shared.codec.decode`` (as the viewer does,
-~10,000 entries a second here) for ``--steady-s``: it reports whether it was cut (4429), what it
-received, how far behind each node it ended, and the collector's ``fanout`` counters.
+nodes, and that subscriber decodes every frame with ``shared.codec.decode`` (as the viewer does),
+paced to ``--entries-per-s`` (default 10,000: the PyQt viewer's rate at 10,000 nodes), for
+``--steady-s``: it reports whether it was cut (4429), what it received, how far behind each
+node it ended, and the collector's ``fanout`` counters.
 
 ``--compare DIR`` runs each row against DIR's collector too, right before this checkout's, so
 the table is an A/B from one run (make DIR with ``git worktree add --detach DIR COMMIT``).
@@ -169,8 +170,8 @@ class JoinRow:
     fanout: dict[str, int]
 
 
-async def join_loaded(repo: Path, nodes: int, settle_s: float, steady_s: float) -> JoinRow:
-    """Load a fresh collector with ``nodes``, then join one decoding subscriber for ``steady_s``."""
+async def join_loaded(repo: Path, nodes: int, settle_s: float, steady_s: float, entries_per_s: float) -> JoinRow:
+    """Load a fresh collector with ``nodes``, then join one subscriber taking ``entries_per_s`` for ``steady_s``."""
     collector, base = await _start_collector(repo)
     fleet = await asyncio.create_subprocess_exec(
         sys.executable, str(REPO / "bench" / "fleet.py"), "--collector", base, "--nodes", str(nodes),
@@ -193,15 +194,17 @@ async def join_loaded(repo: Path, nodes: int, settle_s: float, steady_s: float) 
                         async for msg in ws:
                             started = time.perf_counter()
                             message = decode(msg.data, COLLECTOR_LIMITS)
-                            decode_s += time.perf_counter() - started
                             frames += 1
                             for entry in getattr(message, "nodes", ()):
                                 entries += 1
                                 seqs[entry.status.node_id] = entry.status.last_seq or 0
-                if ws.closed:
-                    close = f"{ws.close_code} {ws.exception() or ''}".strip()
-                final = await _get_json(session, health_url)
-                newest = await _get_json(session, base + "/api/v1/nodes")
+                            took_s = time.perf_counter() - started
+                            decode_s += took_s
+                            # The viewer also applies each entry to its model: pace to its measured rate.
+                            await asyncio.sleep(max(0.0, len(getattr(message, "nodes", ())) / entries_per_s - took_s))
+                        close = f"{ws.close_code}"
+                final = await _get_json(session, health_url)  # before it closes: its counters as it ends
+            newest = await _get_json(session, base + "/api/v1/nodes")  # closed first: it stopped reading
     finally:
         await _stop(fleet)
         await _stop(collector)
@@ -262,6 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--compare", type=Path, metavar="DIR", help="also run each row against DIR's collector (a git worktree)"
     )
     parser.add_argument("--join-loaded", action="store_true", help="one decoding subscriber joins a loaded collector")
+    parser.add_argument(
+        "--entries-per-s", type=float, default=10_000.0, help="--join-loaded: the subscriber's pace (the viewer's)"
+    )
     parser.add_argument("--readers-url", help=argparse.SUPPRESS)
     parser.add_argument("--readers", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -277,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     repos = [args.repo.resolve()] if args.compare is None else [args.compare.resolve(), args.repo.resolve()]
     if args.join_loaded:
         for repo in repos:
-            print(asyncio.run(join_loaded(repo, args.nodes, args.settle_s, args.steady_s)), flush=True)
+            row = asyncio.run(join_loaded(repo, args.nodes, args.settle_s, args.steady_s, args.entries_per_s))
+            print(row, flush=True)
         return 0
     asyncio.run(bench(repos, args.nodes, args.settle_s, args.steady_s, only))
     return 0
