@@ -24,11 +24,12 @@ from urllib.parse import SplitResult, urlsplit
 from agent.actions import Action, Close, HelloAcked, Log, SendFrame, SessionCounters, WakeAt
 from agent.backlog import Backlog
 from agent.backoff import Backoff, Outcome, http_outcome
+from agent.events import Failed, Lost, Opened, Refused
 from agent.session import FINAL_ACK_TIMEOUT_S, AgentSession
-from agent.transport import Failed, Link, Lost, Opened, Phase
+from agent.transport import Link, Phase
 from agent.wire import MAX_INBOUND_BYTES
 from agent.worker import Job
-from agent.wsclient import BINARY, PING, PONG, CloseFrame, Message, Ping, Pong, Refused
+from agent.wsclient import BINARY, PING, PONG, CloseFrame, Message, Ping, Pong
 
 __all__ = ["Outcome", "Pusher"]
 

@@ -26,11 +26,7 @@ from enum import Enum
 from typing import Any
 from urllib.parse import SplitResult
 
-# Re-exported: what ``Link.advance`` returns (agent.pusher imports them here).
-from agent.events import Failed as Failed  # noqa: PLC0414 - an explicit re-export (mypy --strict)
-from agent.events import Lost as Lost  # noqa: PLC0414 - an explicit re-export (mypy --strict)
-from agent.events import Opened as Opened  # noqa: PLC0414 - an explicit re-export (mypy --strict)
-from agent.events import Refused, Upgraded
+from agent.events import Failed, Lost, Opened, Refused, Upgraded
 from agent.inbound import InboundBudget, parse
 from agent.worker import Job
 from agent.wsclient import (

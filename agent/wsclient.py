@@ -25,10 +25,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Final
 
-# Re-exported: the upgrade's answers are what ``ResponseReader`` returns (agent.pusher, tests import them here).
-from agent.events import Refused as Refused  # noqa: PLC0414 - an explicit re-export (mypy --strict)
-from agent.events import UpgradeAnswer
-from agent.events import Upgraded as Upgraded  # noqa: PLC0414 - an explicit re-export (mypy --strict)
+from agent.events import Refused, UpgradeAnswer, Upgraded
 
 GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 MAX_RESPONSE_HEAD_BYTES = 16 * 1024  # an upgrade answer is a few hundred bytes; a proxy's error page head fits too

@@ -201,7 +201,8 @@ class TestHostileAcks:
         assert Close(1008, "ack_above_sent") in actions
         outcome = outcome_of(actions)
         assert outcome.was_connected
-        assert outcome.refused and outcome.peer_fault, "a collector that lies about acks earns the long backoff"
+        assert outcome.refused
+        assert outcome.peer_fault, "a collector that lies about acks earns the long backoff"
         assert outcome.min_delay_s == 60.0
         assert len(agent.backlog) == 3
         assert agent.session.counters.acks_refused == 1

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.events import Refused, Upgraded
 from agent.wsclient import (
     BINARY,
     CLOSE,
@@ -19,9 +20,7 @@ from agent.wsclient import (
     HandshakeError,
     Message,
     Ping,
-    Refused,
     ResponseReader,
-    Upgraded,
     WebSocketError,
     accept_for,
     encode_frame,
