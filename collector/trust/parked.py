@@ -15,10 +15,16 @@ count errs low, never high, for an honest peer). An honest agent's count is a
 frame or two at most. When the total passes ``budget_bytes``, ``received``
 names the connections to shed, largest count first, until the total is back
 to three quarters of the budget. A connection is a candidate only past
-``MIN_SHED_BYTES``, and, while it replays a backlog at the shell's pace (its
-queue of whole frames is full by design), only once it has taken no data
-message for ``STALL_S``. Control frames are not progress: a peer cannot keep
-a parked message alive with pings.
+``MIN_SHED_BYTES`` and only once it has stopped making progress: no data
+message taken for ``STALL_S`` while it replays a backlog at the shell's pace
+(its queue of whole frames is full by design), for ``LIVE_STALL_S`` otherwise.
+A parker can make no progress (RFC 6455 allows no data message inside an
+unfinished fragmented one, and control frames are not progress), while an
+honest agent's handler takes a heartbeat every interval: in a 10,000-node
+connect storm the loop lags by seconds, and shedding every connection with a
+few heartbeats queued closed ~2,200 honest agents with 1009 (bench/e2e.py).
+Past ``EMERGENCY_FACTOR`` times the budget the stall rule is dropped for live
+connections, so memory stays bounded whatever the pace.
 
 Pure: the caller passes ``now`` (monotonic) and executes the verdict (close
 1009 ``parked_bytes_exceeded``). Not here: the protocol that counts bytes
@@ -37,6 +43,11 @@ DEFAULT_PARKED_BUDGET_BYTES = 16 * 2**20
 MIN_SHED_BYTES = 4096
 # A replaying connection takes a frame every millisecond or so; one that has taken none this long is stuck.
 STALL_S = 1.0
+# A live agent's handler takes a heartbeat every interval (at most 60 s, usually 1-5 s): one that has
+# taken nothing for this long while holding MIN_SHED_BYTES is parked, or so far behind it is lost anyway.
+LIVE_STALL_S = 10.0
+# Over this multiple of the budget, live connections are shed by size alone (memory comes first).
+EMERGENCY_FACTOR = 4
 # Largest header of a client frame (RFC 6455 5.2): 2 bytes, 8 of extended length, 4 of mask.
 MAX_CLIENT_HEADER_BYTES = 14
 # Over budget with nothing to shed (honest replays filling their queues), look again this often, not per chunk.
@@ -48,12 +59,13 @@ SHED_TO = 0.75
 class ParkedBytes:
     """The parked-bytes budget of one collector; see the module docstring."""
 
-    __slots__ = ("_conns", "_next_scan", "budget_bytes", "shed_total", "total")
+    __slots__ = ("_conns", "_next_scan", "budget_bytes", "live_stall_s", "shed_total", "total")
 
-    def __init__(self, budget_bytes: int = DEFAULT_PARKED_BUDGET_BYTES) -> None:
+    def __init__(self, budget_bytes: int = DEFAULT_PARKED_BUDGET_BYTES, *, live_stall_s: float = LIVE_STALL_S) -> None:
         if budget_bytes < MIN_SHED_BYTES:
             raise RuntimeError(f"expected budget_bytes >= {MIN_SHED_BYTES}, got {budget_bytes!r}")
         self.budget_bytes = budget_bytes
+        self.live_stall_s = live_stall_s
         self.total = 0
         self.shed_total = 0  # connections shed since start, for logs and tests
         self._conns: set[ParkedConn] = set()
@@ -103,13 +115,13 @@ class ParkedBytes:
         if data:
             conn.last_data_at = now
 
-    def _candidate(self, conn: ParkedConn, now: float) -> bool:
+    def _candidate(self, conn: ParkedConn, now: float, *, emergency: bool) -> bool:
         if conn.parked < MIN_SHED_BYTES or conn.shed:
             return False
-        if not conn.replaying:
-            return True
         since = conn.opened_at if conn.last_data_at is None else conn.last_data_at
-        return now - since >= STALL_S
+        if conn.replaying:
+            return now - since >= STALL_S
+        return emergency or now - since >= self.live_stall_s
 
     def _shed(self, now: float) -> list[ParkedConn]:
         """Largest candidates first, until the total is under ``SHED_TO`` of the budget; O(n).
@@ -120,7 +132,9 @@ class ParkedBytes:
         victims: list[ParkedConn] = []
         target = self.budget_bytes * SHED_TO
         total = self.total
-        for conn in sorted((c for c in self._conns if self._candidate(c, now)), key=lambda c: -c.parked):
+        emergency = total > self.budget_bytes * EMERGENCY_FACTOR
+        candidates = (c for c in self._conns if self._candidate(c, now, emergency=emergency))
+        for conn in sorted(candidates, key=lambda c: -c.parked):
             if total <= target:
                 break
             conn.shed = True
