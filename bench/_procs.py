@@ -44,6 +44,7 @@ class Spawned:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    group: bool = False  # leads its own process group: a kill takes its children (a fleet's workers) too
 
     @property
     def pid(self) -> int:
@@ -65,7 +66,11 @@ class Spawned:
 
     def kill(self) -> None:
         """SIGKILL (after SIGCONT, in case a test stopped it) and reap."""
-        if self.alive():
+        if self.group:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, signal.SIGCONT)
+                os.killpg(self.popen.pid, signal.SIGKILL)
+        elif self.alive():
             with contextlib.suppress(ProcessLookupError):
                 self.popen.send_signal(signal.SIGCONT)
                 self.popen.kill()
@@ -128,6 +133,7 @@ class ProcessGroup:
         *,
         env: dict[str, str] | None = None,
         preexec_fn: Callable[[], Any] | None = None,
+        group: bool = False,
     ) -> Spawned:
         """Start ``argv`` with its output going to ``workdir/<name>-<n>.log``."""
         log_path = self.workdir / f"{name}-{len(self.procs)}.log"
@@ -141,8 +147,9 @@ class ProcessGroup:
                 cwd=REPO,
                 env=full_env,
                 preexec_fn=preexec_fn,  # noqa: PLW1509 - only resource limits, set before exec
+                start_new_session=group,
             )
-        spawned = Spawned(name, popen, log_path)
+        spawned = Spawned(name, popen, log_path, group)
         self.procs.append(spawned)
         return spawned
 
@@ -209,7 +216,7 @@ class ProcessGroup:
         """Start ``bench/fleet.py``: ``nodes`` simulated agents pushing to ``url`` every ``interval_s``."""
         argv = [sys.executable, str(REPO / "bench" / "fleet.py"), "--collector", url, "--nodes", str(nodes)]
         argv += ["--interval", str(interval_s), "--duration", str(duration_s), *args]
-        return self.spawn("fleet", argv)
+        return self.spawn("fleet", argv, group=True)  # its multiprocessing workers die with it
 
     def subscriber(self, url: str) -> Spawned:
         """Start ``bench._subscriber_proc`` on ``url``: a subscriber process a test can SIGSTOP."""

@@ -232,7 +232,11 @@ async def _stop(proc: asyncio.subprocess.Process | None, timeout_s: float = 20.0
         async with asyncio.timeout(timeout_s):
             await proc.wait()
     except TimeoutError:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            if os.getpgid(proc.pid) == proc.pid:
+                os.killpg(proc.pid, signal.SIGKILL)  # the fleet leads its own group: its workers go too
+            else:
+                proc.kill()
         await proc.wait()
 
 
@@ -353,7 +357,7 @@ async def run_one(  # noqa: PLR0917 - one call site
                 fleet_args.append("--spread-addresses")
             with (RESULTS.parent / f"fleet-{nodes}.err").open("wb") as fleet_err:
                 fleet = await asyncio.create_subprocess_exec(
-                    *fleet_args, stdout=asyncio.subprocess.PIPE, stderr=fleet_err, cwd=REPO
+                    *fleet_args, stdout=asyncio.subprocess.PIPE, stderr=fleet_err, cwd=REPO, start_new_session=True
                 )
             storm_started = time.monotonic()
             sub.phase = "storm"
