@@ -15,13 +15,12 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from collector.app import create_app
-from collector.cache import NodeCache
 from collector.changes import Change, ChangeKind
 from collector.fanout import FanoutLimits
 from collector.snapshot import SNAPSHOT_PART_MAX_BYTES, EntryParts, PartLimits, SnapshotCache, SnapshotSend, split
 from shared.codec import COLLECTOR_LIMITS, decode, decode_json
 from shared.messages import Heartbeat, Message, Snapshot, Update
-from tests.support.collector import MakeClient, connect_agent, fast_config, send_heartbeat
+from tests.support.collector import MakeClient, connect_agent, fast_config, send_heartbeat, small_cache
 from tests.support.messages import heartbeat, hello
 
 FAT_NAME = "m" * 200  # long mount names: a heartbeat of ~50 KiB, legal (finding 6's maximal heartbeats)
@@ -183,14 +182,6 @@ class TestChunkedSnapshot:
             {"type": "snapshot", "server_time_at": 0.0, "nodes": msgpack.unpackb(frame)["nodes"]}
         )
         return nodes
-
-
-def small_cache(*node_ids: str) -> NodeCache:
-    """A node cache holding ``node_ids``, each after its hello (no sample yet)."""
-    cache = NodeCache(forget_after_s=3600, max_nodes=10, history_window_s=900, history_max_points=900)
-    for index, node_id in enumerate(node_ids):
-        cache.hello(hello(node_id, f"inst-{index}"), conn=index + 1, now=1.0, wall=1_700_000_000.0)
-    return cache
 
 
 class TestPartsWhileTheFleetMoves:

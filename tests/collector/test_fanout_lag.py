@@ -20,8 +20,7 @@ from collector.changes import Change, ChangeKind
 from collector.fanout import Fanout, FanoutLimits, Outbox, PendingUpdates
 from shared.codec import COLLECTOR_LIMITS, decode, encode
 from shared.messages import Heartbeat, Snapshot, Update
-from tests.collector.test_fanout import small_cache
-from tests.support.collector import connect_agent, fast_config
+from tests.support.collector import connect_agent, fast_config, small_cache
 from tests.support.messages import heartbeat, hello
 
 NODES = 200

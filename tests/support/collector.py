@@ -20,9 +20,11 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from collector.app import create_app
+from collector.cache import NodeCache
 from collector.config import CollectorConfig
 from shared.codec import COLLECTOR_LIMITS, decode, encode
 from shared.messages import Ack, Error, Heartbeat, Hello, Message
+from tests.support.messages import hello
 
 RECEIVE_TIMEOUT_S = 3.0  # generous on 2 busy cores; a passing test never waits this long
 
@@ -98,3 +100,11 @@ async def expect_rejection(ws: aiohttp.ClientWebSocketResponse) -> tuple[Error |
             if msg.type is WSMsgType.CLOSE:
                 return error, int(msg.data), str(msg.extra or "")
             return error, ws.close_code, ""
+
+
+def small_cache(*node_ids: str) -> NodeCache:
+    """A node cache holding ``node_ids``, each after its hello (no sample yet)."""
+    cache = NodeCache(forget_after_s=3600, max_nodes=10, history_window_s=900, history_max_points=900)
+    for index, node_id in enumerate(node_ids):
+        cache.hello(hello(node_id, f"inst-{index}"), conn=index + 1, now=1.0, wall=1_700_000_000.0)
+    return cache
