@@ -64,7 +64,7 @@ def to_wire_dict(message: Message) -> dict[str, Any]:
 
 def decode(data: bytes, limits: DecodeLimits = INGEST_LIMITS) -> Message:
     """Parse one binary frame into a message, or raise ``ProtocolError``."""
-    return _validate(_unpack(data, limits), limits)
+    return validate_message(unpack_frame(data, limits), limits)
 
 
 class FrameDecoder:
@@ -88,8 +88,8 @@ class FrameDecoder:
 
     def decode(self, data: bytes) -> tuple[Message, bytes]:
         """The message in ``data`` and the frame to relay it as; ``ProtocolError`` for bad input."""
-        obj = _unpack(data, self.limits)
-        message = _validate(obj, self.limits)
+        obj = unpack_frame(data, self.limits)
+        message = validate_message(obj, self.limits)
         if _FLOAT32 in data:
             canonical: bytes = self._pack(obj)
             if canonical != data:  # a float32 became float64 (or some other non-minimal encoding, harmlessly)
@@ -97,7 +97,8 @@ class FrameDecoder:
         return message, data
 
 
-def _unpack(data: bytes, limits: DecodeLimits) -> object:
+def unpack_frame(data: bytes, limits: DecodeLimits) -> object:
+    """Unpack one frame under ``limits`` (size first, then msgpack's own bounds); no schema yet."""
     if len(data) > limits.max_frame_bytes:
         raise ProtocolError(
             ErrorReason.FRAME_TOO_LARGE, f"expected at most {limits.max_frame_bytes} bytes, got {len(data)}"
@@ -150,7 +151,7 @@ def decode_json(text: str | bytes, limits: DecodeLimits = SUBSCRIBE_REQUEST_LIMI
     except ValueError as exc:
         raise ProtocolError(ErrorReason.MALFORMED_JSON, f"expected JSON, got {exc!s:.200}") from exc
     _check_shape(obj, limits)
-    return _validate(obj, limits)
+    return validate_message(obj, limits)
 
 
 def _reject_constant(name: str) -> Any:
@@ -200,7 +201,7 @@ def _check_shape(obj: object, limits: DecodeLimits) -> None:
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
-def _validate(obj: object, limits: DecodeLimits) -> Message:
+def validate_message(obj: object, limits: DecodeLimits) -> Message:
     """Validate against the schema; only a frame the schema refuses pays for the shape walk.
 
     Every valid message is shallower than any ``max_depth`` here, and an unpacked

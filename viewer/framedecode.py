@@ -9,7 +9,7 @@ slices the interpreter can hand the GIL to the UI thread (``sys.getswitchinterva
 Same checks as ``decode``: the bytes are unpacked by the codec's own unpacker with
 ``COLLECTOR_LIMITS``, the update's other fields by the message union, and each entry by
 ``NodeEntry``. If any part fails, the whole map is validated again by the codec's own
-``_validate``, so a bad frame is refused with exactly the ``ProtocolError`` ``decode`` gives
+``validate_message``, so a bad frame is refused with exactly the ``ProtocolError`` ``decode`` gives
 (reason, detail, close code). Other messages, and updates of few entries, go straight to it.
 Not here: what a message means to the link (``viewer.worker``); any I/O.
 """
@@ -21,8 +21,8 @@ from typing import Final
 from pydantic import TypeAdapter, ValidationError
 
 from shared.codec import COLLECTOR_LIMITS
-from shared.codec import _unpack as unpack  # the codec's own hardened steps, not copies of them
-from shared.codec import _validate as validate
+from shared.codec import unpack_frame as unpack  # the codec's own hardened steps, not copies of them
+from shared.codec import validate_message as validate
 from shared.limits import MAX_NODES_PER_MESSAGE
 from shared.messages import Message, NodeEntry, Update
 
