@@ -15,16 +15,17 @@ count errs low, never high, for an honest peer). An honest agent's count is a
 frame or two at most. When the total passes ``budget_bytes``, ``received``
 names the connections to shed, largest count first, until the total is back
 to three quarters of the budget. A connection is a candidate only past
-``MIN_SHED_BYTES`` and only once it has stopped making progress: no data
-message taken for ``STALL_S`` while it replays a backlog at the shell's pace
-(its queue of whole frames is full by design), for ``LIVE_STALL_S`` otherwise.
-A parker can make no progress (RFC 6455 allows no data message inside an
-unfinished fragmented one, and control frames are not progress), while an
-honest agent's handler takes a heartbeat every interval: in a 10,000-node
-connect storm the loop lags by seconds, and shedding every connection with a
-few heartbeats queued closed ~2,200 honest agents with 1009 (bench/e2e.py).
-Past ``EMERGENCY_FACTOR`` times the budget the stall rule is dropped for live
-connections, so memory stays bounded whatever the pace.
+``MIN_SHED_BYTES``. A live connection holding ``LARGE_PARK_BYTES`` or more
+(half a maximal frame: an honest agent holds a frame or two of ~1 KiB) is a
+candidate at once; one holding less only once it has stopped making progress,
+no data message taken for ``LIVE_STALL_S`` (a parker can make none: RFC 6455
+allows no data message inside an unfinished fragmented one, and control
+frames are not progress). In a 10,000-node connect storm the loop lags by
+seconds and every honest connection holds a few queued heartbeats: shedding
+all of them past 4 KiB closed ~2,200 honest agents with 1009 (bench/e2e.py).
+Past ``EMERGENCY_FACTOR`` times the budget size alone decides. A connection
+replaying a backlog at the shell's pace (its queue of whole frames is full by
+design) is a candidate only once it has taken no data message for ``STALL_S``.
 
 Pure: the caller passes ``now`` (monotonic) and executes the verdict (close
 1009 ``parked_bytes_exceeded``). Not here: the protocol that counts bytes
@@ -48,6 +49,8 @@ STALL_S = 1.0
 LIVE_STALL_S = 10.0
 # Over this multiple of the budget, live connections are shed by size alone (memory comes first).
 EMERGENCY_FACTOR = 4
+# A live connection parking this much is shed at once over the budget: half the largest legal frame.
+LARGE_PARK_BYTES = 32 * 1024
 # Largest header of a client frame (RFC 6455 5.2): 2 bytes, 8 of extended length, 4 of mask.
 MAX_CLIENT_HEADER_BYTES = 14
 # Over budget with nothing to shed (honest replays filling their queues), look again this often, not per chunk.
@@ -121,7 +124,7 @@ class ParkedBytes:
         since = conn.opened_at if conn.last_data_at is None else conn.last_data_at
         if conn.replaying:
             return now - since >= STALL_S
-        return emergency or now - since >= self.live_stall_s
+        return emergency or conn.parked >= LARGE_PARK_BYTES or now - since >= self.live_stall_s
 
     def _shed(self, now: float) -> list[ParkedConn]:
         """Largest candidates first, until the total is under ``SHED_TO`` of the budget; O(n).

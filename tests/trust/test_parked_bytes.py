@@ -59,7 +59,7 @@ async def served() -> AsyncIterator[Served]:
         count=lambda: runtime.stats.connections_active["ingest"],
         peer_gate=PeerGate(max_per_peer=128, max_pending=256),
         clock=runtime.clock,
-        parked=ParkedBytes(BUDGET, live_stall_s=0.05),  # parkers stall at once; honest agents' pace is TestShedOrder's
+        parked=ParkedBytes(BUDGET),
     )
     await site.start()
     try:
@@ -161,14 +161,14 @@ class TestShedOrder:
     """Who the budget sheds, on a fake clock."""
 
     def test_the_largest_go_first_and_small_ones_never(self) -> None:
-        """Over the budget, the stalled connections parking most are shed until the total is back to 3/4 of it."""
+        """Over the budget, the connections parking most are shed until the total is back to 3/4 of it."""
         parked = ParkedBytes(100_000)
         small, big, bigger = parked.open(0.0), parked.open(0.0), parked.open(0.0)
         for conn in (small, big, bigger):
             parked.activate(conn)
-        assert parked.received(small, 3000, 10.0) == []
-        assert parked.received(big, 40_000, 10.0) == []
-        assert parked.received(bigger, 60_000, 10.0) == [bigger]
+        assert parked.received(small, 3000, 0.0) == []
+        assert parked.received(big, 40_000, 0.0) == []
+        assert parked.received(bigger, 60_000, 0.0) == [bigger]
         assert parked.total == 43_000
         assert not small.shed
 
@@ -186,17 +186,25 @@ class TestShedOrder:
         assert parked.total == 200_000
         assert shed == []
 
-    def test_a_live_connection_is_shed_once_it_stalls_or_memory_is_at_risk(self) -> None:
-        """Over the budget, a live connection that took nothing for LIVE_STALL_S goes; past 4x the budget, at once."""
+    def test_small_live_connections_go_once_they_stall(self) -> None:
+        """Over the budget, connections under 32 KiB stay while they take messages; 10 s without one, they go."""
         parked = ParkedBytes(100_000)
-        stalled, fresh = parked.open(0.0), parked.open(0.0)
-        for conn in (stalled, fresh):
+        conns = [parked.open(0.0) for _ in range(15)]
+        for conn in conns:
             parked.activate(conn)
             parked.taken(conn, 0, 0.0, data=True)
-        assert parked.received(stalled, 60_000, 5.0) == []
-        assert parked.received(stalled, 50_000, 10.5) == [stalled]
-        parked.taken(fresh, 0, 10.5, data=True)
-        assert parked.received(fresh, 450_000, 10.6) == [fresh]
+        assert [victim for conn in conns for victim in parked.received(conn, 20_000, 5.0)] == []
+        assert parked.received(conns[0], 1, 10.5) != []
+
+    def test_past_four_times_the_budget_size_alone_decides(self) -> None:
+        """Small connections that still take messages are shed too once the total passes 4x the budget."""
+        parked = ParkedBytes(100_000)
+        conns = [parked.open(0.0) for _ in range(25)]
+        for conn in conns:
+            parked.activate(conn)
+            parked.taken(conn, 0, 1.0, data=True)
+        assert [victim for conn in conns for victim in parked.received(conn, 20_000, 1.0)] == []  # one scan, none
+        assert parked.received(conns[0], 1, 1.2) != []  # the next scan sees 500 KB
 
     def test_a_paced_replay_is_shed_only_once_it_stalls(self) -> None:
         """A replaying connection's full queue is spared while it takes frames, shed after a second without."""
