@@ -86,6 +86,11 @@ class SnapshotCache:
             cached = self._parts[record.node_id] = (self.packed, self._pack(record))
         return cached
 
+    def cached(self, node_id: str) -> EntryParts | None:
+        """The node's parts if they are packed and current; None otherwise (nothing is packed here)."""
+        cached = self._parts.get(node_id)
+        return None if cached is None else cached[1]
+
     def serial(self, node_id: str) -> int | None:
         """The serial of the node's current parts; None when it changed since they were packed."""
         cached = self._parts.get(node_id)
@@ -164,14 +169,21 @@ class SnapshotSend:
 def latest_entries(snapshots: SnapshotCache, records: Iterable[tuple[NodeRecord, ChangeKind]]) -> Iterator[EntryParts]:
     """Update entries (no history) of ``records`` from their cached parts: facts and sample where ``kind`` says.
 
-    What a lagging subscriber is sent (``collector.fanout``): the parts are packed once per
-    change of the node whoever asks, so lagging viewers and new snapshots share them.
+    What a lagging subscriber is sent (``collector.fanout``): current cached parts are reused,
+    and a node without them is packed here without its history and not cached. Packing the
+    history too (up to 900 points a node) for every node a lagging viewer missed cost the loop
+    more than the ingest itself at 10,000 nodes, so one slow viewer slowed every agent's acks.
     """
     for record, kind in records:
-        parts = snapshots.parts(record)[1]
         bits = kind.value
-        facts = parts.facts if bits & _FACTS_BIT else None
-        yield EntryParts(parts.status, facts, parts.sample if bits & _SAMPLE_BIT else None, None)
+        parts = snapshots.cached(record.node_id)
+        if parts is not None:
+            status, facts, sample = parts.status, parts.facts, parts.sample
+        else:
+            status = wire.pack(wire.status_wire(record))
+            facts = wire.facts_frame(record) if bits & _FACTS_BIT else None
+            sample = wire.sample_frame(record) if bits & _SAMPLE_BIT else None
+        yield EntryParts(status, facts if bits & _FACTS_BIT else None, sample if bits & _SAMPLE_BIT else None, None)
 
 
 def split(entries: Iterable[EntryParts], limits: PartLimits) -> Iterator[list[EntryParts]]:
