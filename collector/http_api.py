@@ -14,27 +14,26 @@ from __future__ import annotations
 import asyncio
 import bisect
 import hmac
-import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from collector import wire
-from collector.cache import STATES, stored_sample
+from collector.cache import STATES
 from collector.changes import ChangeKind
 from collector.metrics import render_metrics, take_snapshot
+from collector.nodes_listing import listing_response
 from collector.runtime import CollectorRuntime
 from collector.store.assemble import raw_result
 from collector.store.codec import Columns
 from collector.store.policy import MAX_POINTS
 from shared import __version__
 from shared.limits import HEALTH_PATH, INGEST_PATH, METRICS_PATH, NODES_PATH, PROTOCOL_VERSION, SUBSCRIBE_PATH
-from shared.messages import Heartbeat, NodeFacts, NodeState
+from shared.messages import NodeState
 
 log = logging.getLogger("nodewatch.collector")
 
@@ -43,9 +42,6 @@ DEFAULT_HISTORY_S = 3600.0
 # Nodes per page of /api/v1/nodes?limit=: at the worst legal heartbeat (~60 KiB of JSON a node,
 # issue 13 finding 6) a page is ~60 MiB, rendered in a worker thread; a client pages on with after=.
 MAX_PAGE_NODES = 1000
-
-# What /api/v1/nodes takes of one record on the event loop: its status map, facts, and last sample.
-NodeRow = tuple[dict[str, Any], NodeFacts, bytes | None, Heartbeat | None]
 
 ENDPOINTS = (
     f"GET {HEALTH_PATH}",
@@ -155,24 +151,6 @@ def node_page(query: Mapping[str, str]) -> tuple[int | None, str | None]:
     return limit, query.get("after")
 
 
-def nodes_json(wall: float, rows: Sequence[NodeRow], next_after: str | None) -> bytes:
-    """The body of ``GET /api/v1/nodes``: each row as the JSON of a ``NodeEntry`` without history.
-
-    Pure over values the loop copied out (frozen models, bytes, a fresh status map): safe in a thread.
-    """
-    nodes = []
-    for status, facts, frame, model in rows:
-        item: dict[str, Any] = {"status": status, "facts": facts.model_dump(mode="json", exclude_none=True)}
-        sample = stored_sample(frame, model)
-        if sample is not None:
-            item["last_sample"] = sample.model_dump(mode="json", exclude_none=True)
-        nodes.append(item)
-    body: dict[str, Any] = {"server_time_at": wall, "nodes": nodes}
-    if next_after is not None:
-        body["next_after"] = next_after
-    return json.dumps(body).encode()
-
-
 def history_range(query: Mapping[str, str], wall: float) -> tuple[float, float, float]:
     """``from``, ``to`` (epoch seconds; default the last hour) and ``step`` (seconds, default 0: finest).
 
@@ -249,7 +227,7 @@ class HttpApi:
         body["store"] = store if store is not None else {"status": "off", "reason": "--ephemeral: nothing on disk"}
         return web.json_response(body, status=200 if healthy else 503)
 
-    async def nodes(self, request: web.Request) -> web.Response:
+    async def nodes(self, request: web.Request) -> web.StreamResponse:
         """``GET /api/v1/nodes[?state=]``: every node's status, facts and last sample."""
         runtime = self.runtime
         if not token_ok(request, runtime.viewer_tokens):
@@ -268,8 +246,7 @@ class HttpApi:
         next_after = records[end - 1].node_id if end < len(records) else None
         # On the loop only what a record holds (~1 us a node); decoding and JSON run in a thread.
         rows = [(wire.status_wire(r), r.facts, r.last_sample_frame, r.last_sample_model) for r in records[start:end]]
-        body = await asyncio.to_thread(nodes_json, runtime.wall_clock(), rows, next_after)
-        return web.Response(body=body, content_type="application/json")
+        return await listing_response(request, runtime.wall_clock(), rows, next_after)
 
     async def node(self, request: web.Request) -> web.Response:
         """``GET /api/v1/nodes/{node_id}``: one node with its full history."""
