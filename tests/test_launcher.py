@@ -184,6 +184,7 @@ class UpRun:
                 env=environ,
                 cwd=cwd,
                 start_new_session=True,
+                preexec_fn=_interactive_signals,  # noqa: PLW1509 - only signal dispositions, set before exec
             )
 
     @property
@@ -219,6 +220,16 @@ class UpRun:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGINT)
         return self.proc.wait(timeout=20)
+
+
+def _interactive_signals() -> None:
+    """SIGINT and SIGHUP at their defaults, as in a terminal (Ctrl-C is what ``stop`` sends).
+
+    A suite started in the background by a non-interactive shell (``cmd &``, nohup) inherits
+    them ignored, and ``nodewatch up`` rightly keeps an inherited ignore, so Ctrl-C would not reach it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def shows_online(node_id: str) -> Callable[[str], bool]:
