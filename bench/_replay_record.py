@@ -29,21 +29,14 @@ import msgpack
 
 from bench._procs import LISTENING, ProcessGroup, health
 from bench.replay_stub import MAX_FRAME_BYTES, SUBSCRIBE_PATH, Recording
+from collector.history import SERIES
 from shared.codec import COLLECTOR_LIMITS, decode
 
 HISTORY_POINTS = 60  # what a collector's snapshot carries per node (docs/protocol.md 4.2)
 # The collector takes at most 512 unauthenticated sockets per address (docs/security.md): a bigger
 # fleet connects from 127.0.0.x, as bench/e2e.py's does.
 SPREAD_ABOVE_NODES = 2000
-_SAMPLE_SERIES = (  # History columns read straight from a heartbeat map (load_1 is load_avg[0])
-    "cpu_percent",
-    "mem_percent",
-    "load_1",
-    "net_rx_bytes_per_s",
-    "net_tx_bytes_per_s",
-    "disk_read_bytes_per_s",
-    "disk_write_bytes_per_s",
-)
+_SAMPLE_SERIES = SERIES  # History columns, read straight from a heartbeat map (load_1 is load_avg[0])
 
 
 def sample_point(heartbeat: dict[str, Any]) -> tuple[Any, ...]:
