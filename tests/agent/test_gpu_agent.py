@@ -50,16 +50,6 @@ def nvmlDeviceGetPowerUsage(handle): return 61_500
 """
 
 
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
-    """Collector and agent subprocesses, every one killed at teardown."""
-    group = ProcessGroup(tmp_path)
-    try:
-        yield group
-    finally:
-        group.close()
-
-
 async def test_a_real_agent_reports_its_gpu(procs: ProcessGroup, tmp_path: Path) -> None:
     """With NVML importable, the GPU's busy share, memory, temperature and power reach /metrics."""
     nvml_dir = tmp_path / "nvml"

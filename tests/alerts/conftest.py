@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 
 from tests.alerts.webhook import Webhook
-from tests.support.processes import ProcessGroup
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
-    """Start collectors and agents as subprocesses; every one is killed at teardown."""
-    group = ProcessGroup(tmp_path)
-    try:
-        yield group
-    finally:
-        group.close()
 
 
 @pytest.fixture

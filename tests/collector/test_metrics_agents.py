@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 from asyncio.subprocess import PIPE, STDOUT
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -34,16 +33,6 @@ EXPECTED = (
     "nodewatch_node_memory_swap_total_bytes",
     "nodewatch_node_load1",
 )
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[ProcessGroup]:
-    """Collector and agent subprocesses, every one killed at teardown."""
-    group = ProcessGroup(tmp_path)
-    try:
-        yield group
-    finally:
-        group.close()
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
