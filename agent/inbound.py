@@ -67,13 +67,20 @@ class InboundBudget:
         elif opcode == PING:
             self._owed_pongs = min(MAX_EARNED_FRAMES, self._owed_pongs + 1)
 
-    def take_bytes(self, size: int, now: float) -> str | None:
-        """Charge ``size`` received bytes before they are parsed; None while the budget lasts."""
+    def take_bytes(self, size: int, now: float) -> tuple[int, str | None]:
+        """Charge up to ``size`` received bytes before they are parsed: how many may be, and why not all.
+
+        The allowed bytes are a prefix of what arrived, so the same stream gets the same answer
+        however the kernel split it into reads.
+        """
         earned = self._earned_frames * ACK_FRAME_BYTES
-        if size <= earned or self._bytes.take(now, size - earned):
-            return None
+        if size <= earned:
+            return size, None
+        allowed = earned + self._bytes.take_up_to(now, size - earned)
+        if allowed == size:
+            return size, None
         limits = self.limits
-        return f"over {limits.byte_burst} bytes at once, then {limits.bytes_per_s:g}/s, beyond what it acked"
+        return allowed, f"over {limits.byte_burst} bytes at once, then {limits.bytes_per_s:g}/s, beyond what it acked"
 
     def take_frames(self, events: Sequence[Event], now: float) -> tuple[Sequence[Event], str | None]:
         """The events within the budget, and the reason when it ran out (the rest are not handled)."""
@@ -106,14 +113,13 @@ def parse(
     reader: FrameReader, budget: InboundBudget, data: bytes, now: float
 ) -> tuple[Sequence[Event], Refusal | None]:
     """The events in ``data`` that the budget allows, and the refusal when bytes or frames were bad or too many."""
-    over = budget.take_bytes(len(data), now)
-    if over is not None:
-        return (), _too_many(over)
+    allowed, over_bytes = budget.take_bytes(len(data), now)
     try:
-        events = reader.feed(data)
+        events = reader.feed(data[:allowed] if over_bytes is not None else data)
     except WebSocketError as exc:
         return (), Refusal(exc.close_code, exc.reason[:100], f"the collector sent bad frames ({exc.reason})")
     kept, over = budget.take_frames(events, now)
+    over = over if over is not None else over_bytes
     return kept, None if over is None else _too_many(over)
 
 

@@ -72,6 +72,13 @@ class TokenBucket:
         self._tokens -= amount
         return True
 
+    def take_up_to(self, now: float, amount: int) -> int:
+        """Spend as many of ``amount`` tokens as are left at ``now`` (whole units); how many were spent."""
+        self.take(now, 0)  # refill
+        spent = min(amount, int(self._tokens))
+        self._tokens -= spent
+        return spent
+
 
 class LogThrottle:
     """One line per key per ``every_s``; says how many were held back when it speaks again."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from agent.inbound import ACK_FRAME_BYTES, MAX_EARNED_FRAMES, InboundBudget, InboundLimits
-from agent.wsclient import BINARY, PING, CloseFrame, Event, Message, Ping, Pong
+from agent.inbound import ACK_FRAME_BYTES, MAX_EARNED_FRAMES, InboundBudget, InboundLimits, parse
+from agent.wire import MAX_INBOUND_BYTES
+from agent.wsclient import BINARY, PING, CloseFrame, Event, FrameReader, Message, Ping, Pong
+from shared.codec import encode
+from shared.messages import Error
 
 ACK = Message(b"\x82\xa4type\xa3ack\xa3seq\x01", text=False)
 LIMITS = InboundLimits()
@@ -24,7 +27,7 @@ class TestFrames:
         for _ in range(1_000):
             budget.sent(BINARY)
         assert spend(budget, [ACK] * 1_000) == (1_000, None)
-        assert budget.take_bytes(1_000 * 17, 0.0) is None
+        assert budget.take_bytes(1_000 * 17, 0.0) == (1_000 * 17, None)
 
     @pytest.mark.parametrize(
         ("event", "allowed", "why"),
@@ -75,22 +78,44 @@ class TestFrames:
 
 
 class TestBytes:
-    def test_a_megabyte_at_once_is_refused_before_parsing(self) -> None:
-        """One read of 1 MiB is over the byte burst: it is refused whole, nothing of it is parsed."""
-        over = InboundBudget().take_bytes(1 << 20, 0.0)
+    def test_a_megabyte_at_once_is_parsed_only_up_to_the_burst(self) -> None:
+        """One read of 1 MiB is over the byte burst: only its first ``byte_burst`` bytes are parsed."""
+        allowed, over = InboundBudget().take_bytes(1 << 20, 0.0)
+        assert allowed == LIMITS.byte_burst
         assert over is not None
         assert "bytes at once" in over
 
     def test_bytes_refill_at_their_rate(self) -> None:
         """The byte burst, then 16 KiB a second."""
         budget = InboundBudget()
-        assert budget.take_bytes(LIMITS.byte_burst, 0.0) is None
-        assert budget.take_bytes(1, 0.0) is not None
-        assert budget.take_bytes(int(LIMITS.bytes_per_s), 1.0) is None
+        assert budget.take_bytes(LIMITS.byte_burst, 0.0) == (LIMITS.byte_burst, None)
+        assert budget.take_bytes(1, 0.0)[1] is not None
+        assert budget.take_bytes(int(LIMITS.bytes_per_s), 1.0) == (int(LIMITS.bytes_per_s), None)
+
+    @pytest.mark.parametrize("read_bytes", [40, 4096, 64 * 1024, 1 << 20])
+    def test_a_flood_gets_the_same_answer_however_it_is_split_into_reads(self, read_bytes: int) -> None:
+        """5,000 error frames (200 KB): the same frames are handled and refused whether read 40 bytes or 1 MiB at once.
+
+        Before, one read over the byte burst was refused whole, so the agent's own flood rule never saw
+        the frames and the reason it gave depended on the kernel's timing (a flaky CI run).
+        """
+        payload = encode(Error(reason="schema", detail="no"))
+        stream = (bytes([0x82, len(payload)]) + payload) * 5_000  # unmasked, FIN
+        budget, reader = InboundBudget(), FrameReader(MAX_INBOUND_BYTES)
+        kept: list[Event] = []
+        refusal = None
+        for start in range(0, len(stream), read_bytes):
+            events, refusal = parse(reader, budget, stream[start : start + read_bytes], 0.0)
+            kept += events
+            if refusal is not None:
+                break
+        assert len(kept) == LIMITS.frame_burst
+        assert refusal is not None
+        assert "frames at once" in refusal.why
 
     def test_sent_frames_earn_the_bytes_of_their_acks(self) -> None:
         """With the byte bucket empty, each frame we sent still pays for one ack's bytes."""
         budget = InboundBudget(InboundLimits(byte_burst=0, bytes_per_s=0.0))
         budget.sent(BINARY)
-        assert budget.take_bytes(ACK_FRAME_BYTES, 0.0) is None
-        assert budget.take_bytes(ACK_FRAME_BYTES + 1, 0.0) is not None
+        assert budget.take_bytes(ACK_FRAME_BYTES, 0.0) == (ACK_FRAME_BYTES, None)
+        assert budget.take_bytes(ACK_FRAME_BYTES + 1, 0.0)[1] is not None
