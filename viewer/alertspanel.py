@@ -32,6 +32,7 @@ from viewer.alertbook import Alert, AlertBook, AlertChange
 from viewer.alertwire import AlertKey, AlertNews
 from viewer.detail import plain_label
 from viewer.format import format_clock, plain_tooltip
+from viewer.model import TINT_TEXT
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 
@@ -62,6 +63,7 @@ class AlertTableModel(QAbstractTableModel):
         self._rows: list[Alert] = []
         self._offset_s = 0.0
         self._brushes = {state: QColor(colour) for state, colour in _STATE_BACKGROUND.items()}
+        self._tint_text = QColor(TINT_TEXT)
 
     def set_alerts(self, rows: list[Alert], server_offset_s: float) -> None:
         """Show ``rows``; ``server_offset_s`` turns the collector's times into ours."""
@@ -94,7 +96,7 @@ class AlertTableModel(QAbstractTableModel):
         return None
 
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
-        """The cell's text, its tooltip, or the State cell's colour."""
+        """The cell's text, its tooltip, or the State cell's colours (dark text on its tint, in any palette)."""
         alert = self.alert_at(index.row())
         if alert is None:
             return None
@@ -102,8 +104,11 @@ class AlertTableModel(QAbstractTableModel):
             return self._text(alert, index.column())
         if role == Qt.ItemDataRole.ToolTipRole:
             return plain_tooltip(self._text(alert, index.column()))
-        if role == Qt.ItemDataRole.BackgroundRole and index.column() == AlertColumn.STATE:
-            return self._brushes.get(alert.state)
+        if index.column() == AlertColumn.STATE and alert.state in self._brushes:
+            if role == Qt.ItemDataRole.BackgroundRole:
+                return self._brushes[alert.state]
+            if role == Qt.ItemDataRole.ForegroundRole:  # the palette's text is light in dark mode
+                return self._tint_text
         return None
 
     def _text(self, alert: Alert, column: int) -> str:

@@ -22,8 +22,9 @@ from PyQt6.QtWidgets import QComboBox, QHBoxLayout, QLineEdit, QVBoxLayout, QWid
 from viewer.detail import plain_label
 from viewer.filtering import FilterError, parse
 
-_PAUSED_HOVER: Final = "⏸ order paused (pointer over the table)"
-_PAUSED_FROZEN: Final = "⏸ frozen: press Z or Space to let rows move"
+# "‖", not "⏸" (U+23F8): Xvfb's DejaVu fonts have no glyph for the latter, which drew as a box.
+PAUSED_HOVER: Final = "‖ order paused (pointer over the table)"
+PAUSED_FROZEN: Final = "‖ frozen: press Z or Space to let rows move"
 NO_GROUPS: Final = "Group by: none"
 _PLACEHOLDER: Final = "Filter: text, state:offline, cpu>80, mem>90, disk>90, label:role=web, /regex/  (Ctrl+F)"
 
@@ -129,5 +130,5 @@ class FilterBar(QWidget):
 
     def _update_hold(self) -> None:
         held = self._hovered or self.frozen
-        self.set_paused((_PAUSED_FROZEN if self.frozen else _PAUSED_HOVER) if held else None)
+        self.set_paused((PAUSED_FROZEN if self.frozen else PAUSED_HOVER) if held else None)
         self.hold_changed.emit(held)

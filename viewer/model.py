@@ -57,7 +57,9 @@ _STATE_BACKGROUND: Final[dict[str, str]] = {"online": "#bfe8bf", "stale": "#ffe0
 _DISCONNECTED_BACKGROUND: Final = "#d9d9d9"
 # Threshold tints, lighter than the State colours; dark text on them reads in light and dark palettes.
 _LEVEL_BACKGROUND: Final[dict[Level, str]] = {Level.WARNING: "#ffe9a8", Level.CRITICAL: "#ffb8b8"}
-_STATE_TEXT: Final = "#1a1a1a"
+# The text on every light tint (State, thresholds, the alerts panel's State): a dark palette's light
+# text on them is unreadable (contrast ~1.3:1), this is over 10:1 on each (tests/viewer/test_contrast.py).
+TINT_TEXT: Final = "#1a1a1a"
 _GREYED_TEXT: Final = "#8c8c8c"
 _RIGHT_ALIGNED: Final = METRIC_COLUMNS
 # Roles a QTableView asks for on every paint that this model never serves: answered first, cheaply.
@@ -93,7 +95,7 @@ class NodeTableModel(QAbstractTableModel):
         self._state_counts: Counter[str] = Counter()
         self._state_brushes = {state: QColor(colour) for state, colour in _STATE_BACKGROUND.items()}
         self._disconnected_brush = QColor(_DISCONNECTED_BACKGROUND)
-        self._state_text = QColor(_STATE_TEXT)
+        self._state_text = QColor(TINT_TEXT)
         self._greyed_text = QColor(_GREYED_TEXT)
         self._level_brushes = {level: QColor(colour) for level, colour in _LEVEL_BACKGROUND.items()}
         self._bold = QFont()

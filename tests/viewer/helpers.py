@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PyQt6.QtCore import QAbstractItemModel, Qt
-from PyQt6.QtGui import QTextDocument
+from PyQt6.QtGui import QColor, QTextDocument
 
 from shared.messages import Snapshot, Update
 from viewer.backoff import Backoff
@@ -105,3 +105,15 @@ def start_window(qtbot: QtBot, url: str, rows: int, **settings: Any) -> MainWind
     win.link.start()
     qtbot.waitUntil(lambda: win.model.rowCount() == rows and win.model.connected, timeout=5000)
     return win
+
+
+def contrast_ratio(first: QColor, second: QColor) -> float:
+    """WCAG 2's contrast ratio of two colours (1 to 21; 4.5 is its minimum for body text)."""
+
+    def luminance(colour: QColor) -> float:
+        channels = [value / 255 for value in (colour.red(), colour.green(), colour.blue())]
+        linear = [value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4 for value in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    lighter, darker = sorted((luminance(first), luminance(second)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
