@@ -12,6 +12,7 @@ from typing import Literal
 
 from collector.alerts.routes import AlertsConfig, parse_alerts_config
 from collector.ingest_session import ACK_INTERVAL_S
+from collector.nodes_listing import DEFAULT_LISTING_SEND_TIMEOUT_S, DEFAULT_LISTING_WAIT_S, DEFAULT_MAX_LISTINGS
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -65,6 +66,12 @@ class CollectorConfig:
     snapshot_history_points: int = 60
     # A subscriber gets at most one update per this interval (protocol: 100 ms).
     flush_interval_s: float = 0.1
+    # GET /api/v1/nodes listings rendered or written at once (collector.nodes_listing.ListingGate): one more
+    # waits up to listing_wait_s for a slot, then gets 503; a write the client does not take within
+    # listing_send_timeout_s drops its connection.
+    max_listings: int = DEFAULT_MAX_LISTINGS
+    listing_wait_s: float = DEFAULT_LISTING_WAIT_S
+    listing_send_timeout_s: float = DEFAULT_LISTING_SEND_TIMEOUT_S
     # One send to a subscriber may take this long; after that it is "too slow" (4429).
     send_timeout_s: float = 10.0
     # A heartbeat is acked at the latest this long after it arrived (collector.ingest_session).

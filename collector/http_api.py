@@ -25,8 +25,8 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from collector import wire
 from collector.cache import STATES
 from collector.changes import ChangeKind
-from collector.metrics import render_metrics, take_snapshot
-from collector.nodes_listing import listing_response
+from collector.metrics import ListingCounts, render_metrics, take_snapshot
+from collector.nodes_listing import LISTING_RETRY_AFTER_S, ListingGate, listing_response
 from collector.runtime import CollectorRuntime
 from collector.store.assemble import raw_result
 from collector.store.codec import Columns
@@ -180,6 +180,8 @@ class HttpApi:
 
     def __init__(self, runtime: CollectorRuntime) -> None:
         self.runtime = runtime
+        cfg = runtime.config
+        self.listings = ListingGate(cfg.max_listings, cfg.listing_wait_s, cfg.listing_send_timeout_s, runtime.clock)
 
     @web.middleware
     async def internal_errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -240,13 +242,32 @@ class HttpApi:
             limit, after = node_page(request.query)
         except ValueError as exc:
             return json_error(400, "bad_request", str(exc))
-        records = runtime.cache.nodes(state)  # sorted by node id
-        start = 0 if after is None else bisect.bisect_right(records, after, key=lambda r: r.node_id)
-        end = len(records) if limit is None else min(len(records), start + limit)
-        next_after = records[end - 1].node_id if end < len(records) else None
-        # On the loop only what a record holds (~1 us a node); decoding and JSON run in a thread.
-        rows = [(wire.status_wire(r), r.facts, r.last_sample_frame, r.last_sample_model) for r in records[start:end]]
-        return await listing_response(request, runtime.wall_clock(), rows, next_after)
+        if not await self.listings.acquire():
+            return self.listings_full(request)
+        try:
+            records = runtime.cache.nodes(state)  # sorted by node id
+            start = 0 if after is None else bisect.bisect_right(records, after, key=lambda r: r.node_id)
+            end = len(records) if limit is None else min(len(records), start + limit)
+            next_after = records[end - 1].node_id if end < len(records) else None
+            # On the loop only what a record holds (~1 us a node); decoding and JSON run in a thread.
+            rows = [
+                (wire.status_wire(r), r.facts, r.last_sample_frame, r.last_sample_model) for r in records[start:end]
+            ]
+            return await listing_response(request, self.listings, runtime.wall_clock(), rows, next_after)
+        finally:
+            self.listings.release()
+
+    def listings_full(self, request: web.Request) -> web.Response:
+        """503 with Retry-After: ``max_listings`` listings are being written (counted, logged paced)."""
+        gate = self.listings
+        detail = (
+            f"expected at most {gate.max_listings} node listings at once, got one more "
+            f"(no slot came free within {gate.wait_s:g} s); retry after {LISTING_RETRY_AFTER_S} s"
+        )
+        self.runtime.count_close("http", str(request.remote), 503, "listing_limit", detail)
+        response = json_error(503, "capacity_reached", detail)
+        response.headers["Retry-After"] = str(LISTING_RETRY_AFTER_S)
+        return response
 
     async def node(self, request: web.Request) -> web.Response:
         """``GET /api/v1/nodes/{node_id}``: one node with its full history."""
@@ -295,7 +316,15 @@ class HttpApi:
         if not token_ok(request, runtime.viewer_tokens):
             return unauthorized(runtime, request, "http", "viewer")
         # The copy is taken here, on the loop; building and formatting (~1 s at 10,000 nodes) run in a thread.
-        snapshot = take_snapshot(runtime.cache, runtime.stats, runtime.alerts.service, runtime.details)
+        gate = self.listings
+        snapshot = take_snapshot(
+            runtime.cache,
+            runtime.stats,
+            runtime.alerts.service,
+            runtime.details,
+            fanout=fanout_health(runtime),
+            listings=ListingCounts(active=gate.active, refused=gate.refused, cut=gate.cut),
+        )
         body = await asyncio.to_thread(render_metrics, snapshot)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -44,6 +44,29 @@ from shared.messages import Heartbeat
 
 ENDPOINTS = ("ingest", "subscribe", "http")
 
+# /api/v1/health's ``fanout`` block as metric families: (key there, name after nodewatch_collector_, help).
+# Counters first, then the gauges (values now); the keys are ``collector.http_api.fanout_health``'s.
+FANOUT_COUNTERS = (
+    ("flushes", "fanout_flushes", "Updates built for subscribers, one per flush"),
+    (
+        "frames_packed",
+        "fanout_frames_packed",
+        "Update encodings: one msgpack (and one JSON with a JSON viewer) per flush",
+    ),
+    ("frames_queued", "fanout_frames_queued", "Update frames queued, once per subscriber"),
+    ("snapshot_entries_packed", "fanout_snapshot_entries_packed", "Node entries packed for snapshots"),
+    ("lagged", "fanout_lagged", "Times a subscriber fell 2 MiB behind and started getting coalesced updates"),
+    ("coalesced_updates", "fanout_coalesced_updates", "Updates built for one lagging subscriber from the latest state"),
+    ("rejoined", "fanout_rejoined", "Times a lagging subscriber caught up and got the shared updates again"),
+    ("cut_unsent_bytes", "fanout_cut_unsent", "Subscribers closed 4429 for not reading (16 MiB passed, no byte sent)"),
+    ("refused_full", "fanout_refused_full", "Subscribe requests answered 503 at --max-subscribers"),
+)
+FANOUT_GAUGES = (
+    ("subscribers_lagging", "fanout_subscribers_lagging", "Subscribers getting coalesced updates now"),
+    ("unsent_bytes_max", "fanout_max_unsent_bytes", "The most unsent bytes any subscriber has now"),
+    ("max_subscribers", "fanout_max_subscribers", "Open subscribers allowed (--max-subscribers)"),
+)
+
 
 @dataclass(slots=True)
 class CollectorStats:
@@ -63,6 +86,15 @@ class CollectorStats:
     # A peer refused again and again (collector.trust.penalty): cooldowns armed, upgrades answered 429 in one.
     penalties_armed: int = 0
     penalized_upgrades: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ListingCounts:
+    """``GET /api/v1/nodes`` listings (``collector.nodes_listing.ListingGate``): held now, refused, cut."""
+
+    active: int
+    refused: int
+    cut: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +136,8 @@ class ScrapeSnapshot:
     counts: dict[str, int]
     stats: CollectorStats
     alerts: AlertsRow | None = None
+    fanout: Mapping[str, int] | None = None  # /api/v1/health's fanout block, copied
+    listings: ListingCounts | None = None
 
 
 def take_snapshot(
@@ -111,8 +145,15 @@ def take_snapshot(
     stats: CollectorStats,
     alerts: AlertService | None = None,
     details: SlowDetails | None = None,
+    *,
+    fanout: Mapping[str, int] | None = None,
+    listings: ListingCounts | None = None,
 ) -> ScrapeSnapshot:
-    """Copy the scrape's inputs; call it where the cache is mutated (the event loop)."""
+    """Copy the scrape's inputs; call it where the cache is mutated (the event loop).
+
+    ``fanout`` is health's ``fanout`` block (``collector.http_api.fanout_health``), read where the
+    fan-out keeps its counters.
+    """
     records = cache.nodes()
     if details is not None:
         details.prune(r.node_id for r in records)
@@ -127,7 +168,14 @@ def take_snapshot(
         for node in records
     ]
     alerts_row = None if alerts is None else AlertsRow(series=alerts.metric_series(), health=alerts.health())
-    return ScrapeSnapshot(nodes=rows, counts=cache.counts(), stats=copy.deepcopy(stats), alerts=alerts_row)
+    return ScrapeSnapshot(
+        nodes=rows,
+        counts=cache.counts(),
+        stats=copy.deepcopy(stats),
+        alerts=alerts_row,
+        fanout=None if fanout is None else dict(fanout),
+        listings=listings,
+    )
 
 
 def render_metrics(snapshot: ScrapeSnapshot) -> bytes:
@@ -187,6 +235,8 @@ class NodewatchMetrics(Collector):
         yield counts
         yield from self._alert_metrics()
         yield from self._own_metrics()
+        yield from self._fanout_metrics()
+        yield from self._listing_metrics()
 
     def _alert_metrics(self) -> Iterator[Metric]:
         alerts = self._snapshot.alerts
@@ -249,4 +299,31 @@ class NodewatchMetrics(Collector):
             p + "ingest_penalized",
             "Ingest upgrades answered 429 within a refusal cooldown, before any websocket or hello",
             value=s.penalized_upgrades,
+        )
+
+    def _fanout_metrics(self) -> Iterator[Metric]:
+        fanout = self._snapshot.fanout
+        if fanout is None:
+            return
+        p = "nodewatch_collector_"
+        for key, name, text in FANOUT_COUNTERS:
+            yield CounterMetricFamily(p + name, text, value=fanout.get(key, 0))
+        for key, name, text in FANOUT_GAUGES:
+            yield GaugeMetricFamily(p + name, text, value=fanout.get(key, 0))
+
+    def _listing_metrics(self) -> Iterator[Metric]:
+        listings = self._snapshot.listings
+        if listings is None:
+            return
+        p = "nodewatch_collector_listings"
+        yield GaugeMetricFamily(
+            p + "_active", "GET /api/v1/nodes listings being rendered or written now", value=listings.active
+        )
+        yield CounterMetricFamily(
+            p + "_refused",
+            "Listings answered 503: every listing slot stayed taken for the wait",
+            value=listings.refused,
+        )
+        yield CounterMetricFamily(
+            p + "_cut", "Listings dropped: the client took no write within the send timeout", value=listings.cut
         )
