@@ -107,12 +107,15 @@ class AlertHub:
     def sample(self, node_id: str, heartbeat: Heartbeat) -> None:
         """The node's newest sample: judge it if it is news, not a backlog sample replayed after an outage."""
         record = self.cache.get(node_id)
-        if record is None:
-            return
+        if record is not None:
+            self.sample_record(record, heartbeat)
+
+    def sample_record(self, record: NodeRecord, heartbeat: Heartbeat) -> None:
+        """``sample`` for the caller that holds the node's record already (the ingest path, per heartbeat)."""
         skew = record.clock_skew_s
         if is_live_sample(heartbeat.sampled_at, self.wall_clock(), record.interval_s, skew):
             self.service.observe(
-                node_id,
+                record.node_id,
                 node_labels(record),
                 heartbeat,
                 cpu_count=record.facts.cpu_count_logical,

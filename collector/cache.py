@@ -18,7 +18,6 @@ import math
 
 from collector.changes import (
     REMOVED_BIT,
-    STATUS_AND_SAMPLE,
     Change,
     ChangeKind,
     ExpireResult,
@@ -172,8 +171,7 @@ class NodeCache:
         node.conn = conn
         node.dropped_samples = hello.dropped_samples
         node.last_seen_at = wall
-        node.skews_s.clear()
-        node.skews_s.append(hello.sent_at - wall)
+        node.restart_skew(hello.sent_at - wall)
         self._schedule(node)
         return HelloResult(ack_seq=node.last_seq, replaced_conn=replaced, changes=[Change(node.node_id, kind)])
 
@@ -187,41 +185,39 @@ class NodeCache:
         """
         node = self._nodes.get(node_id)
         if node is None or node.conn != conn:
-            return HeartbeatResult(ack_seq=0, duplicate=False, current=False, changes=[])
+            return HeartbeatResult(0, False, False, [])
         node.last_heard = now
         node.last_seen_at = wall
-        kind = ChangeKind.STATUS
         if node.state != "online":
             self._transition(node, "online", REASON_HEARTBEAT, wall, now)
             self._schedule(node)
-        if heartbeat.seq <= node.last_seq:
+        seq, last_seq = heartbeat.seq, node.last_seq
+        if seq <= last_seq:
             node.duplicates += 1
-            return HeartbeatResult(ack_seq=node.last_seq, duplicate=True, current=True, changes=[Change(node_id, kind)])
-        if node.last_seq:
+            return HeartbeatResult(last_seq, True, True, [node.status_change], node)
+        if last_seq:
             # The first seq after a fresh start is a baseline, not a gap: an
             # agent may already have trimmed what an earlier collector acked.
-            node.missing_samples += heartbeat.seq - node.last_seq - 1
-        node.last_seq = heartbeat.seq
+            node.missing_samples += seq - last_seq - 1
+        node.last_seq = seq
         sampled_at = heartbeat.sampled_at
-        node.skews_s.append(sampled_at - wall)  # the raw stamp: a fast clock still shows as skew
+        node.add_skew(sampled_at - wall)  # the raw stamp: a fast clock still shows as skew
         if sampled_at > wall + MAX_FUTURE_S:  # far ahead: stored and shown at the bound (docs/security.md, 3.2)
             sampled_at = check_sampled_at(sampled_at, wall).sampled_at
             heartbeat, frame = heartbeat.model_copy(update={"sampled_at": sampled_at}), None
             self.samples_clamped += 1
-        if not node.history.add(heartbeat.seq, sampled_at, point_values(heartbeat)):
+        if not node.history.add(seq, sampled_at, point_values(heartbeat)):
             # A replay of a point the ring holds (the store refused it first: ``rewind``): the store takes it
             # again, but it is no news, and the latest sample stays the newer one the node sent before.
-            return HeartbeatResult(
-                ack_seq=node.last_seq, duplicate=False, current=True, changes=[Change(node_id, kind)]
-            )
+            return HeartbeatResult(seq, False, True, [node.status_change], node)
         # The latest sample is the newest by seq of the current instance (a new instance resets
         # last_seq, so any seq that got here is newer), never by the agent's sampled_at: one sample
         # stamped an hour ahead can no longer freeze it (issue 13, finding 3).
         node.last_sample_at = sampled_at
         node.last_sample_frame = frame
         node.last_sample_model = heartbeat if frame is None else None
-        kind = STATUS_AND_SAMPLE  # a constant: IntFlag's | costs ~0.5 us, and this runs per heartbeat
-        return HeartbeatResult(ack_seq=node.last_seq, duplicate=False, current=True, changes=[Change(node_id, kind)])
+        # The node's own Change (STATUS | SAMPLE), built once: this runs per heartbeat.
+        return HeartbeatResult(seq, False, True, [node.sample_change], node)
 
     def forget(self, node_id: str) -> list[Change]:
         """Drop a node that holds no connection (an operator's forget, or eviction for a new node)."""

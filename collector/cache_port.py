@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from collector.cache import NodeCache
-from collector.changes import Change
+from collector.changes import Change, HeartbeatResult
 from collector.trust.gate import NO_TOKEN_LABEL, HelloGate
 from collector.trust.identity import AcceptKind
 from collector.trust.nodetable import EvictionCandidate, choose_victim
@@ -48,11 +48,12 @@ class IngestObserver(Protocol):
         """Abort connection ``conn``: a newer connection of the same agent instance took its node."""
         ...
 
-    def heartbeat_applied(self, changes: list[Change], duplicate: bool, now: float, heartbeat: Heartbeat) -> None:
-        """Count one heartbeat received at ``now`` and publish ``changes`` (one call: this runs per heartbeat).
+    def heartbeat_applied(self, result: HeartbeatResult, now: float, heartbeat: Heartbeat) -> None:
+        """Count one heartbeat received at ``now`` and publish ``result.changes`` (one call: this runs per heartbeat).
 
-        ``heartbeat`` is the sample itself: when ``changes`` say it is the node's newest
-        (``ChangeKind.SAMPLE``) and it is no duplicate, alert rules judge it.
+        ``result`` is the cache's (``current``, with the node's ``record``); ``heartbeat`` is the sample
+        itself: when the changes say it is the node's newest (``ChangeKind.SAMPLE``) and it is no
+        duplicate, alert rules judge it.
         """
         ...
 
@@ -69,7 +70,7 @@ class NullObserver:
     def replaced(self, conn: int) -> None:
         """The replaced session finds out at its next heartbeat (``Drop``)."""
 
-    def heartbeat_applied(self, changes: list[Change], duplicate: bool, now: float, heartbeat: Heartbeat) -> None:
+    def heartbeat_applied(self, result: HeartbeatResult, now: float, heartbeat: Heartbeat) -> None:
         """Nothing counts."""
 
 
@@ -167,7 +168,7 @@ class CachePort:
         result = self._apply(self.node_id or "", self.conn, heartbeat, now, self.wall_clock(), frame=frame)
         if not result.current:
             return None
-        self._applied(result.changes, result.duplicate, now, heartbeat)
+        self._applied(result, now, heartbeat)
         return result.ack_seq
 
     def closed(self, clean: bool, now: float) -> None:

@@ -24,10 +24,11 @@ class RateMeter:
         """Count ``count`` events that happened at ``now``."""
         second = math.floor(now)
         self.total += count
-        if self._buckets and self._buckets[-1][0] == second:
-            self._buckets[-1][1] += count
-        else:
-            self._buckets.append([second, count])
+        buckets = self._buckets
+        if buckets and (last := buckets[-1])[0] == second:
+            last[1] += count  # the same second as the last event: nothing to trim (this runs per heartbeat)
+            return
+        buckets.append([second, count])
         self._trim(second)
 
     def rate_per_s(self, now: float) -> float:

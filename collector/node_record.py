@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from collector.changes import STATUS_AND_SAMPLE, Change, ChangeKind
 from collector.history import HistoryRing
 from shared.codec import INGEST_LIMITS, decode
 from shared.messages import Heartbeat, NodeFacts, NodeState
@@ -78,7 +79,32 @@ class NodeRecord:
     conn: int | None = None  # the shell's id of the connection that holds this node
     offline_since: float | None = None  # monotonic
     heap_due: float | None = None  # the due time of this node's one live heap entry
-    skews_s: deque[float] = field(default_factory=lambda: deque(maxlen=SKEW_WINDOW))
+    skews_s: deque[float] = field(default_factory=lambda: deque(maxlen=SKEW_WINDOW))  # oldest first
+    _skew_max_s: float | None = field(default=None, init=False, repr=False)  # max(skews_s), kept as they change
+    # The node's two heartbeat changes, built once: Change is immutable, and one per heartbeat cost ~1 us.
+    status_change: Change = field(init=False, repr=False, compare=False)
+    sample_change: Change = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.status_change = Change(self.node_id, ChangeKind.STATUS)
+        self.sample_change = Change(self.node_id, STATUS_AND_SAMPLE)
+
+    def restart_skew(self, reading_s: float) -> None:
+        """A hello: the clock-skew readings start over from this one."""
+        self.skews_s.clear()
+        self.skews_s.append(reading_s)
+        self._skew_max_s = reading_s
+
+    def add_skew(self, reading_s: float) -> None:
+        """One more clock-skew reading; the oldest leaves a full window. The max is kept, not recounted per read."""
+        skews = self.skews_s
+        evicted = skews[0] if len(skews) == skews.maxlen else None
+        skews.append(reading_s)
+        top = self._skew_max_s
+        if top is None or reading_s >= top:
+            self._skew_max_s = reading_s
+        elif evicted == top:  # the max left the window: the next one is among those left
+            self._skew_max_s = max(skews)
 
     def due(self, forget_after_s: float) -> float:
         """The monotonic time of this node's next liveness transition."""
@@ -92,7 +118,7 @@ class NodeRecord:
     @property
     def clock_skew_s(self) -> float | None:
         """Agent wall clock minus ours: the max of the recent readings (see SKEW_WINDOW), None before one."""
-        return max(self.skews_s) if self.skews_s else None
+        return self._skew_max_s
 
     @property
     def last_sample(self) -> Heartbeat | None:

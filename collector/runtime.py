@@ -27,7 +27,7 @@ from collector import aiohttp_private
 from collector.alerting import AlertHub
 from collector.alerts.delivery import Sender, apprise_senders
 from collector.cache import NodeCache
-from collector.changes import Change, ChangeKind
+from collector.changes import Change, ChangeKind, HeartbeatResult
 from collector.config import CollectorConfig
 from collector.fanout import Fanout, FanoutLimits
 from collector.meters import LagMeter, RateMeter
@@ -170,17 +170,22 @@ class CollectorRuntime:
         if due is not None and due < self._liveness_target:
             self._liveness_wake.set()
 
-    def heartbeat_applied(self, changes: list[Change], duplicate: bool, now: float, heartbeat: Heartbeat) -> None:
+    def heartbeat_applied(self, result: HeartbeatResult, now: float, heartbeat: Heartbeat) -> None:
         """Count one heartbeat, publish what it changed, and judge alerts on it if it is the newest sample."""
-        self.stats.heartbeats_received += 1
-        self.stats.heartbeats_duplicate += duplicate
+        stats = self.stats
+        stats.heartbeats_received += 1
         self.ingest_rate.record(now)
-        if changes:
-            self._fan_out(changes)
-            if not duplicate and changes[0].kind.value & _SAMPLE_BIT:
-                node_id = changes[0].node_id
-                self.alerts.sample(node_id, heartbeat)
-                self.details.note(self.cache.get(node_id), heartbeat)
+        changes, record = result.changes, result.record
+        stats.updates_coalesced += self.fanout.changed(changes, bool(self.subscribers))
+        # A heartbeat moves only its own node's deadline, and earlier only when it brought the node
+        # back online: its record says so, no need to look at the heap (this runs per heartbeat).
+        if record is not None and record.heap_due is not None and record.heap_due < self._liveness_target:
+            self._liveness_wake.set()
+        if result.duplicate:
+            stats.heartbeats_duplicate += 1
+        elif record is not None and changes[0].kind.value & _SAMPLE_BIT:
+            self.alerts.sample_record(record, heartbeat)
+            self.details.note(record, heartbeat)
 
     def replaced(self, conn: int) -> None:
         """The agent reconnected, so its old socket is half-open: abort it, no close handshake to wait for."""
