@@ -13,6 +13,7 @@ from typing import Literal
 from collector.alerts.routes import AlertsConfig, parse_alerts_config
 from collector.ingest_session import ACK_INTERVAL_S
 from collector.nodes_listing import DEFAULT_LISTING_SEND_TIMEOUT_S, DEFAULT_LISTING_WAIT_S, DEFAULT_MAX_LISTINGS
+from shared.codec import INGEST_LIMITS, SUBSCRIBE_REQUEST_LIMITS
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -79,11 +80,15 @@ class CollectorConfig:
     # Websocket ping interval for viewers; finds dead peers (aiohttp closes after no pong in half of it).
     # Agents are not pinged: their heartbeats prove them alive (CollectorRuntime.drop_offline_agents).
     ws_heartbeat_s: float = 30.0
-    # aiohttp's own cap on an ingest frame. Frames between the protocol's
-    # 64 KiB (shared.codec.INGEST_LIMITS) and this cap get an Error frame and
-    # 1009 from us; aiohttp closes bigger ones itself with 1009 before we see them.
-    ingest_max_msg_bytes: int = 128 * 1024
-    subscribe_max_msg_bytes: int = 16 * 1024
+    # aiohttp's own cap on a websocket message, above the protocol's limit (shared.codec, docs/protocol.md
+    # 2.2 and 7): a frame over the limit but under the cap reaches the codec and gets an Error naming the
+    # limit and its size, then 1009 frame_too_large; one of the cap's size or more is refused by aiohttp from
+    # its declared length, before it is buffered, with a bare 1009. Twice the ingest limit (131,072 bytes)
+    # gives an agent a heartbeat or two of mounts too many that precise answer, and costs a connection at
+    # most 128 KiB, once (unfinished messages are under collector.trust.parked's budget). Subscribe requests
+    # are ~40 bytes; four times their limit (16,384 bytes) answers any plausible mistake precisely.
+    ingest_max_msg_bytes: int = 2 * INGEST_LIMITS.max_frame_bytes
+    subscribe_max_msg_bytes: int = 4 * SUBSCRIBE_REQUEST_LIMITS.max_frame_bytes
     # How long we wait for the peer's close frame after sending ours.
     close_timeout_s: float = 1.0
     # Event-loop lag probe; health reports "degraded" (503) above lag_unhealthy_s.
