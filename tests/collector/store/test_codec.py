@@ -11,6 +11,7 @@ import pytest
 
 from collector.store.assemble import merged, rollup_columns
 from collector.store.codec import (
+    FORMAT_VERSION,
     Batch,
     Columns,
     decode_batch,
@@ -76,7 +77,7 @@ class TestRawChunks:
 
     def test_a_damaged_chunk_is_a_value_error(self) -> None:
         """A chunk with a damaged byte raises ValueError naming what was expected, never garbage values."""
-        blob = encode_raw(columns(noisy(2)))
+        blob = encode_raw(columns(noisy(2)), version=FORMAT_VERSION)  # v2's damage: test_codec_v2.py
         with pytest.raises(ValueError, match="expected"):
             decode_raw(blob[:5] + b"\x00" + blob[6:])
 
