@@ -278,7 +278,9 @@ class TestUpWatchesItsChildren:
         run = UpRun(tmp_path, env={"QT_QPA_PLATFORM": "offscreen"})
         try:
             viewer = run.child("viewer")
-            time.sleep(1.0)  # let it open its window and connect
+            # Its SIGTERM handler is in place before it subscribes (a second after start is not enough on
+            # a loaded machine: the signal then ended a viewer still importing Qt).
+            _wait_for_subscribers(run.port, 1)
             os.kill(viewer, signal.SIGTERM)
             assert run.proc.wait(timeout=20) == 0
             assert "the viewer was closed" in run.text
@@ -363,6 +365,20 @@ class TestWaitForCollector:
             up_main(["--ephemeral", "--data-dir", "/tmp/x"])
         assert exited.value.code == 2
         assert "--ephemeral and --data-dir: expected one of them" in capsys.readouterr().err
+
+
+def _wait_for_subscribers(port: int, count: int, timeout_s: float = 60.0) -> None:
+    """Until the collector's health counts ``count`` subscribers (a viewer that has connected)."""
+    deadline = time.monotonic() + timeout_s
+    seen: object = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=5) as response:
+                seen = json.load(response).get("subscribers")
+            if isinstance(seen, int) and seen >= count:
+                return
+        time.sleep(0.1)
+    pytest.fail(f"health never counted {count} subscribers (last: {seen!r})")
 
 
 def _nodes(port: int) -> dict[str, dict[str, Any]]:

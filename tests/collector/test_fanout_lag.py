@@ -20,6 +20,7 @@ from collector.changes import Change, ChangeKind
 from collector.fanout import Fanout, FanoutLimits, Outbox, PendingUpdates
 from shared.codec import COLLECTOR_LIMITS, decode, encode
 from shared.messages import Heartbeat, Snapshot, Update
+from tests.support.clock import FakeClock
 from tests.support.collector import connect_agent, fast_config, small_cache
 from tests.support.messages import heartbeat, hello
 
@@ -44,8 +45,12 @@ def last_seq(index: int) -> int:
     return ROUNDS + 1 - index % 7
 
 
-async def beat(agents: list[aiohttp.ClientWebSocketResponse], newest: dict[str, int]) -> None:
-    """Each agent beats up to ``last_seq``, a round every 50 ms (the hello's interval), reading every ack."""
+async def beat(agents: list[aiohttp.ClientWebSocketResponse], newest: dict[str, int], clock: FakeClock) -> None:
+    """Each agent beats up to ``last_seq``, a round every 50 ms (the hello's interval), reading every ack.
+
+    The collector judges liveness and rates by ``clock``, which moves 50 ms a round: on a loaded machine a
+    round may take longer in real time, and the nodes must not go offline for it.
+    """
     for seq in range(2, ROUNDS + 2):
         frame = encode_heartbeat(seq)
         beating = [(index, ws) for index, ws in enumerate(agents) if seq <= last_seq(index)]
@@ -55,6 +60,7 @@ async def beat(agents: list[aiohttp.ClientWebSocketResponse], newest: dict[str, 
             msg = await ws.receive(timeout=10)
             assert msg.type is WSMsgType.BINARY, (msg.type, msg.extra)
             newest[f"node-{index:03d}"] = seq
+        clock.advance(0.05)
         await asyncio.sleep(0.05)
 
 
@@ -70,12 +76,13 @@ class TestSlowViewer:
         """A viewer taking a third of 200 fast nodes' stream is not cut, never sees a node go back, ends current."""
         limits = FanoutLimits(max_unsent_bytes=MAX_UNSENT_BYTES, lag_bytes=LAG_BYTES)
         config = fast_config(send_timeout_s=30.0)  # the byte bound, not a send timeout, is what today's code cut on
-        client: TestClient[Any, Any] = await aiohttp_client(create_app(config, fanout_limits=limits))
+        clock = FakeClock()  # registering 200 agents one by one may take longer than their 0.5 s offline limit
+        client: TestClient[Any, Any] = await aiohttp_client(create_app(config, clock=clock, fanout_limits=limits))
         async with aiohttp.ClientSession(client.make_url(""), connector=aiohttp.TCPConnector(limit=0)) as fleet:
-            await self._watch_slowly(client, fleet)  # the fleet's own session: more than aiohttp's 100 sockets
+            await self._watch_slowly(client, fleet, clock)  # the fleet's own session: more than aiohttp's 100 sockets
 
     @staticmethod
-    async def _watch_slowly(client: TestClient[Any, Any], fleet: aiohttp.ClientSession) -> None:
+    async def _watch_slowly(client: TestClient[Any, Any], fleet: aiohttp.ClientSession, clock: FakeClock) -> None:
         agents = []
         for index in range(NODES):
             ws, _ = await connect_agent(fleet, hello(f"node-{index:03d}", f"inst-{index}", interval_s=0.05))
@@ -84,7 +91,7 @@ class TestSlowViewer:
             agents.append(ws)
         newest = {f"node-{index:03d}": 1 for index in range(NODES)}
         viewer = await client.ws_connect("/api/v1/subscribe", max_msg_size=0)
-        beating = asyncio.create_task(beat(agents, newest))
+        beating = asyncio.create_task(beat(agents, newest, clock))
         seen: dict[str, int] = {}
         entries = 0
         unsent_max = 0
