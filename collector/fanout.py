@@ -1,26 +1,25 @@
 """The fan-out to viewers: one buffer of what changed, packed once per flush, the same bytes queued to everyone.
 
-``Fanout.changed`` merges every published change into one ``PendingUpdates`` (latest
-state per node, not a queue) and drops the node's cached snapshot parts. Once per flush
-interval ``Fanout.flush`` drains it into one msgpack ``update`` and, when a ``?format=json``
-subscriber is there, one JSON text of the same bytes, and puts that same object in every
-subscriber's ``Outbox``. So a flush costs one encoding per format whatever the number of
-viewers (issue 13, finding 12a: 50 subscribers each packing their own copy took the
-collector to 96 % CPU); websockets' ``broadcast`` makes the same choice, and for the same
-reason never waits for the slowest client.
+``Fanout.changed`` merges every published change into one ``PendingUpdates`` (latest state per node,
+not a queue) and drops the node's cached snapshot parts. Once per flush interval ``Fanout.flush``
+drains it into one msgpack ``update`` and, when a ``?format=json`` subscriber is there, one JSON text
+of the same bytes, and puts that same object in every subscriber's ``Outbox``. So a flush costs one
+encoding per format whatever the number of viewers (issue 13, finding 12a: 50 subscribers each
+packing their own copy took the collector to 96 % CPU); websockets' ``broadcast`` makes the same
+choice, and for the same reason never waits for the slowest client.
 
 An ``Outbox`` counts the frames waiting in it and the bytes the socket has not sent yet
-(``transport.get_write_buffer_size``). Past ``FanoutLimits.lag_bytes`` its subscriber *lags*:
-it gets no more shared frames, the flushes' changes merge into its own ``PendingUpdates``
-instead (latest kind per node, so bounded by the fleet), and once it has taken what was
-queued it is sent the latest state of exactly those nodes (``Fanout.lag_parts``, joined from
-the snapshot cache's per-node parts), then rejoins the shared stream. So a viewer that reads,
-but slower than the fleet, gets fewer and coarser updates and always catches up. A subscriber
-that does not read at all is cut (4429) once ``max_unsent_bytes`` of updates passed it with
-no byte leaving its socket (finding 12c), long before a send times out.
+(``transport.get_write_buffer_size``). Past ``FanoutLimits.lag_bytes`` its subscriber *lags*: it
+gets no more shared frames, the flushes' changes merge into its own ``PendingUpdates`` instead
+(latest kind per node, so bounded by the fleet), and once it has taken what was queued it is sent
+the latest state of exactly those nodes (``Fanout.lag_parts``, joined from the snapshot cache's
+per-node parts), then rejoins the shared stream. So a viewer that reads, but slower than the fleet,
+gets fewer and coarser updates and always catches up. A subscriber that does not read at all is cut
+(4429) once ``max_unsent_bytes`` of updates passed it with no byte leaving its socket (finding 12c),
+long before a send times out.
 
-Not here: sockets and tasks (``collector.subscribe``), the bytes (``collector.wire``),
-the snapshot's parts (``collector.snapshot``).
+Not here: sockets, tasks and history requests (``collector.subscribe``, ``collector.history_requests``),
+the bytes (``collector.wire``), the snapshot's parts (``collector.snapshot``).
 """
 
 from __future__ import annotations
@@ -48,14 +47,6 @@ DEFAULT_MAX_UNSENT_BYTES = 16 * 1024 * 1024
 # Unsent bytes past which a subscriber lags (gets coalesced updates, not every frame): a quarter second of
 # a 10,000-node fleet's full churn, 1 s at 2,000 nodes; a viewer that keeps up never holds this much.
 DEFAULT_LAG_BYTES = 2 * 1024 * 1024
-# Plain history requests answered per subscriber: a viewer asks one per node it opens (a click); 10/s
-# with bursts of 20 never delays a person, and bounds what a flood costs (finding 16a: 42 % CPU).
-HISTORY_REQUESTS_PER_S = 10.0
-HISTORY_REQUEST_BURST = 20
-# Requests of any kind a subscriber may send: past 50/s (bursts of 200) it is flooding, and is closed
-# with 4430 ``rate_exceeded`` (docs/protocol.md 4.2); even a script clicking every node stays under it.
-REQUESTS_IN_PER_S = 50.0
-REQUESTS_IN_BURST = 200
 # What a skipped frame counts per node when every subscriber lags and none is packed: an ordinary entry.
 _ENTRY_BYTES = 850
 
@@ -235,17 +226,9 @@ class Outbox:
 class FanoutSubscriber(Protocol):
     """What the fan-out needs of a subscriber (``collector.subscribe.Subscriber``)."""
 
-    @property
-    def json_format(self) -> bool:
-        """Whether it gets JSON text frames."""
-
-    @property
-    def outbox(self) -> Outbox:
-        """Where its frames wait."""
-
-    @property
-    def wake(self) -> asyncio.Event:
-        """Set when something is queued for it."""
+    json_format: bool  # whether it gets JSON text frames
+    outbox: Outbox  # where its frames wait
+    wake: asyncio.Event  # set when something is queued for it
 
 
 @dataclass(slots=True)

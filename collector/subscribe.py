@@ -13,10 +13,10 @@ nobody waits for it. Past ``--max-subscribers`` a request gets 503.
 A ``history_request`` without a range is answered from the node's in-memory window, paced at
 ``HISTORY_REQUESTS_PER_S``; one with ``from_at``/``to_at``/``step_s`` gets the tiered answer of
 the HTTP history API in ``NodeHistory.range`` (``collector.history_query``), read in a worker
-thread and paced by ``RangeRequests`` (2/s, 10 in a row). A request over its pace stays pending
-and is answered when a token is back, never refused. Pending requests are one per node and kind,
-the newest winning, at most ``MAX_PENDING_HISTORY_REQUESTS``. A viewer sending requests faster
-than ``REQUESTS_IN_PER_S`` is closed with 4430 ``rate_exceeded``.
+thread and paced by ``RangeRequests`` (2/s, 10 in a row); ``collector.history_requests`` answers
+both. A request over its pace stays pending and is answered when a token is back, never refused.
+Pending requests are one per node and kind, the newest winning, at most ``MAX_PENDING_HISTORY_REQUESTS``.
+A viewer sending requests faster than ``REQUESTS_IN_PER_S`` is closed with 4430 ``rate_exceeded``.
 
 With ``?alerts=1`` the viewer also gets every live alert after the snapshot (``alerts``)
 and the alert transitions since its last flush (``alert``), queued by ``collector.alerting``.
@@ -39,31 +39,27 @@ from typing import Any
 from aiohttp import WSMessage, WSMsgType, web
 
 from collector import wire
-from collector.fanout import (
+from collector.fanout import Outbox
+from collector.history_query import RangeRequests
+from collector.history_requests import (
     HISTORY_REQUEST_BURST,
     HISTORY_REQUESTS_PER_S,
+    MAX_PENDING_HISTORY_REQUESTS,
     REQUESTS_IN_BURST,
     REQUESTS_IN_PER_S,
-    Outbox,
+    RequestKey,
+    answer,
 )
-from collector.history import HistoryRing
-from collector.history_query import RangeRequests, query_range, range_map, resolve_range
 from collector.http_api import json_error, token_ok, unauthorized, upgrade
 from collector.runtime import CollectorRuntime
 from collector.snapshot import SnapshotSend
 from collector.trust.budget import TokenBucket
-from shared.codec import SUBSCRIBE_REQUEST_LIMITS, decode, decode_json, encode, encode_json
+from shared.codec import SUBSCRIBE_REQUEST_LIMITS, decode, decode_json
 from shared.errors import CloseCode, ErrorReason, ProtocolError
-from shared.messages import HistoryRequest, Message, NodeHistory
+from shared.messages import HistoryRequest
 
 log = logging.getLogger("nodewatch.collector")
 
-# A viewer asking for more histories than this before we sent the first ones is flooding; extra requests are dropped.
-# (A request for a node and kind already pending replaces it instead: the newest range is the one a chart wants.)
-MAX_PENDING_HISTORY_REQUESTS = 64
-
-# Pending requests are keyed by node id and whether they ask for a range: one of each kind per node.
-RequestKey = tuple[str, bool]
 # Alert transitions a subscriber may have waiting: one mass outage of the largest fleet (10,000 nodes),
 # the most one flush can carry (MAX_NODES_PER_MESSAGE); older ones give way (the viewer can ask the API).
 MAX_PENDING_ALERTS = 10_000
@@ -240,7 +236,7 @@ async def _send_loop(runtime: CollectorRuntime, sub: Subscriber, snapshot: Snaps
             sub.wake.clear()
             if sub.over_unsent is not None:
                 break
-            await _answer_history_requests(runtime, sub)
+            await answer(runtime, sub, lambda frame: _send_frame(runtime, sub, frame))
             while (update := sub.outbox.pop()) is not None:
                 await _send_frame(runtime, sub, update)
                 runtime.stats.updates_sent += 1
@@ -303,54 +299,10 @@ async def fanout_loop(runtime: CollectorRuntime) -> None:
             cut(runtime, sub)
 
 
-async def _answer_history_requests(runtime: CollectorRuntime, sub: Subscriber) -> None:
-    """Answer every pending request, oldest first; a ranged one over budget waits for its token."""
-    for key in list(sub.history_requests):
-        request = sub.history_requests.get(key)
-        if request is None:
-            continue
-        budget = sub.range_requests if request.ranged else sub.plain_requests
-        if not budget.take(runtime.clock()):
-            continue  # stays pending: _rewake brings the send loop back once a token is there
-        del sub.history_requests[key]  # before any await: a newer request for the key is kept
-        if request.ranged:
-            await _send_frame(runtime, sub, await _range_frame(runtime, sub, request))
-        else:
-            record = runtime.cache.get(request.node_id)
-            history = record.history.to_history() if record is not None else HistoryRing(1).to_history()
-            await _send(runtime, sub, NodeHistory(node_id=request.node_id, history=history))
-    _rewake(runtime, sub)
-
-
-async def _range_frame(runtime: CollectorRuntime, sub: Subscriber, request: HistoryRequest) -> bytes | str:
-    """The tiered answer as one frame: the store is read and the frame built in worker threads."""
-    wall = runtime.wall_clock()
-    from_at, to_at, step_s = resolve_range(request.from_at, request.to_at, request.step_s, wall)
-    result = await query_range(runtime, request.node_id, from_at, to_at, step_s)
-    answer = range_map(result, wall, from_at, to_at)
-    return await asyncio.to_thread(wire.range_history_frame, request.node_id, answer, sub.json_format)
-
-
-def _rewake(runtime: CollectorRuntime, sub: Subscriber) -> None:
-    """Wake the send loop when the next paced range request may be answered (if one is pending)."""
-    if sub.rewake is not None:
-        sub.rewake.cancel()
-        sub.rewake = None
-    if sub.history_requests:
-        now = runtime.clock()
-        kinds = {ranged for _, ranged in sub.history_requests}
-        delay_s = min((sub.range_requests if ranged else sub.plain_requests).wait_s(now) for ranged in kinds)
-        sub.rewake = asyncio.get_running_loop().call_later(delay_s, sub.wake.set)
-
-
 def _take_alerts(runtime: CollectorRuntime, sub: Subscriber) -> bytes | str:
     """One ``alert`` message with the oldest pending transitions (at most ``MAX_ALERTS_PER_MESSAGE``)."""
     events = [sub.pending_alerts.popleft() for _ in range(min(len(sub.pending_alerts), wire.MAX_ALERTS_PER_MESSAGE))]
     return wire.alert_update_frame(runtime.wall_clock(), events, sub.json_format)
-
-
-async def _send(runtime: CollectorRuntime, sub: Subscriber, message: Message) -> None:
-    await _send_frame(runtime, sub, encode_json(message) if sub.json_format else encode(message))
 
 
 async def _send_frame(runtime: CollectorRuntime, sub: Subscriber, frame: bytes | str) -> None:

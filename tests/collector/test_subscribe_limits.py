@@ -19,7 +19,8 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from collector.app import create_app
-from collector.fanout import HISTORY_REQUEST_BURST, HISTORY_REQUESTS_PER_S, REQUESTS_IN_BURST, FanoutLimits
+from collector.fanout import FanoutLimits
+from collector.history_requests import HISTORY_REQUEST_BURST, HISTORY_REQUESTS_PER_S, REQUESTS_IN_BURST
 from shared.codec import COLLECTOR_LIMITS, decode, encode
 from shared.errors import CloseCode
 from shared.messages import Error, HistoryRequest, NodeHistory
