@@ -1,111 +1,139 @@
-"""Benchmark: candidate raw-chunk encodings against the store's own, on the same simulated hours.
+"""Benchmark: raw-chunk encodings of the store side by side, on white noise, a realistic fleet and this host.
 
-The raw tier is 1.42 GiB per 1,000 node-days lossless (docs/store.md), over the 1 GiB goal.
-This measures, per column and in total, what cheaper lossless encodings would give on
-``bench/store_size.py``'s simulated nodes (one node-hour per chunk, as consolidated):
+Each data set (``bench/_store_data.py`` says what each one is) is cut into node-hours at 1 Hz,
+one consolidated raw chunk each, as the store keeps them; every encoding packs the same chunks:
 
-- ``v1``: the store's format (seq and time deltas, the value columns as they are; byte
-  shuffle; zlib level 6);
-- ``zigzag``: the integer value columns (CPU, memory, load in hundredths) as zigzag deltas;
-- ``lzma``: either of them with ``lzma`` preset 6 instead of zlib (stdlib, slower);
+- ``v1``: the previous format (seq and time deltas, the value columns as they are; byte
+  shuffle; zlib 6), which partials still use;
+- ``v2``: the shipped format (``collector/store/codec_v2.py``: rates as tenths when exact, deltas
+  or deltas of deltas, gcd, offset, narrowest width; byte shuffle) with zlib 1, 6 (shipped), 9
+  or lzma 6.
 
-and the compress and decompress CPU per sample. It also prints the floor the float32 rates
-set alone. Not a test; single process, seconds.
+Every decode is checked against its input (exact, bit for bit where stored). Sizes are per sample
+(seq, time and seven values) and per value (divided by the seven series, as Netdata's "bytes per
+value" is). Pack and unpack are process CPU µs per sample, the best of ``--repeat`` runs (the
+machine is shared). A recording is cut into its hours, never looped (a loop would repeat inside a
+chunk and pack better than any real node). Per column it also prints what each column takes when compressed alone.
 
-Run: .venv/bin/python bench/store_codecs.py --nodes 20
+Single process, seconds. Not a test.
+
+Run: .venv/bin/python bench/store_codecs.py --nodes 20 [--recorded bench/results/heartbeats-this-host.jsonl]
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import lzma
 import random
 import sys
 import time
 import zlib
-from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 if __package__ in {None, ""}:  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.store_size import T0, Node
-from collector.store.codec import TYPECODES, Columns, _deltas, _packed, _shuffle
+from bench import _store_data as data
+from collector.history import SERIES
+from collector.store import codec_v2
+from collector.store.codec import FORMAT_VERSION, MISSING, Columns, decode_raw, encode_raw
+from collector.store.codec_v2 import LZMA, RAW_VERSION, deltas, packed
 
 SECONDS = 3600  # one consolidated raw chunk: a node-hour at 1 Hz
+T0 = 1_800_000_000.0 // 86400 * 86400
 GIB_PER_1000_NODE_DAYS = 86_400 * 1000 / 2**30  # bytes per sample -> GiB per 1,000 node-days
+COLUMNS = ("seq", "sampled_at", *SERIES)
+Encoding = Callable[[Columns], bytes]
+ENCODINGS: dict[str, Encoding] = {
+    "v1, zlib 6 (before)": lambda c: encode_raw(c, 6, version=FORMAT_VERSION),
+    "v2, zlib 1": lambda c: encode_raw(c, 1, version=RAW_VERSION),
+    "v2, zlib 6 (shipped)": lambda c: encode_raw(c, 6, version=RAW_VERSION),
+    "v2, zlib 9": lambda c: encode_raw(c, 9, version=RAW_VERSION),
+    "v2, lzma 6": lambda c: encode_raw(c, 6, version=RAW_VERSION, compressor=LZMA),
+}
 
 
-def zigzag(column: array[int]) -> bytes:
-    """Deltas of an integer column, zigzag-mapped (small magnitudes, either sign, to small codes), shuffled."""
-    width = column.itemsize
-    mask = (1 << (8 * width)) - 1
-    deltas = [column[0]] + [b - a for a, b in itertools.pairwise(column)]
-    return _shuffle(array(column.typecode, [((d << 1) ^ (d >> 63)) & mask for d in deltas]).tobytes(), width)
+def chunks_of(source: data.Source, nodes: int, seed: int) -> list[Columns]:
+    """``nodes`` node-hours of ``source``, as stored columns."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(nodes):
+        rows = list(source(rng, T0, SECONDS))
+        out.append(Columns.from_values([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]))
+    return out
 
 
-def columns_of(cols: Columns, ints: Callable[[array[int]], bytes]) -> list[bytes]:
-    """Every column's bytes: seq and time deltas, integer series through ``ints``, float32 series shuffled."""
-    parts = [_packed(_deltas(cols.seq)), _packed(_deltas(cols.at_us))]
-    parts += [_packed(c) if code == "f" else ints(c) for code, c in zip(TYPECODES, cols.series, strict=True)]
-    return parts
+def cpu_s(fn: Callable[[], object], repeat: int) -> float:
+    """The least process CPU time of ``repeat`` runs of ``fn``."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.process_time()
+        fn()
+        best = min(best, time.process_time() - started)
+    return best
 
 
-def zlib_6(data: bytes) -> bytes:
-    """The store's level for consolidated chunks."""
-    return zlib.compress(data, 6)
+def measure(chunks: list[Columns], repeat: int) -> dict[str, tuple[int, float, float]]:
+    """Per encoding: total bytes, pack and unpack CPU seconds; every decode checked against its input."""
+    out = {}
+    for name, encode in ENCODINGS.items():
+        blobs = [encode(c) for c in chunks]
+        for blob, cols in zip(blobs, chunks, strict=True):
+            if decode_raw(blob).points() != cols.points():
+                raise RuntimeError(f"{name}: a chunk did not read back as written")
+        pack = cpu_s(lambda: [encode(c) for c in chunks], repeat)  # noqa: B023 - called at once
+        unpack = cpu_s(lambda: [decode_raw(b) for b in blobs], repeat)  # noqa: B023 - called at once
+        out[name] = (sum(map(len, blobs)), pack, unpack)
+    return out
 
 
-def lzma_6(data: bytes) -> bytes:
-    """lzma's default preset."""
-    return lzma.compress(data, preset=6)
+def per_column(chunks: list[Columns]) -> tuple[list[int], list[int]]:
+    """Bytes of each column compressed alone (zlib 6): v1's part and v2's part."""
+    v1, v2 = [0] * len(COLUMNS), [0] * len(COLUMNS)
+    for cols in chunks:
+        columns = [cols.seq, cols.at_us, *cols.series]
+        v1_parts = [packed(deltas(cols.seq)), packed(deltas(cols.at_us)), *map(packed, cols.series)]
+        orders = [range(1, 3), range(1, 3), *[range(2)] * len(SERIES)]
+        for i, (column, missing, order) in enumerate(zip(columns, (None, None, *MISSING), orders, strict=True)):
+            v1[i] += len(zlib.compress(v1_parts[i], 6))
+            v2[i] += len(zlib.compress(codec_v2.encode_column(column, missing, order), 6))
+    return v1, v2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Simulate ``--nodes`` node-hours and print the table."""
-    parser = argparse.ArgumentParser(description="Candidate raw-chunk encodings of the store, measured.")
-    parser.add_argument("--nodes", type=int, default=20, help="simulated node-hours (default 20)")
+    """Build the data sets and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=20, help="simulated node-hours per data set (default 20)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3, help="timing runs, the best kept")
+    parser.add_argument("--recorded", type=Path, default=None, help="a bench/store_record.py recording")
     args = parser.parse_args(argv)
-    rng = random.Random(args.seed)
-    sizes: dict[str, int] = {}
-    cpu: dict[str, float] = {}
-    per_column = [0] * (2 + len(TYPECODES))
-    for _ in range(args.nodes):
-        sim = Node(rng)
-        rows = [(t + 1, T0 + t + rng.uniform(0, 0.002), sim.values()) for t in range(SECONDS)]
-        cols = Columns.from_values([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
-        v1 = columns_of(cols, _packed)
-        for i, part in enumerate(v1):
-            per_column[i] += len(zlib.compress(part, 6))
-        for name, parts in (("v1", v1), ("zigzag", columns_of(cols, zigzag))):
-            data = b"".join(parts)
-            for method, pack, unpack in (("zlib 6", zlib_6, zlib.decompress), ("lzma 6", lzma_6, lzma.decompress)):
-                key = f"{name} + {method}"
-                started = time.perf_counter()
-                blob = pack(data)
-                packed_at = time.perf_counter()
-                unpack(blob)
-                cpu[key + " pack"] = cpu.get(key + " pack", 0.0) + packed_at - started
-                cpu[key + " unpack"] = cpu.get(key + " unpack", 0.0) + time.perf_counter() - packed_at
-                sizes[key] = sizes.get(key, 0) + len(blob)
-    n = args.nodes * SECONDS
-    print(f"{args.nodes} simulated node-hours at 1 Hz ({n:,} samples), rates log-normal white noise\n")
-    print("| encoding | bytes per sample | GiB per 1,000 node-days | pack µs/sample | unpack µs/sample |")
-    print("|---|---:|---:|---:|---:|")
-    for key, total in sizes.items():
-        print(
-            f"| {key} | {total / n:.2f} | {total / n * GIB_PER_1000_NODE_DAYS:.3f} | "
-            f"{cpu[key + ' pack'] / n * 1e6:.2f} | {cpu[key + ' unpack'] / n * 1e6:.2f} |"
-        )
-    names = ["seq", "sampled_at", "cpu", "mem", "load_1", "net_rx", "net_tx", "disk_read", "disk_write"]
-    print("\n| column (v1, zlib 6) | bytes per sample |\n|---|---:|")
-    for name, total in zip(names, per_column, strict=True):
-        print(f"| {name} | {total / n:.2f} |")
-    rates = sum(per_column[5:])
-    print(f"\nthe four float32 rates alone: {rates / n:.2f} B/sample = {rates / n * GIB_PER_1000_NODE_DAYS:.3f} GiB")
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n")
+    sets = {
+        "white": ("white noise (the earlier bench's data)", chunks_of(data.white, args.nodes, args.seed)),
+        "fleet": ("realistic simulated fleet", chunks_of(data.fleet, args.nodes, args.seed)),
+    }
+    if args.recorded is not None:
+        rows = data.recorded(args.recorded)
+        hours = [rows[i : i + SECONDS] for i in range(0, len(rows), SECONDS)]
+        chunks = [chunks_of(data.replayed(hour), 1, args.seed)[0] for hour in hours]
+        sets["recorded"] = (f"this host's agent, {len(rows)} s recorded", chunks)
+    print("| data | encoding | bytes per sample | bytes per value | GiB per 1,000 node-days | pack µs | unpack µs |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    columns = {}
+    for key, (label, chunks) in sets.items():
+        n = sum(len(c) for c in chunks)
+        for name, (size, pack, unpack) in measure(chunks, args.repeat).items():
+            print(
+                f"| {label} | {name} | {size / n:.2f} | {size / n / len(SERIES):.2f} | "
+                f"{size / n * GIB_PER_1000_NODE_DAYS:.3f} | {pack / n * 1e6:.2f} | {unpack / n * 1e6:.2f} |"
+            )
+        columns[key] = (per_column(chunks), n)
+    print("\nbytes per sample, each column compressed alone (zlib 6), v1 -> v2:\n")
+    print(f"| column | {' | '.join(sets)} |\n|---|{'---:|' * len(sets)}")
+    for i, name in enumerate(COLUMNS):
+        cells = [f"{v1[i] / n:.2f} -> {v2[i] / n:.2f}" for (v1, v2), n in columns.values()]
+        print(f"| {name} | {' | '.join(cells)} |")
     return 0
 
 
