@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collector.store.assemble import merged
 from collector.store.codec import (
     FAST,
     FORMAT_VERSION,
@@ -135,6 +136,13 @@ class TestVersions:
     def test_a_chunk_of_the_previous_encoding_reads(self) -> None:
         """A chunk written by the v1 code before this change reads back the same points after it."""
         assert decode_raw(V1_CHUNK).points() == V1_POINTS
+
+    def test_a_v1_partial_and_a_v2_chunk_merge_into_one_series(self) -> None:
+        """A read that meets chunks of both versions (an upgrade mid-hour) gets the same columns as from one."""
+        cols = agent_columns(20)
+        old, new = decode_raw(encode_raw(cols.slice(0, 8), FAST)), decode_raw(encode_raw(cols.slice(8, 20)))
+        assert [c.typecode for c in old.series] == [c.typecode for c in new.series] == list(TYPECODES)
+        assert merged([new, old], -math.inf, math.inf).points() == cols.points()
 
     def test_partials_stay_v1_and_consolidated_chunks_are_v2(self) -> None:
         """FAST chunks (partials, read at restart) are v1; SMALL chunks (the raw tier kept for a day) are v2."""
