@@ -9,8 +9,8 @@ A chunk is one node's points as columns (``Columns``), in the widths of
   one zlib stream. Cheapest to encode and decode.
 - v2 (consolidated raw chunks, ``collector.store.codec_v2``): every column as small
   integers first (tenths for rates, deltas or deltas of deltas, gcd, offset), chosen
-  per column from the data. Lossless for the ring's float32; 14 % smaller than v1 on a
-  realistic fleet's data, 4 % on white noise (bench/store_codecs.py).
+  per column from the data. Lossless for the ring's float32; 12-16 % smaller than v1 on
+  a realistic fleet's data, 2-4 % on white noise (bench/store_codecs.py, store_size.py).
 
 A head batch (``Batch``) is one commit's samples of every node, with node and
 instance columns, sorted by them, so one node's rows are a bisect away.
@@ -70,7 +70,7 @@ assert len(TYPECODES) == len(SERIES)
 _RAW_CODES = ("q", "q", *TYPECODES)  # seq, at_us, then the series
 _RAW_MISSING = (None, None, *MISSING)
 # Delta orders to choose from: seq and time step steadily (their deltas' deltas are about 0);
-# gauges and rates are kept as they are or as deltas, whichever is smaller (measured in bench/store_codecs.py).
+# gauges and rates as they are or as deltas (order 2 was never the smallest for them on the fleet data).
 _RAW_ORDERS = (range(1, 3), range(1, 3), *[range(2)] * len(SERIES))
 
 
