@@ -1,8 +1,8 @@
 """Issue 11's size rule: no module in collector/ or agent/ is over about 350 lines.
 
 Fails on the code before the split: collector/admission.py had 368 lines and collector/cli.py 355.
-The modules in ``OVER_WHILE_REWORKED`` were over the bound when this test came, and their owners
-were reworking them at the time; each is to leave the list once it is back under the bound.
+The module in ``OVER_WHILE_REWORKED`` was over the bound when this test came, and its owner was
+reworking it at the time; it is to leave the list once it is back under the bound.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_LINES = 350
-OVER_WHILE_REWORKED = frozenset({"collector/fanout.py", "collector/subscribe.py", "collector/store/sqlite_engine.py"})
+OVER_WHILE_REWORKED = frozenset({"collector/store/sqlite_engine.py"})
 
 
 def long_modules() -> dict[str, int]:
