@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from tests.support.messages import entry, snapshot, update
-from viewer.batching import PendingBatch
+from dataclasses import replace
+
+from pytestqt.qtbot import QtBot
+
+from tests.support.messages import WALL_T0, entry, snapshot, update
+from tests.viewer.helpers import batch_of
+from viewer.batching import PendingBatch, split_batch
+from viewer.model import NodeTableModel
 
 
 class TestPendingBatch:
@@ -63,3 +69,28 @@ class TestPendingBatch:
         assert batch is not None
         assert list(batch.entries) == ["a"]
         assert batch.removed == frozenset({"b"})
+
+
+class TestSplitBatch:
+    def test_slices_applied_in_order_leave_the_table_as_the_whole_batch(self, qtbot: QtBot) -> None:
+        """A 7-node update cut into slices of 3 gives the same rows, states and removals as applying it whole."""
+        start = batch_of(snapshot("a", "b", "gone"))
+        later = batch_of(update(*(entry(f"n-{index}", seq=2) for index in range(6)), entry("a", "stale", seq=3)))
+        later = replace(later, removed=frozenset({"gone"}))
+        whole, sliced = NodeTableModel(), NodeTableModel()
+        for model in (whole, sliced):
+            model.apply_batch(start, WALL_T0)
+        whole.apply_batch(later, WALL_T0)
+        slices = split_batch(later, 3)
+        for piece in slices:
+            sliced.apply_batch(piece, WALL_T0)
+        assert [len(piece.entries) for piece in slices] == [3, 3, 1]
+        assert [piece.removed for piece in slices] == [frozenset({"gone"}), frozenset(), frozenset()]
+        assert sum(piece.messages for piece in slices) == later.messages
+        assert sliced.node_ids() == whole.node_ids()
+        assert [sliced.node(n).status for n in sliced.node_ids()] == [whole.node(n).status for n in whole.node_ids()]  # type: ignore[union-attr]
+
+    def test_a_snapshot_is_never_cut(self) -> None:
+        """A snapshot is the whole fleet (rows missing from it go), so it stays one batch however big."""
+        batch = batch_of(snapshot(*(f"n-{index}" for index in range(10))))
+        assert split_batch(batch, 3) == [batch]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -9,13 +10,14 @@ from collections.abc import Iterator
 
 import msgpack
 import pytest
+from PyQt6.QtCore import QTimer
 from pytestqt.qtbot import QtBot
 
 from shared.messages import NodeHistory
 from tests.support.messages import entry, snapshot, update
 from tests.viewer.helpers import link_threads, make_link
 from tests.viewer.subscribe_server import SubscribeServer
-from viewer.batching import NodeBatch
+from viewer.batching import APPLY_SLICE_NODES, NodeBatch
 from viewer.link import CollectorLink, LinkState, Phase, subscribe_url
 
 
@@ -110,6 +112,36 @@ class TestCollectorLink:
         updates = [batch for batch in recorder.batches if not batch.is_snapshot]
         assert sum(batch.messages for batch in updates) == 50
         assert len(updates) < 50
+
+    def test_a_big_batch_arrives_in_slices_with_event_loop_turns_between(
+        self, qtbot: QtBot, server: SubscribeServer, started: tuple[CollectorLink, Recorder]
+    ) -> None:
+        """An update of 2.5 slices' nodes reaches the UI in slices, each node once, and timers run between slices."""
+        link, recorder = started
+        qtbot.waitUntil(lambda: Phase.CONNECTED in recorder.phases, timeout=5000)
+        ticks = [0]
+        ticks_at_slice: list[int] = []
+        ticker = QTimer()
+        ticker.setInterval(0)
+        ticker.timeout.connect(lambda: ticks.__setitem__(0, ticks[0] + 1))
+
+        def on_slice(batch: NodeBatch) -> None:
+            if not batch.is_snapshot:
+                ticks_at_slice.append(ticks[0])
+
+        def updates() -> list[NodeBatch]:
+            return [batch for batch in recorder.batches if not batch.is_snapshot]
+
+        link.batch_ready.connect(on_slice)
+        ticker.start()
+        nodes = 2 * APPLY_SLICE_NODES + APPLY_SLICE_NODES // 2
+        server.push(update(*(entry(f"n-{index}", seq=2, full=False) for index in range(nodes))))
+        qtbot.waitUntil(lambda: sum(len(batch.entries) for batch in updates()) == nodes, timeout=5000)
+        ticker.stop()
+        sizes = [len(batch.entries) for batch in updates()]
+        assert sizes == [APPLY_SLICE_NODES, APPLY_SLICE_NODES, APPLY_SLICE_NODES // 2]
+        assert sorted(node for batch in updates() for node in batch.entries) == sorted(f"n-{i}" for i in range(nodes))
+        assert all(later > earlier for earlier, later in itertools.pairwise(ticks_at_slice))
 
     def test_history_request_is_answered(
         self, qtbot: QtBot, server: SubscribeServer, started: tuple[CollectorLink, Recorder]
