@@ -109,14 +109,20 @@ class NodeSortFilterModel(QAbstractTableModel):
         return self._source.cell_data(self._order[row], index.column(), role)
 
     def multiData(self, index: QModelIndex, roleDataSpan: QModelRoleDataSpan | None) -> None:  # noqa: N802, N803 - Qt's names
-        """Every role a delegate asks for, in one Python call per cell."""
+        """Every role a delegate asks for, in one Python call per cell.
+
+        A delegate asks with fresh, empty role data (Qt's ``initStyleOption``), so a role this row
+        has no value for is left unset: most of the seven are, and each ``setData`` is a sip call.
+        """
         row = index.row()
         if roleDataSpan is None or not 0 <= row < len(self._order):
             return
         source_row, column, cell_data = self._order[row], index.column(), self._source.cell_data
         for position in range(len(roleDataSpan)):
             role_data = roleDataSpan[position]
-            role_data.setData(cell_data(source_row, column, role_data.role()))
+            value = cell_data(source_row, column, role_data.role())
+            if value is not None:
+                role_data.setData(value)
 
     def headerData(  # noqa: N802 - Qt's name
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
