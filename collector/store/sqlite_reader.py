@@ -20,7 +20,7 @@ import math
 import sqlite3
 import threading
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ ROW_COLUMNS = (
     "instance_id, facts, interval_s, state, state_since_at, reason, last_seen_at, last_seq, "
     "missing_samples, dropped_samples, last_sample, key_fingerprint, labels"
 )
+# Nodes per step of ``recent_slices`` when ``load_recent`` reads them all: one step's chunks are ~0.5 s of decoding.
+RECENT_SLICE_NODES = 1000
 _HEADS = "SELECT data FROM head_0 WHERE {w} UNION ALL SELECT data FROM head_1 WHERE {w}"
 
 
@@ -151,24 +153,44 @@ class SqliteReader:
 
     def load_recent(self, since_at: float) -> dict[str, model.RawPoints]:
         """Each node's raw points sampled at or after ``since_at``, of its current instance: one pass for all."""
+        out: dict[str, model.RawPoints] = {}
+        for part in self.recent_slices(since_at, RECENT_SLICE_NODES):
+            out.update(part)
+        return out
+
+    def recent_slices(self, since_at: float, nodes_per_slice: int) -> Iterator[dict[str, model.RawPoints]]:
+        """``load_recent`` by slices of ``nodes_per_slice`` nodes (by storage index), for a restart that interleaves.
+
+        The first step reads the registry and decodes every head batch (each holds all nodes);
+        each later step reads and decodes one slice's chunks. So a caller can run each step in a
+        worker thread (``next`` is safe across threads, one at a time) and let the event loop
+        have the GIL in between: the refill of 10,000 nodes x 15 min never holds it for long.
+        """
         current = self._rows(
             "SELECT n.node_id, n.instance_id, i.node_idx, i.inst_idx FROM nodes n "
-            "JOIN instances i ON i.node_idx = n.node_idx AND i.instance_id = n.instance_id WHERE n.forgotten_at IS NULL"
+            "JOIN instances i ON i.node_idx = n.node_idx AND i.instance_id = n.instance_id "
+            "WHERE n.forgotten_at IS NULL ORDER BY i.node_idx"
         )
-        parts: dict[tuple[int, int], list[Columns]] = {}
-        for node_idx, inst_idx, blob in self._rows(
-            "SELECT node_idx, inst_idx, data FROM chunks WHERE tier = 0 AND last_at >= ?", (since_at,)
-        ):
-            parts.setdefault((node_idx, inst_idx), []).append(codec.decode_raw(blob))
-        for key, cols in self._heads(None, since_at, math.inf).items():
-            parts.setdefault(key, []).append(cols)
-        out = {}
-        for node_id, instance_id, node_idx, inst_idx in current:
-            found = parts.get((node_idx, inst_idx))
-            if found:
-                cols = assemble.merged(found, since_at, math.inf)
-                out[node_id] = assemble.to_raw_points(instance_id, cols)
-        return out
+        heads = self._heads(None, since_at, math.inf)
+        for lo in range(0, len(current), max(1, nodes_per_slice)):
+            part = current[lo : lo + max(1, nodes_per_slice)]
+            first, last = part[0][2], part[-1][2]
+            parts: dict[tuple[int, int], list[Columns]] = {}
+            for node_idx, inst_idx, blob in self._rows(
+                "SELECT node_idx, inst_idx, data FROM chunks "
+                "WHERE node_idx BETWEEN ? AND ? AND tier = 0 AND last_at >= ?",
+                (first, last, since_at),
+            ):
+                parts.setdefault((node_idx, inst_idx), []).append(codec.decode_raw(blob))
+            out = {}
+            for node_id, instance_id, node_idx, inst_idx in part:
+                found = parts.get((node_idx, inst_idx), [])
+                head = heads.pop((node_idx, inst_idx), None)
+                if head is not None:
+                    found.append(head)
+                if found:
+                    out[node_id] = assemble.to_raw_points(instance_id, assemble.merged(found, since_at, math.inf))
+            yield out
 
     def stats(self) -> dict[str, int]:
         """Bytes on disk (database + WAL) and chunk rows per tier, for the bench and /metrics."""
