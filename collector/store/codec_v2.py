@@ -235,8 +235,13 @@ def decode_column(walk: _Walk, n: int, code: str, missing: int | None) -> array[
     """``encode_column``'s column of ``n`` points back, as an array of ``code``."""
     flags, width, decimals, divisor, offset = _DESC.unpack(walk.take(_DESC.size))
     order = flags >> 1 & 3
+    as_float = bool(flags & _BITS or decimals)  # only a float32 column has float bits or decimals
     if flags & ~(_BITS | _MASKED | 6) or order > 2 or width not in _UNSIGNED or decimals > _DECIMALS[-1]:
         raise ValueError(f"expected a v2 column descriptor, got flags {flags} width {width} decimals {decimals}")
+    if as_float and code != "f":
+        raise ValueError(f"expected an integer column of {code!r}, got float bits or decimals")
+    if flags & _MASKED and code != "f" and missing is None:
+        raise ValueError(f"expected no mask in a column of {code!r} without a sentinel, got one")
     heads = [_HEAD.unpack(walk.take(_HEAD.size))[0] for _ in range(0 if flags & _BITS else order)]
     mask = walk.take(n) if flags & _MASKED else None
     count = n if mask is None else mask.count(0)

@@ -173,3 +173,17 @@ class TestVersions:
         body = zlib.compress(data) if compressed else data
         with contextlib.suppress(ValueError):
             decode_raw(bytes([RAW_VERSION]) + n.to_bytes(4, "little") + b"\x00" + body)
+
+    @settings(max_examples=500, deadline=None)
+    @given(
+        n=st.sampled_from([1, 2, 5, 50]),
+        edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4),
+    )
+    def test_a_damaged_column_stream_raises_only_value_error(self, n: int, edits: list[tuple[int, int]]) -> None:
+        """Bytes changed inside a valid chunk's columns (behind a valid zlib wrapper) decode or raise ValueError."""
+        blob = encode_raw(agent_columns(n))
+        stream = bytearray(zlib.decompress(blob[6:]))
+        for at, byte in edits:
+            stream[at % len(stream)] = byte
+        with contextlib.suppress(ValueError):
+            decode_raw(blob[:6] + zlib.compress(bytes(stream)))
