@@ -230,8 +230,11 @@ def decode_raw(blob: bytes) -> Columns:
     """``encode_raw``'s input back, from a chunk of either version. Raises ValueError for a damaged chunk."""
     if blob[:1] != bytes((RAW_VERSION,)):
         reader = _Reader(blob)
-        seq = array("q", itertools.accumulate(column_of("q", reader.take(8))))
-        at_us = array("q", itertools.accumulate(column_of("q", reader.take(8))))
+        try:
+            seq = array("q", itertools.accumulate(column_of("q", reader.take(8))))
+            at_us = array("q", itertools.accumulate(column_of("q", reader.take(8))))
+        except OverflowError as exc:  # damaged deltas that sum past int64
+            raise ValueError(f"expected seq and time deltas within int64, got {exc}") from exc
         return Columns(seq, at_us, [column_of(code, reader.take(array(code).itemsize)) for code in TYPECODES])
     seq, at_us, *series = decode_chunk(blob, _RAW_CODES, _RAW_MISSING)
     return Columns(seq, at_us, series)

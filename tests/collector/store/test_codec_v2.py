@@ -27,6 +27,7 @@ from collector.store.codec import (
     encode_raw,
     to_stored,
 )
+from collector.store.codec_v2 import packed
 
 T0 = 1_800_000_000.0
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -174,16 +175,27 @@ class TestVersions:
         with contextlib.suppress(ValueError):
             decode_raw(bytes([RAW_VERSION]) + n.to_bytes(4, "little") + b"\x00" + body)
 
+    def test_a_v1_chunk_whose_deltas_overflow_is_a_value_error(self) -> None:
+        """A damaged v1 chunk whose seq deltas sum past int64 raises ValueError (it raised OverflowError)."""
+        columns = [array("q", [2**63 - 1, 1]), array("q", [0, 0]), *(array(code, [0, 0]) for code in TYPECODES)]
+        blob = struct.pack("<BI", FORMAT_VERSION, 2) + zlib.compress(b"".join(map(packed, columns)))
+        with pytest.raises(ValueError, match="int64"):
+            decode_raw(blob)
+
     @settings(max_examples=500, deadline=None)
     @given(
+        version=st.sampled_from([FORMAT_VERSION, RAW_VERSION]),
         n=st.sampled_from([1, 2, 5, 50]),
         edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4),
     )
-    def test_a_damaged_column_stream_raises_only_value_error(self, n: int, edits: list[tuple[int, int]]) -> None:
+    def test_a_damaged_column_stream_raises_only_value_error(
+        self, version: int, n: int, edits: list[tuple[int, int]]
+    ) -> None:
         """Bytes changed inside a valid chunk's columns (behind a valid zlib wrapper) decode or raise ValueError."""
-        blob = encode_raw(agent_columns(n))
-        stream = bytearray(zlib.decompress(blob[6:]))
+        blob = encode_raw(agent_columns(n), version=version)
+        header = 5 if version == FORMAT_VERSION else 6  # v2 adds the compressor byte
+        stream = bytearray(zlib.decompress(blob[header:]))
         for at, byte in edits:
             stream[at % len(stream)] = byte
         with contextlib.suppress(ValueError):
-            decode_raw(blob[:6] + zlib.compress(bytes(stream)))
+            decode_raw(blob[:header] + zlib.compress(bytes(stream)))
