@@ -35,7 +35,6 @@ from typing import Any
 
 from collector.history import FLOAT32_MAX, LOAD_MAX, PERCENT_MAX, SERIES
 from collector.store.codec_v2 import (
-    LZMA,
     RAW_VERSION,
     ZLIB,
     column_of,
@@ -51,7 +50,6 @@ from collector.store.policy import Buckets, StoredValue
 # Head batches, rollup buckets and partial raw chunks: version 1. Consolidated raw chunks are
 # version 2 (``codec_v2``); the first byte tells them apart, so chunks of both stay readable.
 FORMAT_VERSION = 1
-__all__ = ["LZMA", "RAW_VERSION", "ZLIB"]  # the v2 chunk's names, for callers of encode_raw
 _HEADER = struct.Struct("<BI")  # format version, point count
 _F32 = struct.Struct("<f")
 # Stored width per series, as in collector.history: "H"/"I" hundredths, "f" float32.

@@ -17,9 +17,7 @@ from collector.store.assemble import merged
 from collector.store.codec import (
     FAST,
     FORMAT_VERSION,
-    LZMA,
     MISSING,
-    RAW_VERSION,
     SMALL,
     TYPECODES,
     Columns,
@@ -27,7 +25,7 @@ from collector.store.codec import (
     encode_raw,
     to_stored,
 )
-from collector.store.codec_v2 import packed
+from collector.store.codec_v2 import LZMA, RAW_VERSION, packed
 
 T0 = 1_800_000_000.0
 INT64 = st.integers(-(2**63), 2**63 - 1)
