@@ -1,14 +1,17 @@
-"""The restart's recent window read in slices of nodes: the same points as one pass, each node in one slice."""
+"""The restart's recent window: head batches decoded per node, and read in slices of nodes like one pass."""
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from collector.store.codec import Batch, Columns, encode_batch, to_stored
 from collector.store.model import NodeRow, Sample
 from collector.store.sqlite_engine import SqliteEngine
+from collector.store.sqlite_reader import decode_heads
 from tests.support.clock import FakeClock
 
 T0 = 1_700_000_000.0 // 86400 * 86400
@@ -50,3 +53,32 @@ class TestRecentSlices:
                 assert [c.tobytes() for c in (cols.at_us, *cols.series)] == [
                     c.tobytes() for c in (expected.at_us, *expected.series)
                 ]
+
+
+def _batch(rows: list[tuple[int, int, int, float]]) -> bytes:
+    """One head batch of (node_idx, inst_idx, seq, sampled_at) rows, sorted by node and instance as commits are."""
+    rows = sorted(rows, key=lambda r: (r[0], r[1]))
+    values = (1.0, 2.0, 0.5, 0.0, 0.0, None, 1.0)
+    cols = Columns.of([(seq, at, to_stored(values)) for _, _, seq, at in rows])
+    return encode_batch(Batch(array("I", [r[0] for r in rows]), array("I", [r[1] for r in rows]), cols))
+
+
+class TestDecodeHeads:
+    """Head batches back as each (node, instance)'s points, as the restart and history reads see them."""
+
+    def test_runs_per_node_and_instance_in_time_order(self) -> None:
+        """Commits interleave nodes and instances; a replay committed late still comes back in time order."""
+        first = _batch([(2, 1, 1, T0), (1, 1, 1, T0), (1, 2, 7, T0 + 0.5)])
+        second = _batch([(1, 1, 2, T0 + 1), (2, 1, 2, T0 + 1)])
+        late = _batch([(2, 1, 3, T0 + 0.5)])  # sampled between seq 1 and 2, committed after both
+        runs = decode_heads([first, second, late])
+        assert list(runs) == [(1, 1), (1, 2), (2, 1)]
+        assert runs[1, 1].seq.tolist() == [1, 2]
+        assert runs[1, 2].seq.tolist() == [7]
+        assert runs[2, 1].seq.tolist() == [1, 3, 2]
+        assert runs[2, 1].at_us.tolist() == [round(T0 * 1e6), round((T0 + 0.5) * 1e6), round((T0 + 1) * 1e6)]
+
+    def test_one_node_only(self) -> None:
+        """With ``node_idx`` only that node's runs are decoded."""
+        runs = decode_heads([_batch([(1, 1, 1, T0), (2, 1, 1, T0)])], node_idx=2)
+        assert list(runs) == [(2, 1)]
