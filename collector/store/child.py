@@ -2,10 +2,12 @@
 
 It runs the ordinary ``StoreWriter`` on its own ``SqliteEngine`` (the parent holds the
 data dir's lock and checked the file), fed through the socketpair the parent passed as
-``--fd``. In: ``("write", samples, registry puts)``, ``("flush", token, timeout_s)``,
-``("max_bytes", n)``, ``("close", timeout_s)``. Out: ``("durable", [(node, instance,
-seq), ...])`` after each commit, ``("state", health, failures)`` after each commit
-attempt, ``("flushed", token, ok)``, ``("closed", health, failures)``, ``("fatal", reason)``.
+``--fd``. In: ``("write", new slots, registry puts, records)`` (``[(slot, node, instance)]``,
+then ``proc.Record`` tuples), ``("flush", token, timeout_s)``,
+``("max_bytes", n)``, ``("close", timeout_s)``. Out: ``("slots", bytes)`` after each commit
+(an ``array("q")`` of (slot, highest committed seq) pairs), ``("state", health, failures)``
+after each commit attempt, ``("flushed", token, ok)``, ``("closed", health, failures)``,
+``("fatal", reason)``.
 
 It dies with its parent (``PR_SET_PDEATHSIG``, Linux), and leaves SIGINT and SIGTERM to
 the parent, which shuts it down in order (a final commit, then ``close``).
@@ -23,6 +25,7 @@ import pickle
 import signal
 import sys
 import threading
+from array import array
 from collections.abc import Sequence
 from dataclasses import asdict
 from multiprocessing.connection import Connection
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.store.model import Durable, NodeRow, Sample, StoreOpenError
+from collector.store.proc import Record
 from collector.store.sqlite_engine import SqliteEngine
 from collector.store.writer import StoreWriter
 
@@ -38,6 +42,11 @@ log = logging.getLogger("nodewatch.collector.store")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # The parent bounds the queue (samples not yet committed); the child's own bound must never refuse one.
 UNBOUNDED = sys.maxsize
+# The writer runs below the collector's priority: on a busy host its compaction (seconds of CPU a
+# minute at 10,000 nodes) took the event loop's core and lagged it ~1 s (docs/store.md). At nice 5
+# its CFS weight is 335 against 1024: a third of a core while two busy processes share two cores,
+# above the ~15 % it needs on average; its queue (20 s) absorbs the rest, and acks wait meanwhile.
+WRITER_NICE = 5
 
 
 def die_with_parent(parent_pid: int) -> bool:
@@ -54,6 +63,8 @@ class Child:
         self.conn = conn
         self.engine = engine
         self._send_lock = threading.Lock()
+        self._names: dict[int, tuple[str, str]] = {}  # slot -> (node, instance), as the parent numbered them
+        self._slots: dict[tuple[str, str], int] = {}
         self.writer = StoreWriter(engine, self._durable, queue_max=UNBOUNDED, on_cycle=self._report)
 
     def send(self, message: tuple[Any, ...]) -> None:
@@ -63,7 +74,11 @@ class Child:
             self.conn.send_bytes(data)
 
     def _durable(self, durables: list[Durable]) -> None:
-        self.send(("durable", [tuple(d) for d in durables]))
+        slots, pairs = self._slots, array("q")
+        for node_id, instance_id, seq in durables:
+            pairs.append(slots[node_id, instance_id])
+            pairs.append(seq)
+        self.send(("slots", pairs.tobytes()))
 
     def _report(self) -> None:
         self.send(("state", asdict(self.writer.health()), self.writer.failures()))
@@ -79,10 +94,15 @@ class Child:
                 os._exit(0)  # nothing uncommitted here was ever acked; the next collector takes over the file
             kind = message[0]
             if kind == "write":
-                samples: list[Sample] = message[1]
+                names: list[tuple[int, str, str]] = message[1]
                 nodes: dict[str, NodeRow | None] = message[2]
-                for sample in samples:
-                    append(sample)
+                for slot, node_id, instance_id in names:
+                    self._names[slot] = key = (node_id, instance_id)
+                    self._slots[key] = slot
+                by_slot = self._names
+                records: list[Record] = message[3]
+                for slot, seq, sampled_at, values in records:
+                    append(Sample(*by_slot[slot], seq, sampled_at, tuple(values)))
                 for node_id, row in nodes.items():
                     if row is None:
                         self.writer.forget_node(node_id)
@@ -110,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, signal.SIG_IGN)
     if not die_with_parent(args.parent_pid):
         return 1
+    os.nice(WRITER_NICE)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s (writer process): %(message)s")
     conn = Connection(args.fd)
     try:

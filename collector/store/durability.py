@@ -20,7 +20,7 @@ Not here: sending, sockets, threads, the clock itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from collector.store.model import Durable
@@ -36,7 +36,9 @@ class AckAction:
 
 
 @dataclass(slots=True)
-class _NodeAcks:
+class NodeAcks:
+    """One node's ack state; the heartbeat path (``StoreLink.heartbeat``) reads and moves it directly."""
+
     instance_id: str
     every: int
     accepted: int  # highest seq the store took (queued or committed)
@@ -44,6 +46,7 @@ class _NodeAcks:
     acked: int  # highest seq acked on the current connection
     acked_at: float
     hole: bool = False  # a sample was refused: store and ack nothing more until a resync
+    slot: int = -1  # the writer's number for (node, instance): commit reports name it (``committed_slots``)
 
 
 class AckGate:
@@ -51,21 +54,34 @@ class AckGate:
 
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
-        self._nodes: dict[str, _NodeAcks] = {}
+        self._nodes: dict[str, NodeAcks] = {}
+        self._by_slot: dict[int, NodeAcks] = {}
         self.refused = 0  # samples not stored because of back-pressure (still in the agents' backlogs)
 
-    def hello(self, node_id: str, instance_id: str, every: int | None, durable_seq: int, now: float) -> int:
+    def hello(  # noqa: PLR0917 - the hello's fields, as the shell has them
+        self, node_id: str, instance_id: str, every: int | None, durable_seq: int, now: float, slot: int = -1
+    ) -> int:
         """A (re)connected agent: returns the seq to ack its hello with, and clears any hole.
 
         ``durable_seq`` is what the store holds for this instance (``NodeRow.last_seq`` after a
         restart, or 0 for a new instance). The cache must treat seqs above the returned value as
-        new, so the replay fills the hole.
+        new, so the replay fills the hole. ``slot``: the writer's number for this (node, instance).
         """
         node = self._nodes.get(node_id)
         same = node is not None and node.instance_id == instance_id
         durable = max(node.durable, durable_seq) if node is not None and same else durable_seq
-        self._nodes[node_id] = _NodeAcks(instance_id, max(1, every or 1), durable, durable, durable, now)
+        acks = NodeAcks(instance_id, max(1, every or 1), durable, durable, durable, now, slot=slot)
+        self._nodes[node_id] = acks
+        if node is not None and node.slot >= 0:
+            self._by_slot.pop(node.slot, None)
+        if slot >= 0:
+            self._by_slot[slot] = acks
         return durable
+
+    def node(self, node_id: str, instance_id: str) -> NodeAcks | None:
+        """The ack state of ``node_id`` if it runs ``instance_id`` (for ``StoreLink.heartbeat``)."""
+        node = self._nodes.get(node_id)
+        return node if node is not None and node.instance_id == instance_id else None
 
     def should_store(self, node_id: str, instance_id: str) -> bool:
         """Whether a new sample of this node goes to the store; False while it has a hole."""
@@ -112,6 +128,20 @@ class AckGate:
                 actions.append(AckAction(item.node_id, item.instance_id, ackable))
         return actions
 
+    def committed_slots(self, pairs: Sequence[int]) -> None:
+        """A commit finished, reported as flat ``(slot, seq, slot, seq, ...)``: move each node's durable seq.
+
+        The compact twin of ``committed`` for the writer process (no ``Durable`` per node and commit).
+        It returns no acks: the sessions' pacing acks ``durable_seq`` (``StorePort.heartbeat``).
+        A slot names one (node, instance), so a report of an old instance finds no node here.
+        """
+        by_slot = self._by_slot
+        it = iter(pairs)
+        for slot, seq in zip(it, it, strict=True):
+            node = by_slot.get(slot)
+            if node is not None and seq > node.durable:
+                node.durable = seq
+
     def resyncs(self, store_accepting: bool) -> list[str]:
         """Nodes whose hole can be filled now: close their connections so the agents replay."""
         if not store_accepting:
@@ -120,7 +150,9 @@ class AckGate:
 
     def gone(self, node_id: str) -> None:
         """The cache forgot the node: forget its ack state too."""
-        self._nodes.pop(node_id, None)
+        node = self._nodes.pop(node_id, None)
+        if node is not None and node.slot >= 0:
+            self._by_slot.pop(node.slot, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,13 +18,14 @@ from collections.abc import Sequence
 from typing import Generic, Protocol, TypeVar
 
 from collector.store.durability import AckAction, AckGate, StoreHealth
-from collector.store.model import Durable, NodeRow, Sample
+from collector.store.model import Durable, NodeRow
 
 
 class SampleWriter(Protocol):
     """What the link needs of a writer: ``StoreWriter`` (a thread) or ``ProcessWriter`` (a child process)."""
 
-    def append(self, sample: Sample) -> bool: ...
+    def slot(self, node_id: str, instance_id: str) -> int: ...
+    def append_slot(self, slot: int, seq: int, sampled_at: float, values: Sequence[float | None]) -> bool: ...
     def put_node(self, row: NodeRow) -> None: ...
     def forget_node(self, node_id: str) -> None: ...
     def accepting(self) -> bool: ...
@@ -50,21 +51,28 @@ class StoreLink(Generic[W]):
         """
         instance, stored = self._restored.get(node_id, (instance_id, 0))
         durable = stored if instance == instance_id else 0
-        return self.gate.hello(node_id, instance_id, ack_every, durable, now)
+        return self.gate.hello(node_id, instance_id, ack_every, durable, now, self.writer.slot(node_id, instance_id))
 
     def heartbeat(
         self, node_id: str, instance_id: str, seq: int, sampled_at: float, values: Sequence[float | None]
     ) -> int:
-        """A new (not duplicate) heartbeat the cache applied: hand it to the store; the seq an ack may cover."""
+        """A new (not duplicate) heartbeat the cache applied: hand it to the store; the seq an ack may cover.
+
+        The gate's rules (``should_store``, ``appended``, ``durable_seq``) on one look-up: this runs per heartbeat.
+        """
         gate = self.gate
-        if gate.should_store(node_id, instance_id):
-            gate.appended(
-                node_id,
-                instance_id,
-                seq,
-                self.writer.append(Sample(node_id, instance_id, seq, sampled_at, tuple(values))),
-            )
-        return gate.durable_seq(node_id)
+        node = gate.node(node_id, instance_id)
+        if node is None:  # no hello on record (the node was forgotten meanwhile): stored, acked as before
+            self.writer.append_slot(self.writer.slot(node_id, instance_id), seq, sampled_at, values)
+            return gate.durable_seq(node_id)
+        if node.hole:
+            gate.refused += 1
+        elif self.writer.append_slot(node.slot, seq, sampled_at, values):
+            node.accepted = max(node.accepted, seq)
+        else:
+            node.hole = True
+            gate.refused += 1
+        return node.durable
 
     def ack_seq(self, node_id: str) -> int:
         """For a duplicate heartbeat: the seq an ack may cover, unchanged."""
@@ -73,6 +81,10 @@ class StoreLink(Generic[W]):
     def committed(self, durables: list[Durable], now: float) -> list[AckAction]:
         """On the loop, after a commit: the acks that may go out now (optional: pacing also picks them up)."""
         return self.gate.committed(durables, now)
+
+    def committed_slots(self, pairs: Sequence[int]) -> None:
+        """On the loop, after a commit of the writer process: flat (slot, seq) pairs (``AckGate.committed_slots``)."""
+        self.gate.committed_slots(pairs)
 
     def resyncs(self) -> list[str]:
         """Nodes whose refused samples can be replayed now: close their connections (the agent reconnects)."""

@@ -27,6 +27,7 @@ import bisect
 import logging
 import math
 import time
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import Any
@@ -51,9 +52,11 @@ log = logging.getLogger("nodewatch.collector.store")
 
 # Rings filled per event-loop turn at restart (about 10 us each): heartbeats get through in between.
 FILL_BATCH = 500
-# Online nodes' registry rows are rewritten this often, so last_sample is fresh after a kill -9
-# (puts coalesce per node in the writer: 10,000 rows a minute is one small transaction).
-REFRESH_INTERVAL_S = 60.0
+# Online nodes' registry rows are rewritten every ROW_REFRESH_S, so last_sample is fresh after a kill -9.
+ROW_REFRESH_S = 60.0
+# ``refresh`` is called this often and rewrites the next 1/60 of the rows: 10,000 rows built and
+# pickled at once held the loop and its GIL for ~0.1 s every minute.
+REFRESH_INTERVAL_S = 1.0
 
 Clock = Callable[[], float]
 
@@ -162,12 +165,16 @@ class DurableStore:
     def __init__(self, engine: SqliteEngine, cache: NodeCache, config: CollectorConfig, clock: Clock, wall: Clock):
         self.cache, self.clock, self.wall_clock = cache, clock, wall
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.writer = ProcessWriter(engine.data_dir, config.store_sync, self._on_durable, wall_clock=wall)
+        self.writer = ProcessWriter(
+            engine.data_dir, config.store_sync, self._on_durable, on_slots=self._on_slots, wall_clock=wall
+        )
         self.engine = EngineView(engine, self.writer)
         self.link = StoreLink(self.writer, AckGate(config.ack_interval_s), {})
         self.restored = 0
         self._restored_seq: dict[str, int] = {}
         self.recent_loaded = False  # set once fill_rings is done
+        self._refresh_todo: list[str] = []  # node ids ``refresh`` has still to rewrite this round
+        self._refresh_slice = 0
         # The node key records, in node_keys.json next to the database (collector.store.keystore).
         self.keys = KeyStore(engine.path.parent)
 
@@ -253,6 +260,12 @@ class DurableStore:
         # its port reports, at most one commit (about 1 s) behind the cache.
         self.link.committed(durables, self.clock())
 
+    def _on_slots(self, pairs: array[int]) -> None:
+        """On the receiver thread: a commit report as (slot, seq) pairs, for the gate on the loop."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.link.committed_slots, pairs)
+
     # ---- registry ---------------------------------------------------------------------------
 
     def put(self, record: NodeRecord) -> None:
@@ -270,9 +283,15 @@ class DurableStore:
                 self.put(record)
 
     def refresh(self) -> None:
-        """Rewrite every connected node's row: its last sample and last-seen survive a kill -9."""
-        for record in self.cache.nodes():
-            if record.conn is not None:
+        """Rewrite the next slice of connected nodes' rows, each once per ``ROW_REFRESH_S``: last sample and
+        last-seen survive a kill -9."""
+        todo = self._refresh_todo
+        if not todo:
+            todo.extend(record.node_id for record in self.cache.nodes() if record.conn is not None)
+            self._refresh_slice = math.ceil(len(todo) * REFRESH_INTERVAL_S / ROW_REFRESH_S)
+        for _ in range(min(len(todo), self._refresh_slice)):
+            record = self.cache.get(todo.pop())
+            if record is not None and record.conn is not None:
                 self.put(record)
 
     def resync_conns(self) -> list[int]:

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from collector.store.durability import StoreHealth, accepting, health_reason
 from collector.store.model import Durable, NodeRow, Sample, StoreBackend, StoreWriteError
@@ -44,10 +44,26 @@ MAINTAIN_INTERVAL_S = 60.0
 
 
 class RegistryPuts:
-    """Registry writes queued for the next commit, latest per node (None: forget), so bounded by the node count."""
+    """Registry writes queued for the next commit, latest per node (None: forget), so bounded by the node count.
+
+    Also the writers' slots: a small number per (node, instance), taken at the hello, that the heartbeat path
+    and the writer process's commit reports use instead of the two strings.
+    """
 
     _lock: threading.Lock
     _nodes: dict[str, NodeRow | None]
+    _slots: dict[tuple[str, str], int]
+    _names: list[tuple[str, str]]
+
+    def slot(self, node_id: str, instance_id: str) -> int:
+        """The number of (node, instance), given at its first use; it never changes."""
+        key = (node_id, instance_id)
+        slot = self._slots.get(key)
+        if slot is None:
+            with self._lock:
+                slot = self._slots[key] = len(self._names)
+                self._names.append(key)
+        return slot
 
     def put_node(self, row: NodeRow) -> None:
         """Queue a registry write; a later put of the same node replaces one not yet written."""
@@ -84,6 +100,8 @@ class StoreWriter(RegistryPuts):
         self._queue: deque[Sample] = deque()
         # Registry puts (None: forget), latest per node, so bounded by the node count.
         self._nodes: dict[str, NodeRow | None] = {}
+        self._slots: dict[tuple[str, str], int] = {}
+        self._names: list[tuple[str, str]] = []
         self._pending: list[Sample] = []
         self._pending_nodes: dict[str, NodeRow | None] = {}
         self._lock = threading.Lock()
@@ -117,6 +135,11 @@ class StoreWriter(RegistryPuts):
         if len(queue) >= self.batch_max:
             self._wake.set()  # a full batch is waiting: commit now rather than at the next tick
         return True
+
+    def append_slot(self, slot: int, seq: int, sampled_at: float, values: Sequence[float | None]) -> bool:
+        """``append`` of the node and instance of ``slot`` (``RegistryPuts.slot``)."""
+        node_id, instance_id = self._names[slot]
+        return self.append(Sample(node_id, instance_id, seq, sampled_at, tuple(values)))
 
     def failures(self) -> dict[str, str]:
         """What is failing now, by kind (``commit``, ``maintain``), with the reason health shows."""

@@ -51,6 +51,31 @@ class TestAckGate:
         assert gate.durable_seq("n") == 120
 
 
+class TestSlotReports:
+    """The writer process reports commits as (slot, seq) pairs; each slot is one (node, instance)."""
+
+    def test_a_slot_report_moves_the_durable_seq_of_its_node_only(self) -> None:
+        """Slots 7 and 8 report seqs 5 and 2: each node's durable seq follows its own slot, never backwards."""
+        gate = AckGate(interval_s=5.0)
+        gate.hello("a", "i", None, 0, T0, slot=7)
+        gate.hello("b", "i", None, 0, T0, slot=8)
+        fed(gate, "a", "i", range(1, 6))
+        gate.committed_slots([7, 5, 8, 2])
+        gate.committed_slots([7, 3])
+        assert (gate.durable_seq("a"), gate.durable_seq("b")) == (5, 2)
+
+    def test_a_report_of_the_old_instance_slot_moves_nothing(self) -> None:
+        """The agent restarted (new instance, new slot) before its old samples committed: their report is ignored."""
+        gate = AckGate(interval_s=5.0)
+        gate.hello("n", "old", None, 0, T0, slot=1)
+        gate.hello("n", "new", None, 0, T0 + 1, slot=2)
+        gate.committed_slots([1, 30])
+        assert gate.durable_seq("n") == 0
+        gate.gone("n")
+        gate.committed_slots([2, 4])
+        assert gate.durable_seq("n") == 0
+
+
 class TestBackPressure:
     """A refused sample stops storing and acking that node until it reconnects and replays."""
 
