@@ -1,13 +1,11 @@
 """The SQLite backend of the store: writes and maintenance. stdlib ``sqlite3``, WAL, one writer thread.
 
-Layout (docs/store.md). Every commit appends one row to one of two head tables:
-that commit's samples of every node as one columnar blob (``codec.Batch``), so a
-commit writes about one page per few hundred samples. ``maintain`` compacts the
-head not being written: per node and hour, a raw chunk (``codec.encode_raw``)
-plus partial 1-min and 1-h buckets; then it empties that head with one ``DELETE``
-(SQLite truncates a table deleted without WHERE in one step, no row-by-row work).
-Once a segment has closed, its partial rows are consolidated into one; expired
-chunks leave whole, per tier.
+Layout (docs/store.md). Every commit appends one row to one of two head tables: that commit's
+samples of every node as one columnar blob (``codec.Batch``), about one page per few hundred
+samples. ``maintain`` compacts the head not being written: per node and hour, a raw chunk
+(``codec.encode_raw``) plus partial 1-min and 1-h buckets; then it empties that head with one
+``DELETE`` (SQLite truncates a table deleted without WHERE: no row-by-row work). Once a segment
+has closed, its partial rows are consolidated into one; expired chunks leave whole, per tier.
 
 Durability: WAL with ``synchronous=NORMAL`` keeps every commit through a process crash
 (kill -9) but may lose the last commits on power loss; ``synchronous="FULL"`` also fsyncs
@@ -23,6 +21,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import math
+import operator
 import os
 import sqlite3
 import time
@@ -48,6 +47,7 @@ PROGRESS_EVERY_S = 10.0
 # One maintain() call consolidates segments for at most this long, then lets commits through.
 MAINTAIN_BUDGET_S = 0.2
 Sync = Literal["NORMAL", "FULL"]
+_BY_NODE = operator.itemgetter(0, 1, 2)  # a head batch's order: node, instance, seq
 
 
 class SqliteEngine:
@@ -71,8 +71,7 @@ class SqliteEngine:
         self.policy = policy or RetentionPolicy()
         self.wall_clock = wall_clock
         self.head_window_s = head_window_s
-        # 23 keeps rates exactly as the history ring does (float32); fewer bits trade precision
-        # for size (codec.quantize_rates; bench/store_size.py measures it).
+        # 23: rates exactly as the ring keeps them (float32); fewer trade precision for size (codec.quantize_rates).
         self.rate_mantissa_bits = rate_mantissa_bits
         self._lock_fd = -1 if locked_by_caller else take_lock(data_dir)
         try:
@@ -83,9 +82,6 @@ class SqliteEngine:
         except BaseException:
             self._release()
             raise
-        self._idx: dict[str, int] = {}
-        self._inst: dict[tuple[int, str], int] = {}
-        self._head = 0
         self._head_opened_at = wall_clock()
         self._reload()
         self._progress_at: dict[int, float] = {}
@@ -94,8 +90,8 @@ class SqliteEngine:
 
     def _reload(self) -> None:
         """Read the ids and head state the engine caches; after a failed transaction, to forget its effects."""
-        self._idx = dict(self._conn.execute("SELECT node_id, node_idx FROM nodes").fetchall())
-        self._inst = {
+        self._idx: dict[str, int] = dict(self._conn.execute("SELECT node_id, node_idx FROM nodes").fetchall())
+        self._inst: dict[tuple[int, str], int] = {
             (n, i): k for k, n, i in self._conn.execute("SELECT inst_idx, node_idx, instance_id FROM instances")
         }
         meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
@@ -109,10 +105,7 @@ class SqliteEngine:
         return model.StoreWriteError(f"{'disk full' if full else 'write failed'}: {exc} ({self.path})", disk_full=full)
 
     def _apply_max_bytes(self) -> None:
-        """Cap the file at ``max_bytes`` (a disk quota: past it, commits fail with SQLITE_FULL).
-
-        ``max_bytes`` may be set from any thread; it takes effect at the next write, on the writer's.
-        """
+        """Cap the file at ``max_bytes`` (a quota: past it, commits fail with SQLITE_FULL), at the next write."""
         if self.max_bytes == self._max_bytes:
             return
         page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
@@ -136,9 +129,7 @@ class SqliteEngine:
                 )
         except sqlite3.Error as exc:
             raise self._failure(exc) from exc
-        now = self.wall_clock()
-        for node_idx in due:
-            self._progress_at[node_idx] = now
+        self._progress_at.update(dict.fromkeys(due, self.wall_clock()))
 
     def _write(self, samples: Sequence[model.Sample], nodes: Sequence[model.NodeRow]) -> list[int]:
         now = self.wall_clock()
@@ -148,10 +139,11 @@ class SqliteEngine:
         if not samples:
             return []
         keyed = []
-        for s in samples:
-            node_idx = self._node_idx(s.node_id, s.instance_id)
-            keyed.append((node_idx, self._inst_idx(node_idx, s.instance_id), s.seq, s.sampled_at, s.values))
-        keyed.sort(key=lambda k: (k[0], k[1], k[2]))
+        node_of, inst_of = self._node_idx, self._inst_idx
+        for node_id, instance_id, seq, sampled_at, values in samples:
+            node_idx = node_of(node_id, instance_id)
+            keyed.append((node_idx, inst_of(node_idx, instance_id), seq, sampled_at, values))
+        keyed.sort(key=_BY_NODE)
         cols = Columns.from_values([k[2] for k in keyed], [k[3] for k in keyed], [k[4] for k in keyed])
         codec.quantize_rates(cols, self.rate_mantissa_bits)
         batch = Batch(array("I", [k[0] for k in keyed]), array("I", [k[1] for k in keyed]), cols)
@@ -303,24 +295,20 @@ class SqliteEngine:
         where = "WHERE node_idx = ? AND tier = ? AND span_start = ?"
         rows = self._conn.execute(f"SELECT inst_idx, data FROM chunks {where}", (node_idx, level, span)).fetchall()
         self._conn.execute(f"DELETE FROM chunks {where}", (node_idx, level, span))
-        self._conn.execute(
-            "DELETE FROM pending WHERE tier = ? AND node_idx = ? AND span_start = ?", (level, node_idx, span)
-        )
+        self._conn.execute(f"DELETE FROM pending {where}", (node_idx, level, span))
         if level == 0:
             per_inst: dict[int, list[Columns]] = {}
             for inst_idx, blob in rows:
                 per_inst.setdefault(inst_idx, []).append(codec.decode_raw(blob))
             for inst_idx, raw_parts in per_inst.items():
-                self._insert(
-                    0, node_idx, inst_idx, span, assemble.merged(raw_parts, -math.inf, math.inf), zlevel=codec.SMALL
-                )
+                merged = assemble.merged(raw_parts, -math.inf, math.inf)
+                self._insert(0, node_idx, inst_idx, span, merged, zlevel=codec.SMALL)
             return
         buckets = Buckets.empty(len(codec.TYPECODES))
         for _, blob in rows:
             buckets.extend(codec.decode_buckets(blob))
-        self._insert(
-            level, node_idx, 0, span, merge_buckets(buckets, self.policy.tiers[level].step_s), zlevel=codec.SMALL
-        )
+        merged_buckets = merge_buckets(buckets, self.policy.tiers[level].step_s)
+        self._insert(level, node_idx, 0, span, merged_buckets, zlevel=codec.SMALL)
 
     # ---- reads and close -------------------------------------------------------------------
 
@@ -352,10 +340,8 @@ class SqliteEngine:
 
 def _segments(cols: Columns, segment_s: float) -> list[tuple[int, int, float]]:
     """(lo, hi, segment start) of each segment the time-sorted ``cols`` touch."""
-    out = []
-    step_us = round(segment_s * 1e6)
-    lo, n = 0, len(cols)
-    while lo < n:
+    out, lo, step_us = [], 0, round(segment_s * 1e6)
+    while lo < len(cols):
         start_us = cols.at_us[lo] // step_us * step_us
         hi = bisect.bisect_left(cols.at_us, start_us + step_us, lo)
         out.append((lo, hi, start_us / 1e6))
