@@ -10,7 +10,7 @@ the cache port applies (trust, replacement, fan-out) still holds; on top of it:
   returned, which the session acks at its usual pace, is the highest committed
   one, never past a sample the full queue refused;
 - ``closed``: the node's registry row is written (also at the hello and the first sample
-  of a connection; ``DurableStore.refresh`` rewrites it every minute).
+  of a connection; ``DurableStore.refresh`` rewrites it every minute, 1/60 of the fleet a second).
 
 Pure, like the port it wraps: no I/O here (the writer thread does it).
 Not here: the protocol rules (``collector.ingest_session``).
