@@ -15,6 +15,14 @@ with ``--nodes`` simulated agents at 1 Hz, and ``--minutes`` of history pushed. 
    through ``GET /api/v1/nodes/{id}/history`` (raw tier) as a viewer reads it. ``tail`` counts
    the samples sent before the kill but not committed: never acked (acks follow commits), so a
    real agent replays them; the simulator keeps no backlog, so it does not.
+4. Gaps split by who is to blame. Each simulated agent records which seqs an ack promised
+   (``nodewatch.simnodes.AckLedger``: an ack on the seq's own connection, or the next hello's ack;
+   ``--ack-record``). A seq missing from the file that an ack promised is **acked and lost**: a
+   store fault. One no ack covered is **never acked**: the simulator sent it on a connection that
+   ended first (the collector was killed, or it shed the connection) and, keeping no backlog, never
+   sent it again, where a real agent replays it after its next hello. Beside them: the killed
+   collector's own count of seq jumps (``missing_samples``), what its full queue refused, and its
+   ingest closes by reason (``/metrics``), which say why connections ended.
 
 Why not every node through the API: a raw history query decodes every head batch in its range
 (up to 240 commits of the whole fleet, docs/store.md), so 10,000 of them one after the other took
@@ -32,14 +40,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
+import math
+import re
+import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 if __package__ in {None, ""}:  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -47,10 +59,12 @@ if __package__ in {None, ""}:  # run as a script: make the repo importable
 import aiohttp
 import msgpack
 
-from bench._procs import ProcessGroup, gaps, get_json, last_seqs, store_flags
+from bench._procs import ProcessGroup, get_json, last_seqs, store_flags
 from bench._stats import percentile
 from collector.store.policy import RetentionPolicy
 from collector.store.sqlite_reader import SqliteReader
+from nodewatch import simnodes
+from nodewatch.simnodes import NODES_PER_PROCESS
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "restart.json"
@@ -58,7 +72,13 @@ POLL_S = 0.02  # how often health is tried while the collector starts
 SNAPSHOT_QUIET_S = 2.0  # no frame for this long after a snapshot part: the snapshot is complete
 START_DEADLINE_S = 120.0
 CONNECT_DEADLINE_S = 120.0  # then go on with the nodes that did connect, noted
-SPREAD_ABOVE_NODES = 5000  # as bench/e2e.py: 127.0.0.x source addresses above this many nodes
+READ_DEADLINE_S = 120.0  # a whole-fleet read while the collector is saturated
+LEDGER_DEADLINE_S = 30.0  # the fleet's workers close 2,500 connections each, then write their ack records
+# One line of /metrics: the ingest connections refused or closed for one reason.
+PROTOCOL_ERRORS = re.compile(
+    r'^nodewatch_collector_protocol_errors_total\{endpoint="ingest",reason="([a-z_]+)"\} (\S+)$', re.M
+)
+T = TypeVar("T")
 
 
 @dataclass
@@ -80,6 +100,13 @@ class RestartResult:
     restored_seq_min: int
     tail_p50: float  # samples sent before the kill, not committed (never acked)
     tail_max: int
+    # The gaps in the file, split by the fleet's ack record (nodewatch.simnodes.AckLedger):
+    nodes_with_lost: int  # nodes missing a sample that an ack promised: a store fault
+    lost_samples: int
+    nodes_with_dropped: int  # nodes missing samples no ack covered: the simulator sent them and never replayed them
+    dropped_samples: int
+    missing_reported: int  # the killed collector's sum of missing_samples (seq jumps it saw): the drops it noticed
+    refused_before_kill: int  # samples the killed collector's full queue refused (health: store.refused_samples)
     note: str
 
 
@@ -149,9 +176,55 @@ async def _connected(session: aiohttp.ClientSession, base: str) -> int:
 
 
 def _gap_free(seqs: Sequence[int], upto: int) -> bool:
-    """Whether ``seqs`` (sorted) hold every seq from 1 up to ``upto``."""
-    held = [s for s in seqs if s <= upto]
-    return bool(held) and held[0] == 1 and not gaps(held)
+    """Whether ``seqs`` hold every seq from 1 up to ``upto``."""
+    return len({s for s in seqs if 1 <= s <= upto}) == upto
+
+
+@dataclass(frozen=True)
+class Losses:
+    """Every node's gaps in the file, split into what acks promised (lost) and what no ack covered (dropped)."""
+
+    nodes_with_lost: int
+    lost_samples: int
+    nodes_with_dropped: int
+    dropped_samples: int
+
+
+def split_gaps(stored: Sequence[int], promised: Sequence[Sequence[int]]) -> tuple[int, int]:
+    """(lost, dropped) for one node: promised seqs the file lacks, and missing seqs up to its top no ack covered.
+
+    ``stored`` is sorted; ``promised`` is the ledger's sorted, disjoint ``[lo, hi]`` runs.
+    """
+    held = sorted(set(stored))
+    top = held[-1] if held else 0
+    lost = covered = 0
+    for lo, hi in promised:
+        inside = bisect.bisect_right(held, hi) - bisect.bisect_left(held, lo)
+        lost += hi - lo + 1 - inside
+        covered += max(0, min(hi, top) - lo + 1) - inside  # missing below the top, but promised: lost, not dropped
+    return lost, top - len(held) - covered  # top - len(held): the seqs 1..top the file lacks
+
+
+def losses(stored: dict[str, list[int]], ledgers: dict[str, list[list[int]]], nodes: Iterable[str]) -> Losses:
+    """``split_gaps`` over the fleet."""
+    counts = [split_gaps(stored.get(n, []), ledgers.get(n, [])) for n in nodes]
+    return Losses(
+        nodes_with_lost=sum(lost > 0 for lost, _ in counts),
+        lost_samples=sum(lost for lost, _ in counts),
+        nodes_with_dropped=sum(dropped > 0 for _, dropped in counts),
+        dropped_samples=sum(dropped for _, dropped in counts),
+    )
+
+
+def read_ledgers(directory: Path, files: int, deadline_s: float) -> dict[str, list[list[int]]]:
+    """The fleet's ack records (one file per worker, written as it stops), waiting up to ``deadline_s`` for them."""
+    started = time.monotonic()
+    while len(list(directory.glob("acks-*.json"))) < files and time.monotonic() - started < deadline_s:
+        time.sleep(0.2)
+    out: dict[str, list[list[int]]] = {}
+    for path in directory.glob("acks-*.json"):
+        out.update(json.loads(path.read_text())["promised"])
+    return out
 
 
 def _stored_seqs(data_dir: Path, since_at: float) -> dict[str, list[int]]:
@@ -172,6 +245,18 @@ def _durable_seqs(data_dir: Path) -> dict[str, int]:
         reader.close()
 
 
+async def _patient(call: Callable[[], Awaitable[T]], what: str, deadline_s: float = READ_DEADLINE_S) -> T:
+    """``call()`` again while it times out: a collector at 10,000 nodes on a shared machine may take a while."""
+    started = time.monotonic()
+    while True:
+        try:
+            return await call()
+        except (aiohttp.ClientError, TimeoutError):
+            if time.monotonic() - started > deadline_s:
+                raise RuntimeError(f"{what}: no answer within {deadline_s:g} s") from None
+            await asyncio.sleep(0.5)
+
+
 async def _time_restart(
     session: aiohttp.ClientSession, base: str, spawned: float, nodes: int, notes: list[str]
 ) -> tuple[float, float, float, int]:
@@ -185,12 +270,52 @@ async def _time_restart(
         await asyncio.sleep(POLL_S)
     snapshot_s = time.monotonic() - spawned
     # .get: a 429 during the reconnect storm has no store block; poll again.
-    while not (await get_json(session, base + "/api/v1/health"))[1].get("store", {}).get("recent_loaded"):
+    health = lambda: get_json(session, base + "/api/v1/health")  # noqa: E731
+    while not (await _patient(health, "health"))[1].get("store", {}).get("recent_loaded"):
         if time.monotonic() - spawned > START_DEADLINE_S:
             notes.append("the recent window was not loaded in time")
             break
         await asyncio.sleep(0.1)
     return health_s, snapshot_s, time.monotonic() - spawned, seen
+
+
+@dataclass
+class BeforeKill:
+    """What the first collector showed just before its SIGKILL."""
+
+    held: dict[str, int]  # every node's last_seq
+    missing_reported: int
+    refused: int
+    closes: str  # its ingest closes by reason (``/metrics``), the likeliest causes of the simulator's drops
+
+
+async def _push_then_read(
+    session: aiohttp.ClientSession, base: str, nodes: int, minutes: float, notes: list[str]
+) -> BeforeKill:
+    """Wait for the fleet to connect, let it push ``minutes`` of history, then read what the collector holds."""
+    connect_started = time.monotonic()
+    while (connected := await _connected(session, base)) < nodes:
+        if time.monotonic() - connect_started > CONNECT_DEADLINE_S:
+            notes.append(f"{connected} of {nodes} nodes connected within {CONNECT_DEADLINE_S:g} s")
+            break
+        await asyncio.sleep(0.5)
+    print(f"restart: {connected:,} nodes connected; pushing {minutes:g} min of history", file=sys.stderr)
+    await asyncio.sleep(minutes * 60)
+    body = (await _patient(lambda: get_json(session, base + "/api/v1/nodes"), "nodes"))[1]
+    missing = sum(int(entry["status"].get("missing_samples", 0)) for entry in body["nodes"])
+    store = (await _patient(lambda: get_json(session, base + "/api/v1/health"), "health"))[1].get("store", {})
+    closes = await _patient(lambda: _ingest_closes(session, base), "metrics")
+    held = await _patient(lambda: last_seqs(session, base), "the nodes' seqs before the kill")
+    return BeforeKill(held, missing, int(store.get("refused_samples", 0)), closes)
+
+
+async def _ingest_closes(session: aiohttp.ClientSession, base: str) -> str:
+    """``/metrics``' ingest protocol errors by reason, largest first: ``reason=N, ...``."""
+    async with asyncio.timeout(30), session.get(base + "/metrics") as response:
+        text = await response.text()
+    found = PROTOCOL_ERRORS.findall(text)
+    counts = sorted(((int(float(n)), reason) for reason, n in found if float(n) > 0), reverse=True)
+    return ", ".join(f"{reason}={n}" for n, reason in counts)
 
 
 async def run(nodes: int, minutes: float, replay_s: float, api_nodes: int, workdir: Path) -> RestartResult:
@@ -202,45 +327,51 @@ async def run(nodes: int, minutes: float, replay_s: float, api_nodes: int, workd
         first = await asyncio.to_thread(group.collector, *extra)
         base = first.url
         started_at = time.time()
-        fleet_args = ["--no-dying", "--prefix", "restart"] + (
-            ["--spread-addresses"] if nodes > SPREAD_ABOVE_NODES else []
-        )
-        duration_s = minutes * 60 + CONNECT_DEADLINE_S + replay_s + START_DEADLINE_S
+        acks_dir = workdir / "acks"
+        acks_dir.mkdir()
+        # --spread-addresses: the fleet's workers come from 127.0.0.2 and up, so the bench's own health and
+        # snapshot requests (from 127.0.0.1) are not queued behind the storm's per-address cap (trust.nodetable).
+        fleet_args = ["--no-dying", "--prefix", "restart", "--spread-addresses"]
+        # The ack record (simnodes.AckLedger) is what tells a store loss from the simulator's own drops; a
+        # simulator without it still runs the bench, and the table says the split was not made.
+        recorded = hasattr(simnodes, "AckLedger")
+        fleet_args += ["--ack-record", str(acks_dir)] if recorded else []
+        duration_s = minutes * 60 + CONNECT_DEADLINE_S + replay_s + START_DEADLINE_S + READ_DEADLINE_S
         fleet = group.fleet(base, nodes, 1.0, duration_s, *fleet_args)
         async with aiohttp.ClientSession() as session:
-            connect_started = time.monotonic()
-            while (connected := await _connected(session, base)) < nodes:
-                if time.monotonic() - connect_started > CONNECT_DEADLINE_S:
-                    notes.append(f"{connected} of {nodes} nodes connected within {CONNECT_DEADLINE_S:g} s")
-                    break
-                await asyncio.sleep(0.5)
-            print(f"restart: {connected:,} nodes connected; pushing {minutes:g} min of history", file=sys.stderr)
-            await asyncio.sleep(minutes * 60)
-            held = await last_seqs(session, base)
+            before = await _push_then_read(session, base, nodes, minutes, notes)
+            held = before.held
             first.proc.kill()
             durable = await asyncio.to_thread(_durable_seqs, group.data_dir)
-            db = group.data_dir / "nodewatch.db"
-            db_mib = sum(p.stat().st_size for p in group.data_dir.glob("nodewatch.db*")) / 2**20 if db.exists() else 0.0
+            db_mib = sum(p.stat().st_size for p in group.data_dir.glob("nodewatch.db*")) / 2**20
             argv = [sys.executable, "-m", "nodewatch", "collector", "--bind", f"127.0.0.1:{first.port}", *extra]
             group.spawn("collector", [*argv, *store_flags(group.data_dir)])
             spawned = time.monotonic()
             health_s, snapshot_s, rings_s, seen = await _time_restart(session, base, spawned, len(held), notes)
-            restored = await last_seqs(session, base)
+            restored = await _patient(lambda: last_seqs(session, base), "the restored nodes' seqs")
             await asyncio.sleep(replay_s)
+            fleet.signal(signal.SIGTERM)  # the fleet's workers write their ack records as they stop
+            workers = max(1, min(8, math.ceil(nodes / NODES_PER_PROCESS)))
+            ledgers = await asyncio.to_thread(read_ledgers, acks_dir, workers if recorded else 0, LEDGER_DEADLINE_S)
             fleet.kill()
             check_started = time.monotonic()
             stored = await asyncio.to_thread(_stored_seqs, group.data_dir, started_at - 60)
             check_s = time.monotonic() - check_started
-            with_gaps = sum(not _gap_free(stored.get(n, []), durable.get(n, 0)) for n in held)
-            tails = [before - durable.get(node_id, 0) for node_id, before in held.items()]
+            if not recorded:
+                notes.append("no ack record (this simulator keeps none): lost and dropped not told apart")
+            elif len(ledgers) < len(held):
+                notes.append(f"ack records of {len(ledgers)} of {len(held)} nodes")
+            if before.closes:
+                notes.append(f"the first collector's ingest closes: {before.closes}")
             api_ids = sorted(held)[:: max(1, len(held) // max(1, api_nodes))][:api_nodes]
             api_gaps = 0
             for node_id in api_ids:
                 seqs = await _history_seqs(session, base, node_id, started_at - 60)
                 api_gaps += not _gap_free(seqs, durable.get(node_id, 0))
-            restored_min = min(restored.values(), default=0)
     finally:
         group.close()
+    split = losses(stored, ledgers, held) if recorded else Losses(-1, -1, -1, -1)  # -1: not told apart
+    tails = [seq - durable.get(node_id, 0) for node_id, seq in held.items()]
     return RestartResult(
         nodes=nodes,
         minutes=minutes,
@@ -250,19 +381,25 @@ async def run(nodes: int, minutes: float, replay_s: float, api_nodes: int, workd
         snapshot_nodes=seen,
         rings_s=round(rings_s, 3),
         nodes_checked=len(held),
-        nodes_with_gaps=with_gaps,
+        nodes_with_gaps=sum(not _gap_free(stored.get(n, []), durable.get(n, 0)) for n in held),
         api_checked=len(api_ids),
         api_with_gaps=api_gaps,
         check_s=round(check_s, 2),
-        restored_seq_min=restored_min,
+        restored_seq_min=min(restored.values(), default=0),
         tail_p50=percentile([float(t) for t in tails], 0.5),
         tail_max=max(tails, default=0),
+        nodes_with_lost=split.nodes_with_lost,
+        lost_samples=split.lost_samples,
+        nodes_with_dropped=split.nodes_with_dropped,
+        dropped_samples=split.dropped_samples,
+        missing_reported=before.missing_reported,
+        refused_before_kill=before.refused,
         note="; ".join(notes),
     )
 
 
 def table(r: RestartResult) -> str:
-    """The markdown table."""
+    """The markdown table, and the gaps split by the fleet's ack record."""
     return "\n".join(
         [
             "| nodes | history min | db MiB | health answers s | all nodes in snapshot s | rings refilled s | "
@@ -271,9 +408,21 @@ def table(r: RestartResult) -> str:
             f"| {r.nodes:,} | {r.minutes:g} | {r.db_mib:.1f} | {r.health_s:.2f} | {r.snapshot_s:.2f} | "
             f"{r.rings_s:.2f} | {r.nodes_checked:,} | {r.nodes_with_gaps} | {r.api_checked} | {r.api_with_gaps} | "
             f"{r.tail_p50:g} | {r.tail_max} |",
+            "",
+            "| acked and lost: nodes | samples | never acked (the simulator's, not replayed): nodes | samples | "
+            "seq jumps the killed collector counted | samples its full queue refused |",
+            "|" + "---:|" * 6,
+            "| "
+            + " | ".join(_count(n) for n in (r.nodes_with_lost, r.lost_samples, r.nodes_with_dropped))
+            + f" | {_count(r.dropped_samples)} | "
+            f"{r.missing_reported} | {r.refused_before_kill} |",
             *([f"note: {r.note}"] if r.note else []),
         ]
     )
+
+
+def _count(n: int) -> str:
+    return "n/a" if n < 0 else str(n)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
