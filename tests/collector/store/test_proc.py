@@ -135,3 +135,22 @@ class TestProcessWriter:
             parent.wait()
             if parent.stdout is not None:
                 parent.stdout.close()
+
+    def test_commit_reports_come_as_slot_seq_pairs_when_asked(self, tmp_path: Path) -> None:
+        """With ``on_slots``, each commit arrives as (slot, highest seq) pairs naming the writer's own slots."""
+        engine = SqliteEngine(tmp_path)
+        pairs: list[int] = []
+        writer = ProcessWriter(tmp_path, "NORMAL", Reports(), on_slots=pairs.extend)
+        writer.start()
+        try:
+            a, b = writer.slot("n1", "i1"), writer.slot("n2", "i1")
+            assert (a, b, writer.slot("n1", "i1")) == (0, 1, 0)
+            for seq in range(1, 4):
+                assert writer.append_slot(a, seq, 1_800_000_000.0 + seq, (1.0, 2.0, None, 3.0, 4.0, 5.0, 6.0))
+            assert writer.append_slot(b, 9, 1_800_000_000.0, (1.0, 2.0, 0.5, 3.0, 4.0, None, None))
+            assert writer.flush(WAIT_S)
+            assert sorted(zip(pairs[::2], pairs[1::2], strict=True)) == [(a, 3), (b, 9)]
+            assert engine.load_recent(0.0)["n1"].seq == [1, 2, 3]
+        finally:
+            writer.close()
+            engine.close()
