@@ -202,7 +202,7 @@ def encode_column(column: array[Any], missing: int | None, orders: range = range
         mask = list(map(math.isnan, column)) if any(map(math.isnan, column)) else None
     else:
         mask = [v == missing for v in column] if missing is not None and missing in column else None
-    values = list(column) if mask is None else list(itertools.compress(column, (not m for m in mask)))
+    values = list(column) if mask is None else list(itertools.compress(column, map(operator.not_, mask)))
     mask_bytes = b"" if mask is None else bytes(mask)
     flags = 0 if mask is None else _MASKED
     decimals = 0
