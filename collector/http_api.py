@@ -26,7 +26,7 @@ from collector import wire
 from collector.cache import STATES
 from collector.changes import ChangeKind
 from collector.metrics import ListingCounts, render_metrics, take_snapshot
-from collector.nodes_listing import LISTING_RETRY_AFTER_S, ListingGate, listing_response
+from collector.nodes_listing import LISTING_RETRY_AFTER_S, MAX_SCRAPES, ListingGate, body_response, listing_response
 from collector.runtime import CollectorRuntime
 from collector.store.assemble import raw_result
 from collector.store.codec import Columns
@@ -182,6 +182,7 @@ class HttpApi:
         self.runtime = runtime
         cfg = runtime.config
         self.listings = ListingGate(cfg.max_listings, cfg.listing_wait_s, cfg.listing_send_timeout_s, runtime.clock)
+        self.scrapes = ListingGate(MAX_SCRAPES, cfg.listing_wait_s, cfg.listing_send_timeout_s, runtime.clock, "scrape")
 
     @web.middleware
     async def internal_errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -243,7 +244,7 @@ class HttpApi:
         except ValueError as exc:
             return json_error(400, "bad_request", str(exc))
         if not await self.listings.acquire():
-            return self.listings_full(request)
+            return self.gate_full(request, self.listings, "node listings", "listing_limit")
         try:
             records = runtime.cache.nodes(state)  # sorted by node id
             start = 0 if after is None else bisect.bisect_right(records, after, key=lambda r: r.node_id)
@@ -257,14 +258,13 @@ class HttpApi:
         finally:
             self.listings.release()
 
-    def listings_full(self, request: web.Request) -> web.Response:
-        """503 with Retry-After: ``max_listings`` listings are being written (counted, logged paced)."""
-        gate = self.listings
+    def gate_full(self, request: web.Request, gate: ListingGate, what: str, reason: str) -> web.Response:
+        """503 with Retry-After: every slot of ``gate`` is being rendered or written (counted, logged paced)."""
         detail = (
-            f"expected at most {gate.max_listings} node listings at once, got one more "
+            f"expected at most {gate.max_listings} {what} at once, got one more "
             f"(no slot came free within {gate.wait_s:g} s); retry after {LISTING_RETRY_AFTER_S} s"
         )
-        self.runtime.count_close("http", str(request.remote), 503, "listing_limit", detail)
+        self.runtime.count_close("http", str(request.remote), 503, reason, detail)
         response = json_error(503, "capacity_reached", detail)
         response.headers["Retry-After"] = str(LISTING_RETRY_AFTER_S)
         return response
@@ -310,11 +310,20 @@ class HttpApi:
             result = raw_result(node_id, cols, from_at, to_at, step_s=step, interval_s=record.interval_s)
         return web.json_response({"server_time_at": wall, "from_at": from_at, "to_at": to_at, **result.to_map()})
 
-    async def metrics(self, request: web.Request) -> web.Response:
-        """``GET /metrics``: Prometheus text exposition, built at scrape time."""
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        """``GET /metrics``: Prometheus text exposition, built at scrape time; ``MAX_SCRAPES`` at once."""
         runtime = self.runtime
         if not token_ok(request, runtime.viewer_tokens):
             return unauthorized(runtime, request, "http", "viewer")
+        if not await self.scrapes.acquire():
+            return self.gate_full(request, self.scrapes, "scrapes of /metrics", "scrape_limit")
+        try:
+            return await self._metrics(request)
+        finally:
+            self.scrapes.release()
+
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        runtime = self.runtime
         # The copy is taken here, on the loop; building and formatting (~1 s at 10,000 nodes) run in a thread.
         gate = self.listings
         snapshot = take_snapshot(
@@ -326,7 +335,7 @@ class HttpApi:
             listings=ListingCounts(active=gate.active, refused=gate.refused, cut=gate.cut),
         )
         body = await asyncio.to_thread(render_metrics, snapshot)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+        return await body_response(request, self.scrapes, body, CONTENT_TYPE_PLAIN_0_0_4)
 
     async def api_not_found(self, request: web.Request) -> web.Response:
         """Any other ``/api/`` path: a JSON 404 that lists the endpoints that do exist."""

@@ -12,7 +12,8 @@ Each listing also holds one of ``ListingGate``'s slots from before it renders un
 byte reached the socket, so however many clients ask at once, at most ``max_listings`` chunks
 are held; one that finds none free within ``wait_s`` gets HTTP 503 with ``Retry-After``. A write
 the socket does not take within ``send_timeout_s`` (a client that stopped reading) drops the
-connection, so no client holds a slot for longer.
+connection, so no client holds a slot for longer. ``/metrics`` scrapes hold slots of a gate of
+their own the same way (``body_response``).
 
 Not here: which records, paging parameters, the bearer check and the 503 itself
 (``collector.http_api``).
@@ -50,6 +51,9 @@ DEFAULT_LISTING_WAIT_S = 1.0
 DEFAULT_LISTING_SEND_TIMEOUT_S = 10.0
 # The 503's Retry-After, in seconds: a slot frees as soon as one listing is written.
 LISTING_RETRY_AFTER_S = 1
+# /metrics scrapes rendered or written at once (each holds the whole text, ~1 KiB to ~138 KiB a node):
+# Prometheus scrapes a target one at a time, so two leave room for a person with curl.
+MAX_SCRAPES = 2
 
 
 class ListingGate:
@@ -64,6 +68,7 @@ class ListingGate:
         wait_s: float = DEFAULT_LISTING_WAIT_S,
         send_timeout_s: float = DEFAULT_LISTING_SEND_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
+        what: str = "/api/v1/nodes listing",
     ) -> None:
         if max_listings < 1 or not wait_s >= 0 or not send_timeout_s > 0:
             raise RuntimeError(
@@ -74,6 +79,7 @@ class ListingGate:
         self.wait_s = wait_s
         self.send_timeout_s = send_timeout_s
         self.clock = clock
+        self.what = what
         self._free = asyncio.Semaphore(max_listings)
         self.active = 0  # listings holding a slot now
         self.refused = 0  # listings answered 503: no slot free within wait_s
@@ -101,7 +107,7 @@ class ListingGate:
         self.cut += 1
         warn_limited(
             log, self._cut_log, "listing_too_slow", self.clock(),
-            "http %r: dropping a /api/v1/nodes listing: a write took over %g s", peer, self.send_timeout_s,
+            "http %r: dropping a %s: a write took over %g s", peer, self.what, self.send_timeout_s,
         )  # fmt: skip
 
 
@@ -147,16 +153,13 @@ async def listing_response(
     slot is held until the client has (nearly) everything. A client that leaves, or does not take
     one write within ``gate.send_timeout_s``, ends the listing there.
     """
+    if len(rows) <= STREAM_CHUNK_NODES:
+        body = await asyncio.to_thread(nodes_json, wall, rows, next_after)
+        return await body_response(request, gate, body, "application/json")
     timeout_s = gate.send_timeout_s
     response = web.StreamResponse()
     response.content_type = "application/json"
     try:
-        if len(rows) <= STREAM_CHUNK_NODES:
-            body = await asyncio.to_thread(nodes_json, wall, rows, next_after)
-            response.content_length = len(body)
-            await response.prepare(request)
-            await _send(response, body, timeout_s, last=True)
-            return response
         await response.prepare(request)
         await _send(response, b'{"server_time_at": ' + json.dumps(wall).encode() + b', "nodes": [', timeout_s)
         for start in range(0, len(rows), STREAM_CHUNK_NODES):
@@ -165,9 +168,27 @@ async def listing_response(
         tail = b"]" if next_after is None else b'], "next_after": ' + json.dumps(next_after).encode()
         await _send(response, tail + b"}", timeout_s, last=True)
     except TimeoutError:
-        gate.note_cut(str(request.remote))
-        if request.transport is not None:
-            request.transport.abort()  # close() would first wait for the unsent bytes to drain
+        _cut(request, gate)
     except ConnectionError:
         log.debug("http %r: the client left during a /api/v1/nodes listing", request.remote)
     return response
+
+
+async def body_response(request: web.Request, gate: ListingGate, body: bytes, content_type: str) -> web.StreamResponse:
+    """``body`` in one write with its Content-Length, dropped (counted) if the socket does not take it in time."""
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    response.content_length = len(body)
+    try:
+        await response.prepare(request)
+        await _send(response, body, gate.send_timeout_s, last=True)
+    except TimeoutError:
+        _cut(request, gate)
+    except ConnectionError:
+        log.debug("http %r: the client left during %s", request.remote, request.path[:100])
+    return response
+
+
+def _cut(request: web.Request, gate: ListingGate) -> None:
+    gate.note_cut(str(request.remote))
+    if request.transport is not None:
+        request.transport.abort()  # close() would first wait for the unsent bytes to drain

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestClient
 
-from collector.nodes_listing import STREAM_CHUNK_NODES
+from collector.nodes_listing import MAX_SCRAPES, STREAM_CHUNK_NODES
 from shared.messages import Heartbeat
 from tests.support.collector import MakeClient, connect_agent, send_heartbeat
 from tests.support.messages import heartbeat, hello
@@ -107,3 +107,43 @@ class TestListingGate:
             assert resp.status == 200
             assert len((await resp.json())["nodes"]) == NODES  # the whole streamed listing, to a client that reads
             sock.close()
+
+
+async def stalled_scrape(client: TestClient[Any, Any]) -> socket.socket:
+    """A client that asks for /metrics and never reads (a 4 KiB receive buffer; the text is ~30 MB here)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", client.port))
+    await loop.sock_sendall(sock, b"GET /metrics HTTP/1.1\r\nHost: collector\r\n\r\n")
+    return sock
+
+
+class TestScrapeGate:
+    async def test_scrapes_past_the_slots_get_503_and_are_counted(self, make_client: MakeClient) -> None:
+        """Two scrapers that never read hold /metrics' two slots: the next scrape gets 503, counted; then 200 again.
+
+        Before the gate every such scrape pinned its whole text (~30 MB here) for as long as it liked.
+        """
+        async with fat_fleet(make_client, listing_wait_s=0.0, listing_send_timeout_s=300.0) as client:
+            stalled = [await stalled_scrape(client) for _ in range(MAX_SCRAPES)]
+            refused = 0
+            async with asyncio.timeout(WAIT_S):
+                while (resp := await client.get("/metrics")).status != 503:
+                    await resp.read()
+                    await asyncio.sleep(0.05)
+            refused += 1
+            assert resp.headers["Retry-After"] == "1"
+            assert (await resp.json())["error"] == "capacity_reached"
+            assert (await client.get("/api/v1/nodes?limit=1")).status == 200  # listings have slots of their own
+            for sock in stalled:
+                sock.close()
+            async with asyncio.timeout(WAIT_S):
+                while (resp := await client.get("/metrics")).status != 200:
+                    refused += 1
+                    await asyncio.sleep(0.05)
+            errors = 'nodewatch_collector_protocol_errors_total{endpoint="http",reason="scrape_limit"}'
+            found = re.search(rf"^{re.escape(errors)} (\S+)$", await resp.text(), re.MULTILINE)
+            assert found is not None
+            assert float(found.group(1)) == refused
