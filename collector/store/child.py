@@ -76,8 +76,10 @@ class Child:
     def _durable(self, durables: list[Durable]) -> None:
         slots, pairs = self._slots, array("q")
         for node_id, instance_id, seq in durables:
-            pairs.append(slots[node_id, instance_id])
-            pairs.append(seq)
+            slot = slots.get((node_id, instance_id))
+            if slot is not None:  # None: retired meanwhile, the parent's gate no longer asks
+                pairs.append(slot)
+                pairs.append(seq)
         self.send(("slots", pairs.tobytes()))
 
     def _report(self) -> None:
@@ -86,7 +88,6 @@ class Child:
     def serve(self) -> None:
         """Take the parent's messages until ``close``; a closed pipe means the parent died: exit at once."""
         self.writer.start()
-        append = self.writer.append
         while True:
             try:
                 message = pickle.loads(self.conn.recv_bytes())  # noqa: S301 - our parent's socketpair, no one else's
@@ -94,28 +95,35 @@ class Child:
                 os._exit(0)  # nothing uncommitted here was ever acked; the next collector takes over the file
             kind = message[0]
             if kind == "write":
-                names: list[tuple[int, str, str]] = message[1]
-                nodes: dict[str, NodeRow | None] = message[2]
-                for slot, node_id, instance_id in names:
-                    self._names[slot] = key = (node_id, instance_id)
-                    self._slots[key] = slot
-                by_slot = self._names
-                records: list[Record] = message[3]
-                for slot, seq, sampled_at, values in records:
-                    append(Sample(*by_slot[slot], seq, sampled_at, tuple(values)))
-                for node_id, row in nodes.items():
-                    if row is None:
-                        self.writer.forget_node(node_id)
-                    else:
-                        self.writer.put_node(row)
+                self._write(message[1], message[2], message[3])
             elif kind == "flush":
                 self.send(("flushed", message[1], self.writer.flush(message[2])))
+            elif kind == "retire":
+                key = self._names.pop(message[1], None)
+                if key is not None and self._slots.get(key) == message[1]:
+                    del self._slots[key]
             elif kind == "max_bytes":
                 self.engine.max_bytes = message[1]
             elif kind == "close":
                 self.writer.close(message[1])
                 self.send(("closed", asdict(self.writer.health()), self.writer.failures()))
                 return
+
+    def _write(
+        self, names: list[tuple[int, str, str]], nodes: dict[str, NodeRow | None], records: list[Record]
+    ) -> None:
+        """New slots' names, then the samples, then the registry puts (None: forget), as the parent sent them."""
+        by_slot, append = self._names, self.writer.append
+        for slot, node_id, instance_id in names:
+            by_slot[slot] = key = (node_id, instance_id)
+            self._slots[key] = slot
+        for slot, seq, sampled_at, values in records:
+            append(Sample(*by_slot[slot], seq, sampled_at, tuple(values)))
+        for node_id, row in nodes.items():
+            if row is None:
+                self.writer.forget_node(node_id)
+            else:
+                self.writer.put_node(row)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -78,6 +78,11 @@ class AckGate:
             self._by_slot[slot] = acks
         return durable
 
+    def slot_of(self, node_id: str) -> int:
+        """The writer's slot of the node's current instance, -1 if none."""
+        node = self._nodes.get(node_id)
+        return -1 if node is None else node.slot
+
     def node(self, node_id: str, instance_id: str) -> NodeAcks | None:
         """The ack state of ``node_id`` if it runs ``instance_id`` (for ``StoreLink.heartbeat``)."""
         node = self._nodes.get(node_id)

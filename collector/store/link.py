@@ -25,6 +25,7 @@ class SampleWriter(Protocol):
     """What the link needs of a writer: ``StoreWriter`` (a thread) or ``ProcessWriter`` (a child process)."""
 
     def slot(self, node_id: str, instance_id: str) -> int: ...
+    def retire(self, slot: int) -> None: ...
     def append_slot(self, slot: int, seq: int, sampled_at: float, values: Sequence[float | None]) -> bool: ...
     def put_node(self, row: NodeRow) -> None: ...
     def forget_node(self, node_id: str) -> None: ...
@@ -51,7 +52,10 @@ class StoreLink(Generic[W]):
         """
         instance, stored = self._restored.get(node_id, (instance_id, 0))
         durable = stored if instance == instance_id else 0
-        return self.gate.hello(node_id, instance_id, ack_every, durable, now, self.writer.slot(node_id, instance_id))
+        slot, old = self.writer.slot(node_id, instance_id), self.gate.slot_of(node_id)
+        if old >= 0 and old != slot:  # a new instance: the old one's slot is done with
+            self.writer.retire(old)
+        return self.gate.hello(node_id, instance_id, ack_every, durable, now, slot)
 
     def heartbeat(
         self, node_id: str, instance_id: str, seq: int, sampled_at: float, values: Sequence[float | None]
@@ -96,6 +100,9 @@ class StoreLink(Generic[W]):
 
     def forget(self, node_id: str) -> None:
         """The cache forgot the node."""
+        slot = self.gate.slot_of(node_id)
+        if slot >= 0:
+            self.writer.retire(slot)
         self.gate.gone(node_id)
         self._restored.pop(node_id, None)
         self.writer.forget_node(node_id)

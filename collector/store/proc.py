@@ -1,26 +1,21 @@
 """``ProcessWriter``: the store's writes in a child process, so encoding, SQLite and compaction never hold our GIL.
 
-At 10,000 nodes the writer thread's Python work (column encoding, compaction: seconds
-every minute) shared the event loop's GIL and its one core, and the loop fell behind
-(e2e p99 0.7-1 s, docs/store.md). The child (``collector.store.child``) runs the very
-same ``StoreWriter`` on its own ``SqliteEngine``, on the other core; this side keeps
-``StoreWriter``'s interface (``append``, ``put_node``, ``forget_node``, ``accepting``,
-``health``, ``flush``, ``close``), so ``StoreLink`` and the ack gate do not change.
+At 10,000 nodes the writer thread's Python work (column encoding, compaction: seconds every minute)
+shared the event loop's GIL and its one core, and the loop fell behind (docs/store.md). The child
+(``collector.store.child``) runs the same ``StoreWriter`` on its own ``SqliteEngine``, on the other
+core; this side keeps ``StoreWriter``'s interface, so ``StoreLink`` and the ack gate do not change.
 
-- The loop's ``append_slot`` appends one plain tuple (``Record``: slot, seq, time, values) and
-  counts it. A sender thread pickles what queued every ``SEND_INTERVAL_S`` in one call, with the
-  names of new slots and the registry puts, and writes it to a socketpair. Plain tuples of ints,
-  floats and None pickle in C (a ``Sample`` namedtuple called back into Python per sample: 5.5
-  µs each on our GIL, 0.7 now). A receiver thread reads the child's commit reports, flat
-  ``array("q")`` (slot, seq) pairs, and hands them to ``on_slots`` (or, without it, as
-  ``Durable`` lists to ``on_durable``, as the thread did).
-- The queue bound is kept here: samples appended but not yet reported committed. The
-  child's own queue never refuses, so nothing the gate counts as accepted is dropped there.
+- The loop's ``append_slot`` appends a plain tuple (``Record``) and counts it. A sender thread pickles
+  what queued every ``SEND_INTERVAL_S`` in one call, with new slots' names and the registry puts, into
+  a socketpair: plain tuples pickle in C (a ``Sample`` namedtuple called back into Python: 5.5 µs a
+  sample on our GIL, 0.7 now). A receiver thread hands the child's commit reports, ``array("q")``
+  (slot, seq) pairs, to ``on_slots`` (or as ``Durable`` lists to ``on_durable``).
+- The queue bound is kept here: samples appended but not yet reported committed. The child's own
+  queue never refuses, so nothing the gate counts as accepted is dropped there.
 - An ack still follows a commit: only the child's commit report moves ``durable``.
-- If the child dies, health says degraded with the exit status, ``append`` refuses
-  (the gate stops acking: agents keep their backlogs) and nothing further is acked.
-  Samples it held uncommitted were never acked, so no acked sample is lost. A restart
-  of the collector brings the writer back.
+- If the child dies, health says degraded with the exit status, ``append`` refuses (the gate stops
+  acking: agents keep their backlogs). Samples it held uncommitted were never acked, so no acked
+  sample is lost. A restart of the collector brings the writer back.
 - The child dies with us (``PR_SET_PDEATHSIG``): a kill -9 of the collector leaves no writer behind.
 
 Not here: SQL, the commit loop (``collector.store.writer``, in the child), ack rules.
@@ -46,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.store.durability import StoreHealth, accepting, health_reason
-from collector.store.model import Durable, NodeRow, Sample
+from collector.store.model import Durable, Sample
 from collector.store.sqlite_engine import SqliteEngine
 from collector.store.sqlite_reader import SqliteReader
 from collector.store.writer import QUEUE_MAX, RegistryPuts
@@ -81,14 +76,11 @@ class ProcessWriter(RegistryPuts):
         self.data_dir, self.sync, self.on_durable, self.on_slots = data_dir, sync, on_durable, on_slots
         self.queue_max, self.send_interval_s, self.wall_clock = queue_max, send_interval_s, wall_clock
         self._records: list[Record] = []  # the sender takes them from the front
-        self._slots: dict[tuple[str, str], int] = {}
-        self._names: list[tuple[str, str]] = []  # by slot
-        self._names_sent = 0  # sender thread only: the child knows slots below this
+        self._init_registry()
+        self._names_sent = 0  # sender thread only: the child has been told the names of slots below this
         self._appended = 0  # loop thread only
         self._committed = 0  # the child's count, set by the receiver thread
         self._refused = 0
-        self._lock = threading.Lock()
-        self._nodes: dict[str, NodeRow | None] = {}
         self._ops: list[tuple[Any, ...]] = []  # flush, max_bytes, close: sent after the samples before them
         self._flushes: dict[int, tuple[threading.Event, list[bool]]] = {}
         self._tokens = itertools.count(1)
@@ -164,6 +156,14 @@ class ProcessWriter(RegistryPuts):
         self._appended += 1
         return True
 
+    def retire(self, slot: int) -> None:
+        """The gate is done with ``slot``: the child forgets its names after the records that use it."""
+        with self._lock:
+            key = self._names.get(slot)
+            if key is not None and self._slots.get(key) == slot:
+                del self._slots[key]
+            self._ops.append(("retire", slot))
+
     def append(self, sample: Sample) -> bool:
         """``append_slot`` for a ``Sample``."""
         slot = self.slot(sample.node_id, sample.instance_id)
@@ -236,10 +236,14 @@ class ProcessWriter(RegistryPuts):
             batch = records[:n]
             del records[:n]
             with self._lock:  # after the records: every slot they use is named by now
-                names = [(k, *self._names[k]) for k in range(self._names_sent, len(self._names))]
-                self._names_sent += len(names)
+                named = self._names
+                names = [(k, *named[k]) for k in range(self._names_sent, self._slot_count) if k in named]
+                self._names_sent = self._slot_count
                 nodes, self._nodes = self._nodes, {}
                 ops, self._ops = self._ops, []
+                for op in ops:  # a retired slot's name was sent above, with any record still using it
+                    if op[0] == "retire":
+                        named.pop(op[1], None)
                 if self._closing or self._failure is not None:
                     return
             try:
@@ -280,8 +284,9 @@ class ProcessWriter(RegistryPuts):
         if self.on_slots is not None:
             self.on_slots(pairs)
             return
-        names, it = self._names, iter(pairs)
-        self.on_durable([Durable(*names[slot], seq) for slot, seq in zip(it, it, strict=True)])
+        with self._lock:
+            names = [(self._names.get(slot), seq) for slot, seq in zip(pairs[::2], pairs[1::2], strict=True)]
+        self.on_durable([Durable(*name, seq) for name, seq in names if name is not None])
 
     def _state(self, health: dict[str, Any], failures: dict[str, str]) -> None:
         with self._lock:
@@ -317,8 +322,7 @@ class EngineView:
     """
 
     def __init__(self, engine: SqliteEngine, writer: ProcessWriter) -> None:
-        self._engine = engine
-        self._writer = writer
+        self._engine, self._writer = engine, writer
         self._max_bytes = engine.max_bytes
 
     @property

@@ -46,24 +46,44 @@ MAINTAIN_INTERVAL_S = 60.0
 class RegistryPuts:
     """Registry writes queued for the next commit, latest per node (None: forget), so bounded by the node count.
 
-    Also the writers' slots: a small number per (node, instance), taken at the hello, that the heartbeat path
-    and the writer process's commit reports use instead of the two strings.
+    Also the writers' slots: a number per (node, instance), taken at the hello, that the heartbeat path
+    and the writer process's commit reports use instead of the two strings. Numbers are never reused
+    (a late report of a retired slot names nothing); the table holds one live slot per node the gate
+    knows, since the link retires a node's slot when its instance changes or the node is forgotten
+    (an agent reconnecting with a new instance id each time must not grow it).
     """
 
     _lock: threading.Lock
     _nodes: dict[str, NodeRow | None]
     _slots: dict[tuple[str, str], int]
-    _names: list[tuple[str, str]]
+    _names: dict[int, tuple[str, str]]
+    _slot_count: int
+
+    def _init_registry(self) -> None:
+        """The lock, the queued puts and the slot table (both writers' ``__init__`` call this first)."""
+        self._lock = threading.Lock()
+        self._nodes = {}
+        self._slots = {}
+        self._names = {}
+        self._slot_count = 0
 
     def slot(self, node_id: str, instance_id: str) -> int:
-        """The number of (node, instance), given at its first use; it never changes."""
+        """The number of (node, instance), given at its first use and kept until ``retire``."""
         key = (node_id, instance_id)
         slot = self._slots.get(key)
         if slot is None:
             with self._lock:
-                slot = self._slots[key] = len(self._names)
-                self._names.append(key)
+                slot = self._slots[key] = self._slot_count
+                self._names[slot] = key
+                self._slot_count += 1
         return slot
+
+    def retire(self, slot: int) -> None:
+        """The gate is done with ``slot``: forget its names (a new hello of the same pair gets a new number)."""
+        with self._lock:
+            key = self._names.pop(slot, None)
+            if key is not None and self._slots.get(key) == slot:
+                del self._slots[key]
 
     def put_node(self, row: NodeRow) -> None:
         """Queue a registry write; a later put of the same node replaces one not yet written."""
@@ -98,13 +118,9 @@ class StoreWriter(RegistryPuts):
         self.queue_max, self.batch_max = queue_max, batch_max
         self.clock, self.wall_clock = clock, wall_clock
         self._queue: deque[Sample] = deque()
-        # Registry puts (None: forget), latest per node, so bounded by the node count.
-        self._nodes: dict[str, NodeRow | None] = {}
-        self._slots: dict[tuple[str, str], int] = {}
-        self._names: list[tuple[str, str]] = []
         self._pending: list[Sample] = []
         self._pending_nodes: dict[str, NodeRow | None] = {}
-        self._lock = threading.Lock()
+        self._init_registry()
         self._wake = threading.Event()
         self._done = threading.Condition(self._lock)
         self._cycles = 0  # started

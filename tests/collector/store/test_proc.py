@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from collector.store.durability import AckGate
+from collector.store.link import StoreLink
 from collector.store.model import Durable, NodeRow, Sample
 from collector.store.proc import ProcessWriter
 from collector.store.sqlite_engine import SqliteEngine
@@ -151,6 +153,27 @@ class TestProcessWriter:
             assert writer.flush(WAIT_S)
             assert sorted(zip(pairs[::2], pairs[1::2], strict=True)) == [(a, 3), (b, 9)]
             assert engine.load_recent(0.0)["n1"].seq == [1, 2, 3]
+        finally:
+            writer.close()
+            engine.close()
+
+    def test_an_agent_restarting_again_and_again_leaves_one_live_slot(self, tmp_path: Path) -> None:
+        """40 instances of one node in a row: each one's samples are stored, the slot table keeps only the last."""
+        engine = SqliteEngine(tmp_path)
+        pairs: list[int] = []
+        writer = ProcessWriter(tmp_path, "NORMAL", Reports(), on_slots=pairs.extend)
+        link = StoreLink(writer, AckGate(interval_s=5.0), {})
+        writer.start()
+        try:
+            for n in range(40):
+                link.hello("n1", f"i{n}", None, float(n))
+                link.heartbeat("n1", f"i{n}", 1, 1_800_000_000.0 + n, (1.0, 2.0, 0.5, 3.0, 4.0, 5.0, 6.0))
+            assert writer.flush(WAIT_S)
+            assert link.gate.durable_seq("n1") == 0  # reports go to the gate through on_slots; here, to pairs
+            assert (pairs[-2], pairs[-1]) == (writer.slot("n1", "i39"), 1)
+            assert len(writer._names) == 1  # the bound itself: one name per node the gate knows
+            health = writer.health()
+            assert (health.status, health.committed_samples) == ("ok", 40)
         finally:
             writer.close()
             engine.close()
