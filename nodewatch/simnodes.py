@@ -60,6 +60,7 @@ class FleetConfig:
     token: str | None
     dying: bool = True
     connect_rate_per_s: float = DEFAULT_CONNECT_RATE_PER_S
+    ack_record: str | None = None  # a directory: each worker writes its nodes' AckLedger there at the end
 
 
 @dataclass
@@ -75,6 +76,49 @@ class NodeProfile:
 
 
 @dataclass
+class AckLedger:
+    """The seqs of one node the collector said it holds: what a bench may call lost if the store lacks them.
+
+    The simulator keeps no backlog: a seq it sent on a connection that ended before the seq was acked
+    is never sent again (a real agent replays it after the next hello's ack, docs/protocol.md 4.1).
+    So a seq counts as promised only if an ack on its own connection covered it, or the ack of the
+    next hello (which says what the collector holds of the instance). Later acks pass over it as the
+    protocol allows: "every sample up to N that it will ever get". ``promised`` holds merged
+    ``[lo, hi]`` runs, in order.
+    """
+
+    promised: list[list[int]] = field(default_factory=list)
+    first: int = 1  # the first seq of the current connection
+    prev: tuple[int, int] | None = None  # the previous connection's seqs, until the next hello's ack
+    hello_acked: bool = False
+
+    def connected(self, next_seq: int, last_sent: int) -> None:
+        """A new connection: its first seq will be ``next_seq``; the one before it sent up to ``last_sent``."""
+        # A connection whose hello was never acked (refused, or cut first) leaves its range to the next.
+        first = self.prev[0] if self.prev is not None and not self.hello_acked else self.first
+        self.prev = (first, last_sent) if last_sent >= first else None
+        self.first, self.hello_acked = next_seq, False
+
+    def acked(self, seq: int, last_sent: int) -> None:
+        """An ack of ``seq`` arrived on the current connection, which has sent up to ``last_sent``."""
+        if not self.hello_acked:
+            self.hello_acked = True
+            if self.prev is not None:
+                self._add(self.prev[0], min(self.prev[1], seq))
+                self.prev = None
+        self._add(self.first, min(seq, last_sent))
+
+    def _add(self, lo: int, hi: int) -> None:
+        if hi < lo:
+            return
+        runs = self.promised
+        if runs and lo <= runs[-1][1] + 1 and lo >= runs[-1][0]:
+            runs[-1][1] = max(runs[-1][1], hi)
+        else:
+            runs.append([lo, hi])
+
+
+@dataclass
 class FleetCounters:
     """What a fleet (or one worker of it) did; ``last_seq`` is the last seq each node sent."""
 
@@ -82,6 +126,7 @@ class FleetCounters:
     sent: int = 0
     connect_errors: int = 0
     last_seq: dict[str, int] = field(default_factory=dict)
+    ledgers: dict[str, AckLedger] = field(default_factory=dict)
 
     def merge(self, other: FleetCounters) -> None:
         """Add another worker's counts to these."""
@@ -220,8 +265,8 @@ class AgentConnection(asyncio.Protocol):
             if len(buffer) < offset + length:
                 break
             payload, buffer = buffer[offset : offset + length], buffer[offset + length :]
-            if opcode == 0x2:  # binary: an ack
-                self.node.acks += 1
+            if opcode == 0x2:  # binary: an ack (or an error just before a close)
+                self._ack(payload)
             elif opcode == 0x9:  # ping
                 self.send(payload, opcode=0xA)
             elif opcode == 0x8:  # close: answer it and hang up
@@ -229,6 +274,16 @@ class AgentConnection(asyncio.Protocol):
                 self._close_transport()
                 break
         self._buffer = buffer
+
+    def _ack(self, payload: bytes) -> None:
+        node = self.node
+        try:
+            message = msgpack.unpackb(payload, raw=False)
+        except ValueError:
+            return
+        if isinstance(message, dict) and message.get("type") == "ack" and isinstance(message.get("seq"), int):
+            node.acks += 1
+            node.ledger.acked(message["seq"], node.seq)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Resolve both futures so that nobody waits on a dead connection."""
@@ -272,3 +327,4 @@ class SimNode:
     seq: int = 0
     acks: int = 0
     silent: bool = False
+    ledger: AckLedger = field(default_factory=AckLedger)

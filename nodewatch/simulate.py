@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from nodewatch.simnodes import (
     CLOSE_WAIT_S,
@@ -58,6 +59,7 @@ async def _connect(node: SimNode, config: FleetConfig, local_host: str | None, c
     except (OSError, TimeoutError):
         counters.connect_errors += 1
         return
+    node.ledger.connected(node.seq + 1, node.seq)
     hello = Hello(
         node_id=node.profile.node_id,
         agent_instance_id=node.instance_id,
@@ -98,6 +100,7 @@ async def run_worker(
     local_host = f"127.0.0.{2 + worker % MAX_ADDRESSES}" if config.spread_addresses else None
     target = ingest_target(config.collector)
     nodes = [SimNode(p, target, config.token, random.Random(p.node_id)) for p in profiles]  # noqa: S311 - load, not crypto
+    counters.ledgers.update((node.profile.node_id, node.ledger) for node in nodes)
     stagger_s = 1.0 / config.connect_rate_per_s
     due: list[tuple[float, int]] = []
     tasks: list[asyncio.Task[None]] = []
@@ -164,6 +167,10 @@ def _worker_main(
         runner.get_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
             runner.run(_wait(task))
+    if config.ack_record is not None:  # per node, the seqs the collector promised to hold (AckLedger)
+        promised = {node_id: ledger.promised for node_id, ledger in counters.ledgers.items()}
+        last = dict(counters.last_seq)
+        Path(config.ack_record, f"acks-{worker}.json").write_text(json.dumps({"promised": promised, "last_seq": last}))
     # Counts only: a per-node map could overflow the pipe before the parent reads it.
     results.put(json.dumps({"connected": counters.connected, "sent": counters.sent, "errors": counters.connect_errors}))
 
@@ -196,6 +203,9 @@ def parse_args(argv: Sequence[str] | None) -> FleetConfig:
     parser.add_argument("--spread-addresses", action="store_true", help="use 127.0.0.x source addresses")
     parser.add_argument("--token", default=None, help="agent token, if the collector wants one")
     parser.add_argument("--no-dying", action="store_true", help="no node dies (for loss measurements)")
+    parser.add_argument(
+        "--ack-record", default=None, metavar="DIR", help="at the end, write each node's acked seqs to DIR/acks-N.json"
+    )
     parser.add_argument(
         "--connect-rate",
         type=float,
@@ -230,6 +240,7 @@ def parse_args(argv: Sequence[str] | None) -> FleetConfig:
         token=args.token,
         dying=not args.no_dying,
         connect_rate_per_s=args.connect_rate,
+        ack_record=args.ack_record,
     )
 
 
