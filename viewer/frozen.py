@@ -18,6 +18,7 @@ from PyQt6.QtCore import QEvent, QObject, Qt
 from PyQt6.QtWidgets import QAbstractItemView, QFrame, QHeaderView, QTableView
 
 from viewer.cells import Column
+from viewer.table import OnePassTableView
 
 FROZEN: Final = (Column.STATE, Column.NODE)  # left to right, as the table shows them
 
@@ -28,7 +29,7 @@ class FrozenColumns(QObject):
     def __init__(self, table: QTableView) -> None:
         super().__init__(table)
         self._table = table
-        view = self.view = QTableView(table)
+        view = self.view = OnePassTableView(table)
         view.setObjectName("frozen_columns")
         view.setModel(table.model())
         view.setSelectionModel(table.selectionModel())

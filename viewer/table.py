@@ -7,6 +7,7 @@
   holds the row order still while it is over the rows, so a click lands where aimed.
 - The first click on a metric header sorts descending (the model's InitialSortOrderRole).
 - A selected row keeps its State cell's colour (``StateDelegate``).
+- A paint is one Python call (``OnePassTableView``), so it takes the GIL once, not once per cell.
 
 Not here: what the cells say (``viewer.model``) or the order (``viewer.sorting``). UI thread only.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 from typing import Final
 
 from PyQt6.QtCore import QEvent, QModelIndex, QPoint, Qt, pyqtSignal
-from PyQt6.QtGui import QAction, QEnterEvent, QFontMetrics
+from PyQt6.QtGui import QAction, QEnterEvent, QFontMetrics, QPaintEvent
 from PyQt6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -59,7 +60,37 @@ class StateDelegate(QStyledItemDelegate):
             option.state &= ~QStyle.StateFlag.State_Selected
 
 
-class NodeTableView(QTableView):
+class OnePassTableView(QTableView):
+    """A table view whose paint runs inside one Python call, holding the GIL from the first cell to the last.
+
+    Qt asks the Python model for every visible cell (``multiData``, ~300 per paint). Called
+    straight from Qt's event loop each of those calls must take the GIL, and while the network
+    thread decodes a frame each waits up to ``sys.getswitchinterval()`` (5 ms) for it: a paint of
+    a 10,000-node table then took up to ~1 s (bench/viewer_stall.py --trace: late ticks with
+    a paint and little CPU). Entered from this override, the cells re-enter with the GIL held.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        header = OnePassHeaderView(Qt.Orientation.Horizontal, self)
+        header.setSectionsClickable(True)  # as QTableView sets up its own header
+        header.setHighlightSections(True)
+        self.setHorizontalHeader(header)
+
+    def paintEvent(self, event: QPaintEvent | None) -> None:  # noqa: N802 - Qt's name
+        """Qt's paint, called from Python (see the class docstring)."""
+        super().paintEvent(event)
+
+
+class OnePassHeaderView(QHeaderView):
+    """A header whose paint is one Python call: each section's title is a Python ``headerData``."""
+
+    def paintEvent(self, event: QPaintEvent | None) -> None:  # noqa: N802 - Qt's name
+        """Qt's paint, called from Python (see ``OnePassTableView``)."""
+        super().paintEvent(event)
+
+
+class NodeTableView(OnePassTableView):
     """The table of nodes, one row per node, whole rows selected."""
 
     hover_changed = pyqtSignal(bool)
