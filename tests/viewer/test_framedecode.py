@@ -16,7 +16,7 @@ from tests.support.messages import entry, update
 from tests.viewer.helpers import make_link
 from tests.viewer.subscribe_server import SubscribeServer
 from viewer.batching import NodeBatch
-from viewer.framedecode import SLICE_ENTRIES, decode_frame
+from viewer.framedecode import SLICE_ENTRIES, STREAM_BYTES, decode_frame
 from viewer.link import LinkState, Phase
 
 # Three slices and a bit: a bad entry can sit in the first, a middle or the last, short one.
@@ -56,6 +56,38 @@ BAD_UPDATES: list[tuple[str, Callable[[Wire], None]]] = [
 ]
 
 
+def packed(wire: Wire) -> bytes:
+    """``wire`` packed as the collector packs it."""
+    data: bytes = msgpack.packb(wire, use_bin_type=True)
+    return data
+
+
+# Broken bytes of a big frame (one the decoder reads key by key and entry by entry).
+BAD_BYTES: list[tuple[str, Callable[[Wire], bytes]]] = [
+    ("trailing bytes", lambda wire: packed(wire) + b"\x00"),
+    ("cut short", lambda wire: packed(wire)[:-7]),
+    ("a bin key in the top map", lambda wire: packed({**wire, b"extra": 1})),  # type: ignore[dict-item]
+    ("nodes is a map", lambda wire: packed({**wire, "nodes": {str(i): n for i, n in enumerate(wire["nodes"])}})),
+    ("an ext type in an entry", lambda wire: packed(spoiled(wire, 3, "facts", msgpack.ExtType(1, b"x")))),
+    ("a string over the limit", lambda wire: packed(spoiled(wire, 300, "facts", "x" * (64 * 1024 + 1)))),
+    ("a bin key in an entry", lambda wire: packed(spoiled(wire, 7, b"k", 1))),  # type: ignore[arg-type]
+    ("not a map at all", lambda wire: packed(wire["nodes"])),
+]
+
+
+def refusal(decoder: Callable[[bytes], object], data: bytes) -> tuple[object, str, int]:
+    """The (reason, detail, close code) of the ``ProtocolError`` ``decoder`` refuses ``data`` with."""
+    with pytest.raises(ProtocolError) as refused:
+        decoder(data)
+    return refused.value.reason, refused.value.detail, refused.value.close_code
+
+
+def spoiled(wire: Wire, index: int, key: str, value: object) -> Wire:
+    """``wire`` with entry ``index``'s ``key`` set to ``value``."""
+    wire["nodes"][index][key] = value
+    return wire
+
+
 class TestDecodeFrame:
     def test_a_big_update_decodes_to_the_same_message(self) -> None:
         """An update of several slices' entries is exactly what the codec's decode gives, in order."""
@@ -70,15 +102,22 @@ class TestDecodeFrame:
         wire = big_update_map()
         spoil(wire)
         data = msgpack.packb(wire)
-        with pytest.raises(ProtocolError) as expected:
-            decode(data, COLLECTOR_LIMITS)
-        with pytest.raises(ProtocolError) as got:
-            decode_frame(data)
-        assert (got.value.reason, got.value.detail, got.value.close_code) == (
-            expected.value.reason,
-            expected.value.detail,
-            expected.value.close_code,
-        ), case
+        assert refusal(decode_frame, data) == refusal(lambda frame: decode(frame, COLLECTOR_LIMITS), data), case
+
+    @pytest.mark.parametrize(("case", "spoil"), BAD_BYTES, ids=[case for case, _ in BAD_BYTES])
+    def test_broken_bytes_of_a_big_frame_are_refused_as_before(self, case: str, spoil: Callable[[Wire], bytes]) -> None:
+        """A big frame with broken msgpack is refused with the codec's own reason and words, not half-read."""
+        data = spoil(big_update_map())
+        assert len(data) > STREAM_BYTES
+        assert refusal(decode_frame, data) == refusal(lambda frame: decode(frame, COLLECTOR_LIMITS), data), case
+
+    def test_a_big_snapshot_decodes_to_the_same_message(self) -> None:
+        """A snapshot of several slices' entries (read entry by entry) is exactly what the codec gives."""
+        wire = big_update_map()
+        wire.pop("removed", None)
+        data = packed({**wire, "type": "snapshot"})
+        assert len(data) > STREAM_BYTES
+        assert decode_frame(data) == decode(data, COLLECTOR_LIMITS)
 
     def test_small_and_other_frames_decode_as_before(self) -> None:
         """A small update and a bad non-update frame go through the codec unchanged."""
