@@ -180,7 +180,6 @@ class NodeSortFilterModel(QAbstractTableModel):
     def _on_source_data_changed(self, top_left: QModelIndex, bottom_right: QModelIndex, _roles: object = None) -> None:
         first_col, last_col = top_left.column(), bottom_right.column()
         exact = self._source.changed_rows
-        candidates = exact if exact is not None else range(top_left.row(), bottom_right.row() + 1)
         # Node ids never change in place, so sorting by node needs no re-sort.
         moved = False
         if first_col <= self._sort_column <= last_col and self._sort_column != Column.NODE:
@@ -194,10 +193,14 @@ class NodeSortFilterModel(QAbstractTableModel):
             self._show(sorted(row for row in exact if row not in self._view_row and self._accepts(row)))
         if moved:
             self._live_resort()
-        rows = sorted(row for row in map(self._view_row.get, candidates) if row is not None)
+        if exact is None:  # a column for every row ("last seen" each second): one range, no 10,000-row walk
+            if self._order:
+                self.dataChanged.emit(self.index(0, first_col), self.index(len(self._order) - 1, last_col))
+            return
+        rows = sorted(row for row in map(self._view_row.get, exact) if row is not None)
         if not rows:
             return
-        if exact is None or len(rows) > _MAX_RUNS:
+        if len(rows) > _MAX_RUNS:
             self.dataChanged.emit(self.index(rows[0], first_col), self.index(rows[-1], last_col))
             return
         # One dataChanged per run of adjacent view rows: the view repaints those rows only,
