@@ -143,6 +143,22 @@ class TestCollectorLink:
         assert sorted(node for batch in updates() for node in batch.entries) == sorted(f"n-{i}" for i in range(nodes))
         assert all(later > earlier for earlier, later in itertools.pairwise(ticks_at_slice))
 
+    def test_a_state_change_comes_after_the_slices_before_it(
+        self, qtbot: QtBot, server: SubscribeServer, started: tuple[CollectorLink, Recorder]
+    ) -> None:
+        """A big update followed by the collector going away shows every node first, then 'reconnecting'."""
+        link, _recorder = started
+        events: list[str] = []
+        link.batch_ready.connect(lambda batch: events.append("snapshot" if batch.is_snapshot else "slice"))
+        link.state_changed.connect(lambda state: events.append(state.phase.name))
+        qtbot.waitUntil(lambda: "CONNECTED" in events, timeout=5000)
+        nodes = 3 * APPLY_SLICE_NODES
+        server.push(update(*(entry(f"n-{index}", seq=2, full=False) for index in range(nodes))))
+        server.stop()
+        qtbot.waitUntil(lambda: "RECONNECTING" in events, timeout=5000)
+        after_connected = events[events.index("CONNECTED") + 1 :]
+        assert after_connected[: after_connected.index("RECONNECTING")].count("slice") == 3
+
     def test_history_request_is_answered(
         self, qtbot: QtBot, server: SubscribeServer, started: tuple[CollectorLink, Recorder]
     ) -> None:
