@@ -12,6 +12,10 @@ pyproject pins aiohttp to the minor range the canaries passed on.
   ``BaseRunner._reg_site``.
 - ``site_server``: ``BaseSite._runner``, to reach the runner's ``web.Server``.
 - ``cancel_heartbeat``: ``WebSocketResponse._cancel_heartbeat()``, see its docstring.
+- ``queued_binary``, ``queued`` and ``take_queued``: ``WebSocketResponse._reader``, the queue
+  aiohttp's parser fills (its ``_buffer`` of ``(message, size)``, ``is_eof()`` and ``read()``),
+  so the ingest shell can take a parsed binary frame in the transport's callback instead of
+  waking its task per frame (``collector.ingest``).
 
 Not here: anything public (``request.transport``, ``ws.close``), and policy.
 """
@@ -21,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from aiohttp import web
+from aiohttp import WSMessage, WSMsgType, web
 
 
 def open_connections(server: web.Server) -> int:
@@ -64,3 +68,37 @@ def cancel_heartbeat(ws: web.WebSocketResponse) -> None:
     ``tests/collector/test_aiohttp_private.py`` shows the leak without this call.
     """
     ws._cancel_heartbeat()
+
+
+def queued_binary(ws: web.WebSocketResponse) -> bool:
+    """Whether the next message aiohttp parsed for ``ws`` and queued is a binary one."""
+    reader = ws._reader
+    if reader is None:
+        return False
+    buffer = reader._buffer
+    return bool(buffer) and buffer[0][0].type is WSMsgType.BINARY
+
+
+def queued(ws: web.WebSocketResponse) -> bool:
+    """Whether ``receive()`` on ``ws`` has something now: a queued message, or the end of the stream."""
+    reader = ws._reader
+    return reader is not None and (bool(reader._buffer) or reader.is_eof())
+
+
+def take_queued(ws: web.WebSocketResponse) -> WSMessage:
+    """The next queued message, taken at once (call only after ``queued_binary``), as ``receive()`` returns it.
+
+    For a binary message ``receive()`` only reads the queue; its ``read()`` returns without
+    waiting when the queue holds one, and keeps the queue's byte count and flow control right.
+    """
+    reader = ws._reader
+    if reader is None:
+        raise RuntimeError("expected a prepared websocket, got one with no reader")
+    step = reader.read()
+    try:
+        step.send(None)
+    except StopIteration as done:
+        message: WSMessage = done.value
+        return message
+    step.close()
+    raise RuntimeError("expected a queued message, got a read that waits")

@@ -2,7 +2,9 @@
 
 The shell receives frames and feeds them to the session, executes the actions
 it returns (send, close, drop, wake me at t), and arms the one timer the
-session asks for on the app's ``Scheduler``. Websocket pings reach the loop too
+session asks for on the app's ``Scheduler``. While the conversation streams, binary
+frames are taken in the transport's callback as aiohttp parses them, with no task
+switch per frame (``collector.ingest_tap``); only what must await wakes the loop. Websocket pings reach the loop too
 (aiohttp's autoping is off): the session's ping budget sees each one, and only
 those under it get a pong (issue 13, finding 16b). While a hello's backlog is owed,
 the loop pauses between frames as ``ReplayPace`` says (1,000 frames/s past a
@@ -41,6 +43,7 @@ from collector.ingest_session import (
     SendFrame,
     WakeAt,
 )
+from collector.ingest_tap import FrameTap
 from collector.runtime import CollectorRuntime
 from collector.store.port import StorePort
 from collector.timers import TimerHandle
@@ -65,6 +68,7 @@ class IngestConnection:
     """One agent's websocket: the receive loop, the action executor and the session's one timer."""
 
     __slots__ = (
+        "_fast",
         "_label",
         "_pace",
         "_parked",
@@ -115,6 +119,8 @@ class IngestConnection:
         self._timer: TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # actions a timer produced, run outside the receive loop
         self._pace: ReplayPace | None = None  # set by the hello while a backlog is owed (docs/security.md, 3.3)
+        # While streaming, run() parks and the transport's callback takes binary frames (collector.ingest_tap).
+        self._fast = FrameTap(ws, self.session, self._frame, self._arm)
         # The bytes this connection parks count against one budget for all (behind the CLI's AdmissionSite).
         self._parked = parked_meter(request.transport)
         if self._parked is not None:
@@ -143,22 +149,19 @@ class IngestConnection:
 
     async def run(self) -> None:
         """Receive until the session or the peer ends the conversation."""
-        session, ws, clock = self.session, self.ws, self.runtime.clock
-        meter = self._parked
+        session, ws, clock, fast = self.session, self.ws, self.runtime.clock, self._fast
+        tapped = self.request.transport is not None and fast.install(self.request.transport)
         try:
             await self.execute(session.start())
             while session.phase is not _CLOSED:
+                if tapped and fast.parkable():
+                    if (left := await fast.park()) is not None:
+                        await self._after(*left)
+                    continue
                 msg = await ws.receive()
                 kind = msg.type
                 if kind is _BINARY or kind is _TEXT:
-                    now = clock()
-                    if meter is not None:
-                        meter[0].taken(meter[1], len(msg.data), now, data=True)
-                    actions = session.receive_frame(msg.data, now)
-                    if actions:
-                        await self.execute(actions)
-                    if self._pace is not None and (delay := self._pace_delay()):
-                        await asyncio.sleep(delay)  # backlog replay: TCP slows the agent meanwhile
+                    await self._after(*self._frame(msg.data))
                     continue
                 if kind is _PING or kind is _PONG:
                     await self._ping(msg)
@@ -169,6 +172,7 @@ class IngestConnection:
         except Exception as exc:  # noqa: BLE001 - a bug of ours costs this one connection a 1011, never the collector
             await self._fail(exc)
         finally:
+            fast.remove()
             if self._timer is not None:
                 self._timer.cancel()
             if self._tasks:
@@ -177,6 +181,22 @@ class IngestConnection:
                 session.receive_close(None, clock())
             self._count_shed()
             self.runtime.agents.pop(self.conn, None)
+
+    def _frame(self, data: bytes | str) -> tuple[Actions, float]:
+        """One data frame: count it as taken, feed it to the session; its actions, and the replay pause after it."""
+        now = self.runtime.clock()
+        meter = self._parked
+        if meter is not None:
+            meter[0].taken(meter[1], len(data), now, data=True)
+        actions = self.session.receive_frame(data, now)
+        return actions, (self._pace_delay() if self._pace is not None else 0.0)
+
+    async def _after(self, actions: Actions, delay: float) -> None:
+        """What a frame left: its actions, then the replay pace's pause (TCP slows the agent meanwhile)."""
+        if actions:
+            await self.execute(actions)
+        if delay:
+            await asyncio.sleep(delay)
 
     def _count_shed(self) -> None:
         """If the parked-bytes budget closed this connection (1009, collector.admission): count it, log it paced."""
@@ -217,9 +237,7 @@ class IngestConnection:
             if type(action) is SendFrame:
                 await self._send(action.data)
             elif type(action) is WakeAt:
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._timer = self.runtime.scheduler.call_at(action.at, self._on_wake)
+                self._arm(action.at)
             elif type(action) is Close:
                 if action.reason != ErrorReason.INTERNAL:  # internal_error already logged and counted it
                     self.runtime.count_close("ingest", self.peer, action.code, action.reason, action.detail)
@@ -230,6 +248,12 @@ class IngestConnection:
             elif type(action) is Drop and self.request.transport is not None:
                 log.info("ingest %r: dropped: %s", self.peer, action.detail)
                 self.request.transport.abort()
+
+    def _arm(self, at: float) -> None:
+        """The session's one timer, at ``at``: it replaces any earlier one."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.runtime.scheduler.call_at(at, self._on_wake)
 
     def _on_wake(self) -> None:
         """The session's timer fired: tick it; anything but a re-arm runs as a task (once per ack window)."""

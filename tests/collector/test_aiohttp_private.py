@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import inspect
 import textwrap
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -143,3 +144,43 @@ class TestClosedWebsocketsHoldNoTimer:
             await asyncio.sleep(0.01)
         assert not runtime.websockets
         assert _live_ws_timers(loop) == []
+
+
+class TestQueuedMessages:
+    async def test_parsed_messages_wait_in_the_reader_queue_and_can_be_taken_at_once(self, aiohttp_client: Any) -> None:
+        """ws._reader queues what aiohttp parsed: queued_binary, take_queued (no wait) and queued see it in order."""
+        checked: list[bool] = []
+
+        async def handler(request: web.Request) -> web.WebSocketResponse:
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            assert not aiohttp_private.queued(ws)
+            await _until(lambda: aiohttp_private.queued_binary(ws))  # the first frame parsed, no receive() yet
+            first = aiohttp_private.take_queued(ws)
+            assert (first.type, first.data) == (aiohttp.WSMsgType.BINARY, b"one")
+            await _until(lambda: aiohttp_private.queued(ws))
+            assert not aiohttp_private.queued_binary(ws)  # a text frame is next: left for receive()
+            text = await ws.receive()
+            assert (text.type, text.data) == (aiohttp.WSMsgType.TEXT, "two")
+            await _until(lambda: aiohttp_private.queued(ws))  # the close frame
+            assert (await ws.receive()).type is aiohttp.WSMsgType.CLOSE
+            checked.append(True)
+            return ws
+
+        app = web.Application()
+        app.router.add_get("/ws", handler)
+        client = await aiohttp_client(app)
+        ws = await client.ws_connect("/ws")
+        await ws.send_bytes(b"one")
+        await ws.send_str("two")
+        await ws.close()
+        await _until(lambda: bool(checked))
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait until ``condition()`` holds, for up to 3 s."""
+    for _ in range(300):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("expected the condition within 3 s, got it still false")
