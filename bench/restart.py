@@ -43,6 +43,7 @@ import asyncio
 import bisect
 import json
 import math
+import os
 import re
 import signal
 import sys
@@ -59,11 +60,10 @@ if __package__ in {None, ""}:  # run as a script: make the repo importable
 import aiohttp
 import msgpack
 
-from bench._procs import ProcessGroup, get_json, last_seqs, store_flags
+from bench._procs import ProcessGroup, Spawned, get_json, store_flags
 from bench._stats import percentile
 from collector.store.policy import RetentionPolicy
 from collector.store.sqlite_reader import SqliteReader
-from nodewatch import simnodes
 from nodewatch.simnodes import NODES_PER_PROCESS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +72,8 @@ POLL_S = 0.02  # how often health is tried while the collector starts
 SNAPSHOT_QUIET_S = 2.0  # no frame for this long after a snapshot part: the snapshot is complete
 START_DEADLINE_S = 120.0
 CONNECT_DEADLINE_S = 120.0  # then go on with the nodes that did connect, noted
-READ_DEADLINE_S = 120.0  # a whole-fleet read while the collector is saturated
+READ_DEADLINE_S = 300.0  # a whole-fleet read while the collector is saturated
+LISTING_TIMEOUT_S = 120.0  # one /api/v1/nodes of 10,000 nodes from a collector whose loop lags seconds
 LEDGER_DEADLINE_S = 30.0  # the fleet's workers close 2,500 connections each, then write their ack records
 # One line of /metrics: the ingest connections refused or closed for one reason.
 PROTOCOL_ERRORS = re.compile(
@@ -301,12 +302,25 @@ async def _push_then_read(
         await asyncio.sleep(0.5)
     print(f"restart: {connected:,} nodes connected; pushing {minutes:g} min of history", file=sys.stderr)
     await asyncio.sleep(minutes * 60)
-    body = (await _patient(lambda: get_json(session, base + "/api/v1/nodes"), "nodes"))[1]
-    missing = sum(int(entry["status"].get("missing_samples", 0)) for entry in body["nodes"])
     store = (await _patient(lambda: get_json(session, base + "/api/v1/health"), "health"))[1].get("store", {})
     closes = await _patient(lambda: _ingest_closes(session, base), "metrics")
-    held = await _patient(lambda: last_seqs(session, base), "the nodes' seqs before the kill")
+    statuses = await _patient(lambda: _statuses(session, base), "the nodes' seqs before the kill")
+    held = {status["node_id"]: int(status["last_seq"]) for status in statuses}
+    missing = sum(int(status.get("missing_samples", 0)) for status in statuses)
     return BeforeKill(held, missing, int(store.get("refused_samples", 0)), closes)
+
+
+async def _statuses(session: aiohttp.ClientSession, base: str) -> list[dict[str, Any]]:
+    """Every node's status from one ``/api/v1/nodes``, waiting as long as a saturated collector takes to send it.
+
+    ``bench._procs.get_json`` gives up after 10 s: at 10,000 nodes on a loaded machine the
+    listing (streamed 200 nodes at a time) took longer, and every retry started it again.
+    """
+    async with asyncio.timeout(LISTING_TIMEOUT_S), session.get(base + "/api/v1/nodes") as response:
+        body = await response.json()
+    if response.status != 200 or not isinstance(body, dict):
+        raise RuntimeError(f"/api/v1/nodes answered {response.status}: {body!r:.200}")
+    return [entry["status"] for entry in body["nodes"]]
 
 
 async def _ingest_closes(session: aiohttp.ClientSession, base: str) -> str:
@@ -318,8 +332,25 @@ async def _ingest_closes(session: aiohttp.ClientSession, base: str) -> str:
     return ", ".join(f"{reason}={n}" for n, reason in counts)
 
 
-async def run(nodes: int, minutes: float, replay_s: float, api_nodes: int, workdir: Path) -> RestartResult:
-    """The whole scenario against one data dir under ``workdir``."""
+async def _stop_fleet(fleet: Spawned, acks_dir: Path, nodes: int, notes: list[str]) -> dict[str, list[list[int]]]:
+    """Stop the fleet and read its ack records; kill what is left."""
+    fleet.signal(signal.SIGTERM)  # the fleet's workers write their ack records as they stop
+    workers = max(1, min(8, math.ceil(nodes / NODES_PER_PROCESS)))
+    ledgers = await asyncio.to_thread(read_ledgers, acks_dir, workers, LEDGER_DEADLINE_S)
+    fleet.kill()
+    if len(ledgers) < nodes:
+        notes.append(f"ack records of {len(ledgers)} of {nodes} nodes")
+    return ledgers
+
+
+async def run(
+    nodes: int, minutes: float, replay_s: float, api_nodes: int, workdir: Path, *, storm: bool = True
+) -> RestartResult:
+    """The whole scenario against one data dir under ``workdir``.
+
+    ``storm`` False stops the fleet (SIGSTOP) from the kill until the restart is timed, so the times are
+    the collector's own; then it goes on (SIGCONT), and its agents reconnect.
+    """
     group = ProcessGroup(workdir)
     notes: list[str] = []
     try:
@@ -331,16 +362,15 @@ async def run(nodes: int, minutes: float, replay_s: float, api_nodes: int, workd
         acks_dir.mkdir()
         # --spread-addresses: the fleet's workers come from 127.0.0.2 and up, so the bench's own health and
         # snapshot requests (from 127.0.0.1) are not queued behind the storm's per-address cap (trust.nodetable).
-        fleet_args = ["--no-dying", "--prefix", "restart", "--spread-addresses"]
-        # The ack record (simnodes.AckLedger) is what tells a store loss from the simulator's own drops; a
-        # simulator without it still runs the bench, and the table says the split was not made.
-        recorded = hasattr(simnodes, "AckLedger")
-        fleet_args += ["--ack-record", str(acks_dir)] if recorded else []
+        # --ack-record: what tells a store loss from the simulator's own drops (nodewatch.simnodes.AckLedger).
+        fleet_args = ["--no-dying", "--prefix", "restart", "--spread-addresses", "--ack-record", str(acks_dir)]
         duration_s = minutes * 60 + CONNECT_DEADLINE_S + replay_s + START_DEADLINE_S + READ_DEADLINE_S
         fleet = group.fleet(base, nodes, 1.0, duration_s, *fleet_args)
         async with aiohttp.ClientSession() as session:
             before = await _push_then_read(session, base, nodes, minutes, notes)
             held = before.held
+            if not storm:
+                os.killpg(fleet.pid, signal.SIGSTOP)
             first.proc.kill()
             durable = await asyncio.to_thread(_durable_seqs, group.data_dir)
             db_mib = sum(p.stat().st_size for p in group.data_dir.glob("nodewatch.db*")) / 2**20
@@ -348,19 +378,16 @@ async def run(nodes: int, minutes: float, replay_s: float, api_nodes: int, workd
             group.spawn("collector", [*argv, *store_flags(group.data_dir)])
             spawned = time.monotonic()
             health_s, snapshot_s, rings_s, seen = await _time_restart(session, base, spawned, len(held), notes)
-            restored = await _patient(lambda: last_seqs(session, base), "the restored nodes' seqs")
+            if not storm:
+                os.killpg(fleet.pid, signal.SIGCONT)
+                notes.append("no reconnect storm: the fleet was stopped until the restart was timed")
+            after = await _patient(lambda: _statuses(session, base), "the restored nodes' seqs")
+            restored = {status["node_id"]: int(status["last_seq"]) for status in after}
             await asyncio.sleep(replay_s)
-            fleet.signal(signal.SIGTERM)  # the fleet's workers write their ack records as they stop
-            workers = max(1, min(8, math.ceil(nodes / NODES_PER_PROCESS)))
-            ledgers = await asyncio.to_thread(read_ledgers, acks_dir, workers if recorded else 0, LEDGER_DEADLINE_S)
-            fleet.kill()
+            ledgers = await _stop_fleet(fleet, acks_dir, nodes, notes)
             check_started = time.monotonic()
             stored = await asyncio.to_thread(_stored_seqs, group.data_dir, started_at - 60)
             check_s = time.monotonic() - check_started
-            if not recorded:
-                notes.append("no ack record (this simulator keeps none): lost and dropped not told apart")
-            elif len(ledgers) < len(held):
-                notes.append(f"ack records of {len(ledgers)} of {len(held)} nodes")
             if before.closes:
                 notes.append(f"the first collector's ingest closes: {before.closes}")
             api_ids = sorted(held)[:: max(1, len(held) // max(1, api_nodes))][:api_nodes]
@@ -370,7 +397,7 @@ async def run(nodes: int, minutes: float, replay_s: float, api_nodes: int, workd
                 api_gaps += not _gap_free(seqs, durable.get(node_id, 0))
     finally:
         group.close()
-    split = losses(stored, ledgers, held) if recorded else Losses(-1, -1, -1, -1)  # -1: not told apart
+    split = losses(stored, ledgers, held)
     tails = [seq - durable.get(node_id, 0) for node_id, seq in held.items()]
     return RestartResult(
         nodes=nodes,
@@ -412,17 +439,11 @@ def table(r: RestartResult) -> str:
             "| acked and lost: nodes | samples | never acked (the simulator's, not replayed): nodes | samples | "
             "seq jumps the killed collector counted | samples its full queue refused |",
             "|" + "---:|" * 6,
-            "| "
-            + " | ".join(_count(n) for n in (r.nodes_with_lost, r.lost_samples, r.nodes_with_dropped))
-            + f" | {_count(r.dropped_samples)} | "
+            f"| {r.nodes_with_lost} | {r.lost_samples} | {r.nodes_with_dropped} | {r.dropped_samples} | "
             f"{r.missing_reported} | {r.refused_before_kill} |",
             *([f"note: {r.note}"] if r.note else []),
         ]
     )
-
-
-def _count(n: int) -> str:
-    return "n/a" if n < 0 else str(n)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -432,13 +453,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=15.0, help="history pushed before the kill (default 15)")
     parser.add_argument("--replay-s", type=float, default=10.0, help="seconds the fleet runs after the restart")
     parser.add_argument("--api-nodes", type=int, default=50, help="nodes also checked through the history API")
+    parser.add_argument(
+        "--no-storm", action="store_true", help="stop the fleet over the restart: time the collector alone"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.nodes <= 60_000:
         parser.error(f"--nodes: expected 1-60000, got {args.nodes}")
     if not 0 < args.minutes <= 120:
         parser.error(f"--minutes: expected 0-120, got {args.minutes:g}")
     with tempfile.TemporaryDirectory(prefix="nodewatch-restart-") as tmp:
-        result = asyncio.run(run(args.nodes, args.minutes, args.replay_s, args.api_nodes, Path(tmp)))
+        scenario = run(args.nodes, args.minutes, args.replay_s, args.api_nodes, Path(tmp), storm=not args.no_storm)
+        result = asyncio.run(scenario)
     print(table(result))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(asdict(result), indent=2))
