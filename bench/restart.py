@@ -74,6 +74,7 @@ START_DEADLINE_S = 120.0
 CONNECT_DEADLINE_S = 120.0  # then go on with the nodes that did connect, noted
 READ_DEADLINE_S = 300.0  # a whole-fleet read while the collector is saturated
 LISTING_TIMEOUT_S = 120.0  # one /api/v1/nodes of 10,000 nodes from a collector whose loop lags seconds
+LOSS_EXAMPLES = 5  # nodes with an acked-and-lost sample described in the JSON, if any
 LEDGER_DEADLINE_S = 30.0  # the fleet's workers close 2,500 connections each, then write their ack records
 # One line of /metrics: the ingest connections refused or closed for one reason.
 PROTOCOL_ERRORS = re.compile(
@@ -109,6 +110,7 @@ class RestartResult:
     missing_reported: int  # the killed collector's sum of missing_samples (seq jumps it saw): the drops it noticed
     refused_before_kill: int  # samples the killed collector's full queue refused (health: store.refused_samples)
     note: str
+    lost_examples: list[str]  # in the JSON only
 
 
 async def _until_health(session: aiohttp.ClientSession, base: str, deadline_s: float) -> float:
@@ -189,6 +191,7 @@ class Losses:
     lost_samples: int
     nodes_with_dropped: int
     dropped_samples: int
+    examples: list[str]  # a few nodes with a loss: its missing seqs and its promised runs, to look into
 
 
 def split_gaps(stored: Sequence[int], promised: Sequence[Sequence[int]]) -> tuple[int, int]:
@@ -208,12 +211,20 @@ def split_gaps(stored: Sequence[int], promised: Sequence[Sequence[int]]) -> tupl
 
 def losses(stored: dict[str, list[int]], ledgers: dict[str, list[list[int]]], nodes: Iterable[str]) -> Losses:
     """``split_gaps`` over the fleet."""
+    nodes = list(nodes)
     counts = [split_gaps(stored.get(n, []), ledgers.get(n, [])) for n in nodes]
+    examples: list[str] = []
+    for node_id, (lost, _) in zip(nodes, counts, strict=True):
+        if lost and len(examples) < LOSS_EXAMPLES:
+            held = set(stored.get(node_id, []))
+            missing = [s for lo, hi in ledgers.get(node_id, []) for s in range(lo, hi + 1) if s not in held]
+            examples.append(f"{node_id}: promised {ledgers.get(node_id)} but missing {missing[:20]}")
     return Losses(
         nodes_with_lost=sum(lost > 0 for lost, _ in counts),
         lost_samples=sum(lost for lost, _ in counts),
         nodes_with_dropped=sum(dropped > 0 for _, dropped in counts),
         dropped_samples=sum(dropped for _, dropped in counts),
+        examples=examples,
     )
 
 
@@ -421,6 +432,7 @@ async def run(
         dropped_samples=split.dropped_samples,
         missing_reported=before.missing_reported,
         refused_before_kill=before.refused,
+        lost_examples=split.examples,
         note="; ".join(notes),
     )
 
