@@ -102,7 +102,8 @@ class ProcessWriter(RegistryPuts):
         mine, theirs = socket.socketpair()
         package_root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        argv = [sys.executable, "-m", "collector.store.child", "--fd", str(theirs.fileno())]
+        # -P: no working directory on sys.path, so the child runs this package (PYTHONPATH), never another copy.
+        argv = [sys.executable, "-P", "-m", "collector.store.child", "--fd", str(theirs.fileno())]
         argv += ["--data-dir", str(self.data_dir), "--sync", self.sync, "--parent-pid", str(os.getpid())]
         try:
             # argv is ours: this interpreter, our module, our data dir.
@@ -322,8 +323,7 @@ class EngineView:
     """
 
     def __init__(self, engine: SqliteEngine, writer: ProcessWriter) -> None:
-        self._engine, self._writer = engine, writer
-        self._max_bytes = engine.max_bytes
+        self._engine, self._writer, self._max_bytes = engine, writer, engine.max_bytes
 
     @property
     def path(self) -> Path:
