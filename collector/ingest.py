@@ -26,6 +26,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from contextlib import suppress
+from functools import partial
 from typing import Any
 
 from aiohttp import WSMessage, WSMsgType, web
@@ -43,7 +44,7 @@ from collector.ingest_session import (
     SendFrame,
     WakeAt,
 )
-from collector.ingest_tap import FrameTap
+from collector.ingest_tap import FrameTap, send_now
 from collector.runtime import CollectorRuntime
 from collector.store.port import StorePort
 from collector.timers import TimerHandle
@@ -55,8 +56,6 @@ from shared.messages import Hello
 
 log = logging.getLogger("nodewatch.collector")
 
-# Below asyncio's default low-water mark (64 KiB / 4) a transport is never paused, so an ack cannot block.
-ACK_FAST_PATH_BYTES = 16 * 1024
 _CLOSED = Phase.CLOSED
 _BINARY = WSMsgType.BINARY
 _TEXT = WSMsgType.TEXT
@@ -120,7 +119,7 @@ class IngestConnection:
         self._tasks: set[asyncio.Task[None]] = set()  # actions a timer produced, run outside the receive loop
         self._pace: ReplayPace | None = None  # set by the hello while a backlog is owed (docs/security.md, 3.3)
         # While streaming, run() parks and the transport's callback takes binary frames (collector.ingest_tap).
-        self._fast = FrameTap(ws, self.session, self._frame, self._arm)
+        self._fast = FrameTap(ws, self.session, self._frame, self._arm, partial(send_now, ws, request.transport))
         # The bytes this connection parks count against one budget for all (behind the CLI's AdmissionSite).
         self._parked = parked_meter(request.transport)
         if self._parked is not None:
@@ -292,21 +291,13 @@ class IngestConnection:
 
     async def _send(self, data: bytes) -> None:
         """Send one frame; an agent that stopped reading (send over ``send_timeout_s``) is aborted."""
-        ws = self.ws
-        transport = self.request.transport
+        if send_now(self.ws, self.request.transport, data):
+            return
         try:
-            if isinstance(transport, asyncio.WriteTransport) and (
-                transport.get_write_buffer_size() < ACK_FAST_PATH_BYTES
-            ):
-                # Fast path (this runs once per ack): below the low-water mark the transport
-                # is not paused and a ~20-byte frame cannot pause it, so send_bytes will not wait
-                # and needs no timeout (an asyncio.timeout costs a timer per ack).
-                await ws.send_bytes(data)
-                return
             async with asyncio.timeout(self.runtime.config.send_timeout_s):
-                await ws.send_bytes(data)
+                await self.ws.send_bytes(data)
         except TimeoutError:
-            self.runtime.abort(ws)
+            self.runtime.abort(self.ws)
         except ConnectionError:
             # The agent went away between its heartbeat and our ack (aiohttp raises
             # ClientConnectionResetError, a ConnectionResetError); the next receive() ends the loop.

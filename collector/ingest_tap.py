@@ -10,9 +10,10 @@ handling never waits in most cases (four heartbeats in five need no ack).
 ``Transport.set_protocol``; every call is passed on unchanged). While the handler is parked in
 ``park()``, the tap's callback takes each binary frame aiohttp queued (``aiohttp_private``) and
 hands it to the connection's ``frame`` function, which feeds the session; a ``WakeAt`` is armed
-at once. Anything else wakes ``park()``, and frames behind it stay in aiohttp's queue for
-``receive()``, so nothing is reordered: a ping, a close, an error or the end of the stream; an
-action that must await (a send, a close, a drop); a pause for the replay pace; a bug of ours.
+and an ack that cannot wait is sent at once (``send_now``). Anything else wakes ``park()``, and
+frames behind it stay in aiohttp's queue for ``receive()``, so nothing is reordered: a ping, a
+close, an error or the end of the stream; an action that may await (a send over the low-water
+mark, a close, a drop); a pause for the replay pace; a bug of ours.
 
 Not here: the protocol rules (``collector.ingest_session``) and executing actions (``collector.ingest``).
 """
@@ -25,11 +26,35 @@ from collections.abc import Callable
 from aiohttp import web
 
 from collector.aiohttp_private import queued, queued_binary, take_queued
-from collector.ingest_session import Actions, IngestSession, Phase, WakeAt
+from collector.ingest_session import NO_ACTIONS, Actions, IngestSession, Phase, SendFrame, WakeAt
 
+# Below asyncio's default low-water mark (64 KiB / 4) a transport is never paused, so an ack cannot block.
+ACK_FAST_PATH_BYTES = 16 * 1024
 # What a frame left for the handler's task: its actions and the replay pause after it.
 Left = tuple[Actions, float]
 _STREAMING = Phase.STREAMING
+
+
+def send_now(ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None, data: bytes) -> bool:
+    """Send one binary frame at once when it cannot wait; False when the caller must await it (under a timeout).
+
+    Below the low-water mark the transport is not paused and a ~20-byte frame cannot pause it,
+    so ``send_bytes`` writes and returns without awaiting: it runs to its end in one step here,
+    with no task and no timeout (an asyncio.timeout costs a timer per ack). The acks' hot path.
+    A peer gone meanwhile (aiohttp's ClientConnectionResetError) counts as sent: the end of the
+    stream ends the connection's loop.
+    """
+    if not isinstance(transport, asyncio.WriteTransport) or transport.get_write_buffer_size() >= ACK_FAST_PATH_BYTES:
+        return False
+    step = ws.send_bytes(data)
+    try:
+        step.send(None)
+    except StopIteration:
+        return True
+    except ConnectionError:
+        return True
+    step.close()
+    raise RuntimeError("expected a send below the low-water mark to finish at once, got one that waits")
 
 
 class Tap(asyncio.Protocol):
@@ -81,7 +106,7 @@ class Tap(asyncio.Protocol):
 class FrameTap:
     """One ingest connection's fast path; see the module docstring."""
 
-    __slots__ = ("_arm", "_error", "_frame", "_kick", "_left", "_session", "_tap", "_ws")
+    __slots__ = ("_arm", "_error", "_frame", "_kick", "_left", "_send_now", "_session", "_tap", "_ws")
 
     def __init__(
         self,
@@ -89,12 +114,16 @@ class FrameTap:
         session: IngestSession,
         frame: Callable[[bytes | str], Left],
         arm: Callable[[float], None],
+        send_now: Callable[[bytes], bool],
     ) -> None:
-        """``frame`` handles one data frame (the shell's, shared with its ``receive()`` path); ``arm`` sets a WakeAt."""
+        """``frame`` handles one data frame (the shell's, shared with its ``receive()`` path); ``arm`` sets a
+        WakeAt; ``send_now`` sends a frame if that cannot wait, else says False (the task sends it).
+        """
         self._ws = ws
         self._session = session
         self._frame = frame
         self._arm = arm
+        self._send_now = send_now
         self._tap: Tap | None = None
         self._kick: asyncio.Future[None] | None = None
         self._left: Left | None = None
@@ -138,10 +167,11 @@ class FrameTap:
         try:
             while session.phase is _STREAMING and not ws.closed and queued_binary(ws):
                 actions, delay = self._frame(take_queued(ws).data)
-                if len(actions) == 1 and type(actions[0]) is WakeAt:
-                    self._arm(actions[0].at)
-                elif actions or delay:
+                if actions and not self._inline(actions):
                     self._left = (actions, delay)
+                    break
+                if delay:
+                    self._left = (NO_ACTIONS, delay)
                     break
         except Exception as exc:  # noqa: BLE001 - the handler closes this connection with 1011 (its _fail)
             self._error = exc
@@ -153,3 +183,13 @@ class FrameTap:
             or queued(ws)
         ):
             kick.set_result(None)
+
+    def _inline(self, actions: Actions) -> bool:
+        """Run a lone WakeAt, or a lone frame to send that cannot wait (an ack), here; False for anything else."""
+        if len(actions) != 1:
+            return False
+        action = actions[0]
+        if type(action) is WakeAt:
+            self._arm(action.at)
+            return True
+        return type(action) is SendFrame and self._send_now(action.data)
