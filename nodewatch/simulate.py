@@ -67,6 +67,7 @@ async def _connect(node: SimNode, config: FleetConfig, local_host: str | None, c
         sent_at=time.time(),
         ack_every=SIMULATED_ACK_EVERY,
         facts=sim_facts(node.profile.node_id),
+        newest_seq=node.seq,  # as the reference agent declares it: no backlog, so no replay credit to pace
     )
     conn.send(encode(hello))
     node.conn = conn
