@@ -21,6 +21,7 @@ Not here: which samples are duplicates (that is ``NodeCache``), and no I/O.
 from __future__ import annotations
 
 import math
+import operator
 import sys
 from array import array
 from collections.abc import Iterator, Sequence
@@ -187,9 +188,13 @@ class HistoryRing:
             column[:n] = source[lo:]
         self._start = 0
         self._len = n
-        run = min(n, 1)
-        while run < n and self._seq[n - run - 1] < self._seq[n - run]:
-            run += 1
+        seqs = self._seq
+        if all(map(operator.lt, seqs[: n - 1], seqs[1:n])):  # one instance's points, the usual case: in C
+            run = n
+        else:
+            run = min(n, 1)
+            while run < n and seqs[n - run - 1] < seqs[n - run]:
+                run += 1
         self._run = run
         self._newest = self._seq[n - 1] if n else 0
 
