@@ -34,8 +34,29 @@ SLOW_PERIOD_S = 5.0
 SLOW_GONE_PERIODS = 3
 
 
+# The slow-tier fields has_details looks at; every one defaults to None.
+_DETAIL_FIELDS = frozenset(
+    (
+        "cpu_mode_percent",
+        "tcp_established",
+        "fd_allocated",
+        "disk_inodes",
+        "pressure_avg10_percent",
+        "net_interface_errors",
+        "disks_read_only",
+        "gpus",
+    )
+)
+
+
 def has_details(hb: Heartbeat) -> bool:
-    """Whether a heartbeat carries a fresh slow-tier reading (the agent sends all of these together)."""
+    """Whether a heartbeat carries a fresh slow-tier reading (the agent sends all of these together).
+
+    Four heartbeats in five carry none: a field the message was not given is its default, None,
+    so one set test over pydantic's ``model_fields_set`` answers those (it runs per heartbeat).
+    """
+    if _DETAIL_FIELDS.isdisjoint(hb.model_fields_set):
+        return False
     return (
         hb.cpu_mode_percent is not None
         or hb.tcp_established is not None

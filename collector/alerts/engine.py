@@ -12,7 +12,9 @@ alert again). docs/alerts.md has the semantics in full.
 
 Cost: one heartbeat is one pass over its flat values with one dict look-up each; the
 rules a key concerns (for this node's selectors) are found once per key and cached per
-set of matching rules, and a value that breaks no rule leaves nothing behind.
+set of matching rules, and a value that breaks no rule leaves nothing behind. A node
+with a live alert judges in full only the keys of its live alerts (and counters): one
+pending alert no longer sends every other key of the node down the slow path.
 Not here: how one value moves one alert (``collector.alerts.judge``), notifications
 (``collector.alerts.notify``) or storage.
 """
@@ -71,27 +73,35 @@ class AlertEngine:
         self, node_id: str, labels: Mapping[str, str], values: Mapping[str, float], now: float
     ) -> list[AlertTransition]:
         """Judge one fresh sample (from a ``samples.Flattener``); a sample also means the node is online."""
-        node = self._node(node_id, labels)
+        node = self._nodes.get(node_id)
+        if node is None or node.labels is not labels:  # else ``_node`` would return it: one call less
+            node = self._node(node_id, labels)
         out: list[AlertTransition] = []
         if node.liveness != "online":
             self._set_liveness(node, "online", now, out)
         node.samples += 1
         plan = node.plan
-        live = bool(node.instances)  # a live alert must be judged even on a quiet value, to clear
+        instances = node.instances
+        live = bool(instances)  # a live alert must be judged even on a quiet value, to clear
+        # The keys of live metric alerts: only judging a key creates or ends its alert, and each key
+        # comes once, so this stays true for the keys still ahead in the loop.
+        live_keys = {inst.key for inst in instances.values()} if live else ()
         for key, value in values.items():
             key_plan = plan.get(key)
             if key_plan is None:
                 key_plan = self._key_plan(node, key)
-            low, high, entries = key_plan
-            # The quiet band: no rule on this key can hold for a value strictly inside it, so a node
-            # with no live alert skips the key after one look-up and two comparisons.
-            if live or not low < value < high:
-                self._judge_key(node, entries, key, value, now=now, out=out)
+            low, high, entries, counter = key_plan
+            # The quiet band: no rule on this key can hold for a value strictly inside it, so the key
+            # is skipped after one look-up and two comparisons, unless it has a live alert to clear,
+            # or it is a counter and the node has live alerts (its rise is then judged every sample).
+            if low < value < high and not (live and (counter or key in live_keys)):
+                continue
+            self._judge_key(node, entries, key, value, now=now, out=out)
         if live:
             judge_absent(node, now, out)
         elif self._counters:
             # increase() rules: a counter that did not move cannot have risen. (With live alerts,
-            # the loop above took the slow path for every key, counters included.)
+            # the loop above judged every counter already.)
             previous = node.previous
             for key in self._counters:
                 count = values.get(key)

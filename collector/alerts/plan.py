@@ -1,9 +1,11 @@
 """Rules compiled for one flat metric key: the engine's per-key plan, built once and shared by many nodes.
 
-A ``KeyPlan`` is ``(low, high, entries)``: every rule on the key (for one set of
-matching selectors) with its tests compiled, and the quiet band ``low < value < high``
+A ``KeyPlan`` is ``(low, high, entries, counter)``: every rule on the key (for one set of
+matching selectors) with its tests compiled, the quiet band ``low < value < high``
 inside which none of them can hold, so a heartbeat that breaks nothing costs one dict
-look-up and two comparisons per key. Not here: alert state (``collector.alerts.engine``).
+look-up and two comparisons per key, and whether an ``increase()`` rule is on the key
+(a node with live alerts judges a counter's rise on every sample, quiet or not).
+Not here: alert state (``collector.alerts.engine``).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class Entry:
     in_band: Callable[[float], bool]  # still active once firing: the clear threshold's side
 
 
-KeyPlan: TypeAlias = tuple[float, float, tuple[Entry, ...]]
+KeyPlan: TypeAlias = tuple[float, float, tuple[Entry, ...], bool]
 
 
 def compile_key(key: str, rules: Iterable[Rule]) -> KeyPlan:
@@ -65,15 +67,16 @@ def compile_key(key: str, rules: Iterable[Rule]) -> KeyPlan:
         )
         for rule in sorted(rules, key=lambda r: not r.increase)  # increase() first: its rise is computed once
     )
+    counter = any(entry.rule.increase for entry in entries)
     low, high = -math.inf, math.inf
     for entry in entries:
         rule = entry.rule
         if rule.increase:
             continue  # judged when the counter moves (AlertEngine.observe), not by the band
         if rule.op in ("==", "!="):
-            return math.inf, -math.inf, entries  # no band: always judged
+            return math.inf, -math.inf, entries, counter  # no band: always judged
         if rule.op in (">", ">="):
             high = min(high, rule.threshold)
         else:
             low = max(low, rule.threshold)
-    return low, high, entries
+    return low, high, entries, counter

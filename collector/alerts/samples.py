@@ -21,6 +21,9 @@ from shared.messages import Heartbeat
 
 # Flat keys of a family are "<family>:<instance>"; instance names (mounts, sensors) may hold ':' themselves.
 FAMILY_SEPARATOR = ":"
+# Mount names whose flat keys a Flattener keeps, over all nodes: mounts come from peers, so past
+# this many distinct names a new one's keys are built each time instead (a few per node is usual).
+MAX_CACHED_MOUNTS = 100_000
 
 
 def _is_number(annotation: Any) -> bool:
@@ -95,6 +98,10 @@ class Flattener:
         self._temperatures = "temperature_celsius" in wanted
         self._interfaces = any(name.startswith("net_interface_") and name in wanted for name in FAMILY_METRICS)
         self._families = bool(wanted & set(FAMILY_METRICS))
+        self._any_load = bool(self._load) or self._load_per_core
+        # mount -> its fullness key, built once: a new key string each heartbeat costs a concatenation
+        # and a hash, and the engine's plan look-up hashes it again (the built-in disk_full rule).
+        self._fullness_keys: dict[str, str] = {}
 
     def __call__(
         self,
@@ -109,13 +116,16 @@ class Flattener:
         # A model's fields live in its __dict__ (pydantic's documented storage); one look-up each is
         # half the cost of getattr, and ints stay ints: every rule compares them as numbers.
         fields = heartbeat.__dict__
-        values: dict[str, float] = {name: fields[name] for name in self._fields if fields[name] is not None}
-        load_avg = heartbeat.load_avg
-        if load_avg is not None:
-            for name, index in self._load:
-                values[name] = load_avg[index]
-            if self._load_per_core and cpu_count:
-                values["load1_per_core"] = load_avg[0] / cpu_count
+        values: dict[str, float] = (
+            {name: fields[name] for name in self._fields if fields[name] is not None} if self._fields else {}
+        )
+        if self._any_load:
+            load_avg = heartbeat.load_avg
+            if load_avg is not None:
+                for name, index in self._load:
+                    values[name] = load_avg[index]
+                if self._load_per_core and cpu_count:
+                    values["load1_per_core"] = load_avg[0] / cpu_count
         if self._max_core and heartbeat.cpu_per_core_percent:
             values["cpu_max_core_percent"] = max(heartbeat.cpu_per_core_percent)
         if self._skew and clock_skew_s is not None:
@@ -143,12 +153,20 @@ class Flattener:
                 values["net_interface_tx_bytes_per_s:" + interface] = tx
 
     def _flatten_disks(self, disks: Mapping[str, list[int]], values: dict[str, float]) -> None:
+        fullness, byte_keys, known = self._fullness, self._disk_bytes, self._fullness_keys
         for mount, pair in disks.items():
-            if self._fullness:
+            if fullness:
                 # df's Use%: used / (used + available); blocks reserved for root are neither.
                 room = pair[1] + pair[2] if len(pair) > 2 else pair[0]
                 if room > 0:
-                    values["disk_fullness_percent:" + mount] = 100.0 * pair[1] / room
-            for prefix, index in self._disk_bytes:
+                    values[known.get(mount) or self._fullness_key(mount)] = 100.0 * pair[1] / room
+            for prefix, index in byte_keys:
                 if index < len(pair):
                     values[prefix + mount] = float(pair[index])
+
+    def _fullness_key(self, mount: str) -> str:
+        """A mount's fullness key, cached up to ``MAX_CACHED_MOUNTS`` mounts (the names come from peers)."""
+        key = "disk_fullness_percent:" + mount
+        if len(self._fullness_keys) < MAX_CACHED_MOUNTS:
+            self._fullness_keys[mount] = key
+        return key
