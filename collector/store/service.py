@@ -50,8 +50,9 @@ from shared.messages import Heartbeat, NodeFacts, NodeState
 
 log = logging.getLogger("nodewatch.collector.store")
 
-# Rings filled per event-loop turn at restart (about 10 us each): heartbeats get through in between.
-FILL_BATCH = 500
+# Nodes per step of the restart's refill: one slice's chunks decoded in a worker thread, then merged into
+# their rings on the loop (~0.1 ms each, so ~25 ms of loop), with the loop free in between.
+FILL_SLICE_NODES = 250
 # Online nodes' registry rows are rewritten every ROW_REFRESH_S, so last_sample is fresh after a kill -9.
 ROW_REFRESH_S = 60.0
 # ``refresh`` is called this often and rewrites the next 1/60 of the rows: 10,000 rows built and
@@ -213,22 +214,26 @@ class DurableStore:
         log.info("store: %s: %d nodes restored", self.engine.path, self.restored)
 
     async def fill_rings(self) -> list[Change]:
-        """Load the recent window in a worker thread, then merge it into the rings on the loop.
+        """Load the recent window slice by slice in a worker thread, merging each into the rings on the loop.
 
-        Returns the changes to publish: the nodes whose latest sample the store had newer.
+        Returns the changes to publish: the nodes whose latest sample the store had newer. Each
+        slice's merge is short (FILL_SLICE_NODES rings), and the loop runs between the steps, so
+        health, hellos and heartbeats get through while 10,000 x 15 min of points come back.
         """
         since = self.wall_clock() - self.cache.history_window_s
         started = time.perf_counter()
-        recent = await asyncio.to_thread(self.engine.reader.load_recent, since)
+        slices = self.engine.reader.recent_slices(since, FILL_SLICE_NODES)
         changes = []
-        for n, (node_id, points) in enumerate(recent.items()):
-            record = self.cache.get(node_id)
-            if record is not None and fill_ring(record, points, self._restored_seq.get(node_id, -1)):
-                changes.append(Change(node_id, STATUS_AND_SAMPLE))
-            if n % FILL_BATCH == FILL_BATCH - 1:
-                await asyncio.sleep(0)  # let heartbeats and health through between batches
+        loaded = 0
+        while (recent := await asyncio.to_thread(next, slices, None)) is not None:
+            for node_id, points in recent.items():
+                record = self.cache.get(node_id)
+                if record is not None and fill_ring(record, points, self._restored_seq.get(node_id, -1)):
+                    changes.append(Change(node_id, STATUS_AND_SAMPLE))
+            loaded += len(recent)
+            await asyncio.sleep(0)  # let heartbeats and health through between slices
         self.recent_loaded = True
-        log.info("store: recent window of %d nodes loaded in %.2f s", len(recent), time.perf_counter() - started)
+        log.info("store: recent window of %d nodes loaded in %.2f s", loaded, time.perf_counter() - started)
         return changes
 
     # ---- lifecycle --------------------------------------------------------------------------
