@@ -23,12 +23,8 @@ class TestAckLedger:
         ledger.acked(0, 0)
         ledger.acked(4, 6)  # 5 and 6 sent, then the connection was cut
         ledger.connected(7, 6)
-        ledger.acked(
-            4, 6
-        )  # the collector holds up to 4: 5 and 6 were lost in flight, never promised
-        ledger.acked(
-            9, 9
-        )  # later acks pass over 5 and 6, as the protocol allows (the agent never resent them)
+        ledger.acked(4, 6)  # the collector holds up to 4: 5 and 6 were lost in flight, never promised
+        ledger.acked(9, 9)  # later acks pass over 5 and 6, as the protocol allows (the agent never resent them)
         assert ledger.promised == [[1, 4], [7, 9]]
 
     def test_a_refused_hello_leaves_its_range_to_the_next(self) -> None:
@@ -37,8 +33,6 @@ class TestAckLedger:
         ledger.connected(1, 0)
         ledger.acked(0, 0)
         ledger.connected(4, 3)  # 1..3 sent, unacked
-        ledger.connected(
-            6, 5
-        )  # 4..5 sent on a connection refused before its hello's ack
+        ledger.connected(6, 5)  # 4..5 sent on a connection refused before its hello's ack
         ledger.acked(5, 5)
         assert ledger.promised == [[1, 5]]
