@@ -97,6 +97,26 @@ class FrameDecoder:
         return message, data
 
 
+def unpack_options(limits: DecodeLimits) -> dict[str, Any]:
+    """msgpack's keyword arguments for a frame under ``limits``: ``unpack_frame``'s, and a streamed reader's."""
+    return {
+        "raw": False,
+        "strict_map_key": True,
+        "use_list": True,
+        "max_str_len": limits.max_str_len,
+        "max_bin_len": limits.max_str_len,
+        "max_array_len": limits.max_container_len,
+        "max_map_len": limits.max_container_len,
+        "max_ext_len": 0,
+        "ext_hook": _reject_ext,
+    }
+
+
+def stream_unpacker(limits: DecodeLimits, size: int) -> msgpack.Unpacker:
+    """An ``Unpacker`` bounded as ``unpack_frame`` is, for a frame of ``size`` bytes read piece by piece."""
+    return msgpack.Unpacker(max_buffer_size=size, **unpack_options(limits))
+
+
 def unpack_frame(data: bytes, limits: DecodeLimits) -> object:
     """Unpack one frame under ``limits`` (size first, then msgpack's own bounds); no schema yet."""
     if len(data) > limits.max_frame_bytes:
@@ -104,18 +124,7 @@ def unpack_frame(data: bytes, limits: DecodeLimits) -> object:
             ErrorReason.FRAME_TOO_LARGE, f"expected at most {limits.max_frame_bytes} bytes, got {len(data)}"
         )
     try:
-        obj = msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            use_list=True,
-            max_str_len=limits.max_str_len,
-            max_bin_len=limits.max_str_len,
-            max_array_len=limits.max_container_len,
-            max_map_len=limits.max_container_len,
-            max_ext_len=0,
-            ext_hook=_reject_ext,
-        )
+        obj = msgpack.unpackb(data, **unpack_options(limits))
     except msgpack.ExtraData as exc:
         raise ProtocolError(ErrorReason.TRAILING_BYTES, "expected one msgpack object, got trailing bytes") from exc
     except msgpack.StackError as exc:  # msgpack's parser stack (1,024 levels) ran out before our own depth check

@@ -23,7 +23,7 @@ from typing import Any, Final
 import msgpack
 from pydantic import TypeAdapter, ValidationError
 
-from shared.codec import COLLECTOR_LIMITS, DecodeLimits
+from shared.codec import COLLECTOR_LIMITS, DecodeLimits, stream_unpacker
 from shared.codec import unpack_frame as unpack  # the codec's own hardened steps decide every refusal
 from shared.codec import validate_message as validate
 from shared.limits import MAX_NODES_PER_MESSAGE
@@ -61,18 +61,7 @@ def _unpack_streamed(data: bytes, limits: DecodeLimits) -> dict[str, Any] | None
     """``data``'s top map as ``unpack_frame`` would give it, one short call per key and entry (None: ask the codec)."""
     if len(data) > limits.max_frame_bytes:
         return None
-    unpacker = msgpack.Unpacker(
-        raw=False,
-        strict_map_key=True,
-        use_list=True,
-        max_buffer_size=len(data),
-        max_str_len=limits.max_str_len,
-        max_bin_len=limits.max_str_len,
-        max_array_len=limits.max_container_len,
-        max_map_len=limits.max_container_len,
-        max_ext_len=0,
-        ext_hook=_refuse_ext,
-    )
+    unpacker = stream_unpacker(limits, len(data))
     try:
         unpacker.feed(data)
         keys = unpacker.read_map_header()
@@ -93,11 +82,6 @@ def _unpack_streamed(data: bytes, limits: DecodeLimits) -> dict[str, Any] | None
     except _UNPACK_ERRORS:
         return None
     return obj if unpacker.tell() == len(data) else None  # trailing bytes: the codec says so
-
-
-def _refuse_ext(code: int, _data: bytes) -> Any:
-    """An ext type (the protocol uses none): the codec words the refusal."""
-    raise ValueError(f"msgpack ext type {code}")
 
 
 def _validate_sliced(obj: dict[str, object], nodes: list[object]) -> Snapshot | Update | None:
