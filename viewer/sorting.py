@@ -111,8 +111,8 @@ class NodeSortFilterModel(QAbstractTableModel):
     def multiData(self, index: QModelIndex, roleDataSpan: QModelRoleDataSpan | None) -> None:  # noqa: N802, N803 - Qt's names
         """Every role a delegate asks for, in one Python call per cell.
 
-        A delegate asks with fresh, empty role data (Qt's ``initStyleOption``), so a role this row
-        has no value for is left unset: most of the seven are, and each ``setData`` is a sip call.
+        Every role is set, None included: the delegate reuses its role data from cell to cell
+        (QStyledItemDelegate keeps one array), so a role left unset shows the previous cell's value.
         """
         row = index.row()
         if roleDataSpan is None or not 0 <= row < len(self._order):
@@ -120,9 +120,7 @@ class NodeSortFilterModel(QAbstractTableModel):
         source_row, column, cell_data = self._order[row], index.column(), self._source.cell_data
         for position in range(len(roleDataSpan)):
             role_data = roleDataSpan[position]
-            value = cell_data(source_row, column, role_data.role())
-            if value is not None:
-                role_data.setData(value)
+            role_data.setData(cell_data(source_row, column, role_data.role()))
 
     def headerData(  # noqa: N802 - Qt's name
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
