@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 from PyQt6.QtCore import QModelIndex, QPersistentModelIndex, Qt
+from PyQt6.QtWidgets import QApplication
 from pytestqt.modeltest import ModelTester
+from pytestqt.qtbot import QtBot
 
 from shared.messages import NodeEntry
 from tests.support.messages import WALL_T0, entry, status, update
@@ -72,7 +74,7 @@ class TestNodeSortFilterModel:
         assert view.node_ids() == expected
 
     def test_live_resort_keeps_the_selection_on_its_node(
-        self, nodes: NodeTableModel, view: NodeSortFilterModel
+        self, qtbot: QtBot, nodes: NodeTableModel, view: NodeSortFilterModel
     ) -> None:
         """When a new sample moves a node in a CPU sort, a persistent index (the selection) follows it."""
         view.sort(Column.CPU, Qt.SortOrder.AscendingOrder)
@@ -81,7 +83,7 @@ class TestNodeSortFilterModel:
         resets: list[bool] = []
         view.modelReset.connect(lambda: resets.append(True))
         nodes.apply_batch(batch_of(update(entry("a", seq=2, cpu=99.0, full=False))), WALL_T0)
-        assert view.node_ids() == ["b", "d", "a", "c"]
+        qtbot.waitUntil(lambda: view.node_ids() == ["b", "d", "a", "c"], timeout=5000)
         assert selected.data() == "a"
         assert selected.row() == 2
         assert resets == []
@@ -132,20 +134,21 @@ class TestNodeSortFilterModel:
 
 
 class TestCalmResort:
-    def test_live_figures_move_rows_at_most_once_a_second(self, nodes: NodeTableModel) -> None:
-        """A CPU sort follows new figures at once, then waits a second before moving rows again."""
+    def test_live_figures_move_rows_at_most_once_a_second(self, qtbot: QtBot, nodes: NodeTableModel) -> None:
+        """A CPU sort follows new figures on the next event-loop turn, then waits a second before moving rows again."""
         now = [100.0]
         view = NodeSortFilterModel(nodes, clock=lambda: now[0])
         view.sort(Column.CPU, Qt.SortOrder.DescendingOrder)
         assert view.node_ids() == ["d", "b", "a", "c"]
         nodes.apply_batch(batch_of(update(entry("a", seq=2, cpu=99.0, full=False))), WALL_T0)
-        assert view.node_ids() == ["a", "d", "b", "c"]
+        qtbot.waitUntil(lambda: view.node_ids() == ["a", "d", "b", "c"], timeout=5000)
         now[0] += 0.1
         nodes.apply_batch(batch_of(update(entry("b", seq=3, cpu=98.0, full=False))), WALL_T0)
+        QApplication.processEvents()  # a timer that fires early still asks the (fake) clock first
         assert view.node_ids() == ["a", "d", "b", "c"]  # held for the rest of the second
         now[0] += 1.0
         nodes.apply_batch(batch_of(update(entry("c", seq=3, cpu=1.0, full=False))), WALL_T0)
-        assert view.node_ids() == ["a", "b", "d", "c"]
+        qtbot.waitUntil(lambda: view.node_ids() == ["a", "b", "d", "c"], timeout=5000)
 
     def test_held_order_moves_when_released(self, nodes: NodeTableModel) -> None:
         """While held, changes and new nodes wait (new ones at the bottom); on release the order is right."""
