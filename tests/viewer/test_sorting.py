@@ -73,6 +73,18 @@ class TestNodeSortFilterModel:
         view.sort(Column.CPU, order)
         assert view.node_ids() == expected
 
+    @pytest.mark.parametrize("order", [Qt.SortOrder.AscendingOrder, Qt.SortOrder.DescendingOrder])
+    def test_filtered_order_is_value_then_node_id_with_unmeasured_last(
+        self, nodes: NodeTableModel, view: NodeSortFilterModel, order: Qt.SortOrder
+    ) -> None:
+        """Filtered, rows still sort by figure, equal figures by node id, and unmeasured nodes go last."""
+        extra = [entry("xb", cpu=5.0), entry("xa", cpu=5.0), entry("xz", cpu=7.0), NodeEntry(status=status("xc"))]
+        nodes.apply_batch(batch_of(update(*extra, entry("b", cpu=5.0))), WALL_T0)
+        view.set_filter(parse("x"))
+        view.sort(Column.CPU, order)
+        measured = ["xa", "xb", "xz"] if order is Qt.SortOrder.AscendingOrder else ["xz", "xa", "xb"]
+        assert view.node_ids() == [*measured, "xc"]
+
     def test_live_resort_keeps_the_selection_on_its_node(
         self, qtbot: QtBot, nodes: NodeTableModel, view: NodeSortFilterModel
     ) -> None:
