@@ -9,6 +9,10 @@ then ``proc.Record`` tuples), ``("flush", token, timeout_s)``,
 after each commit attempt, ``("flushed", token, ok)``, ``("closed", health, failures)``,
 ``("fatal", reason)``.
 
+Started again after a predecessor died (``--resume``), it first reads the highest stored seq of
+each node's current instance, and skips a replayed sample at or below it: the dead child may have
+committed samples it never reported, so the gate never acked them and the agent sends them again.
+
 It dies with its parent (``PR_SET_PDEATHSIG``, Linux), and leaves SIGINT and SIGTERM to
 the parent, which shuts it down in order (a final commit, then ``close``).
 
@@ -59,9 +63,14 @@ def die_with_parent(parent_pid: int) -> bool:
 class Child:
     """The writer and its pipe; ``serve`` runs until the parent says close or goes away."""
 
-    def __init__(self, conn: Connection, engine: SqliteEngine) -> None:
+    def __init__(
+        self, conn: Connection, engine: SqliteEngine, stored: dict[tuple[str, str], int] | None = None
+    ) -> None:
+        """``stored``: (node, instance) -> highest stored seq, after a restart; samples at or below it are skipped."""
         self.conn = conn
         self.engine = engine
+        self._stored = stored or {}
+        self._floor: dict[int, int] = {}  # slot -> ``stored`` of its names
         self._send_lock = threading.Lock()
         self._names: dict[int, tuple[str, str]] = {}  # slot -> (node, instance), as the parent numbered them
         self._slots: dict[tuple[str, str], int] = {}
@@ -113,11 +122,15 @@ class Child:
         self, names: list[tuple[int, str, str]], nodes: dict[str, NodeRow | None], records: list[Record]
     ) -> None:
         """New slots' names, then the samples, then the registry puts (None: forget), as the parent sent them."""
-        by_slot, append = self._names, self.writer.append
+        by_slot, append, floor = self._names, self.writer.append, self._floor
         for slot, node_id, instance_id in names:
             by_slot[slot] = key = (node_id, instance_id)
             self._slots[key] = slot
+            if key in self._stored:
+                floor[slot] = self._stored[key]
         for slot, seq, sampled_at, values in records:
+            if floor and seq <= floor.get(slot, 0):
+                continue  # the dead child committed it and never said so: stored once is enough
             append(Sample(*by_slot[slot], seq, sampled_at, tuple(values)))
         for node_id, row in nodes.items():
             if row is None:
@@ -133,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--sync", choices=("NORMAL", "FULL"), default="NORMAL")
     parser.add_argument("--parent-pid", type=int, required=True)
+    parser.add_argument("--resume", action="store_true", help="a restart: skip samples already stored")
     args = parser.parse_args(argv)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
@@ -146,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreOpenError as exc:
         conn.send_bytes(pickle.dumps(("fatal", str(exc))))
         return 2
-    Child(conn, engine).serve()
+    stored = {(row.node_id, row.instance_id): row.last_seq for row in engine.load_nodes()} if args.resume else None
+    Child(conn, engine, stored).serve()
     return 0
 
 

@@ -147,6 +147,19 @@ class AckGate:
             if node is not None and seq > node.durable:
                 node.durable = seq
 
+    def lost(self) -> int:
+        """The writer process died with what it held uncommitted: hole every node with samples in flight.
+
+        Those samples were never acked; the resync closes these nodes' connections once the store
+        accepts again, and the agents replay from ``durable`` on. Returns how many nodes.
+        """
+        holed = 0
+        for node in self._nodes.values():
+            if node.accepted > node.durable:
+                node.accepted, node.hole = node.durable, True
+                holed += 1
+        return holed
+
     def resyncs(self, store_accepting: bool) -> list[str]:
         """Nodes whose hole can be filled now: close their connections so the agents replay."""
         if not store_accepting:
@@ -176,6 +189,7 @@ class StoreHealth:
     commit_failures: int
     last_commit_at: float | None
     last_commit_ms: float | None
+    restarts: int = 0  # writer processes started after one died (``collector.store.restart``)
 
 
 def health_reason(queued: int, capacity: int, failure: str | None) -> str | None:

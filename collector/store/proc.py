@@ -1,21 +1,19 @@
 """``ProcessWriter``: the store's writes in a child process, so encoding, SQLite and compaction never hold our GIL.
 
-At 10,000 nodes the writer thread's Python work (column encoding, compaction: seconds every minute)
-shared the event loop's GIL and its one core, and the loop fell behind (docs/store.md). The child
-(``collector.store.child``) runs the same ``StoreWriter`` on its own ``SqliteEngine``, on the other
-core; this side keeps ``StoreWriter``'s interface, so ``StoreLink`` and the ack gate do not change.
+As a thread, the writer's Python work shared the loop's GIL and core at 10,000 nodes (docs/store.md).
+The child (``collector.store.child``) runs ``StoreWriter`` on the other core; this keeps its interface.
 
 - The loop's ``append_slot`` appends a plain tuple (``Record``) and counts it. A sender thread pickles
   what queued every ``SEND_INTERVAL_S`` in one call, with new slots' names and the registry puts, into
-  a socketpair: plain tuples pickle in C (a ``Sample`` namedtuple called back into Python: 5.5 µs a
-  sample on our GIL, 0.7 now). A receiver thread hands the child's commit reports, ``array("q")``
-  (slot, seq) pairs, to ``on_slots`` (or as ``Durable`` lists to ``on_durable``).
+  a socketpair (plain tuples pickle in C). A receiver thread hands the child's commit reports,
+  ``array("q")`` (slot, seq) pairs, to ``on_slots`` (or as ``Durable`` lists to ``on_durable``).
 - The queue bound is kept here: samples appended but not yet reported committed. The child's own
   queue never refuses, so nothing the gate counts as accepted is dropped there.
 - An ack still follows a commit: only the child's commit report moves ``durable``.
 - If the child dies, health says degraded with the exit status, ``append`` refuses (the gate stops
   acking: agents keep their backlogs). Samples it held uncommitted were never acked, so no acked
-  sample is lost. A restart of the collector brings the writer back.
+  sample is lost. With a ``RestartPolicy`` (``collector.store.restart``) a new child starts after a
+  backoff, and ``on_exit`` lets the shell hole the nodes whose samples died with it (``lost``).
 - The child dies with us (``PR_SET_PDEATHSIG``): a kill -9 of the collector leaves no writer behind.
 
 Not here: SQL, the commit loop (``collector.store.writer``, in the child), ack rules.
@@ -26,11 +24,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import pickle
-import socket
 import subprocess
-import sys
 import threading
 import time
 from array import array
@@ -42,8 +37,7 @@ from typing import Any
 
 from collector.store.durability import StoreHealth, accepting, health_reason
 from collector.store.model import Durable, Sample
-from collector.store.sqlite_engine import SqliteEngine
-from collector.store.sqlite_reader import SqliteReader
+from collector.store.restart import RestartPolicy, exit_reason, spawn_child
 from collector.store.writer import QUEUE_MAX, RegistryPuts
 
 log = logging.getLogger("nodewatch.collector.store")
@@ -71,16 +65,25 @@ class ProcessWriter(RegistryPuts):
         queue_max: int = QUEUE_MAX,
         send_interval_s: float = SEND_INTERVAL_S,
         wall_clock: Callable[[], float] = time.time,
+        policy: RestartPolicy | None = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
-        """``on_slots``, if given, takes each commit report as flat (slot, seq) pairs instead of ``on_durable``."""
+        """``on_slots``: commit reports as flat (slot, seq) pairs. ``policy``: restart a dead child (None: never).
+
+        ``on_exit`` runs on the receiver thread when the child died, to have ``lost`` called on the loop.
+        """
         self.data_dir, self.sync, self.on_durable, self.on_slots = data_dir, sync, on_durable, on_slots
+        self.policy, self.on_exit = policy, on_exit
         self.queue_max, self.send_interval_s, self.wall_clock = queue_max, send_interval_s, wall_clock
         self._records: list[Record] = []  # the sender takes them from the front
         self._init_registry()
         self._names_sent = 0  # sender thread only: the child has been told the names of slots below this
-        self._appended = 0  # loop thread only
-        self._committed = 0  # the child's count, set by the receiver thread
-        self._refused = 0
+        # Loop thread only; the children's count (receiver thread); what dead children committed; refused.
+        self._appended = self._committed = self._base = self._refused = 0
+        self._restart_s = 0.0  # the delay ``lost`` arms the restart with
+        self._max_bytes: tuple[Any, ...] | None = None  # the last quota op: a new child gets it again
+        self._life = threading.RLock()  # a restart against close (a failed start re-arms inside it)
+        self._timer: threading.Timer | None = None  # the pending restart (``lost`` arms it)
         self._ops: list[tuple[Any, ...]] = []  # flush, max_bytes, close: sent after the samples before them
         self._flushes: dict[int, tuple[threading.Event, list[bool]]] = {}
         self._tokens = itertools.count(1)
@@ -88,9 +91,8 @@ class ProcessWriter(RegistryPuts):
         self._failures: dict[str, str] = {}
         self._failure: str | None = None  # the child is gone or never started: degraded until restart
         self._since_at = wall_clock()
-        self._closing = False
-        self._closed = threading.Event()
-        self._wake = threading.Event()
+        self._closing = self._closing_started = False  # started: close() began, no restart from now on
+        self._closed, self._wake = threading.Event(), threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._threads: list[threading.Thread] = []
@@ -99,18 +101,10 @@ class ProcessWriter(RegistryPuts):
 
     def start(self) -> None:
         """Spawn the child and the two threads that talk to it."""
-        mine, theirs = socket.socketpair()
-        package_root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        # -P: no working directory on sys.path, so the child runs this package (PYTHONPATH), never another copy.
-        argv = [sys.executable, "-P", "-m", "collector.store.child", "--fd", str(theirs.fileno())]
-        argv += ["--data-dir", str(self.data_dir), "--sync", self.sync, "--parent-pid", str(os.getpid())]
-        try:
-            # argv is ours: this interpreter, our module, our data dir.
-            self._proc = subprocess.Popen(argv, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)  # noqa: S603
-        finally:
-            theirs.close()
-        self._conn = Connection(mine.detach())
+        resume = self.policy is not None and self.policy.restarts > 0
+        self._proc, self._conn = spawn_child(self.data_dir, self.sync, resume=resume)
+        if self.policy is not None:
+            self.policy.started()
         for name, target in (("sender", self._send_loop), ("receiver", self._receive_loop)):
             thread = threading.Thread(target=target, name=f"nodewatch-store-{name}", daemon=True)
             thread.start()
@@ -123,6 +117,10 @@ class ProcessWriter(RegistryPuts):
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """Commit what is left, stop the child and the threads; what could not be written is counted lost."""
+        with self._life:  # a pending restart is cancelled; one under way has finished
+            self._closing_started = True
+            if self._timer is not None:
+                self._timer.cancel()
         if self._proc is None:
             return
         if self._failure is None:
@@ -130,7 +128,8 @@ class ProcessWriter(RegistryPuts):
         with self._lock:
             self._ops.append(("close", timeout_s))
         self._wake.set()
-        self._closed.wait(timeout_s)
+        if self._failure is None:  # a dead child says nothing more
+            self._closed.wait(timeout_s)
         with self._lock:
             self._closing = True
         try:
@@ -173,7 +172,8 @@ class ProcessWriter(RegistryPuts):
     def set_max_bytes(self, max_bytes: int | None) -> None:
         """The child's ``SqliteEngine.max_bytes`` (a quota), from the next commit on."""
         with self._lock:
-            self._ops.append(("max_bytes", max_bytes))
+            self._max_bytes = ("max_bytes", max_bytes)
+            self._ops.append(self._max_bytes)
         self._wake.set()
 
     def accepting(self) -> bool:
@@ -199,6 +199,7 @@ class ProcessWriter(RegistryPuts):
                 commit_failures=child.get("commit_failures", 0),
                 last_commit_at=child.get("last_commit_at"),
                 last_commit_ms=child.get("last_commit_ms"),
+                restarts=0 if self.policy is None else self.policy.restarts,
             )
 
     def _outstanding(self) -> int:
@@ -206,8 +207,6 @@ class ProcessWriter(RegistryPuts):
 
     def _commit_failure(self) -> str | None:
         return self._failure or self._failures.get("commit")
-
-    # ---- blocking side -------------------------------------------------------------------
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Commit everything appended so far; True once the child reports it durable."""
@@ -223,8 +222,6 @@ class ProcessWriter(RegistryPuts):
         with self._lock:
             self._flushes.pop(token, None)
         return bool(result and result[0])
-
-    # ---- the threads ---------------------------------------------------------------------
 
     def _send_loop(self) -> None:
         conn = self._conn
@@ -292,7 +289,7 @@ class ProcessWriter(RegistryPuts):
     def _state(self, health: dict[str, Any], failures: dict[str, str]) -> None:
         with self._lock:
             self._child = {k: v for k, v in health.items() if k in _HEALTH_FIELDS}
-            self._committed = int(health.get("committed_samples", self._committed))
+            self._committed = self._base + int(health.get("committed_samples", 0))
             self._failures = dict(failures)
 
     def _gone(self, reason: str | None) -> None:
@@ -304,47 +301,50 @@ class ProcessWriter(RegistryPuts):
             if self._proc is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     code = self._proc.wait(1.0)
-            reason = f"store writer process exited (status {code}); acks stopped: restart the collector"
+            reason = f"store writer process exited (status {code})"
         with self._lock:
             if self._failure is not None or self._closing:
                 return
-            self._failure = reason
+            self._failure, self._restart_s = exit_reason(reason, self.policy)
             self._since_at = self.wall_clock()
             waiters = list(self._flushes.values())
-        log.error("store: degraded: %s", reason)
+        log.error("store: degraded: %s", self._failure)
         for done, _ in waiters:
             done.set()
+        if self.on_exit is not None:
+            self.on_exit()
+        else:
+            self.lost()
 
+    def lost(self) -> None:
+        """On the loop, after ``AckGate.lost``: what the dead child held uncommitted (never acked) is gone."""
+        del self._records[:]
+        self._appended = self._committed
+        with self._life:
+            if self.policy is None or self._closing_started:
+                return
+            self._timer = threading.Timer(self._restart_s, self._restart)
+            self._timer.daemon = True
+            self._timer.start()
 
-class EngineView:
-    """The parent's side of the engine: reads, the lock and the file checks here; writes in the child.
-
-    ``max_bytes`` (the quota, ``SqliteEngine.max_bytes``) is forwarded to the child's engine.
-    """
-
-    def __init__(self, engine: SqliteEngine, writer: ProcessWriter) -> None:
-        self._engine, self._writer, self._max_bytes = engine, writer, engine.max_bytes
-
-    @property
-    def path(self) -> Path:
-        """The database file."""
-        return self._engine.path
-
-    @property
-    def reader(self) -> SqliteReader:
-        """The read connection (``SqliteReader``)."""
-        return self._engine.reader
-
-    @property
-    def max_bytes(self) -> int | None:
-        """The quota the writer process applies."""
-        return self._max_bytes
-
-    @max_bytes.setter
-    def max_bytes(self, value: int | None) -> None:
-        self._max_bytes = value
-        self._writer.set_max_bytes(value)
-
-    def close(self) -> None:
-        """Close the read connection and release the lock (after the child is done)."""
-        self._engine.close()
+    def _restart(self) -> None:
+        """On the timer's thread: the old threads done, a new child gets every live slot's name and the quota again."""
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(CLOSE_TIMEOUT_S)
+        with self._life:
+            if self._closing_started or self.policy is None:
+                return
+            if self._proc is not None:
+                self._proc.wait()
+            with self._lock:
+                self._threads, self._names_sent, self._base = [], 0, self._committed
+                ops = [op for op in self._ops if op[0] == "retire"]  # flushes were answered False
+                self._ops = ops if self._max_bytes is None else [self._max_bytes, *ops]
+                self._failure, self._since_at, self._child, self._failures = None, self.wall_clock(), {}, {}
+            self.policy.restarted()
+            try:
+                self.start()
+                log.warning("store: writer process restarted (pid %s, restart %d)", self.pid, self.policy.restarts)
+            except OSError as exc:  # no process or fd left: try again later
+                self._gone(f"store writer process could not start: {exc}")

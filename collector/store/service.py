@@ -40,10 +40,12 @@ from collector.config import CollectorConfig
 from collector.history import SERIES, HistoryRing
 from collector.store.codec import values_of
 from collector.store.durability import AckGate, StoreHealth
+from collector.store.engine_view import EngineView
 from collector.store.keystore import KeyStore
 from collector.store.link import StoreLink
 from collector.store.model import Durable, NodeRow, RangeResult, RawPoints
-from collector.store.proc import EngineView, ProcessWriter
+from collector.store.proc import ProcessWriter
+from collector.store.restart import RestartPolicy
 from collector.store.sqlite_engine import SqliteEngine
 from collector.wire import pack
 from shared.messages import Heartbeat, NodeFacts, NodeState
@@ -167,8 +169,9 @@ class DurableStore:
         self.cache, self.clock, self.wall_clock = cache, clock, wall
         self._loop: asyncio.AbstractEventLoop | None = None
         self.writer = ProcessWriter(
-            engine.data_dir, config.store_sync, self._on_durable, on_slots=self._on_slots, wall_clock=wall
-        )
+            engine.data_dir, config.store_sync, self._on_durable, on_slots=self._on_slots, wall_clock=wall,
+            policy=RestartPolicy(), on_exit=self._on_writer_exit,
+        )  # fmt: skip
         self.engine = EngineView(engine, self.writer)
         self.link = StoreLink(self.writer, AckGate(config.ack_interval_s), {})
         self.restored = 0
@@ -270,6 +273,23 @@ class DurableStore:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.link.committed_slots, pairs)
+
+    def _on_writer_exit(self) -> None:
+        """On the receiver thread: the writer process died; the loop holes what it lost, then it restarts."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._writer_lost)
+        else:
+            self.writer.lost()
+
+    def _writer_lost(self) -> None:
+        """Nodes with samples in flight get a hole (they resync and replay once the new child accepts), and every
+        registry row goes to the new child: rows the dead one held uncommitted died with it."""
+        holed = self.link.gate.lost()
+        for record in self.cache.nodes():
+            self.put(record)
+        self.writer.lost()
+        log.warning("store: writer process lost; %d nodes will replay what it held uncommitted", holed)
 
     # ---- registry ---------------------------------------------------------------------------
 
