@@ -9,9 +9,10 @@ then ``proc.Record`` tuples), ``("flush", token, timeout_s)``,
 after each commit attempt, ``("flushed", token, ok)``, ``("closed", health, failures)``,
 ``("fatal", reason)``.
 
-Started again after a predecessor died (``--resume``), it first reads the highest stored seq of
-each node's current instance, and skips a replayed sample at or below it: the dead child may have
-committed samples it never reported, so the gate never acked them and the agent sends them again.
+Started again after a predecessor died (``--resume``), it reads the highest stored seq of each
+node's current instance at its first write, and skips a replayed sample at or below it: the dead
+child may have committed samples it never reported, so the gate never acked them and the agent
+sends them again.
 
 It dies with its parent (``PR_SET_PDEATHSIG``, Linux), and leaves SIGINT and SIGTERM to
 the parent, which shuts it down in order (a final commit, then ``close``).
@@ -51,6 +52,8 @@ UNBOUNDED = sys.maxsize
 # its CFS weight is 335 against 1024: a third of a core while two busy processes share two cores,
 # above the ~15 % it needs on average; its queue (20 s) absorbs the rest, and acks wait meanwhile.
 WRITER_NICE = 5
+# A restarted child commits the parent's registry rows before it reads the floors: one commit, a generous wait.
+RESUME_FLUSH_S = 30.0
 
 
 def die_with_parent(parent_pid: int) -> bool:
@@ -63,14 +66,12 @@ def die_with_parent(parent_pid: int) -> bool:
 class Child:
     """The writer and its pipe; ``serve`` runs until the parent says close or goes away."""
 
-    def __init__(
-        self, conn: Connection, engine: SqliteEngine, stored: dict[tuple[str, str], int] | None = None
-    ) -> None:
-        """``stored``: (node, instance) -> highest stored seq, after a restart; samples at or below it are skipped."""
+    def __init__(self, conn: Connection, engine: SqliteEngine, *, resume: bool = False) -> None:
+        """``resume``: a restart; samples at or below the highest stored seq of their slot are skipped."""
         self.conn = conn
         self.engine = engine
-        self._stored = stored or {}
-        self._floor: dict[int, int] = {}  # slot -> ``stored`` of its names
+        self._resume = resume  # the floors are read at the first write, once its registry rows are committed
+        self._floor: dict[int, int] = {}  # slot -> the highest seq stored of its (node, instance)
         self._send_lock = threading.Lock()
         self._names: dict[int, tuple[str, str]] = {}  # slot -> (node, instance), as the parent numbered them
         self._slots: dict[tuple[str, str], int] = {}
@@ -122,16 +123,34 @@ class Child:
         self, names: list[tuple[int, str, str]], nodes: dict[str, NodeRow | None], records: list[Record]
     ) -> None:
         """New slots' names, then the samples, then the registry puts (None: forget), as the parent sent them."""
-        by_slot, append, floor = self._names, self.writer.append, self._floor
+        by_slot, append = self._names, self.writer.append
         for slot, node_id, instance_id in names:
             by_slot[slot] = key = (node_id, instance_id)
             self._slots[key] = slot
-            if key in self._stored:
-                floor[slot] = self._stored[key]
+        if self._resume:
+            self._resume = False
+            self._read_floors(nodes)
+            nodes = {}
+        floor = self._floor
         for slot, seq, sampled_at, values in records:
             if floor and seq <= floor.get(slot, 0):
                 continue  # the dead child committed it and never said so: stored once is enough
             append(Sample(*by_slot[slot], seq, sampled_at, tuple(values)))
+        self._put_rows(nodes)
+
+    def _read_floors(self, nodes: dict[str, NodeRow | None]) -> None:
+        """The first write after a restart: commit the parent's rows, then read each slot's highest stored seq.
+
+        ``load_nodes`` falls back on a row's ``last_seq`` when no sample of the instance is stored, and
+        a dead child's row could be ahead of its samples; the parent's rows (``last_seq``: the gate's
+        durable seq) go in first, so such a floor never skips a sample the store lacks.
+        """
+        self._put_rows(nodes)
+        self.writer.flush(RESUME_FLUSH_S)
+        stored = {(row.node_id, row.instance_id): row.last_seq for row in self.engine.load_nodes()}
+        self._floor = {slot: stored[key] for key, slot in self._slots.items() if key in stored}
+
+    def _put_rows(self, nodes: dict[str, NodeRow | None]) -> None:
         for node_id, row in nodes.items():
             if row is None:
                 self.writer.forget_node(node_id)
@@ -160,8 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreOpenError as exc:
         conn.send_bytes(pickle.dumps(("fatal", str(exc))))
         return 2
-    stored = {(row.node_id, row.instance_id): row.last_seq for row in engine.load_nodes()} if args.resume else None
-    Child(conn, engine, stored).serve()
+    Child(conn, engine, resume=args.resume).serve()
     return 0
 
 

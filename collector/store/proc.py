@@ -103,6 +103,8 @@ class ProcessWriter(RegistryPuts):
         """Spawn the child and the two threads that talk to it."""
         resume = self.policy is not None and self.policy.restarts > 0
         self._proc, self._conn = spawn_child(self.data_dir, self.sync, resume=resume)
+        with self._lock:  # after a restart: appends go to the new child from now on
+            self._failure, self._since_at = None, self.wall_clock()
         if self.policy is not None:
             self.policy.started()
         for name, target in (("sender", self._send_loop), ("receiver", self._receive_loop)):
@@ -144,8 +146,6 @@ class ProcessWriter(RegistryPuts):
                 self._conn.close()
         for thread in self._threads:
             thread.join(timeout_s)
-
-    # ---- event-loop side -----------------------------------------------------------------
 
     def append_slot(self, slot: int, seq: int, sampled_at: float, values: Sequence[float | None]) -> bool:
         """Queue a sample of ``slot``; False (and counted) if the queue is full or the child is gone: do not ack it."""
@@ -329,7 +329,6 @@ class ProcessWriter(RegistryPuts):
 
     def _restart(self) -> None:
         """On the timer's thread: the old threads done, a new child gets every live slot's name and the quota again."""
-        self._wake.set()
         for thread in self._threads:
             thread.join(CLOSE_TIMEOUT_S)
         with self._life:
@@ -341,10 +340,11 @@ class ProcessWriter(RegistryPuts):
                 self._threads, self._names_sent, self._base = [], 0, self._committed
                 ops = [op for op in self._ops if op[0] == "retire"]  # flushes were answered False
                 self._ops = ops if self._max_bytes is None else [self._max_bytes, *ops]
-                self._failure, self._since_at, self._child, self._failures = None, self.wall_clock(), {}, {}
+                self._child, self._failures = {}, {}
             self.policy.restarted()
             try:
                 self.start()
                 log.warning("store: writer process restarted (pid %s, restart %d)", self.pid, self.policy.restarts)
-            except OSError as exc:  # no process or fd left: try again later
-                self._gone(f"store writer process could not start: {exc}")
+            except OSError as exc:  # no process or fd left: still degraded, try again later
+                self._failure, self._restart_s = exit_reason(f"store writer could not start: {exc}", self.policy)
+                self.lost()

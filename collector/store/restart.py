@@ -32,10 +32,12 @@ HEALTHY_S = 60.0
 class RestartPolicy:
     """The delay before each restart and the count of restarts; ``started`` and ``died`` take the clock's now."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, first_s: float = RESTART_S, max_s: float = RESTART_MAX_S
+    ) -> None:
+        self.clock, self.first_s, self.max_s = clock, first_s, max_s
         self.restarts = 0  # children started after a death
-        self._delay_s = RESTART_S
+        self._delay_s = first_s
         self._started_at: float | None = None
 
     def started(self) -> None:
@@ -46,8 +48,8 @@ class RestartPolicy:
         """The child died now: the seconds to wait before the next start."""
         started = self._started_at
         if started is not None and self.clock() - started >= HEALTHY_S:
-            self._delay_s = RESTART_S
-        delay, self._delay_s = self._delay_s, min(RESTART_MAX_S, self._delay_s * 2)
+            self._delay_s = self.first_s
+        delay, self._delay_s = self._delay_s, min(self.max_s, self._delay_s * 2)
         return delay
 
     def restarted(self) -> None:

@@ -285,9 +285,11 @@ class DurableStore:
     def _writer_lost(self) -> None:
         """Nodes with samples in flight get a hole (they resync and replay once the new child accepts), and every
         registry row goes to the new child: rows the dead one held uncommitted died with it."""
-        holed = self.link.gate.lost()
-        for record in self.cache.nodes():
-            self.put(record)
+        gate = self.link.gate
+        holed = gate.lost()
+        for record in self.cache.nodes():  # last_seq: never ahead of what is stored (the new child's floors)
+            acks = gate.node(record.node_id, record.instance_id)
+            self.link.put_node(row_of(record, record.last_seq if acks is None else acks.durable))
         self.writer.lost()
         log.warning("store: writer process lost; %d nodes will replay what it held uncommitted", holed)
 

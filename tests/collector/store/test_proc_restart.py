@@ -134,7 +134,8 @@ class TestProcessWriterRestart:
     def test_close_cancels_a_pending_restart(self, tmp_path: Path) -> None:
         """A collector shutting down while its writer is dead does not start another one."""
         engine = SqliteEngine(tmp_path)
-        writer = ProcessWriter(tmp_path, "NORMAL", lambda durables: None, policy=RestartPolicy())
+        policy = RestartPolicy(first_s=3.0)  # surely still pending at close, however slow this machine is
+        writer = ProcessWriter(tmp_path, "NORMAL", lambda durables: None, policy=policy)
         writer.start()
         try:
             assert writer.flush(WAIT_S)
@@ -145,7 +146,7 @@ class TestProcessWriterRestart:
         finally:
             writer.close()
             engine.close()
-        time.sleep(RESTART_S * 2)  # past the restart's delay: nothing may have started
+        time.sleep(policy.first_s + 0.5)  # past the restart's delay: nothing may have started
         assert writer.pid == old
         assert writer.health().restarts == 0
 
