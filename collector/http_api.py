@@ -333,6 +333,7 @@ class HttpApi:
             runtime.details,
             fanout=fanout_health(runtime),
             listings=ListingCounts(active=gate.active, refused=gate.refused, cut=gate.cut),
+            store=None if runtime.store is None else runtime.store.health(),
         )
         body = await asyncio.to_thread(render_metrics, snapshot)
         return await body_response(request, self.scrapes, body, CONTENT_TYPE_PLAIN_0_0_4)

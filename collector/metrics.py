@@ -40,6 +40,8 @@ from collector.node_metrics import (
     has_details,
     node_exposition,
 )
+from collector.store.durability import StoreHealth
+from collector.store_metrics import store_families
 from shared.messages import Heartbeat
 
 ENDPOINTS = ("ingest", "subscribe", "http")
@@ -138,6 +140,7 @@ class ScrapeSnapshot:
     alerts: AlertsRow | None = None
     fanout: Mapping[str, int] | None = None  # /api/v1/health's fanout block, copied
     listings: ListingCounts | None = None
+    store: StoreHealth | None = None  # None: --ephemeral
 
 
 def take_snapshot(
@@ -148,6 +151,7 @@ def take_snapshot(
     *,
     fanout: Mapping[str, int] | None = None,
     listings: ListingCounts | None = None,
+    store: StoreHealth | None = None,
 ) -> ScrapeSnapshot:
     """Copy the scrape's inputs; call it where the cache is mutated (the event loop).
 
@@ -175,6 +179,7 @@ def take_snapshot(
         alerts=alerts_row,
         fanout=None if fanout is None else dict(fanout),
         listings=listings,
+        store=store,
     )
 
 
@@ -237,6 +242,8 @@ class NodewatchMetrics(Collector):
         yield from self._own_metrics()
         yield from self._fanout_metrics()
         yield from self._listing_metrics()
+        if self._snapshot.store is not None:
+            yield from store_families(self._snapshot.store)
 
     def _alert_metrics(self) -> Iterator[Metric]:
         alerts = self._snapshot.alerts
