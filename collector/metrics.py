@@ -24,6 +24,7 @@ import copy
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -90,8 +91,7 @@ class CollectorStats:
     penalized_upgrades: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class ListingCounts:
+class ListingCounts(NamedTuple):
     """``GET /api/v1/nodes`` listings (``collector.nodes_listing.ListingGate``): held now, refused, cut."""
 
     active: int
