@@ -50,14 +50,14 @@ async def fat_fleet(make_client: MakeClient, **config: Any) -> AsyncIterator[Tes
         yield client
 
 
-async def stalled_listing(client: TestClient[Any, Any]) -> socket.socket:
-    """A client that asks for the whole listing and never reads: a 4 KiB receive buffer, set before connecting."""
+async def stalled_listing(client: TestClient[Any, Any], path: str = "/api/v1/nodes") -> socket.socket:
+    """A client that asks for ``path`` and never reads: a 4 KiB receive buffer, set before connecting."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
     loop = asyncio.get_running_loop()
     await loop.sock_connect(sock, ("127.0.0.1", client.port))
-    await loop.sock_sendall(sock, b"GET /api/v1/nodes HTTP/1.1\r\nHost: collector\r\n\r\n")
+    await loop.sock_sendall(sock, f"GET {path} HTTP/1.1\r\nHost: collector\r\n\r\n".encode())
     return sock
 
 
@@ -109,17 +109,6 @@ class TestListingGate:
             sock.close()
 
 
-async def stalled_scrape(client: TestClient[Any, Any]) -> socket.socket:
-    """A client that asks for /metrics and never reads (a 4 KiB receive buffer; the text is ~30 MB here)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, ("127.0.0.1", client.port))
-    await loop.sock_sendall(sock, b"GET /metrics HTTP/1.1\r\nHost: collector\r\n\r\n")
-    return sock
-
-
 class TestScrapeGate:
     async def test_scrapes_past_the_slots_get_503_and_are_counted(self, make_client: MakeClient) -> None:
         """Two scrapers that never read hold /metrics' two slots: the next scrape gets 503, counted; then 200 again.
@@ -127,7 +116,7 @@ class TestScrapeGate:
         Before the gate every such scrape pinned its whole text (~30 MB here) for as long as it liked.
         """
         async with fat_fleet(make_client, listing_wait_s=0.0, listing_send_timeout_s=300.0) as client:
-            stalled = [await stalled_scrape(client) for _ in range(MAX_SCRAPES)]
+            stalled = [await stalled_listing(client, "/metrics") for _ in range(MAX_SCRAPES)]  # ~30 MB of text
             refused = 0
             async with asyncio.timeout(WAIT_S):
                 while (resp := await client.get("/metrics")).status != 503:
